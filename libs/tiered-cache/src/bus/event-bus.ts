@@ -1,0 +1,333 @@
+import type { Logger } from 'pino';
+import { CacheError } from '../errors.js';
+import { type RedisClient, scripts } from '../redis/factory.js';
+import { err, ok, type Result } from '../result.js';
+import {
+  type CacheEvent,
+  type CacheEventInput,
+  cacheEventSchema,
+  compareStreamIds,
+  wireMessageSchema,
+} from './events.js';
+
+export interface EventBusOptions {
+  /** Stream (durable, ordered, replayable) and pub/sub channel (fast fan-out) names. */
+  readonly stream: string;
+  readonly channel: string;
+  /** Approximate stream length kept (XADD MAXLEN ~). */
+  readonly maxLen: number;
+  /** This pod's id, written into every event it publishes. */
+  readonly podId: string;
+  /** While the subscription is down, L1 keeps nothing longer than this, ms. */
+  readonly disconnectedTtlMs: number;
+  readonly logger?: Logger;
+}
+
+/** What the cache does with the bus: apply an event, flush L1, cap L1 lifetimes while cut off. */
+export interface BusHandlers {
+  apply(event: CacheEvent, own: boolean): void;
+  /** Events were lost (trimmed before this pod read them): drop everything in L1. */
+  flush(reason: 'trimmed' | 'disconnected'): void;
+  /** `true`: entries filled now must not outlive disconnectedTtlMs; `false`: back to normal. */
+  disconnected(cut: boolean): void;
+}
+
+export interface BusStats {
+  published: number;
+  applied: number;
+  duplicates: number;
+  /** Events found through XRANGE after a gap or a reconnect rather than over pub/sub. */
+  replayed: number;
+  gaps: number;
+  flushes: number;
+  invalid: number;
+}
+
+const REPLAY_BATCH = 1000;
+
+/**
+ * Invalidate / update / prewarm / config events between pods (REQUIREMENTS D2). Each event goes to a
+ * Redis Stream and over pub/sub in one script; the pub/sub message names the id before it, so a pod
+ * applies each event once, in stream order, and notices at once when it missed one. After a gap or a
+ * reconnect it replays the stream from its last id; if that id was trimmed away it flushes L1.
+ */
+export class EventBus {
+  readonly stats: BusStats = {
+    published: 0,
+    applied: 0,
+    duplicates: 0,
+    replayed: 0,
+    gaps: 0,
+    flushes: 0,
+    invalid: 0,
+  };
+  readonly #pub: RedisClient;
+  readonly #sub: RedisClient;
+  readonly #opts: EventBusOptions;
+  readonly #handlers: BusHandlers;
+  #lastId = '0-0';
+  #catchingUp: Promise<void> | undefined;
+  #queue: { id: string; prev: string; event: unknown }[] = [];
+  #connected = false;
+  #everReady = false;
+  #flushTimer: NodeJS.Timeout | undefined;
+  #firstReady: (() => void) | undefined;
+  #closed = false;
+  /** Bumped by every cut: a catch-up that a cut overtook must not declare the bus connected. */
+  #cuts = 0;
+
+  constructor(pub: RedisClient, sub: RedisClient, options: EventBusOptions, handlers: BusHandlers) {
+    this.#pub = pub;
+    this.#sub = sub;
+    this.#opts = options;
+    this.#handlers = handlers;
+    // Registered once; ioredis resubscribes by itself after a reconnect and then emits 'ready'.
+    this.#sub.on('message', (channel: string, message: string) => {
+      if (channel === this.#opts.channel) this.#onMessage(message);
+    });
+    this.#sub.on('ready', () => void this.#onReady());
+    this.#sub.on('close', () => this.#onCut());
+  }
+
+  /** The id of the last event applied (or skipped as this pod's own). */
+  get lastId(): string {
+    return this.#lastId;
+  }
+
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  /** Resolves once subscribed (or after `waitMs` if Redis is unreachable: the bus keeps trying). */
+  async start(waitMs: number): Promise<void> {
+    const subscribed = new Promise<void>((resolve) => {
+      this.#firstReady = resolve;
+      setTimeout(resolve, waitMs).unref();
+    });
+    // Connect errors are not fatal: the cache serves degraded and the client keeps retrying.
+    await this.#sub.connect().catch(() => {});
+    if (this.#sub.status !== 'ready' && !this.#connected) this.#onCut();
+    await subscribed;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#flushTimer);
+    try {
+      await this.#sub.quit();
+    } catch {
+      this.#sub.disconnect();
+    }
+  }
+
+  /** Validates and publishes; resolves the stream id. The publisher applies its own event itself. */
+  async publish(input: CacheEventInput): Promise<Result<string>> {
+    const parsed = cacheEventSchema.safeParse(input);
+    if (!parsed.success) {
+      return err(
+        new CacheError('E_CACHE_INVALID_EVENT', `invalid event: ${parsed.error.message}`, {
+          cause: parsed.error,
+        }),
+      );
+    }
+    try {
+      const id = await scripts(this.#pub).busPublish(
+        this.#opts.stream,
+        this.#opts.channel,
+        this.#opts.maxLen,
+        JSON.stringify(parsed.data),
+      );
+      this.stats.published++;
+      return ok(id);
+    } catch (cause) {
+      return err(new CacheError('E_CACHE_L2_FAILED', 'could not publish the event', { cause }));
+    }
+  }
+
+  async #onReady(): Promise<void> {
+    if (this.#closed) return;
+    const cuts = this.#cuts;
+    if (!this.#everReady) {
+      // First connection: start from the newest event (history before this pod is moot: its L1 is
+      // empty). Read before subscribing: an event published in between then shows as a gap.
+      const last = await this.#pub.xrevrange(this.#opts.stream, '+', '-', 'COUNT', 1).catch(() => []);
+      const newest = last[0]?.[0];
+      if (newest !== undefined && compareStreamIds(newest, this.#lastId) > 0) this.#lastId = newest;
+      this.#everReady = true;
+      await this.#subscribe();
+    } else {
+      await this.#subscribe();
+      await this.#catchUp();
+    }
+    // The connection this 'ready' was for dropped while we caught up: still cut off (the flush
+    // timer of this outage keeps running); the next 'ready' catches up again.
+    if (this.#closed || cuts !== this.#cuts) return;
+    this.#connected = true;
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    this.#handlers.disconnected(false);
+    this.#firstReady?.();
+    this.#firstReady = undefined;
+  }
+
+  async #subscribe(): Promise<void> {
+    // ioredis resubscribes after a reconnect; subscribing again to the same channel is harmless.
+    await this.#sub.subscribe(this.#opts.channel).catch(() => {});
+  }
+
+  #onCut(): void {
+    if (this.#closed) return;
+    this.#cuts++;
+    if (!this.#connected && this.#flushTimer !== undefined) return;
+    this.#connected = false;
+    this.#handlers.disconnected(true);
+    // Entries filled before the cut could be invalidated while we cannot hear it: they get
+    // disconnectedTtlMs to live, then L1 is flushed.
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = setTimeout(() => {
+      if (this.#connected) return;
+      this.stats.flushes++;
+      this.#handlers.flush('disconnected');
+    }, this.#opts.disconnectedTtlMs);
+    this.#flushTimer.unref();
+  }
+
+  #onMessage(raw: string): void {
+    let message: { id: string; prev: string; event: unknown };
+    try {
+      message = wireMessageSchema.parse(JSON.parse(raw));
+    } catch {
+      this.stats.invalid++;
+      return;
+    }
+    if (this.#catchingUp) {
+      this.#queue.push(message);
+      return;
+    }
+    if (compareStreamIds(message.id, this.#lastId) <= 0) {
+      this.stats.duplicates++;
+      return;
+    }
+    if (message.prev !== this.#lastId && this.#everReady) {
+      // We missed at least one message: read the stream from where we are.
+      this.stats.gaps++;
+      this.#queue.push(message);
+      void this.#catchUp();
+      return;
+    }
+    this.#apply(message.id, message.event);
+  }
+
+  #apply(id: string, raw: unknown): void {
+    this.#lastId = id;
+    const parsed = cacheEventSchema.safeParse(raw);
+    if (!parsed.success) {
+      this.stats.invalid++;
+      this.#opts.logger?.warn({ id, issues: parsed.error.issues }, 'dropped an invalid bus event');
+      return;
+    }
+    const own = parsed.data.source_pod === this.#opts.podId;
+    if (!own) this.stats.applied++;
+    this.#handlers.apply(parsed.data, own);
+  }
+
+  /** Replays the stream after #lastId (serialised); flushes L1 when events were trimmed. */
+  #catchUp(): Promise<void> {
+    if (this.#catchingUp) return this.#catchingUp;
+    this.#catchingUp = this.#replay()
+      .catch((error: unknown) => {
+        // Cannot read the stream: we cannot know what we missed, so forget everything.
+        this.#opts.logger?.warn(
+          { err: error instanceof Error ? error.message : String(error) },
+          'bus replay failed; flushing L1',
+        );
+        this.stats.flushes++;
+        this.#handlers.flush('trimmed');
+      })
+      .finally(() => {
+        this.#catchingUp = undefined;
+        const queued = this.#queue;
+        this.#queue = [];
+        for (const m of queued) {
+          if (compareStreamIds(m.id, this.#lastId) > 0) this.#apply(m.id, m.event);
+          else this.stats.duplicates++;
+        }
+      });
+    return this.#catchingUp;
+  }
+
+  /**
+   * Whether the stream still holds everything after #lastId. XDEL moves max-deleted-entry-id, but
+   * trimming (XTRIM, XADD MAXLEN) does not: it removes the oldest entries, so our last entry still
+   * being there proves nothing after it was trimmed.
+   */
+  async #continuousAfter(info: unknown[]): Promise<boolean> {
+    const maxDeleted = fieldOf(info, 'max-deleted-entry-id') ?? '0-0';
+    if (compareStreamIds(maxDeleted, this.#lastId) > 0) return false;
+    if (this.#lastId === '0-0')
+      return Number(fieldValue(info, 'entries-added')) === Number(fieldValue(info, 'length'));
+    const own = await this.#pub.xrange(this.#opts.stream, this.#lastId, this.#lastId);
+    return own.length > 0;
+  }
+
+  async #replay(): Promise<void> {
+    let info: unknown[] | null;
+    try {
+      info = (await this.#pub.call('XINFO', 'STREAM', this.#opts.stream)) as unknown[];
+    } catch (error) {
+      // Any other failure goes to #catchUp's catch: we cannot know what we missed, so flush.
+      if (!(error instanceof Error && /no such key/i.test(error.message))) throw error;
+      info = null;
+    }
+    if (info === null) {
+      // The stream is gone (evicted, store.clear()): whatever it held after our last id is lost.
+      if (this.#lastId !== '0-0') {
+        this.stats.flushes++;
+        this.#handlers.flush('trimmed');
+        this.#lastId = '0-0';
+      }
+      return;
+    }
+    const lastGenerated = fieldOf(info, 'last-generated-id') ?? '0-0';
+    if (compareStreamIds(lastGenerated, this.#lastId) > 0 && !(await this.#continuousAfter(info))) {
+      // Entries after our last id were trimmed or deleted: what they said is lost to us.
+      this.stats.flushes++;
+      this.#handlers.flush('trimmed');
+      this.#lastId = lastGenerated;
+      return;
+    }
+    for (;;) {
+      const entries = await this.#pub.xrange(
+        this.#opts.stream,
+        `(${this.#lastId}`,
+        '+',
+        'COUNT',
+        REPLAY_BATCH,
+      );
+      for (const [id, fields] of entries) {
+        const at = fields.indexOf('e');
+        const json = at >= 0 ? fields[at + 1] : undefined;
+        let event: unknown;
+        try {
+          event = json === undefined ? undefined : JSON.parse(json);
+        } catch {
+          event = undefined;
+        }
+        this.stats.replayed++;
+        this.#apply(id, event);
+      }
+      if (entries.length < REPLAY_BATCH) return;
+    }
+  }
+}
+
+function fieldValue(info: unknown[], name: string): unknown {
+  const at = info.indexOf(name);
+  return at >= 0 ? info[at + 1] : undefined;
+}
+
+function fieldOf(info: unknown[], name: string): string | undefined {
+  const v = fieldValue(info, name);
+  return typeof v === 'string' ? v : undefined;
+}

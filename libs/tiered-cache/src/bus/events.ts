@@ -1,0 +1,59 @@
+import { z } from 'zod';
+
+/**
+ * Messages between pods (REQUIREMENTS D2). Every event is validated when it is published and
+ * again when it is received: a malformed message is counted and dropped, never applied.
+ */
+export const EVENT_TYPES = ['invalidate', 'update', 'prewarm', 'config'] as const;
+export type CacheEventType = (typeof EVENT_TYPES)[number];
+
+const namespaceName = z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/);
+const id = z.string().min(1).max(256);
+
+const base = {
+  namespace: namespaceName,
+  /** Milliseconds since the epoch, by the publisher's clock (informational: ordering is the stream's). */
+  timestamp: z.number().int().nonnegative(),
+  source_pod: z.string().min(1).max(128),
+  priority: z.enum(['high', 'normal', 'low']).default('normal'),
+};
+
+export const cacheEventSchema = z.discriminatedUnion('event_type', [
+  z
+    .object({
+      event_type: z.literal('invalidate'),
+      ...base,
+      keys: z.array(id).min(1).max(10_000).optional(),
+      /** A Redis glob over ids of this namespace; `*` is the whole namespace. */
+      key_pattern: z.string().min(1).max(256).optional(),
+      tags: z.array(z.string().min(1).max(256)).min(1).max(1000).optional(),
+      /** Whole-namespace invalidations carry the namespace's new generation. */
+      generation: z.number().int().nonnegative().optional(),
+    })
+    .refine((e) => [e.keys, e.key_pattern, e.tags].filter((x) => x !== undefined).length === 1, {
+      message: 'an invalidate event names exactly one of keys, key_pattern, tags',
+    }),
+  z.object({ event_type: z.literal('update'), ...base, keys: z.array(id).min(1).max(10_000) }),
+  z.object({ event_type: z.literal('prewarm'), ...base, keys: z.array(id).min(1).max(10_000) }),
+  z.object({
+    event_type: z.literal('config'),
+    ...base,
+    /** Runtime settings a tuner publishes; pods apply what they know and ignore the rest. */
+    settings: z.record(z.string(), z.union([z.number(), z.string(), z.boolean()])),
+  }),
+]);
+export type CacheEvent = z.output<typeof cacheEventSchema>;
+export type CacheEventInput = z.input<typeof cacheEventSchema>;
+
+/** What travels over pub/sub: the stream id, the id before it (gap detection), the event. */
+export const wireMessageSchema = z.object({ id: z.string(), prev: z.string(), event: z.unknown() });
+
+/** Stream ids compare as (ms, seq) pairs; '0-0' is "before everything". */
+export function compareStreamIds(a: string, b: string): number {
+  const [am = '0', as = '0'] = a.split('-');
+  const [bm = '0', bs = '0'] = b.split('-');
+  const ms = BigInt(am) - BigInt(bm);
+  if (ms !== 0n) return ms < 0n ? -1 : 1;
+  const seq = BigInt(as) - BigInt(bs);
+  return seq === 0n ? 0 : seq < 0n ? -1 : 1;
+}

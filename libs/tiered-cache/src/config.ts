@@ -1,0 +1,303 @@
+import { z } from 'zod';
+import { CacheError } from './errors.js';
+
+const hostPort = z.object({ host: z.string().min(1), port: z.number().int().min(1).max(65535) });
+
+/** How to reach one Redis deployment: single node, Sentinel set or Cluster. */
+export const redisConnectionSchema = z.discriminatedUnion('mode', [
+  z.object({
+    mode: z.literal('single'),
+    /** `redis://[user:password@]host:port[/db]` or `rediss://` for TLS. */
+    url: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://'),
+  }),
+  z.object({
+    mode: z.literal('sentinel'),
+    sentinels: z.array(hostPort).min(1),
+    /** The master name the Sentinels monitor. */
+    name: z.string().min(1),
+    password: z.string().optional(),
+    sentinelPassword: z.string().optional(),
+    db: z.number().int().min(0).default(0),
+  }),
+  z.object({
+    mode: z.literal('cluster'),
+    nodes: z.array(hostPort).min(1),
+    password: z.string().optional(),
+  }),
+]);
+export type RedisConnection = z.input<typeof redisConnectionSchema>;
+export type ResolvedRedisConnection = z.output<typeof redisConnectionSchema>;
+
+export const CACHE_IMPLS = ['null', 'memory', 'redis', 'tiered'] as const;
+export type CacheImpl = (typeof CACHE_IMPLS)[number];
+
+/** Every option with its default; resolved once by `createCache`, never per call. */
+export const cacheOptionsSchema = z.object({
+  /** Which store serves reads: `null` counts demand only, `memory` is L1 only, `redis` is L2 only. */
+  impl: z.enum(CACHE_IMPLS).default('tiered'),
+  /** Required for `redis` and `tiered`. */
+  redis: redisConnectionSchema.optional(),
+  /** Prepended to every Redis key this cache writes; SCAN-based clearing never leaves it. */
+  prefix: z.string().max(64).default('cf:'),
+  /** Used by the raw `store.set` when no TTL is given, seconds. */
+  defaultTtlSeconds: z.number().positive().default(1800),
+  l1: z
+    .object({
+      maxEntries: z.number().int().positive().default(10_000),
+      /** L1 TTL for raw `store.set` calls; namespaces bring their own, seconds. */
+      defaultTtlSeconds: z.number().positive().default(300),
+      /** Upper bound on the JSON size of L1 entries, bytes. */
+      maxBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(64 * 1024 * 1024),
+    })
+    .prefault({}),
+  l2: z
+    .object({
+      /** Values whose JSON is at least this long are deflated; 0 turns compression off. */
+      compressionThreshold: z.number().int().min(0).default(2048),
+      /** A command that takes longer fails (and counts toward the breaker). */
+      commandTimeoutMs: z.number().int().positive().default(500),
+      /** How long `start()` waits for the first connection before serving degraded. */
+      connectTimeoutMs: z.number().int().positive().default(2000),
+    })
+    .prefault({}),
+  breaker: z
+    .object({
+      /** Consecutive L2 failures that open the breaker. */
+      failureThreshold: z.number().int().positive().default(5),
+      /** How long an open breaker refuses L2 calls before one probe is let through, ms. */
+      cooldownMs: z.number().int().positive().default(1000),
+    })
+    .prefault({}),
+  lock: z
+    .object({
+      /** Lifetime of the fleet-wide load lock; must exceed the slowest loader call, ms. */
+      ttlMs: z.number().int().positive().default(10_000),
+      /** How long a waiter polls L2 for the lock holder's value before it loads itself, ms. */
+      maxWaitMs: z.number().int().positive().default(5_000),
+      /** First back-off between polls; doubles with ±50% jitter up to 200 ms. */
+      retryMs: z.number().int().positive().default(10),
+    })
+    .prefault({}),
+  bus: z
+    .object({
+      /** Pods tell each other about invalidations (needs Redis: impl redis or tiered). */
+      enabled: z.boolean().default(true),
+      /** This pod's name in events; default `<hostname>-<pid>-<random>`. */
+      podId: z.string().min(1).max(128).optional(),
+      /** Events kept in the stream for pods that reconnect (XADD MAXLEN ~). */
+      maxLen: z.number().int().min(100).default(100_000),
+      /** While a pod cannot hear the bus, its L1 keeps nothing longer than this, ms. */
+      disconnectedTtlMs: z.number().int().positive().default(5_000),
+      /** Life of an invalidation tombstone in L2; a fill that takes longer is not cached, ms. */
+      tombstoneTtlMs: z.number().int().positive().default(60_000),
+    })
+    .prefault({}),
+  /** Keys of failed L2 deletes kept for replay once Redis is back. */
+  maxPendingDeletes: z.number().int().min(0).default(10_000),
+  /** Record one L1 lookup duration in this many (a power of two). */
+  l1TimingSampleRate: z
+    .number()
+    .int()
+    .positive()
+    .refine((n) => (n & (n - 1)) === 0, 'must be a power of two')
+    .default(64),
+});
+export type CacheOptions = z.input<typeof cacheOptionsSchema>;
+export type ResolvedCacheOptions = z.output<typeof cacheOptionsSchema>;
+
+export function resolveCacheOptions(options: CacheOptions): ResolvedCacheOptions {
+  const parsed = cacheOptionsSchema.safeParse(options);
+  if (!parsed.success) throw configError(parsed.error, (path) => path);
+  const resolved = parsed.data;
+  if ((resolved.impl === 'redis' || resolved.impl === 'tiered') && resolved.redis === undefined) {
+    throw new CacheError(
+      'E_CACHE_CONFIG',
+      `Invalid cache configuration: redis: required when impl is "${resolved.impl}"`,
+    );
+  }
+  return resolved;
+}
+
+/** The environment variables `loadCacheConfig` reads, each mapped to its option path. */
+export const ENV_VARS = {
+  FEATURE_CACHE: 'master switch: false forces impl=null (default true)',
+  CACHE_IMPL: 'impl',
+  CACHE_REDIS_MODE: 'redis.mode',
+  CACHE_REDIS_URL: 'redis.url',
+  CACHE_REDIS_SENTINELS: 'redis.sentinels (host:port,host:port)',
+  CACHE_REDIS_SENTINEL_NAME: 'redis.name',
+  CACHE_REDIS_PASSWORD: 'redis.password',
+  CACHE_REDIS_CLUSTER_NODES: 'redis.nodes (host:port,host:port)',
+  CACHE_KEY_PREFIX: 'prefix',
+  CACHE_DEFAULT_TTL: 'defaultTtlSeconds',
+  CACHE_L1_MAX_ENTRIES: 'l1.maxEntries',
+  CACHE_L1_MAX_BYTES: 'l1.maxBytes',
+  CACHE_COMPRESSION_THRESHOLD: 'l2.compressionThreshold',
+  CACHE_REDIS_COMMAND_TIMEOUT_MS: 'l2.commandTimeoutMs',
+  CACHE_BREAKER_THRESHOLD: 'breaker.failureThreshold',
+  CACHE_BREAKER_COOLDOWN_MS: 'breaker.cooldownMs',
+  CACHE_LOCK_TTL_MS: 'lock.ttlMs',
+  CACHE_LOCK_MAX_WAIT_MS: 'lock.maxWaitMs',
+  CACHE_BUS_ENABLED: 'bus.enabled',
+  CACHE_POD_ID: 'bus.podId',
+  CACHE_BUS_MAXLEN: 'bus.maxLen',
+  CACHE_DISCONNECTED_TTL_MS: 'bus.disconnectedTtlMs',
+  CACHE_TOMBSTONE_TTL_MS: 'bus.tombstoneTtlMs',
+} as const;
+type EnvVar = keyof typeof ENV_VARS;
+
+const boolish = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
+  .transform((v) => ['true', '1', 'yes', 'on'].includes(v));
+const intish = z.coerce.number().int();
+const hostList = z
+  .string()
+  .transform((s) =>
+    s
+      .split(',')
+      .map((part) => part.trim())
+      .filter(Boolean),
+  )
+  .pipe(
+    z
+      .array(
+        z
+          .string()
+          .regex(/^[^:\s]+:\d{1,5}$/, 'expected host:port')
+          .transform((hp) => {
+            const at = hp.lastIndexOf(':');
+            return { host: hp.slice(0, at), port: Number(hp.slice(at + 1)) };
+          }),
+      )
+      .min(1),
+  );
+
+const envSchema = z.object({
+  FEATURE_CACHE: boolish.default(true),
+  CACHE_IMPL: z.enum(CACHE_IMPLS).optional(),
+  CACHE_REDIS_MODE: z.enum(['single', 'sentinel', 'cluster']).default('single'),
+  CACHE_REDIS_URL: z.string().optional(),
+  CACHE_REDIS_SENTINELS: hostList.optional(),
+  CACHE_REDIS_SENTINEL_NAME: z.string().optional(),
+  CACHE_REDIS_PASSWORD: z.string().optional(),
+  CACHE_REDIS_CLUSTER_NODES: hostList.optional(),
+  CACHE_KEY_PREFIX: z.string().optional(),
+  CACHE_DEFAULT_TTL: intish.optional(),
+  CACHE_L1_MAX_ENTRIES: intish.optional(),
+  CACHE_L1_MAX_BYTES: intish.optional(),
+  CACHE_COMPRESSION_THRESHOLD: intish.optional(),
+  CACHE_REDIS_COMMAND_TIMEOUT_MS: intish.optional(),
+  CACHE_BREAKER_THRESHOLD: intish.optional(),
+  CACHE_BREAKER_COOLDOWN_MS: intish.optional(),
+  CACHE_LOCK_TTL_MS: intish.optional(),
+  CACHE_LOCK_MAX_WAIT_MS: intish.optional(),
+  CACHE_BUS_ENABLED: boolish.optional(),
+  CACHE_POD_ID: z.string().optional(),
+  CACHE_BUS_MAXLEN: intish.optional(),
+  CACHE_DISCONNECTED_TTL_MS: intish.optional(),
+  CACHE_TOMBSTONE_TTL_MS: intish.optional(),
+});
+
+/**
+ * Reads the A4 switches from an environment object (pass `process.env`; the library never reads
+ * it by itself) and validates them. A bad value throws E_CACHE_CONFIG naming the variable.
+ */
+export function loadCacheConfig(env: Readonly<Record<string, string | undefined>>): ResolvedCacheOptions {
+  const present = Object.fromEntries(
+    Object.keys(ENV_VARS)
+      .map((k) => [k, env[k]] as const)
+      .filter(([, v]) => v !== undefined && v !== ''),
+  );
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) throw configError(parsed.error, (path) => path);
+  const e = parsed.data;
+  const impl = e.FEATURE_CACHE ? (e.CACHE_IMPL ?? 'tiered') : 'null';
+  const needsRedis = impl === 'redis' || impl === 'tiered';
+  const redis = needsRedis ? redisFromEnv(e) : undefined;
+  const options: CacheOptions = {
+    impl,
+    ...(redis ? { redis } : {}),
+    ...(e.CACHE_KEY_PREFIX !== undefined ? { prefix: e.CACHE_KEY_PREFIX } : {}),
+    ...(e.CACHE_DEFAULT_TTL !== undefined ? { defaultTtlSeconds: e.CACHE_DEFAULT_TTL } : {}),
+    l1: {
+      ...(e.CACHE_L1_MAX_ENTRIES !== undefined ? { maxEntries: e.CACHE_L1_MAX_ENTRIES } : {}),
+      ...(e.CACHE_L1_MAX_BYTES !== undefined ? { maxBytes: e.CACHE_L1_MAX_BYTES } : {}),
+    },
+    l2: {
+      ...(e.CACHE_COMPRESSION_THRESHOLD !== undefined
+        ? { compressionThreshold: e.CACHE_COMPRESSION_THRESHOLD }
+        : {}),
+      ...(e.CACHE_REDIS_COMMAND_TIMEOUT_MS !== undefined
+        ? { commandTimeoutMs: e.CACHE_REDIS_COMMAND_TIMEOUT_MS }
+        : {}),
+    },
+    breaker: {
+      ...(e.CACHE_BREAKER_THRESHOLD !== undefined ? { failureThreshold: e.CACHE_BREAKER_THRESHOLD } : {}),
+      ...(e.CACHE_BREAKER_COOLDOWN_MS !== undefined ? { cooldownMs: e.CACHE_BREAKER_COOLDOWN_MS } : {}),
+    },
+    lock: {
+      ...(e.CACHE_LOCK_TTL_MS !== undefined ? { ttlMs: e.CACHE_LOCK_TTL_MS } : {}),
+      ...(e.CACHE_LOCK_MAX_WAIT_MS !== undefined ? { maxWaitMs: e.CACHE_LOCK_MAX_WAIT_MS } : {}),
+    },
+    bus: {
+      ...(e.CACHE_BUS_ENABLED !== undefined ? { enabled: e.CACHE_BUS_ENABLED } : {}),
+      ...(e.CACHE_POD_ID !== undefined ? { podId: e.CACHE_POD_ID } : {}),
+      ...(e.CACHE_BUS_MAXLEN !== undefined ? { maxLen: e.CACHE_BUS_MAXLEN } : {}),
+      ...(e.CACHE_DISCONNECTED_TTL_MS !== undefined
+        ? { disconnectedTtlMs: e.CACHE_DISCONNECTED_TTL_MS }
+        : {}),
+      ...(e.CACHE_TOMBSTONE_TTL_MS !== undefined ? { tombstoneTtlMs: e.CACHE_TOMBSTONE_TTL_MS } : {}),
+    },
+  };
+  const resolved = cacheOptionsSchema.safeParse(options);
+  if (!resolved.success) throw configError(resolved.error, optionPathToEnv);
+  return resolved.data;
+}
+
+function redisFromEnv(e: z.output<typeof envSchema>): RedisConnection {
+  const missing = (name: EnvVar, why: string) =>
+    new CacheError('E_CACHE_CONFIG', `Invalid cache configuration: ${name}: required ${why}`);
+  switch (e.CACHE_REDIS_MODE) {
+    case 'single':
+      if (e.CACHE_REDIS_URL === undefined) throw missing('CACHE_REDIS_URL', 'when CACHE_REDIS_MODE=single');
+      return { mode: 'single', url: e.CACHE_REDIS_URL };
+    case 'sentinel':
+      if (e.CACHE_REDIS_SENTINELS === undefined)
+        throw missing('CACHE_REDIS_SENTINELS', 'when CACHE_REDIS_MODE=sentinel');
+      if (e.CACHE_REDIS_SENTINEL_NAME === undefined)
+        throw missing('CACHE_REDIS_SENTINEL_NAME', 'when CACHE_REDIS_MODE=sentinel');
+      return {
+        mode: 'sentinel',
+        sentinels: e.CACHE_REDIS_SENTINELS,
+        name: e.CACHE_REDIS_SENTINEL_NAME,
+        ...(e.CACHE_REDIS_PASSWORD !== undefined ? { password: e.CACHE_REDIS_PASSWORD } : {}),
+      };
+    case 'cluster':
+      if (e.CACHE_REDIS_CLUSTER_NODES === undefined)
+        throw missing('CACHE_REDIS_CLUSTER_NODES', 'when CACHE_REDIS_MODE=cluster');
+      return {
+        mode: 'cluster',
+        nodes: e.CACHE_REDIS_CLUSTER_NODES,
+        ...(e.CACHE_REDIS_PASSWORD !== undefined ? { password: e.CACHE_REDIS_PASSWORD } : {}),
+      };
+  }
+}
+
+function optionPathToEnv(path: string): string {
+  const hit = Object.entries(ENV_VARS).find(([, p]) => p === path || p.startsWith(`${path} `));
+  return hit ? hit[0] : path;
+}
+
+function configError(error: z.ZodError, name: (path: string) => string): CacheError {
+  const parts = error.issues.map((issue) => {
+    const path = issue.path.join('.');
+    return `${name(path) || '(root)'}: ${issue.message}`;
+  });
+  return new CacheError('E_CACHE_CONFIG', `Invalid cache configuration: ${parts.join('; ')}`, {
+    cause: error,
+  });
+}

@@ -1,0 +1,33 @@
+/**
+ * Every error the library hands out carries one of these codes. The text is the documentation:
+ * README's error table is checked against it by a test.
+ */
+export const ERROR_CODES = {
+  E_CACHE_CONFIG: 'The cache configuration is invalid; the message names the field.',
+  E_CACHE_L2_UNAVAILABLE:
+    'Redis (L2) is not connected or its circuit breaker is open; the call was not sent. Reads fall back to L1 and the loader.',
+  E_CACHE_L2_FAILED: 'A Redis (L2) command failed or timed out; `cause` holds the driver error.',
+  E_CACHE_INVALID_ID: "An id does not satisfy the namespace's id schema; nothing was read or written.",
+  E_CACHE_INVALID_VALUE: "A value does not satisfy the namespace's value schema; nothing was written.",
+  E_CACHE_LOADER_FAILED: "The namespace's loader threw or rejected; `cause` holds its error.",
+  E_CACHE_CORRUPT_ENTRY: 'An L2 entry could not be decoded; it is treated as a miss and deleted.',
+  E_CACHE_INVALID_EVENT:
+    'A bus event does not satisfy its schema; it was not published (or, received, not applied).',
+  E_CACHE_CLOSED: 'The cache was closed.',
+} as const;
+
+export type CacheErrorCode = keyof typeof ERROR_CODES;
+
+export class CacheError extends Error {
+  readonly code: CacheErrorCode;
+
+  constructor(code: CacheErrorCode, message?: string, options?: { cause?: unknown }) {
+    super(message ?? ERROR_CODES[code], options);
+    this.name = 'CacheError';
+    this.code = code;
+  }
+}
+
+export function isCacheError(value: unknown): value is CacheError {
+  return value instanceof CacheError;
+}

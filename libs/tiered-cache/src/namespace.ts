@@ -1,0 +1,73 @@
+import { z } from 'zod';
+
+/**
+ * One kind of cached data, described once and imported by API pods and workers alike:
+ * they read, warm, migrate and restore through the same definition.
+ */
+export interface NamespaceDefinition<T> {
+  /** Lower-case name, part of every key: `[a-z][a-z0-9_-]*`. */
+  readonly name: string;
+  /** Bump when the value's shape changes: old entries are simply never read again. */
+  readonly version: number;
+  /** Seconds each tier keeps an entry. */
+  readonly ttl: { readonly l1: number; readonly l2: number };
+  /** Checked on every write and every loader result. */
+  readonly schema: z.ZodType<T>;
+  /** Reads one value from the source of truth; `undefined` means "does not exist" (not cached). */
+  readonly load: (id: string) => Promise<T | undefined>;
+  /** Reads many at once; ids absent from the map do not exist. Falls back to `load` per id. */
+  readonly loadMany?: (ids: readonly string[]) => Promise<ReadonlyMap<string, T>>;
+  /** Tags of an entry, for `invalidateTags`. */
+  readonly tags?: (value: T) => readonly string[];
+  /** Ids accepted by this namespace. Default: 1–256 printable characters without glob metacharacters. */
+  readonly idSchema?: z.ZodType<string>;
+}
+
+export interface Namespace<T> extends NamespaceDefinition<T> {
+  /** Small integer unique per process: the cache indexes its per-namespace state by it. */
+  readonly index: number;
+  /** `name:v<version>:`, built once so a key is one concatenation. */
+  readonly keyBase: string;
+  readonly idSchema: z.ZodType<string>;
+  /** The id check the read path runs on a miss: a precompiled test for the default schema. */
+  readonly isValidId: (id: string) => boolean;
+}
+
+/** Glob metacharacters are refused so that an id can never widen a pattern invalidation. */
+export const DEFAULT_ID_SCHEMA = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^[^\s*?[\]\\{}]+$/, 'ids must not contain white space or any of * ? [ ] \\ { }');
+
+const definitionSchema = z.object({
+  name: z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/, 'name must match [a-z][a-z0-9_-]{0,63}'),
+  version: z.number().int().min(1),
+  ttl: z.object({ l1: z.number().positive(), l2: z.number().positive() }),
+});
+
+const FORBIDDEN_ID_CHARS = /[\s*?[\]\\{}]/;
+/** Same rule as DEFAULT_ID_SCHEMA without a zod call: it runs on every miss. */
+function isDefaultId(id: string): boolean {
+  return typeof id === 'string' && id.length >= 1 && id.length <= 256 && !FORBIDDEN_ID_CHARS.test(id);
+}
+
+let nextIndex = 0;
+
+export function defineNamespace<T>(definition: NamespaceDefinition<T>): Namespace<T> {
+  const parsed = definitionSchema.safeParse(definition);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new TypeError(
+      `defineNamespace(${JSON.stringify(definition.name)}): ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`,
+    );
+  }
+  const idSchema = definition.idSchema;
+  return Object.freeze({
+    ...definition,
+    idSchema: idSchema ?? DEFAULT_ID_SCHEMA,
+    isValidId: idSchema ? (id: string) => idSchema.safeParse(id).success : isDefaultId,
+    index: nextIndex++,
+    keyBase: `${definition.name}:v${definition.version}:`,
+  });
+}

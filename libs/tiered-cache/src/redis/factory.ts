@@ -1,0 +1,135 @@
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import type { ResolvedRedisConnection } from '../config.js';
+import { SCRIPTS } from './scripts.js';
+
+export type RedisClient = Redis | Cluster;
+
+/**
+ * `cache`: fail fast (no offline queue, one retry, short timeout) so a sick Redis costs a
+ * request microseconds, not seconds — the caller falls back to L1 and the loader.
+ * `queue`: BullMQ's rule — `maxRetriesPerRequest: null` and an offline queue, so blocking
+ * commands survive reconnects.
+ */
+export type RedisRole = 'cache' | 'queue';
+
+export interface RedisClientOptions {
+  readonly role: RedisRole;
+  /**
+   * Cache role: arm ioredis's per-command timer (a `setTimeout` per command). The cache's own
+   * RedisStore leaves it off and runs one watchdog per client instead (see RedisStore).
+   */
+  readonly commandTimeoutMs?: number;
+  readonly connectTimeoutMs?: number;
+  /** CLIENT SETNAME, so operators (and chaos tests) can tell connections apart in CLIENT LIST. */
+  readonly connectionName?: string;
+  /** Called for every connection error (the client keeps reconnecting by itself). */
+  readonly onError?: (error: Error) => void;
+}
+
+/** Reconnect forever with capped, jittered back-off: recovery is automatic (REQUIREMENTS A5). */
+function retryDelay(times: number): number {
+  const base = Math.min(50 * 2 ** Math.min(times, 6), 2000);
+  return Math.round(base / 2 + Math.random() * (base / 2));
+}
+
+function readonlyAfterFailover(error: Error): 2 | false {
+  // After a Sentinel failover the old master comes back as a replica: reconnect and resend.
+  return error.message.startsWith('READONLY') ? 2 : false;
+}
+
+/** The one place Redis clients are made. No I/O here: call `connect()` when starting. */
+export function createRedisClient(conn: ResolvedRedisConnection, options: RedisClientOptions): RedisClient {
+  const base: RedisOptions = {
+    lazyConnect: true,
+    connectTimeout: options.connectTimeoutMs ?? 2000,
+    retryStrategy: retryDelay,
+    reconnectOnError: readonlyAfterFailover,
+    ...(options.connectionName !== undefined ? { connectionName: options.connectionName } : {}),
+    ...(options.role === 'cache'
+      ? {
+          enableOfflineQueue: false,
+          // 0: commands in flight when the connection drops are rejected at once, not resent.
+          maxRetriesPerRequest: 0,
+          autoResendUnfulfilledCommands: false,
+          ...(options.commandTimeoutMs !== undefined ? { commandTimeout: options.commandTimeoutMs } : {}),
+          enableAutoPipelining: true,
+        }
+      : { enableOfflineQueue: true, maxRetriesPerRequest: null }),
+  };
+  let client: RedisClient;
+  switch (conn.mode) {
+    case 'single':
+      client = new Redis(conn.url, base);
+      break;
+    case 'sentinel':
+      client = new Redis({
+        ...base,
+        sentinels: conn.sentinels,
+        name: conn.name,
+        db: conn.db,
+        ...(conn.password !== undefined ? { password: conn.password } : {}),
+        ...(conn.sentinelPassword !== undefined ? { sentinelPassword: conn.sentinelPassword } : {}),
+        // A hung (not dead) master is only noticed through Sentinel's +switch-master.
+        failoverDetector: true,
+        sentinelRetryStrategy: retryDelay,
+      });
+      break;
+    case 'cluster':
+      client = new Cluster(conn.nodes, {
+        lazyConnect: true,
+        enableOfflineQueue: options.role === 'queue',
+        enableAutoPipelining: options.role === 'cache',
+        scaleReads: 'master',
+        // The redirect budget (maxRedirections × retryDelayOnFailover = 6.4 s) must outlast
+        // cluster-node-timeout, or requests fail during a master election.
+        maxRedirections: 32,
+        retryDelayOnFailover: 200,
+        retryDelayOnClusterDown: 200,
+        retryDelayOnTryAgain: 100,
+        clusterRetryStrategy: retryDelay,
+        redisOptions: {
+          ...base,
+          ...(conn.password !== undefined ? { password: conn.password } : {}),
+        },
+      });
+      break;
+  }
+  for (const script of SCRIPTS) {
+    client.defineCommand(script.name, { numberOfKeys: script.numberOfKeys, lua: script.lua });
+  }
+  if (options.onError) client.on('error', options.onError);
+  else client.on('error', () => {});
+  return client;
+}
+
+/** The masters to SCAN: every master of a Cluster, or the one node otherwise. */
+export function scanTargets(client: RedisClient): Redis[] {
+  return client instanceof Cluster ? client.nodes('master') : [client];
+}
+
+export function isCluster(client: RedisClient): client is Cluster {
+  return client instanceof Cluster;
+}
+
+/** Typed access to the commands registered from SCRIPTS. */
+export interface ScriptCommands {
+  lockRelease(key: string, token: string): Promise<number>;
+  tagAdd(tagKey: string, entryKey: string, ttlMs: number): Promise<number>;
+  busPublish(stream: string, channel: string, maxLen: number, event: string): Promise<string>;
+  fill(entry: string, expected: string, wire: string, ttlMs: number): Promise<number>;
+  invalidate(entry: string, tombstone: string, ttlMs: number): Promise<number>;
+}
+
+export function scripts(client: RedisClient): ScriptCommands {
+  return client as unknown as ScriptCommands;
+}
+
+/**
+ * Drops every socket of a client at once so that commands waiting on a hung server are rejected
+ * now. `disconnect()` would only `end()` the stream, and a stopped server never answers the FIN,
+ * so the commands waited until it woke up (2.2 s in the SIGSTOP chaos test). ioredis reconnects.
+ */
+export function dropConnections(client: RedisClient): void {
+  const nodes = client instanceof Cluster ? client.nodes() : [client];
+  for (const node of nodes) node.stream?.destroy();
+}

@@ -1,0 +1,23 @@
+import type { CacheError } from './errors.js';
+
+/** Store faults are values, not exceptions (REQUIREMENTS A1). */
+export type Result<T, E = CacheError> = Ok<T> | Err<E>;
+export interface Ok<T> {
+  readonly ok: true;
+  readonly value: T;
+}
+export interface Err<E> {
+  readonly ok: false;
+  readonly error: E;
+}
+
+export function ok<T>(value: T): Ok<T> {
+  return { ok: true, value };
+}
+
+export function err<E>(error: E): Err<E> {
+  return { ok: false, error };
+}
+
+/** Shared instance so that misses and plain acknowledgements allocate nothing. */
+export const OK_UNDEFINED: Ok<undefined> = Object.freeze({ ok: true, value: undefined });

@@ -1,0 +1,80 @@
+import type { CacheEvent } from '../bus/events.js';
+import type { ReadThrough } from './read-through.js';
+
+/**
+ * Applies another pod's event to this pod's L1 (the publisher already applied its own). L2 needs
+ * nothing: the publisher changed it before publishing. Returns whether L1 was touched.
+ */
+export function applyToL1(rt: ReadThrough, event: CacheEvent): boolean {
+  const l1 = rt.l1;
+  switch (event.event_type) {
+    case 'invalidate': {
+      if (event.generation !== undefined) {
+        rt.setGeneration(event.namespace, event.generation);
+        return true;
+      }
+      rt.invalidated();
+      // Loads in flight here began before the invalidation: later readers must not join them.
+      for (const st of rt.statesNamed(event.namespace)) {
+        if (event.keys) {
+          const ids = new Set(event.keys);
+          rt.dropInflight(st.keyBase, (id) => ids.has(id));
+          if (l1) for (const id of event.keys) l1.remove(st.keyBase + id);
+        } else if (event.key_pattern !== undefined) {
+          const re = globToRegExp(event.key_pattern);
+          rt.dropInflight(st.keyBase, (id) => re.test(id));
+          l1?.removeWhere(st.keyBase, (id) => re.test(id));
+        } else {
+          // A tag: which in-flight loads carry it is unknown until they finish, so drop them all.
+          rt.dropInflight(st.keyBase);
+        }
+      }
+      if (event.tags) l1?.removeTags(event.tags.map((t) => `${event.namespace}:${t}`));
+      return true;
+    }
+    case 'update': {
+      rt.invalidated();
+      const ids = new Set(event.keys);
+      for (const st of rt.statesNamed(event.namespace)) {
+        rt.dropInflight(st.keyBase, (id) => ids.has(id));
+        if (l1) for (const id of event.keys) l1.remove(st.keyBase + id);
+      }
+      return true;
+    }
+    case 'prewarm':
+    case 'config':
+      return false;
+  }
+}
+
+/**
+ * Redis glob semantics (`*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\x`) as a RegExp over whole ids, so a
+ * pod drops from L1 exactly what SCAN MATCH removes from L2.
+ */
+export function globToRegExp(glob: string): RegExp {
+  let out = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i] as string;
+    if (c === '\\' && i + 1 < glob.length) {
+      out += escapeRe(glob[++i] as string);
+    } else if (c === '*') out += '[\\s\\S]*';
+    else if (c === '?') out += '[\\s\\S]';
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 2);
+      if (end === -1) {
+        out += '\\[';
+        continue;
+      }
+      let body = glob.slice(i + 1, end);
+      const negate = body.startsWith('^');
+      if (negate) body = body.slice(1);
+      out += `[${negate ? '^' : ''}${body.replace(/[\\\]]/g, '\\$&')}]`;
+      i = end;
+    } else out += escapeRe(c);
+  }
+  return new RegExp(`^${out}$`);
+}
+
+function escapeRe(c: string): string {
+  return c.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+}

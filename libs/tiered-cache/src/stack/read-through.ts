@@ -1,0 +1,474 @@
+import type { ResolvedCacheOptions } from '../config.js';
+import type { MemoryStore } from '../drivers/memory.js';
+import { isTombstone, type RedisStore } from '../drivers/redis.js';
+import { CacheError } from '../errors.js';
+import type { Namespace } from '../namespace.js';
+import { err, OK_UNDEFINED, type Ok, ok, type Result } from '../result.js';
+import { loadBatch } from './batch.js';
+import { keyBaseAt, type NamespaceState, newState } from './state.js';
+import { jitter, sleep, type TimingSink } from './timing.js';
+
+export interface Tiers {
+  readonly l1: MemoryStore | undefined;
+  readonly l2: RedisStore | undefined;
+}
+
+/**
+ * How a value reaches the tiers. A fill came from a miss: it is written to L2 only if the entry is
+ * still what the miss saw (`expected`), and to L1 only if no invalidation was applied in this pod
+ * since the read began (`epoch`). An explicit set is authoritative and writes unconditionally.
+ */
+export type WriteMode =
+  | { readonly kind: 'set' }
+  | {
+      readonly kind: 'fill';
+      readonly expected: string;
+      readonly epoch: number;
+      readonly startedAt: number;
+      /** The namespace's invalidation counter before loading (see RedisStore.bumpInvalidations). */
+      readonly inv?: number;
+    };
+
+/**
+ * The read and write paths over whichever tiers the active store has: L1 → L2 → one loader
+ * call per key across the fleet (in-process single-flight, then a Redis lock whose waiters poll
+ * L2 instead of calling the loader). Fills are fenced against concurrent invalidations
+ * (DESIGN invariant 2): see WriteMode.
+ */
+export class ReadThrough {
+  #l1: MemoryStore | undefined;
+  #l2: RedisStore | undefined;
+  readonly #states: (NamespaceState | undefined)[] = [];
+  readonly #generations = new Map<string, number>();
+  readonly inflight = new Map<string, Promise<Result<unknown>>>();
+  readonly lock: ResolvedCacheOptions['lock'];
+  readonly #tombstoneTtlMs: number;
+  readonly #timing: TimingSink;
+  readonly #sampleMask: number;
+  #tick = 0;
+  /** Bumped by every invalidation applied to L1; a fill that saw another value skips L1. */
+  #epoch = 0;
+  /** Upper bound on L1 lifetimes while the bus is cut off (Infinity when connected). */
+  #l1TtlCapMs = Number.POSITIVE_INFINITY;
+
+  constructor(options: ResolvedCacheOptions, timing: TimingSink) {
+    this.lock = options.lock;
+    this.#tombstoneTtlMs = options.bus.tombstoneTtlMs;
+    this.#timing = timing;
+    this.#sampleMask = options.l1TimingSampleRate - 1;
+  }
+
+  /** Points the paths at a new store's tiers (registry swap). */
+  useTiers(tiers: Tiers): void {
+    this.#l1 = tiers.l1;
+    this.#l2 = tiers.l2;
+  }
+
+  get l1(): MemoryStore | undefined {
+    return this.#l1;
+  }
+
+  get l2(): RedisStore | undefined {
+    return this.#l2;
+  }
+
+  get epoch(): number {
+    return this.#epoch;
+  }
+
+  get states(): readonly (NamespaceState | undefined)[] {
+    return this.#states;
+  }
+
+  state(ns: Namespace<unknown>): NamespaceState {
+    let st = this.#states[ns.index];
+    if (st === undefined) {
+      st = newState(ns, this.#timing(ns.name), this.#generations.get(ns.name) ?? 0);
+      this.#states[ns.index] = st;
+    }
+    return st;
+  }
+
+  /** Every state of a namespace name (several definitions may share one, e.g. v1 and v2). */
+  statesNamed(name: string): NamespaceState[] {
+    return this.#states.filter((s): s is NamespaceState => s !== undefined && s.ns.name === name);
+  }
+
+  /** An invalidation reached L1: fills that started before it must not write L1. */
+  invalidated(): void {
+    this.#epoch++;
+  }
+
+  /** While the bus is cut off, nothing enters L1 for longer than `capMs`. */
+  capL1Ttl(capMs: number): void {
+    this.#l1TtlCapMs = capMs;
+  }
+
+  generation(name: string): number {
+    return this.#generations.get(name) ?? 0;
+  }
+
+  /** Moves a namespace to a generation (never backwards) and drops its old keys from L1. */
+  setGeneration(name: string, generation: number): void {
+    if ((this.#generations.get(name) ?? 0) >= generation) return;
+    this.#generations.set(name, generation);
+    for (const st of this.statesNamed(name)) {
+      this.#l1?.removeByPrefix(st.keyBase);
+      st.keyBase = keyBaseAt(st.ns, generation);
+    }
+    this.#epoch++;
+  }
+
+  get<T>(ns: Namespace<T>, id: string): Promise<Result<T | undefined>> {
+    const st = this.#states[ns.index] ?? this.state(ns as Namespace<unknown>);
+    const key = st.keyBase + id;
+    const l1 = this.#l1;
+    if (l1 !== undefined) {
+      // Timing one lookup in 64 keeps the histogram honest without a clock read per hit.
+      if ((++this.#tick & this.#sampleMask) === 0)
+        return this.#timedL1(st, id, key) as Promise<Result<T | undefined>>;
+      const hit = l1.peek(key);
+      if (hit !== undefined) {
+        st.l1Hits++;
+        return Promise.resolve(hit as Ok<T>);
+      }
+    }
+    return this.miss(st, id, key) as Promise<Result<T | undefined>>;
+  }
+
+  async #timedL1(st: NamespaceState, id: string, key: string): Promise<Result<unknown>> {
+    const t0 = performance.now();
+    const hit = this.#l1?.peek(key);
+    st.timers.l1.observe((performance.now() - t0) / 1000);
+    if (hit !== undefined) {
+      st.l1Hits++;
+      return hit;
+    }
+    return this.miss(st, id, key);
+  }
+
+  miss(st: NamespaceState, id: string, key: string): Promise<Result<unknown>> {
+    // Ids are checked only here: an id found in L1 was checked when it was filled.
+    if (!st.ns.isValidId(id)) return Promise.resolve(this.invalidId(st, id));
+    const pending = this.inflight.get(key);
+    if (pending !== undefined) {
+      st.misses++;
+      return pending;
+    }
+    const p = this.#leader(st, id, key);
+    this.inflight.set(key, p);
+    return p;
+  }
+
+  invalidId(st: NamespaceState, id: string): Result<never> {
+    st.invalidInputs++;
+    return err(new CacheError('E_CACHE_INVALID_ID', `invalid id for ${st.ns.name}: ${JSON.stringify(id)}`));
+  }
+
+  /**
+   * The one read per key in this process. Its first statement awaits (L2 or the loader), so the
+   * `finally` always runs after `miss` registered it; a try/finally here instead of `.finally()`
+   * saves a promise and a closure per miss. If a `set` replaced the entry meanwhile, deleting it
+   * only costs a later joiner its own read, never a stale value.
+   */
+  async #leader(st: NamespaceState, id: string, key: string): Promise<Result<unknown>> {
+    const epoch = this.#epoch;
+    const startedAt = performance.now();
+    try {
+      const l2 = this.#l2;
+      if (l2 === undefined) {
+        st.misses++;
+        return await this.loadAndStore(st, id, key, { kind: 'fill', expected: '', epoch, startedAt });
+      }
+      const wire = await l2.readWire(key);
+      st.timers.l2.observe((performance.now() - startedAt) / 1000);
+      if (typeof wire === 'string' && !isTombstone(wire)) {
+        const decoded = l2.decode(key, wire);
+        if (decoded.ok) {
+          st.l2Hits++;
+          this.putL1(st, key, decoded, wire.length, epoch);
+          return decoded;
+        }
+      }
+      if (wire === undefined) {
+        // Redis is failing: load, keep it in L1 only, and do not fight for a lock we cannot take.
+        st.l2Errors++;
+        st.misses++;
+        return await this.loadAndStore(st, id, key, { kind: 'fill', expected: '', epoch, startedAt });
+      }
+      const expected = wire === null || !isTombstone(wire) ? '' : wire;
+      return await this.#loadLocked(st, l2, id, key, { kind: 'fill', expected, epoch, startedAt });
+    } finally {
+      this.inflight.delete(key);
+    }
+  }
+
+  /** Fills L1 unless an invalidation was applied since the read began (then the value may be old). */
+  putL1(st: NamespaceState, key: string, entry: Ok<unknown>, size: number | undefined, epoch: number): void {
+    if (this.#l1 === undefined || this.#epoch !== epoch) return;
+    this.#l1.put(key, entry, Math.min(st.l1TtlMs, this.#l1TtlCapMs), size, this.tagsOf(st, entry.value));
+  }
+
+  async #loadLocked(
+    st: NamespaceState,
+    l2: RedisStore,
+    id: string,
+    key: string,
+    mode: Extract<WriteMode, { kind: 'fill' }>,
+  ): Promise<Result<unknown>> {
+    st.misses++;
+    const deadline = performance.now() + this.lock.maxWaitMs;
+    let backoff = this.lock.retryMs;
+    for (;;) {
+      const lock = await l2.acquireLock(key, this.lock.ttlMs);
+      if (!lock.ok) return this.loadAndStore(st, id, key, mode);
+      const token = lock.value;
+      if (token !== null) {
+        try {
+          // The previous holder may have filled L2 between our miss and our lock.
+          const [again, inv] = await Promise.all([l2.readWire(key), l2.invalidations(st.ns.name)]);
+          if (again === undefined) return await this.loadAndStore(st, id, key, mode);
+          if (again !== null && !isTombstone(again)) {
+            const decoded = l2.decode(key, again);
+            if (decoded.ok) {
+              this.putL1(st, key, decoded, again.length, mode.epoch);
+              return decoded;
+            }
+          }
+          const expected = again === null || !isTombstone(again) ? '' : again;
+          return await this.loadAndStore(st, id, key, {
+            ...mode,
+            expected,
+            ...(inv.ok ? { inv: inv.value } : {}),
+          });
+        } finally {
+          await l2.releaseLock(key, token);
+        }
+      }
+      st.lockWaits++;
+      if (performance.now() >= deadline) {
+        st.lockTimeouts++;
+        return this.loadAndStore(st, id, key, mode);
+      }
+      await sleep(jitter(backoff));
+      backoff = Math.min(backoff * 2, 200);
+      const polled = await l2.readWire(key);
+      if (polled === undefined) return this.loadAndStore(st, id, key, mode);
+      if (polled !== null && !isTombstone(polled)) {
+        const decoded = l2.decode(key, polled);
+        if (decoded.ok) {
+          this.putL1(st, key, decoded, polled.length, mode.epoch);
+          return decoded;
+        }
+      }
+    }
+  }
+
+  async loadAndStore(st: NamespaceState, id: string, key: string, mode: WriteMode): Promise<Result<unknown>> {
+    st.loads++;
+    const t0 = performance.now();
+    let loaded: unknown;
+    try {
+      loaded = await st.ns.load(id);
+    } catch (cause) {
+      st.loaderErrors++;
+      return err(
+        new CacheError('E_CACHE_LOADER_FAILED', `loader of ${st.ns.name} failed for ${id}`, { cause }),
+      );
+    } finally {
+      st.timers.l3.observe((performance.now() - t0) / 1000);
+    }
+    if (loaded === undefined) return OK_UNDEFINED;
+    return this.store(st, key, loaded, mode);
+  }
+
+  /**
+   * Validates, then writes L2 (awaited: lock waiters read it) and L1. Never throws. A fill that an
+   * invalidation overtook is returned to its reader (it began before the invalidation) but cached
+   * nowhere. An explicit `set` returns an L2 failure, and queues an invalidation of the key for
+   * replay, so the value it meant to replace cannot outlive the outage in L2.
+   */
+  async store(st: NamespaceState, key: string, value: unknown, mode: WriteMode): Promise<Result<unknown>> {
+    const parsed = st.ns.schema.safeParse(value);
+    if (!parsed.success) {
+      st.invalidInputs++;
+      return err(
+        new CacheError('E_CACHE_INVALID_VALUE', `invalid value for ${st.ns.name}: ${parsed.error.message}`, {
+          cause: parsed.error,
+        }),
+      );
+    }
+    const result = ok(parsed.data);
+    const tags = this.tagsOf(st, parsed.data);
+    let size: number | undefined;
+    const l2 = this.#l2;
+    if (l2 !== undefined) {
+      let encoded: { wire: string; size: number };
+      try {
+        encoded = l2.encode(parsed.data);
+      } catch (cause) {
+        st.invalidInputs++;
+        return err(
+          new CacheError('E_CACHE_INVALID_VALUE', `value of ${st.ns.name} is not JSON-serialisable`, {
+            cause,
+          }),
+        );
+      }
+      size = encoded.size;
+      const t0 = performance.now();
+      if (mode.kind === 'set') {
+        const w = await l2.write(key, encoded.wire, st.l2TtlMs, tags);
+        st.timers.writeL2.observe((performance.now() - t0) / 1000);
+        if (!w.ok) {
+          st.l2Errors++;
+          this.#l1?.remove(key);
+          await l2.invalidate([key]);
+          return w;
+        }
+      } else {
+        // A fill older than a tombstone's life could miss the tombstone that fences it.
+        if (performance.now() - mode.startedAt >= this.#tombstoneTtlMs) {
+          st.fencedFills++;
+          return result;
+        }
+        const w = await l2.fill(key, mode.expected, encoded.wire, st.l2TtlMs, tags);
+        st.timers.writeL2.observe((performance.now() - t0) / 1000);
+        if (!w.ok) st.l2Errors++;
+        else if (!w.value || !(await this.#noWalkSince(st, l2, key, mode.inv))) {
+          st.fencedFills++;
+          return result;
+        }
+      }
+    }
+    if (mode.kind === 'set') {
+      this.#l1?.put(key, result, Math.min(st.l1TtlMs, this.#l1TtlCapMs), size, tags);
+    } else this.putL1(st, key, result, size, mode.epoch);
+    st.sets++;
+    return result;
+  }
+
+  /**
+   * After a fill wrote: did a pattern or tag invalidation of the namespace start since the fill
+   * began loading? Its walk may have missed our key, so we retract the entry ourselves.
+   */
+  async #noWalkSince(
+    st: NamespaceState,
+    l2: RedisStore,
+    key: string,
+    inv: number | undefined,
+  ): Promise<boolean> {
+    if (inv === undefined) return true;
+    const now = await l2.invalidations(st.ns.name);
+    if (now.ok && now.value === inv) return true;
+    await l2.invalidate([key]);
+    return false;
+  }
+
+  /** Forgets loads in flight under `keyBase` (matching `match`): readers from now on start afresh. */
+  dropInflight(keyBase: string, match?: (id: string) => boolean): void {
+    for (const key of this.inflight.keys()) {
+      if (key.startsWith(keyBase) && (match === undefined || match(key.slice(keyBase.length))))
+        this.inflight.delete(key);
+    }
+  }
+
+  tagsOf(st: NamespaceState, value: unknown): readonly string[] | undefined {
+    const tags = st.ns.tags;
+    if (tags === undefined) return undefined;
+    try {
+      return tags(value).map((t) => `${st.ns.name}:${t}`);
+    } catch {
+      return undefined;
+    }
+  }
+
+  async getMany<T>(ns: Namespace<T>, ids: readonly string[]): Promise<Result<(T | undefined)[]>> {
+    const st = this.state(ns as Namespace<unknown>);
+    const epoch = this.#epoch;
+    const startedAt = performance.now();
+    const out: unknown[] = new Array(ids.length);
+    const todo: number[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const hit = this.#l1?.peek(st.keyBase + ids[i]);
+      if (hit !== undefined) {
+        st.l1Hits++;
+        out[i] = hit.value;
+      } else todo.push(i);
+    }
+    if (todo.length === 0) return ok(out as T[]);
+    for (const i of todo) if (!ns.isValidId(ids[i] as string)) return this.invalidId(st, ids[i] as string);
+    let missing = todo;
+    const l2 = this.#l2;
+    if (l2 !== undefined) {
+      const keys = todo.map((i) => st.keyBase + ids[i]);
+      const r = await l2.readMany(keys);
+      st.timers.l2.observe((performance.now() - startedAt) / 1000);
+      if (r.ok) {
+        missing = [];
+        todo.forEach((i, j) => {
+          const e = r.value[j];
+          if (e === undefined) missing.push(i);
+          else {
+            st.l2Hits++;
+            const entry = ok(e.value);
+            this.putL1(st, keys[j] as string, entry, e.size, epoch);
+            out[i] = entry.value;
+          }
+        });
+      } else st.l2Errors++;
+    }
+    if (missing.length > 0) {
+      const loaded = await loadBatch(
+        this,
+        st,
+        missing.map((i) => ids[i] as string),
+        epoch,
+        startedAt,
+      );
+      if (!loaded.ok) return loaded;
+      missing.forEach((i, j) => {
+        out[i] = loaded.value[j];
+      });
+    }
+    return ok(out as (T | undefined)[]);
+  }
+
+  async set<T>(ns: Namespace<T>, id: string, value: T): Promise<Result<void>> {
+    const st = this.state(ns as Namespace<unknown>);
+    if (!ns.isValidId(id)) return this.invalidId(st, id);
+    const key = st.keyBase + id;
+    // A write supersedes any load in flight for this key in this process.
+    this.inflight.delete(key);
+    this.#epoch++;
+    const r = await this.store(st, key, value, { kind: 'set' });
+    return r.ok ? OK_UNDEFINED : r;
+  }
+
+  /** Drops ids from L1 and tombstones them in L2 (fills racing this call will not write). */
+  async delete(ns: Namespace<unknown>, ids: readonly string[]): Promise<Result<number>> {
+    const st = this.state(ns);
+    for (const id of ids) if (!ns.isValidId(id)) return this.invalidId(st, id);
+    const keys = ids.map((id) => st.keyBase + id);
+    let removed = 0;
+    for (const key of keys) {
+      this.inflight.delete(key);
+      if (this.#l1?.remove(key)) removed++;
+    }
+    this.#epoch++;
+    st.dels += keys.length;
+    const l2 = this.#l2;
+    if (l2 === undefined) return ok(removed);
+    const r = await l2.invalidate(keys);
+    // A read in this pod that fetched the old value during that round trip must not keep it.
+    this.#epoch++;
+    for (const key of keys) {
+      this.inflight.delete(key);
+      this.#l1?.remove(key);
+    }
+    if (!r.ok) {
+      st.l2Errors++;
+      return r;
+    }
+    return ok(Math.max(removed, r.value));
+  }
+}

@@ -1,0 +1,81 @@
+import type { Namespace } from '../namespace.js';
+import type { NamespaceTimers } from './timing.js';
+
+/**
+ * Per-namespace counters of one cache, plain numbers bumped on the hot path and read by the
+ * metrics collector at scrape time (no prom-client call per lookup).
+ */
+export interface NamespaceState {
+  readonly ns: Namespace<unknown>;
+  /** `name:v<version>:` or, after whole-namespace invalidations, `name:v<version>:g<generation>:`. */
+  keyBase: string;
+  readonly l1TtlMs: number;
+  readonly l2TtlMs: number;
+  readonly timers: NamespaceTimers;
+  l1Hits: number;
+  l2Hits: number;
+  /** Reads served by neither tier (single-flight joiners included). */
+  misses: number;
+  /** Calls of load/loadMany, i.e. L3 queries. */
+  loads: number;
+  loaderErrors: number;
+  l2Errors: number;
+  sets: number;
+  dels: number;
+  invalidations: number;
+  /** Reads that found the fleet lock taken and waited for its holder. */
+  lockWaits: number;
+  /** Waits that hit lock.maxWaitMs and loaded anyway. */
+  lockTimeouts: number;
+  invalidInputs: number;
+  /** Fills not written because an invalidation came first (the fence at work). */
+  fencedFills: number;
+}
+
+export function keyBaseAt(ns: Namespace<unknown>, generation: number): string {
+  return generation === 0 ? ns.keyBase : `${ns.keyBase}g${generation}:`;
+}
+
+export function newState(
+  ns: Namespace<unknown>,
+  timers: NamespaceTimers,
+  generation: number,
+): NamespaceState {
+  return {
+    ns,
+    timers,
+    keyBase: keyBaseAt(ns, generation),
+    l1TtlMs: ns.ttl.l1 * 1000,
+    l2TtlMs: ns.ttl.l2 * 1000,
+    l1Hits: 0,
+    l2Hits: 0,
+    misses: 0,
+    loads: 0,
+    loaderErrors: 0,
+    l2Errors: 0,
+    sets: 0,
+    dels: 0,
+    invalidations: 0,
+    lockWaits: 0,
+    lockTimeouts: 0,
+    invalidInputs: 0,
+    fencedFills: 0,
+  };
+}
+
+export interface Totals {
+  hits: number;
+  misses: number;
+  errors: number;
+}
+
+export function totals(states: Iterable<NamespaceState | undefined>): Totals {
+  const t: Totals = { hits: 0, misses: 0, errors: 0 };
+  for (const s of states) {
+    if (!s) continue;
+    t.hits += s.l1Hits + s.l2Hits;
+    t.misses += s.misses;
+    t.errors += s.l2Errors + s.loaderErrors;
+  }
+  return t;
+}
