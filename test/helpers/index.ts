@@ -1,0 +1,27 @@
+export {
+  type ClusterNode,
+  type ClusterNodeInfo,
+  parseClusterNodes,
+  type RedisCluster,
+  type StartClusterOptions,
+  startCluster,
+} from './cluster.js';
+export { busHead, isTombstoned, type KeyReader, liveValue, type StreamReader } from './l2.js';
+export { freePort } from './ports.js';
+export { delay, pingOnce, type RedisProcess, type StartRedisOptions, startRedis } from './redis-server.js';
+export {
+  info,
+  parseInfo,
+  type RawCommandOptions,
+  RespError,
+  type RespValue,
+  rawCommand,
+  tryCommand,
+} from './resp.js';
+export {
+  type Address,
+  type SentinelSet,
+  type StartSentinelSetOptions,
+  startSentinelSet,
+} from './sentinel.js';
+export { type WaitOptions, waitUntil } from './wait.js';
