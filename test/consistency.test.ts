@@ -437,6 +437,41 @@ describe('minimised interleavings (each was found by the fleet run)', () => {
   });
 
   /*
+   * The fix above fenced such a fill *after* it wrote: it read the walk counter again and
+   * tombstoned its own entry. In the round trip between, any pod could read the old value from L2
+   * and keep it in its L1 until the L1 TTL, since the retraction was never announced. The CI run of
+   * the fleet caught it (the invalidating pod itself read v9 < v10 for 90 ms). The counter is now
+   * checked in the same script as the write: the old value never reaches L2. Redis tells every
+   * write to the key (keyspace notifications), so "never written" is observed, not inferred.
+   */
+  it('a fill fenced by a pattern invalidation never writes the old value, not even for an instant', async () => {
+    const s = scenario();
+    const [a, b] = [await s.pod(), await s.pod()];
+    const key = `${s.prefix}item:v1:k1`;
+    await s.db.config('SET', 'notify-keyspace-events', 'K$');
+    const watcher = new Redis(redisUrl());
+    const writes: string[] = [];
+    watcher.on('message', (_channel: string, op: string) => writes.push(op));
+    await watcher.subscribe(`__keyspace@0__:${key}`);
+    try {
+      const held = s.holdNextLoad();
+      const early = s.read(b, 'k1'); // k1 absent from L2: B's miss saw nothing, loads v0
+      await held.loaded;
+      await s.write(a, 'pattern', 'k*', ['k1'], () => a.invalidatePattern(s.ns, 'k*'));
+      held.release();
+      await early;
+      await s.db.ping(); // notifications of everything before this PING have been sent
+      await afterBusDelay();
+      expect(writes).toEqual([]);
+      await s.read(a, 'k1');
+      expect(s.check()).toEqual([]);
+    } finally {
+      watcher.disconnect();
+      await s.db.config('SET', 'notify-keyspace-events', '');
+    }
+  });
+
+  /*
    * The design note's known tag window is "an entry that was never cached". It is wider: a tag
    * invalidation UNLINKs the index, so after it *every* entry of the tag is out of the index until
    * it is filled again. A fill racing the next tag invalidation (it saw the first invalidation's

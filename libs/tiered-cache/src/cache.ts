@@ -85,6 +85,10 @@ export class Cache {
       bus: () => this.bus,
     });
     this.#rt = new ReadThrough(options, timing);
+    this.#rt.onRetract = (namespace, id) => {
+      const bus = this.bus;
+      if (bus) void bus.publish(this.#event({ event_type: 'invalidate', namespace, keys: [id] }));
+    };
     const store = this.#build(options.impl);
     this.registry = new CacheRegistry(store, () => totals(this.#rt.states));
     this.#useTiers(store);

@@ -61,6 +61,11 @@ export class RedisStore implements CacheStore {
   readonly #lockPrefix: string;
   readonly #genKey: string;
   readonly #invPrefix: string;
+  /**
+   * Whether `fill` checks the walk counter in the same script as the entry. Not on Cluster (two
+   * slots): there the read-through checks it after writing and retracts, announcing the retraction.
+   */
+  readonly fencesWalks: boolean;
   readonly #pendingDeletes = new Set<string>();
   readonly #opts: RedisStoreOptions;
   #closed = false;
@@ -73,6 +78,7 @@ export class RedisStore implements CacheStore {
     this.#lockPrefix = `${options.prefix}__lock:`;
     this.#genKey = `${options.prefix}__gen`;
     this.#invPrefix = `${options.prefix}__inv:`;
+    this.fencesWalks = !isCluster(this.client);
     this.#defaultTtlMs = options.defaultTtlSeconds * 1000;
     this.#codec = createCodec(options.compressionThreshold);
     this.#guard = new L2Guard(this.client, {
@@ -254,7 +260,9 @@ export class RedisStore implements CacheStore {
 
   /**
    * A read-through fill: written only if the entry is still what the miss saw (`expected`: ''
-   * for no key, or the tombstone read). Resolves false when an invalidation got there first.
+   * for no key, or the tombstone read) and, given `inv` (the namespace's walk counter read before
+   * loading) and `fencesWalks`, only if no pattern or tag invalidation began since. Resolves false
+   * when an invalidation got there first.
    */
   async fill(
     key: string,
@@ -262,11 +270,16 @@ export class RedisStore implements CacheStore {
     wire: string,
     ttlMs: number,
     tags?: readonly string[],
+    fence?: { readonly namespace: string; readonly inv: number },
   ): Promise<Result<boolean>> {
     const full = this.prefix + key;
+    const ttl = Math.max(1, Math.round(ttlMs));
+    const cmds = scripts(this.client);
     const r = await this.#guard.run(() =>
       Promise.all([
-        scripts(this.client).fill(full, expected, wire, Math.max(1, Math.round(ttlMs))),
+        fence !== undefined && this.fencesWalks
+          ? cmds.fillFenced(full, this.#invPrefix + fence.namespace, expected, wire, ttl, fence.inv)
+          : cmds.fill(full, expected, wire, ttl),
         ...this.#tagAdds(full, ttlMs, tags),
       ]),
     );

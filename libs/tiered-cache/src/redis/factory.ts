@@ -117,6 +117,14 @@ export interface ScriptCommands {
   tagAdd(tagKey: string, entryKey: string, ttlMs: number): Promise<number>;
   busPublish(stream: string, channel: string, maxLen: number, event: string): Promise<string>;
   fill(entry: string, expected: string, wire: string, ttlMs: number): Promise<number>;
+  fillFenced(
+    entry: string,
+    counter: string,
+    expected: string,
+    wire: string,
+    ttlMs: number,
+    inv: number,
+  ): Promise<number>;
   invalidate(entry: string, tombstone: string, ttlMs: number): Promise<number>;
 }
 

@@ -4,7 +4,14 @@ import { readFileSync } from 'node:fs';
  * Lua scripts live as files named `<name>-<numKeys>.lua` (STYLE.md) and are registered once per
  * client with `defineCommand`, which sends EVALSHA and falls back to EVAL after a restart.
  */
-const FILES = ['lock-release-1', 'tag-add-1', 'bus-publish-1', 'fill-1', 'invalidate-1'] as const;
+const FILES = [
+  'lock-release-1',
+  'tag-add-1',
+  'bus-publish-1',
+  'fill-1',
+  'fill-fenced-2',
+  'invalidate-1',
+] as const;
 
 export interface ScriptDef {
   readonly name: string;

@@ -25,7 +25,10 @@ export type WriteMode =
       readonly expected: string;
       readonly epoch: number;
       readonly startedAt: number;
-      /** The namespace's invalidation counter before loading (see RedisStore.bumpInvalidations). */
+      /**
+       * The namespace's walk counter read before loading (see RedisStore.bumpInvalidations). A fill
+       * without it writes L1 only: it cannot tell whether a pattern or tag walk missed its key.
+       */
       readonly inv?: number;
     };
 
@@ -50,6 +53,8 @@ export class ReadThrough {
   #epoch = 0;
   /** Upper bound on L1 lifetimes while the bus is cut off (Infinity when connected). */
   #l1TtlCapMs = Number.POSITIVE_INFINITY;
+  /** Told when a fill retracted its own L2 entry (Cluster only), so that pods drop it from L1. */
+  onRetract: ((namespace: string, id: string) => void) | undefined;
 
   constructor(options: ResolvedCacheOptions, timing: TimingSink) {
     this.lock = options.lock;
@@ -248,7 +253,8 @@ export class ReadThrough {
       st.lockWaits++;
       if (performance.now() >= deadline) {
         st.lockTimeouts++;
-        return this.loadAndStore(st, id, key, mode);
+        const inv = await l2.invalidations(st.ns.name);
+        return this.loadAndStore(st, id, key, inv.ok ? { ...mode, inv: inv.value } : mode);
       }
       await sleep(jitter(backoff));
       backoff = Math.min(backoff * 2, 200);
@@ -326,15 +332,22 @@ export class ReadThrough {
           return w;
         }
       } else {
-        // A fill older than a tombstone's life could miss the tombstone that fences it.
+        // A fill that never read the walk counter (Redis was failing) could be missed by a walk:
+        // it stays in this pod's L1. One older than a tombstone's life could miss the tombstone
+        // that fences it: it is cached nowhere.
+        if (mode.inv === undefined) {
+          this.putL1(st, key, result, size, mode.epoch);
+          return result;
+        }
         if (performance.now() - mode.startedAt >= this.#tombstoneTtlMs) {
           st.fencedFills++;
           return result;
         }
-        const w = await l2.fill(key, mode.expected, encoded.wire, st.l2TtlMs, tags);
+        const fence = { namespace: st.ns.name, inv: mode.inv };
+        const w = await l2.fill(key, mode.expected, encoded.wire, st.l2TtlMs, tags, fence);
         st.timers.writeL2.observe((performance.now() - t0) / 1000);
         if (!w.ok) st.l2Errors++;
-        else if (!w.value || !(await this.#noWalkSince(st, l2, key, mode.inv))) {
+        else if (!w.value || (!l2.fencesWalks && !(await this.#noWalkSince(st, l2, key, mode.inv)))) {
           st.fencedFills++;
           return result;
         }
@@ -348,19 +361,16 @@ export class ReadThrough {
   }
 
   /**
-   * After a fill wrote: did a pattern or tag invalidation of the namespace start since the fill
-   * began loading? Its walk may have missed our key, so we retract the entry ourselves.
+   * Cluster only (elsewhere `fill` checks this atomically): after a fill wrote, did a pattern or
+   * tag invalidation of the namespace start since the fill began loading? Its walk may have missed
+   * our key, so we retract the entry ourselves and announce it: another pod may have read it in the
+   * instant between.
    */
-  async #noWalkSince(
-    st: NamespaceState,
-    l2: RedisStore,
-    key: string,
-    inv: number | undefined,
-  ): Promise<boolean> {
-    if (inv === undefined) return true;
+  async #noWalkSince(st: NamespaceState, l2: RedisStore, key: string, inv: number): Promise<boolean> {
     const now = await l2.invalidations(st.ns.name);
     if (now.ok && now.value === inv) return true;
     await l2.invalidate([key]);
+    if (key.startsWith(st.keyBase)) this.onRetract?.(st.ns.name, key.slice(st.keyBase.length));
     return false;
   }
 
