@@ -19,6 +19,12 @@ export interface NamespaceDefinition<T> {
   readonly loadMany?: (ids: readonly string[]) => Promise<ReadonlyMap<string, T>>;
   /** Tags of an entry, for `invalidateTags`. */
   readonly tags?: (value: T) => readonly string[];
+  /**
+   * Enumerates the namespace's ids for a full warm, in ascending order: up to `limit` ids greater
+   * than `after` (all from the start when `after` is undefined); fewer than `limit` means the end.
+   * Keyset paging makes a warm resumable: its cursor is the last id it finished.
+   */
+  readonly ids?: (after: string | undefined, limit: number) => Promise<readonly string[]>;
   /** Ids accepted by this namespace. Default: 1–256 printable characters without glob metacharacters. */
   readonly idSchema?: z.ZodType<string>;
 }
