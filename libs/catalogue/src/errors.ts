@@ -1,0 +1,32 @@
+import type { z } from 'zod';
+
+/**
+ * Every error this package throws carries one of these codes. The text is the documentation:
+ * README's error table is checked against it by a test.
+ */
+export const CATALOGUE_ERROR_CODES = {
+  E_CATALOGUE_CONFIG: 'An environment variable is invalid; the message names it (never its value).',
+  E_CATALOGUE_INVALID_INPUT:
+    'An argument is invalid (a schema name, an id, a patch, a paging limit); nothing was sent to the database.',
+} as const;
+
+export type CatalogueErrorCode = keyof typeof CATALOGUE_ERROR_CODES;
+
+export class CatalogueError extends Error {
+  readonly code: CatalogueErrorCode;
+
+  constructor(code: CatalogueErrorCode, message?: string, options?: { cause?: unknown }) {
+    super(message ?? CATALOGUE_ERROR_CODES[code], options);
+    this.name = 'CatalogueError';
+    this.code = code;
+  }
+}
+
+/** Parses an argument, or throws E_CATALOGUE_INVALID_INPUT naming it (and the field within it). */
+export function parseInput<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const path = issue?.path.length ? `.${issue.path.join('.')}` : '';
+  throw new CatalogueError('E_CATALOGUE_INVALID_INPUT', `${what}${path}: ${issue?.message ?? 'invalid'}`);
+}

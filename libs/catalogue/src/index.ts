@@ -1,0 +1,22 @@
+export { type Catalogue, type CatalogueOptions, createCatalogue } from './catalogue.js';
+export { connectPg, type Db, type PgOptions } from './db.js';
+export {
+  type CatalogueEnv,
+  CRITICAL_PRODUCTS,
+  createDefinitions,
+  DEFAULT_DATABASE_URL,
+  type Definitions,
+  loadCatalogueEnv,
+} from './definitions.js';
+export { CATALOGUE_ERROR_CODES, CatalogueError, type CatalogueErrorCode } from './errors.js';
+export { migrate, SEED_CATEGORIES, type SeedOptions, seed } from './migrate.js';
+export {
+  MAX_IDS_PAGE,
+  type Product,
+  type ProductPatch,
+  productIdSchema,
+  productPatchSchema,
+  productSchema,
+  updateProduct,
+} from './product.js';
+export { DEFAULT_SCHEMA, schemaNameSchema } from './sql.js';

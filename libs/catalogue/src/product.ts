@@ -1,0 +1,115 @@
+import { defineNamespace, type Namespace } from '@cachefleet/tiered-cache';
+import { z } from 'zod';
+import type { Db } from './db.js';
+import { parseInput } from './errors.js';
+import { productsTable } from './sql.js';
+
+/** Positive integers without leading zeros, at most 18 digits: every one fits a bigint. */
+export const productIdSchema = z
+  .string()
+  .regex(/^[1-9][0-9]{0,17}$/, 'product ids are positive integers without leading zeros (max 18 digits)');
+
+/** A product row as JSON: what the cache stores and every pod reads. */
+export const productSchema = z.object({
+  id: productIdSchema,
+  sku: z.string(),
+  name: z.string(),
+  category: z.string(),
+  price_cents: z.int32(),
+  stock: z.int32(),
+  /** ISO 8601 in UTC with milliseconds, as `Date#toISOString` writes it. */
+  updated_at: z.iso.datetime(),
+});
+export type Product = z.infer<typeof productSchema>;
+
+/**
+ * The select list of a product. Ids and timestamps become text in SQL, so a row is already the
+ * JSON value whatever the driver does with bigint and timestamptz (pg and PGlite differ).
+ */
+export const PRODUCT_COLUMNS = `id::text AS id, sku, name, category, price_cents, stock,
+  to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at`;
+
+/** Largest page `ids` returns: a warm batch is a few hundred to a few thousand. */
+export const MAX_IDS_PAGE = 100_000;
+const limitSchema = z.number().int().min(1).max(MAX_IDS_PAGE);
+
+/** The product namespace over `"<schema>".products`. Its SQL is built once, here. */
+export function defineProduct(db: Db, schema: string): Namespace<Product> {
+  const table = productsTable(schema);
+  const byId = `SELECT ${PRODUCT_COLUMNS} FROM ${table} WHERE id = $1::bigint`;
+  const byIds = `SELECT ${PRODUCT_COLUMNS} FROM ${table} WHERE id = ANY($1::bigint[])`;
+  // ORDER BY p.id, not id: a bare name means the output column first, and that is the text
+  // `id::text` ('108' sorts before '11'); a qualified name is the bigint column.
+  const first = `SELECT p.id::text AS id FROM ${table} AS p ORDER BY p.id LIMIT $1`;
+  const next = `SELECT p.id::text AS id FROM ${table} AS p WHERE p.id > $1::bigint ORDER BY p.id LIMIT $2`;
+  const isId = (id: string) => productIdSchema.safeParse(id).success;
+
+  return defineNamespace<Product>({
+    name: 'product',
+    version: 1,
+    ttl: { l1: 60, l2: 3600 },
+    schema: productSchema,
+    idSchema: productIdSchema,
+    // The cache checks ids before it loads; these checks keep direct callers (a warm given raw
+    // keys) from turning a bad id into a SQL cast error. Such an id names no product.
+    async load(id) {
+      if (!isId(id)) return undefined;
+      const { rows } = await db.query<Product>(byId, [id]);
+      return rows[0];
+    },
+    async loadMany(ids) {
+      const wanted = ids.filter(isId);
+      const found = new Map<string, Product>();
+      if (wanted.length === 0) return found;
+      const { rows } = await db.query<Product>(byIds, [wanted]);
+      for (const row of rows) found.set(row.id, row);
+      return found;
+    },
+    async ids(after, limit) {
+      const n = parseInput(limitSchema, limit, 'limit');
+      const { rows } =
+        after === undefined
+          ? await db.query<{ id: string }>(first, [n])
+          : await db.query<{ id: string }>(next, [parseInput(productIdSchema, after, 'after'), n]);
+      return rows.map((r) => r.id);
+    },
+    tags: (p) => [`category:${p.category}`],
+  });
+}
+
+/** The columns `updateProduct` may change; `id` is the key and `updated_at` is set by the database. */
+export const productPatchSchema = z
+  .strictObject({
+    sku: z.string().min(1),
+    name: z.string(),
+    category: z.string().min(1),
+    price_cents: z.int32(),
+    stock: z.int32(),
+  })
+  .partial();
+export type ProductPatch = z.infer<typeof productPatchSchema>;
+
+/**
+ * Writes to the source of truth and returns the new row (undefined when there is no such product).
+ * The cache is not told: the caller invalidates, e.g. `cache.delete(product, id)`.
+ */
+export async function updateProduct(
+  db: Db,
+  schema: string,
+  id: string,
+  patch: ProductPatch,
+): Promise<Product | undefined> {
+  const table = productsTable(schema);
+  parseInput(productIdSchema, id, 'id');
+  const p = parseInput(productPatchSchema, patch, 'patch');
+  // One fixed statement: an absent field keeps its column (COALESCE), so no SQL is built from keys.
+  const { rows } = await db.query<Product>(
+    `UPDATE ${table} SET
+  sku = COALESCE($2, sku), name = COALESCE($3, name), category = COALESCE($4, category),
+  price_cents = COALESCE($5, price_cents), stock = COALESCE($6, stock), updated_at = now()
+WHERE id = $1::bigint
+RETURNING ${PRODUCT_COLUMNS}`,
+    [id, p.sku ?? null, p.name ?? null, p.category ?? null, p.price_cents ?? null, p.stock ?? null],
+  );
+  return rows[0];
+}
