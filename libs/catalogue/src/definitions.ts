@@ -18,7 +18,11 @@ export interface Definitions {
   close(): Promise<void>;
 }
 
-export const DEFAULT_DATABASE_URL = 'postgres://127.0.0.1:5432/test';
+/**
+ * The development database (trust auth). The user is spelled out: without one, pg sends $USER, and
+ * with $USER unset (as in some CI and service environments) the server refuses the startup packet.
+ */
+export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/test';
 /** How many products (the lowest ids) a critical warm loads. */
 export const CRITICAL_PRODUCTS = 100;
 

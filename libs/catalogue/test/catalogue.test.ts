@@ -10,6 +10,8 @@ import {
   createCatalogue,
   createDefinitions,
   type Db,
+  DEFAULT_DATABASE_URL,
+  loadCatalogueEnv,
   migrate,
   seed,
   updateProduct,
@@ -17,7 +19,7 @@ import {
 
 // The real PostgreSQL of the machine (CI and developers): trust auth, database `test`. Each file
 // works in a schema of its own and drops it, so runs never see each other's rows.
-const DATABASE_URL = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
+const DATABASE_URL = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
 const SCHEMA = `t_${randomBytes(6).toString('hex')}`;
 const COUNT = 10_000;
 
@@ -222,6 +224,13 @@ describe('createDefinitions', () => {
     } finally {
       await defs.close();
     }
+  });
+
+  it('defaults DATABASE_URL and CATALOGUE_SCHEMA when unset or empty', () => {
+    const defaults = { DATABASE_URL: DEFAULT_DATABASE_URL, CATALOGUE_SCHEMA: 'catalogue' };
+    expect(DEFAULT_DATABASE_URL).toBe('postgres://postgres@127.0.0.1:5432/test');
+    expect(loadCatalogueEnv({})).toEqual(defaults);
+    expect(loadCatalogueEnv({ DATABASE_URL: '', CATALOGUE_SCHEMA: '' })).toEqual(defaults);
   });
 
   it('refuses a DATABASE_URL that is not a postgres URL, naming the variable, not the value', async () => {

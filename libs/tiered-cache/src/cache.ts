@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { EventBus } from './bus/event-bus.js';
-import type { CacheEvent, CacheEventInput } from './bus/events.js';
+import type { CacheEvent, CacheEventInput, EventBody } from './bus/events.js';
 import {
   type CacheImpl,
   type CacheOptions,
@@ -15,6 +15,7 @@ import { NullStore } from './drivers/null.js';
 import { escapeGlob, RedisStore } from './drivers/redis.js';
 import { TieredStore } from './drivers/tiered.js';
 import { CacheError } from './errors.js';
+import { FleetOps, ID_PATTERN } from './fleet.js';
 import { registerCacheMetrics } from './metrics/prometheus.js';
 import type { Namespace } from './namespace.js';
 import { createRedisClient } from './redis/factory.js';
@@ -43,16 +44,6 @@ export interface NamespaceStats {
   readonly fencedFills: number;
 }
 
-/** An event as a caller describes it; the cache adds the timestamp and its pod id. */
-type EventBody = CacheEventInput extends infer E
-  ? E extends unknown
-    ? Omit<E, 'timestamp' | 'source_pod'>
-    : never
-  : never;
-
-/** A glob over ids: no white space or braces, at most 256 characters. */
-const PATTERN = /^[^\s{}]{1,256}$/;
-
 /**
  * The cache an app instance holds: a registry with the active store, the read-through paths over
  * it, and the bus that keeps this pod's L1 coherent with the fleet. Construct with `createCache`,
@@ -70,6 +61,9 @@ export class Cache {
   readonly #buses = new WeakMap<CacheStore, EventBus>();
   #tiers: Tiers = { l1: undefined, l2: undefined };
   #closed = false;
+  #hotTimer: NodeJS.Timeout | undefined;
+  /** Primitives of the worker fleet: warm batches, bulk invalidation steps, hot keys. */
+  readonly fleet: FleetOps;
 
   constructor(options: ResolvedCacheOptions, deps: CacheDeps = {}) {
     this.options = options;
@@ -85,6 +79,13 @@ export class Cache {
       bus: () => this.bus,
     });
     this.#rt = new ReadThrough(options, timing);
+    this.fleet = new FleetOps({
+      rt: this.#rt,
+      l2: () => this.#tiers.l2,
+      announce: (body) => this.#announce(body, ok(undefined)),
+      sampleRate: options.l1TimingSampleRate,
+      hotKeep: options.hotKeys.keep,
+    });
     this.#rt.onRetract = (namespace, id) => {
       const bus = this.bus;
       if (bus) void bus.publish(this.#event({ event_type: 'invalidate', namespace, keys: [id] }));
@@ -97,6 +98,10 @@ export class Cache {
   /** Connects the active store and its bus. Never rejects because Redis is down: it starts degraded. */
   async start(): Promise<void> {
     await this.#startStore(this.registry.store);
+    if (this.options.hotKeys.enabled) {
+      this.#hotTimer = setInterval(() => void this.fleet.flushHotKeys(), this.options.hotKeys.flushMs);
+      this.#hotTimer.unref();
+    }
     const l2 = this.#tiers.l2;
     if (l2 && !l2.available) {
       this.#logger?.warn(
@@ -109,6 +114,8 @@ export class Cache {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#hotTimer);
+    if (this.options.hotKeys.enabled) await this.fleet.flushHotKeys();
     await this.#closeStore(this.registry.store);
   }
 
@@ -177,7 +184,7 @@ export class Cache {
    * Millions of keys belong in an invalidate job (workers), not in a request.
    */
   async invalidatePattern<T>(ns: Namespace<T>, pattern: string): Promise<Result<number>> {
-    if (!PATTERN.test(pattern)) {
+    if (!ID_PATTERN.test(pattern)) {
       return err(
         new CacheError('E_CACHE_INVALID_ID', `invalid pattern for ${ns.name}: ${JSON.stringify(pattern)}`),
       );

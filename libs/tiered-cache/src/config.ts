@@ -96,6 +96,19 @@ export const cacheOptionsSchema = z.object({
       tombstoneTtlMs: z.number().int().positive().default(60_000),
     })
     .prefault({}),
+  /**
+   * Hot-key sampling for the hot warm: pods count the reads already sampled for the L1 timing
+   * (1 in l1TimingSampleRate) per id, and add them to a sorted set per namespace in L2.
+   */
+  hotKeys: z
+    .object({
+      enabled: z.boolean().default(true),
+      /** How often the counts are flushed to Redis, ms. */
+      flushMs: z.number().int().min(100).default(5_000),
+      /** Ids kept per namespace's sorted set (the rest is trimmed at each flush). */
+      keep: z.number().int().min(1).default(10_000),
+    })
+    .prefault({}),
   /** Keys of failed L2 deletes kept for replay once Redis is back. */
   maxPendingDeletes: z.number().int().min(0).default(10_000),
   /** Record one L1 lookup duration in this many (a power of two). */
@@ -147,6 +160,9 @@ export const ENV_VARS = {
   CACHE_BUS_MAXLEN: 'bus.maxLen',
   CACHE_DISCONNECTED_TTL_MS: 'bus.disconnectedTtlMs',
   CACHE_TOMBSTONE_TTL_MS: 'bus.tombstoneTtlMs',
+  CACHE_HOT_KEYS_ENABLED: 'hotKeys.enabled',
+  CACHE_HOT_KEYS_FLUSH_MS: 'hotKeys.flushMs',
+  CACHE_HOT_KEYS_KEEP: 'hotKeys.keep',
 } as const;
 type EnvVar = keyof typeof ENV_VARS;
 
@@ -200,6 +216,9 @@ const envSchema = z.object({
   CACHE_BUS_MAXLEN: intish.optional(),
   CACHE_DISCONNECTED_TTL_MS: intish.optional(),
   CACHE_TOMBSTONE_TTL_MS: intish.optional(),
+  CACHE_HOT_KEYS_ENABLED: boolish.optional(),
+  CACHE_HOT_KEYS_FLUSH_MS: intish.optional(),
+  CACHE_HOT_KEYS_KEEP: intish.optional(),
 });
 
 /**
@@ -251,6 +270,11 @@ export function loadCacheConfig(env: Readonly<Record<string, string | undefined>
         ? { disconnectedTtlMs: e.CACHE_DISCONNECTED_TTL_MS }
         : {}),
       ...(e.CACHE_TOMBSTONE_TTL_MS !== undefined ? { tombstoneTtlMs: e.CACHE_TOMBSTONE_TTL_MS } : {}),
+    },
+    hotKeys: {
+      ...(e.CACHE_HOT_KEYS_ENABLED !== undefined ? { enabled: e.CACHE_HOT_KEYS_ENABLED } : {}),
+      ...(e.CACHE_HOT_KEYS_FLUSH_MS !== undefined ? { flushMs: e.CACHE_HOT_KEYS_FLUSH_MS } : {}),
+      ...(e.CACHE_HOT_KEYS_KEEP !== undefined ? { keep: e.CACHE_HOT_KEYS_KEEP } : {}),
     },
   };
   const resolved = cacheOptionsSchema.safeParse(options);

@@ -6,6 +6,7 @@ export {
   cacheEventSchema,
   compareStreamIds,
   EVENT_TYPES,
+  type EventBody,
 } from './bus/events.js';
 export { Cache, type CacheDeps, createCache, type NamespaceStats } from './cache.js';
 export {
@@ -17,6 +18,7 @@ export {
   loadCacheConfig,
   type RedisConnection,
   type ResolvedCacheOptions,
+  type ResolvedRedisConnection,
   redisConnectionSchema,
   resolveCacheOptions,
 } from './config.js';
@@ -31,8 +33,10 @@ export {
   RedisStore,
   type RedisStoreOptions,
 } from './drivers/redis.js';
+export type { HotKey, UnlinkStep } from './drivers/redis-bulk.js';
 export { TieredStore } from './drivers/tiered.js';
 export { CacheError, type CacheErrorCode, ERROR_CODES, isCacheError } from './errors.js';
+export { FleetOps, type WarmBatchResult } from './fleet.js';
 export { DEFAULT_ID_SCHEMA, defineNamespace, type Namespace, type NamespaceDefinition } from './namespace.js';
 export {
   createRedisClient,

@@ -57,3 +57,10 @@ export function compareStreamIds(a: string, b: string): number {
   const seq = BigInt(as) - BigInt(bs);
   return seq === 0n ? 0 : seq < 0n ? -1 : 1;
 }
+
+/** An event as a caller describes it; the cache adds the timestamp and its pod id. */
+export type EventBody = CacheEventInput extends infer E
+  ? E extends unknown
+    ? Omit<E, 'timestamp' | 'source_pod'>
+    : never
+  : never;

@@ -61,6 +61,7 @@ export class RedisStore implements CacheStore {
   readonly #lockPrefix: string;
   readonly #genKey: string;
   readonly #invPrefix: string;
+  readonly #hotPrefix: string;
   /**
    * Whether `fill` checks the walk counter in the same script as the entry. Not on Cluster (two
    * slots): there the read-through checks it after writing and retracts, announcing the retraction.
@@ -78,6 +79,7 @@ export class RedisStore implements CacheStore {
     this.#lockPrefix = `${options.prefix}__lock:`;
     this.#genKey = `${options.prefix}__gen`;
     this.#invPrefix = `${options.prefix}__inv:`;
+    this.#hotPrefix = `${options.prefix}__hot:`;
     this.fencesWalks = !isCluster(this.client);
     this.#defaultTtlMs = options.defaultTtlSeconds * 1000;
     this.#codec = createCodec(options.compressionThreshold);
@@ -240,6 +242,16 @@ export class RedisStore implements CacheStore {
       ttlSeconds !== undefined ? ttlSeconds * 1000 : this.#defaultTtlMs,
       options?.tags,
     );
+  }
+
+  /** Full key names of the fleet state kept beside the entries (for redis-bulk.ts). */
+  keyOf(kind: 'inv' | 'hot' | 'tag', name: string): string {
+    return (kind === 'inv' ? this.#invPrefix : kind === 'tag' ? this.#tagPrefix : this.#hotPrefix) + name;
+  }
+
+  /** Runs Redis calls under this store's breaker and hang watchdog. */
+  guarded<T>(op: () => Promise<T>): Promise<Result<T>> {
+    return this.#guard.run(op);
   }
 
   /** Encodes once for callers that also need the size (the read-through fill). */

@@ -95,7 +95,10 @@ export function createRedisClient(conn: ResolvedRedisConnection, options: RedisC
       break;
   }
   for (const script of SCRIPTS) {
-    client.defineCommand(script.name, { numberOfKeys: script.numberOfKeys, lua: script.lua });
+    client.defineCommand(script.name, {
+      ...(script.numberOfKeys !== undefined ? { numberOfKeys: script.numberOfKeys } : {}),
+      lua: script.lua,
+    });
   }
   if (options.onError) client.on('error', options.onError);
   else client.on('error', () => {});
@@ -126,6 +129,8 @@ export interface ScriptCommands {
     inv: number,
   ): Promise<number>;
   invalidate(entry: string, tombstone: string, ttlMs: number): Promise<number>;
+  /** `numKeys` first (counter + entries), then the keys, then the arguments: see warm-n.lua. */
+  warm(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<number>;
 }
 
 export function scripts(client: RedisClient): ScriptCommands {

@@ -11,11 +11,13 @@ const FILES = [
   'fill-1',
   'fill-fenced-2',
   'invalidate-1',
+  'warm-n',
 ] as const;
 
 export interface ScriptDef {
   readonly name: string;
-  readonly numberOfKeys: number;
+  /** Undefined for `-n` files: the caller passes the number of keys first. */
+  readonly numberOfKeys: number | undefined;
   readonly lua: string;
 }
 
@@ -23,7 +25,7 @@ export const SCRIPTS: readonly ScriptDef[] = FILES.map((file) => {
   const at = file.lastIndexOf('-');
   return {
     name: camel(file.slice(0, at)),
-    numberOfKeys: Number(file.slice(at + 1)),
+    numberOfKeys: file.endsWith('-n') ? undefined : Number(file.slice(at + 1)),
     lua: readFileSync(new URL(`./scripts/${file}.lua`, import.meta.url), 'utf8'),
   };
 });

@@ -8,6 +8,9 @@ import { loadBatch } from './batch.js';
 import { keyBaseAt, type NamespaceState, newState } from './state.js';
 import { jitter, sleep, type TimingSink } from './timing.js';
 
+/** Distinct ids counted per namespace between two hot-key flushes (bounds the map). */
+const HOT_IDS_PER_FLUSH = 50_000;
+
 export interface Tiers {
   readonly l1: MemoryStore | undefined;
   readonly l2: RedisStore | undefined;
@@ -48,6 +51,7 @@ export class ReadThrough {
   readonly #tombstoneTtlMs: number;
   readonly #timing: TimingSink;
   readonly #sampleMask: number;
+  readonly #countHot: boolean;
   #tick = 0;
   /** Bumped by every invalidation applied to L1; a fill that saw another value skips L1. */
   #epoch = 0;
@@ -61,6 +65,7 @@ export class ReadThrough {
     this.#tombstoneTtlMs = options.bus.tombstoneTtlMs;
     this.#timing = timing;
     this.#sampleMask = options.l1TimingSampleRate - 1;
+    this.#countHot = options.hotKeys.enabled;
   }
 
   /** Points the paths at a new store's tiers (registry swap). */
@@ -127,11 +132,11 @@ export class ReadThrough {
   get<T>(ns: Namespace<T>, id: string): Promise<Result<T | undefined>> {
     const st = this.#states[ns.index] ?? this.state(ns as Namespace<unknown>);
     const key = st.keyBase + id;
+    // One read in 64 is timed and counted for the hot warm: no clock read or map update per hit.
+    if ((++this.#tick & this.#sampleMask) === 0)
+      return this.#sampled(st, id, key) as Promise<Result<T | undefined>>;
     const l1 = this.#l1;
     if (l1 !== undefined) {
-      // Timing one lookup in 64 keeps the histogram honest without a clock read per hit.
-      if ((++this.#tick & this.#sampleMask) === 0)
-        return this.#timedL1(st, id, key) as Promise<Result<T | undefined>>;
       const hit = l1.peek(key);
       if (hit !== undefined) {
         st.l1Hits++;
@@ -141,9 +146,13 @@ export class ReadThrough {
     return this.miss(st, id, key) as Promise<Result<T | undefined>>;
   }
 
-  async #timedL1(st: NamespaceState, id: string, key: string): Promise<Result<unknown>> {
+  async #sampled(st: NamespaceState, id: string, key: string): Promise<Result<unknown>> {
+    if (this.#countHot && st.hot.size < HOT_IDS_PER_FLUSH && st.ns.isValidId(id))
+      st.hot.set(id, (st.hot.get(id) ?? 0) + 1);
+    const l1 = this.#l1;
+    if (l1 === undefined) return this.miss(st, id, key);
     const t0 = performance.now();
-    const hit = this.#l1?.peek(key);
+    const hit = l1.peek(key);
     st.timers.l1.observe((performance.now() - t0) / 1000);
     if (hit !== undefined) {
       st.l1Hits++;

@@ -30,6 +30,8 @@ export interface NamespaceState {
   invalidInputs: number;
   /** Fills not written because an invalidation came first (the fence at work). */
   fencedFills: number;
+  /** Sampled reads per id since the last hot-key flush. */
+  hot: Map<string, number>;
 }
 
 export function keyBaseAt(ns: Namespace<unknown>, generation: number): string {
@@ -60,6 +62,7 @@ export function newState(
     lockTimeouts: 0,
     invalidInputs: 0,
     fencedFills: 0,
+    hot: new Map(),
   };
 }
 

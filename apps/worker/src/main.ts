@@ -1,0 +1,34 @@
+import { pino } from 'pino';
+import { loadWorkerConfig } from './config.js';
+import { startWorker } from './worker.js';
+
+/** `node --import tsx apps/worker/src/main.ts --queues warm:2,invalidate:4` */
+const logger = pino({ name: 'cachefleet-worker', level: process.env.LOG_LEVEL ?? 'info' });
+
+async function main(): Promise<void> {
+  const config = loadWorkerConfig(process.env, process.argv.slice(2));
+  const worker = await startWorker(config, process.env, logger);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, deadlineMs: config.shutdownMs }, 'shutting down');
+    worker.close().then(
+      () => {
+        logger.info('worker stopped');
+        process.exit(0);
+      },
+      (error: Error) => {
+        logger.error({ err: error.message }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((error: Error) => {
+  logger.fatal({ err: error.message }, 'worker failed to start');
+  process.exit(1);
+});

@@ -1,0 +1,139 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  applySchedules,
+  type Definitions,
+  FleetRuntime,
+  JobClient,
+  loadQueueConfig,
+  loadSchedules,
+} from '@cachefleet/jobs';
+import { type Cache, createCache, loadCacheConfig } from '@cachefleet/tiered-cache';
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { z } from 'zod';
+import type { WorkerConfig } from './config.js';
+
+export interface RunningWorker {
+  readonly port: number;
+  readonly cache: Cache;
+  readonly runtime: FleetRuntime;
+  /** Graceful: hand back or finish jobs, then close every connection. */
+  close(): Promise<void>;
+}
+
+const definitionsModule = z.object({
+  createDefinitions: z.custom<(env: NodeJS.ProcessEnv) => Promise<Definitions>>(
+    (v) => typeof v === 'function',
+    {
+      message: 'must export createDefinitions(env)',
+    },
+  ),
+});
+
+/** Loads the namespace definitions the same way API pods do: one module, one function. */
+export async function loadDefinitions(specifier: string, env: NodeJS.ProcessEnv): Promise<Definitions> {
+  const parsed = definitionsModule.safeParse(await import(specifier));
+  if (!parsed.success)
+    throw new Error(`WORKER_DEFINITIONS (${specifier}): must export createDefinitions(env)`);
+  return parsed.data.createDefinitions(env);
+}
+
+/**
+ * Starts one worker process's services: the cache (L2 only by default: workers warm and walk
+ * Redis, they serve no reads), the BullMQ workers of the configured queues, the schedules, and
+ * the health/metrics server.
+ */
+export async function startWorker(
+  config: WorkerConfig,
+  env: NodeJS.ProcessEnv,
+  logger: Logger,
+): Promise<RunningWorker> {
+  const definitions = await loadDefinitions(config.definitions, env);
+  const metrics = new Registry();
+  const cache = createCache(
+    loadCacheConfig({
+      ...env,
+      CACHE_IMPL: env.CACHE_IMPL ?? 'redis',
+      CACHE_REDIS_URL: env.CACHE_REDIS_URL ?? 'redis://127.0.0.1:6379',
+      CACHE_HOT_KEYS_ENABLED: env.CACHE_HOT_KEYS_ENABLED ?? 'false',
+    }),
+    { metricsRegistry: metrics, logger },
+  );
+  cache.register(...definitions.namespaces);
+  await cache.start();
+  const jobs = new JobClient(loadQueueConfig(env));
+  const runtime = new FleetRuntime(
+    { cache, jobs, definitions, logger, metrics },
+    {
+      queues: config.queues,
+      lockDurationMs: config.lockDurationMs,
+      stalledIntervalMs: config.stalledIntervalMs,
+      shutdownMs: config.shutdownMs,
+    },
+  );
+  runtime.start();
+  const schedules = loadSchedules(env);
+  if (schedules !== undefined) await applySchedules(jobs, schedules);
+  const server = await listen(config, runtime, cache, metrics);
+  const port = (server.address() as AddressInfo).port;
+  logger.info(
+    {
+      port,
+      queues: config.queues,
+      schedules: schedules?.map((s) => `${s.id} ${s.pattern ?? `every ${s.every} ms`}`) ?? 'disabled here',
+      namespaces: definitions.namespaces.map((n) => n.name),
+    },
+    'worker ready',
+  );
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    cache,
+    runtime,
+    close: () => {
+      closing ??= (async () => {
+        await runtime.close();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await jobs.close();
+        await cache.close();
+        await definitions.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+function listen(
+  config: WorkerConfig,
+  runtime: FleetRuntime,
+  cache: Cache,
+  metrics: Registry,
+): Promise<Server> {
+  const server = createServer((req, res) => {
+    const send = (status: number, body: string, type = 'application/json') => {
+      res.writeHead(status, { 'content-type': type });
+      res.end(body);
+    };
+    switch (req.url) {
+      case '/healthz':
+        return send(200, JSON.stringify({ ok: true }));
+      case '/readyz': {
+        const ready = runtime.ready && cache.registry.store.impl !== 'null';
+        return send(ready ? 200 : 503, JSON.stringify({ ready, cache: cache.status() }));
+      }
+      case '/metrics':
+        metrics.metrics().then(
+          (body) => send(200, body, metrics.contentType),
+          (error: Error) => send(500, JSON.stringify({ error: error.message })),
+        );
+        return;
+      default:
+        return send(404, JSON.stringify({ error: 'not found', routes: ['/healthz', '/readyz', '/metrics'] }));
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve(server));
+  });
+}

@@ -1,0 +1,160 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+
+/**
+ * The job catalogue: every queue and job name, its payload schema, retry and timeout policy,
+ * retention and deduplication, shared by producers (API pods, the CLI, schedules) and workers.
+ * A job's data is `{ payload, state? }`: the payload is what the producer asked for (validated on
+ * both sides), the state is the worker's saved cursor (see docs/design-fleet.md).
+ */
+
+export const QUEUE_NAMES = ['warm', 'invalidate'] as const;
+export type QueueName = (typeof QUEUE_NAMES)[number];
+
+const namespaceName = z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/, 'a namespace name ([a-z][a-z0-9_-]*)');
+const id = z.string().min(1).max(256);
+/** A glob over ids within one namespace: no white space or braces (they could leave the namespace). */
+const pattern = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^[^\s{}]+$/, 'a glob over ids without white space or braces');
+
+export const warmPayload = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('critical'),
+    /** Namespaces to warm; empty or absent = every namespace with a critical list. */
+    namespaces: z.array(namespaceName).max(100).optional(),
+  }),
+  z.strictObject({
+    type: z.literal('hot'),
+    namespaces: z.array(namespaceName).max(100).optional(),
+    /** Top N ids per namespace by sampled reads (REQUIREMENTS C5: the 1,000 hottest). */
+    top: z.number().int().min(1).max(100_000).default(1_000),
+  }),
+  z.strictObject({
+    type: z.literal('all'),
+    namespaces: z.array(namespaceName).max(100).optional(),
+  }),
+  z.strictObject({
+    type: z.literal('keys'),
+    namespace: namespaceName,
+    keys: z.array(id).min(1).max(100_000),
+  }),
+]);
+export type WarmPayload = z.output<typeof warmPayload>;
+
+export const invalidatePayload = z.discriminatedUnion('scope', [
+  z.strictObject({
+    scope: z.literal('keys'),
+    namespace: namespaceName,
+    keys: z.array(id).min(1).max(100_000),
+  }),
+  z.strictObject({ scope: z.literal('pattern'), namespace: namespaceName, pattern }),
+  z.strictObject({ scope: z.literal('tags'), namespace: namespaceName, tags: z.array(id).min(1).max(1_000) }),
+  z.strictObject({ scope: z.literal('namespace'), namespace: namespaceName }),
+]);
+export type InvalidatePayload = z.output<typeof invalidatePayload>;
+
+/** One master's share of a pattern invalidation; added by the parent, never by users. */
+export const invalidateSlicePayload = z.strictObject({
+  namespace: namespaceName,
+  pattern,
+  /** SCAN MATCH within the cache prefix, fixed by the parent when it fenced the namespace. */
+  match: z.string().min(1).max(600),
+  master: z.string().regex(/^[^\s:]+:\d{1,5}$/, 'host:port'),
+  count: z.number().int().min(10).max(10_000).default(1_000),
+});
+export type InvalidateSlicePayload = z.output<typeof invalidateSlicePayload>;
+
+export interface RetentionPolicy {
+  readonly age: number;
+  readonly count: number;
+}
+
+export interface JobPolicy<S extends z.ZodType> {
+  readonly queue: QueueName;
+  readonly payload: S;
+  readonly attempts: number;
+  readonly backoff: { readonly type: 'exponential' | 'fixed'; readonly delay: number };
+  /** Cooperative: the handler's signal aborts, it saves its cursor and the attempt fails (retried). */
+  readonly timeoutMs: number;
+  readonly removeOnComplete: RetentionPolicy;
+  readonly removeOnFail: RetentionPolicy;
+  /**
+   * `payload`: identical pending jobs are one (BullMQ deduplication by a hash of the payload, with
+   * keepLastIfActive: one may wait while one runs). `none`: every add is a job.
+   */
+  readonly dedupe: 'payload' | 'none';
+  /** Added by other jobs only; the producer refuses it. */
+  readonly internal: boolean;
+}
+
+const DAY = 24 * 3600;
+
+export const JOBS = {
+  warm: {
+    queue: 'warm',
+    payload: warmPayload,
+    attempts: 5,
+    backoff: { type: 'exponential', delay: 2_000 },
+    timeoutMs: 60 * 60_000,
+    removeOnComplete: { age: 7 * DAY, count: 1_000 },
+    removeOnFail: { age: 30 * DAY, count: 5_000 },
+    dedupe: 'payload',
+    internal: false,
+  },
+  invalidate: {
+    queue: 'invalidate',
+    payload: invalidatePayload,
+    attempts: 5,
+    backoff: { type: 'exponential', delay: 1_000 },
+    timeoutMs: 10 * 60_000,
+    removeOnComplete: { age: 7 * DAY, count: 1_000 },
+    removeOnFail: { age: 30 * DAY, count: 5_000 },
+    dedupe: 'payload',
+    internal: false,
+  },
+  'invalidate-slice': {
+    queue: 'invalidate',
+    payload: invalidateSlicePayload,
+    attempts: 10,
+    backoff: { type: 'exponential', delay: 500 },
+    timeoutMs: 30 * 60_000,
+    removeOnComplete: { age: 1 * DAY, count: 10_000 },
+    removeOnFail: { age: 30 * DAY, count: 5_000 },
+    dedupe: 'none',
+    internal: true,
+  },
+} as const satisfies Record<string, JobPolicy<z.ZodType>>;
+
+export type JobName = keyof typeof JOBS;
+export const JOB_NAMES = Object.keys(JOBS) as JobName[];
+export type PayloadOf<N extends JobName> = z.output<(typeof JOBS)[N]['payload']>;
+export type PayloadInputOf<N extends JobName> = z.input<(typeof JOBS)[N]['payload']>;
+
+/** What a job's data holds: the payload, and the cursor a worker saved. */
+export interface JobData<P = unknown> {
+  readonly payload: P;
+  readonly state?: Record<string, unknown>;
+}
+
+export function isJobName(name: string): name is JobName {
+  return Object.hasOwn(JOBS, name);
+}
+
+/** Deterministic JSON (sorted keys), so equal payloads hash equal. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function dedupeId(name: JobName, payload: unknown): string {
+  return `${name}:${createHash('sha1').update(canonicalJson(payload)).digest('hex')}`;
+}

@@ -1,0 +1,136 @@
+import { randomUUID } from 'node:crypto';
+import { createRedisClient, type RedisClient } from '@cachefleet/tiered-cache';
+import { type JobState, type JobsOptions, Queue } from 'bullmq';
+import {
+  dedupeId,
+  isJobName,
+  JOBS,
+  type JobData,
+  type JobName,
+  type PayloadInputOf,
+  type PayloadOf,
+  QUEUE_NAMES,
+  type QueueName,
+} from './catalogue.js';
+import type { QueueConfig } from './config.js';
+import { JobError } from './errors.js';
+
+/** Validates a payload against the catalogue; a bad one throws E_JOB_INVALID_PAYLOAD naming the field. */
+export function parsePayload<N extends JobName>(name: N, payload: unknown): PayloadOf<N> {
+  const parsed = JOBS[name].payload.safeParse(payload);
+  if (!parsed.success) {
+    const issues = parsed.error.issues
+      .slice(0, 3)
+      .map((i) => `${i.path.length ? i.path.join('.') : '(payload)'}: ${i.message}`)
+      .join('; ');
+    throw new JobError('E_JOB_INVALID_PAYLOAD', `${name}: ${issues}`, { cause: parsed.error });
+  }
+  return parsed.data as PayloadOf<N>;
+}
+
+/** BullMQ options of a job, from its catalogue entry. */
+export function jobOptions(name: JobName, payload: unknown, jobId: string): JobsOptions {
+  const policy = JOBS[name];
+  return {
+    jobId,
+    attempts: policy.attempts,
+    backoff: policy.backoff,
+    removeOnComplete: policy.removeOnComplete,
+    removeOnFail: policy.removeOnFail,
+    // The worker removes the key when the job starts: only *pending* identical jobs are one, so a
+    // caller always gets a job that begins after its request (the one running may be past its key).
+    ...(policy.dedupe === 'payload' ? { deduplication: { id: dedupeId(name, payload) } } : {}),
+  };
+}
+
+export interface Enqueued {
+  readonly id: string;
+  readonly queue: QueueName;
+  readonly name: JobName;
+  /** An identical job was already waiting: `id` is that job. */
+  readonly deduplicated: boolean;
+}
+
+export interface JobView {
+  readonly id: string;
+  readonly queue: QueueName;
+  readonly name: string;
+  readonly state: JobState | 'unknown';
+  readonly progress: unknown;
+  readonly payload: unknown;
+  readonly attemptsMade: number;
+  readonly result: unknown;
+  readonly failedReason: string | undefined;
+  readonly createdAt: number;
+  readonly finishedAt: number | undefined;
+}
+
+/**
+ * The producer side: API pods, the CLI and tests enqueue through it. Every payload is validated
+ * here (and again by the worker), so a bad request never becomes a job.
+ */
+export class JobClient {
+  readonly connection: RedisClient;
+  readonly prefix: string;
+  readonly #queues = new Map<QueueName, Queue>();
+  readonly #ownsConnection: boolean;
+
+  constructor(config: QueueConfig, connection?: RedisClient) {
+    this.prefix = config.prefix;
+    this.#ownsConnection = connection === undefined;
+    this.connection =
+      connection ?? createRedisClient(config.redis, { role: 'queue', connectionName: 'cachefleet:jobs' });
+  }
+
+  queue(name: QueueName): Queue {
+    let q = this.#queues.get(name);
+    if (q === undefined) {
+      q = new Queue(name, { connection: this.connection, prefix: this.prefix });
+      q.on('error', () => {}); // connection errors: ioredis reconnects; calls reject on their own
+      this.#queues.set(name, q);
+    }
+    return q;
+  }
+
+  async enqueue<N extends JobName>(name: N, payload: PayloadInputOf<N>): Promise<Enqueued> {
+    if (!isJobName(name)) throw new JobError('E_JOB_UNKNOWN', `no job named ${JSON.stringify(name)}`);
+    const policy = JOBS[name];
+    if (policy.internal) throw new JobError('E_JOB_INTERNAL', `${name} jobs are added by other jobs only`);
+    const parsed = parsePayload(name, payload);
+    const jobId = randomUUID();
+    const data: JobData = { payload: parsed };
+    const job = await this.queue(policy.queue).add(name, data, jobOptions(name, parsed, jobId));
+    const id = job.id ?? jobId;
+    return { id, queue: policy.queue, name, deduplicated: id !== jobId };
+  }
+
+  /** A job by id, looked up in every queue (ids are unique across them). */
+  async job(id: string): Promise<JobView | undefined> {
+    for (const queueName of QUEUE_NAMES) {
+      const job = await this.queue(queueName).getJob(id);
+      if (job === undefined) continue;
+      const state = await job.getState();
+      const data = job.data as Partial<JobData>;
+      return {
+        id,
+        queue: queueName,
+        name: job.name,
+        state,
+        progress: job.progress,
+        payload: data.payload,
+        attemptsMade: job.attemptsMade,
+        result: job.returnvalue,
+        failedReason: job.failedReason || undefined,
+        createdAt: job.timestamp,
+        finishedAt: job.finishedOn,
+      };
+    }
+    return undefined;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#queues.values()].map((q) => q.close()));
+    this.#queues.clear();
+    if (this.#ownsConnection) await this.connection.quit().catch(() => undefined);
+  }
+}

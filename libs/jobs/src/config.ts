@@ -1,0 +1,94 @@
+import { type ResolvedRedisConnection, redisConnectionSchema } from '@cachefleet/tiered-cache';
+import { z } from 'zod';
+import { JobError } from './errors.js';
+
+/**
+ * Where the queues live: the **queue Redis** (DESIGN "two Redis roles": `noeviction`, persistent),
+ * single node or Sentinel. One server may serve both roles; by default the queue Redis is the
+ * cache Redis (`CACHE_REDIS_URL`), else 127.0.0.1:6379.
+ */
+export const QUEUE_ENV_VARS = {
+  QUEUE_REDIS_MODE: 'single | sentinel (default single)',
+  QUEUE_REDIS_URL: 'redis:// URL of the queue Redis (default CACHE_REDIS_URL, else redis://127.0.0.1:6379)',
+  QUEUE_REDIS_SENTINELS: 'host:port,host:port of the Sentinels (mode sentinel)',
+  QUEUE_REDIS_SENTINEL_NAME: 'master name the Sentinels monitor (mode sentinel)',
+  QUEUE_REDIS_PASSWORD: 'password of the queue Redis (mode sentinel; put it in the URL otherwise)',
+  QUEUE_PREFIX: 'key prefix of every queue (default cachefleet)',
+} as const;
+
+export interface QueueConfig {
+  readonly redis: ResolvedRedisConnection;
+  /** BullMQ key prefix. */
+  readonly prefix: string;
+}
+
+const hostList = z
+  .string()
+  .transform((s) =>
+    s
+      .split(',')
+      .map((p) => p.trim())
+      .filter(Boolean),
+  )
+  .pipe(
+    z
+      .array(
+        z
+          .string()
+          .regex(/^[^:\s]+:\d{1,5}$/, 'expected host:port')
+          .transform((hp) => {
+            const at = hp.lastIndexOf(':');
+            return { host: hp.slice(0, at), port: Number(hp.slice(at + 1)) };
+          }),
+      )
+      .min(1),
+  );
+
+const envSchema = z.object({
+  QUEUE_REDIS_MODE: z.enum(['single', 'sentinel']).default('single'),
+  QUEUE_REDIS_URL: z.string().optional(),
+  QUEUE_REDIS_SENTINELS: hostList.optional(),
+  QUEUE_REDIS_SENTINEL_NAME: z.string().min(1).optional(),
+  QUEUE_REDIS_PASSWORD: z.string().optional(),
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_:-]{1,64}$/, 'letters, digits, _ : - (at most 64)')
+    .default('cachefleet'),
+  CACHE_REDIS_URL: z.string().optional(),
+});
+
+/** Reads the queue settings from an environment object; a bad value throws naming the variable. */
+export function loadQueueConfig(env: Readonly<Record<string, string | undefined>>): QueueConfig {
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([k, v]) => (k in QUEUE_ENV_VARS || k === 'CACHE_REDIS_URL') && v !== ''),
+  );
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) throw configError(parsed.error);
+  const e = parsed.data;
+  const redis =
+    e.QUEUE_REDIS_MODE === 'single'
+      ? { mode: 'single' as const, url: e.QUEUE_REDIS_URL ?? e.CACHE_REDIS_URL ?? 'redis://127.0.0.1:6379' }
+      : {
+          mode: 'sentinel' as const,
+          sentinels: required(e.QUEUE_REDIS_SENTINELS, 'QUEUE_REDIS_SENTINELS'),
+          name: required(e.QUEUE_REDIS_SENTINEL_NAME, 'QUEUE_REDIS_SENTINEL_NAME'),
+          ...(e.QUEUE_REDIS_PASSWORD !== undefined ? { password: e.QUEUE_REDIS_PASSWORD } : {}),
+        };
+  const conn = redisConnectionSchema.safeParse(redis);
+  if (!conn.success) {
+    const field = e.QUEUE_REDIS_MODE === 'single' ? 'QUEUE_REDIS_URL' : 'QUEUE_REDIS_SENTINELS';
+    throw new JobError('E_JOB_CONFIG', `${field}: ${conn.error.issues[0]?.message ?? 'invalid'}`);
+  }
+  return { redis: conn.data, prefix: e.QUEUE_PREFIX };
+}
+
+function required<T>(value: T | undefined, name: string): T {
+  if (value === undefined)
+    throw new JobError('E_JOB_CONFIG', `${name}: required when QUEUE_REDIS_MODE=sentinel`);
+  return value;
+}
+
+function configError(error: z.ZodError): JobError {
+  const issue = error.issues[0];
+  return new JobError('E_JOB_CONFIG', `${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
+}

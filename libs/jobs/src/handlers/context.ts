@@ -1,0 +1,67 @@
+import type { Cache, Namespace, Result } from '@cachefleet/tiered-cache';
+import type { Job } from 'bullmq';
+import type { Logger } from 'pino';
+import type { JobData } from '../catalogue.js';
+import type { JobClient } from '../client.js';
+import { JobError } from '../errors.js';
+
+/** What a worker was given to serve: the namespace definitions (the same module API pods import). */
+export interface Definitions {
+  readonly namespaces: readonly Namespace<unknown>[];
+  /** Ids of each namespace warmed by a `critical` warm (e.g. when the API starts). */
+  readonly critical: Readonly<Record<string, readonly string[]>>;
+  close(): Promise<void>;
+}
+
+/** Everything a handler may touch; built per job by the runtime. */
+export interface JobContext<P, S extends object> {
+  readonly job: Job<JobData<P>>;
+  readonly payload: P;
+  /** The cursor saved by an earlier attempt (undefined on the first). */
+  readonly state: S | undefined;
+  /** Aborts at the job's timeout or when the worker shuts down: save and stop at the next batch. */
+  readonly signal: AbortSignal;
+  readonly token: string | undefined;
+  readonly cache: Cache;
+  readonly jobs: JobClient;
+  readonly definitions: Definitions;
+  readonly log: Logger;
+  namespace(name: string): Namespace<unknown>;
+  /** Saves the cursor in the job's data, so the next attempt (on any worker) continues from it. */
+  save(state: S): Promise<void>;
+  progress(progress: Record<string, number | string>): Promise<void>;
+}
+
+export class AbortedError extends Error {
+  constructor(readonly reason: 'timeout' | 'shutdown' | 'cancelled') {
+    super(`job aborted: ${reason}`);
+    this.name = 'AbortedError';
+  }
+}
+
+/** Throws AbortedError if the job was asked to stop; call between batches, after saving. */
+export function checkpoint(signal: AbortSignal): void {
+  if (!signal.aborted) return;
+  const reason = signal.reason;
+  throw reason instanceof AbortedError ? reason : new AbortedError('cancelled');
+}
+
+/** Unwraps a library Result inside a job: an error fails the attempt (BullMQ retries it). */
+export function must<T>(r: Result<T>): T {
+  if (!r.ok) throw r.error;
+  return r.value;
+}
+
+export function namespaceLookup(definitions: Definitions): (name: string) => Namespace<unknown> {
+  const byName = new Map(definitions.namespaces.map((ns) => [ns.name, ns]));
+  return (name) => {
+    const ns = byName.get(name);
+    if (ns === undefined) {
+      throw new JobError(
+        'E_JOB_UNKNOWN_NAMESPACE',
+        `no namespace ${JSON.stringify(name)} (known: ${[...byName.keys()].join(', ') || 'none'})`,
+      );
+    }
+    return ns;
+  };
+}

@@ -1,0 +1,153 @@
+import { WaitingChildrenError } from 'bullmq';
+import { type InvalidatePayload, type InvalidateSlicePayload, JOBS } from '../catalogue.js';
+import { jobOptions } from '../client.js';
+import { checkpoint, type JobContext, must } from './context.js';
+
+/** Ids per `delete` call of a keys invalidation. */
+const KEYS_BATCH = 1_000;
+
+/** A pattern invalidation's steps (BullMQ step-job pattern; see docs/design-fleet.md). */
+export type InvalidateState =
+  | { readonly step: 'keys'; readonly offset: number; readonly removed: number }
+  | { readonly step: 'fan-out'; readonly match: string; readonly masters: readonly string[] }
+  | { readonly step: 'wait'; readonly masters: readonly string[] };
+
+export interface InvalidateResult {
+  readonly scope: InvalidatePayload['scope'];
+  readonly namespace: string;
+  /** Entries removed from L2 (tombstoned or unlinked). */
+  readonly removed: number;
+  /** Pattern scope: one child per cache master, and the keys they scanned. */
+  readonly slices?: number;
+  readonly scanned?: number;
+  /** Namespace scope: the namespace's new generation. */
+  readonly generation?: number;
+}
+
+export interface SliceResult {
+  readonly master: string;
+  readonly scanned: number;
+  readonly unlinked: number;
+}
+
+export async function invalidateHandler(
+  ctx: JobContext<InvalidatePayload, InvalidateState>,
+): Promise<InvalidateResult> {
+  const p = ctx.payload;
+  const ns = ctx.namespace(p.namespace);
+  switch (p.scope) {
+    case 'keys': {
+      const saved = ctx.state?.step === 'keys' ? ctx.state : undefined;
+      let removed = saved?.removed ?? 0;
+      for (let offset = saved?.offset ?? 0; offset < p.keys.length; offset += KEYS_BATCH) {
+        checkpoint(ctx.signal);
+        const ids = p.keys.slice(offset, offset + KEYS_BATCH);
+        removed += must(await ctx.cache.delete(ns, ...ids));
+        await ctx.save({ step: 'keys', offset: offset + ids.length, removed });
+        await ctx.progress({ done: offset + ids.length, total: p.keys.length });
+      }
+      return { scope: p.scope, namespace: ns.name, removed };
+    }
+    case 'tags':
+      return {
+        scope: p.scope,
+        namespace: ns.name,
+        removed: must(await ctx.cache.invalidateTags(ns, p.tags)),
+      };
+    case 'namespace': {
+      const generation = must(await ctx.cache.invalidateNamespace(ns));
+      return { scope: p.scope, namespace: ns.name, removed: 0, generation };
+    }
+    case 'pattern':
+      return patternSteps(ctx, p);
+  }
+}
+
+/**
+ * fence → fan-out → wait → announce. Each step is saved before the next begins; re-running a step
+ * after a crash is harmless (one more counter bump; children added again under the same ids are
+ * ignored by BullMQ; `moveToWaitingChildren` is asked again).
+ */
+async function patternSteps(
+  ctx: JobContext<InvalidatePayload, InvalidateState>,
+  p: Extract<InvalidatePayload, { scope: 'pattern' }>,
+): Promise<InvalidateResult> {
+  const ns = ctx.namespace(p.namespace);
+  let state = ctx.state;
+  if (state === undefined || state.step === 'keys') {
+    const match = must(await ctx.cache.fleet.beginWalk(ns, p.pattern));
+    const masters = must(ctx.cache.fleet.masters());
+    state = { step: 'fan-out', match, masters };
+    await ctx.save(state);
+  }
+  if (state.step === 'fan-out') {
+    const { match, masters } = state;
+    const job = ctx.job;
+    const queue = ctx.jobs.queue(JOBS['invalidate-slice'].queue);
+    await Promise.all(
+      masters.map((master, i) => {
+        const payload: InvalidateSlicePayload = {
+          namespace: p.namespace,
+          pattern: p.pattern,
+          match,
+          master,
+          count: 1_000,
+        };
+        return queue.add(
+          'invalidate-slice',
+          { payload },
+          {
+            ...jobOptions('invalidate-slice', payload, `${job.id}-slice-${i}`),
+            parent: { id: job.id as string, queue: job.queueQualifiedName },
+            failParentOnFailure: true,
+          },
+        );
+      }),
+    );
+    await ctx.save({ step: 'wait', masters });
+    await ctx.progress({ step: 'wait', slices: masters.length });
+  }
+  if (ctx.token !== undefined && (await ctx.job.moveToWaitingChildren(ctx.token))) {
+    throw new WaitingChildrenError();
+  }
+  const values = Object.values(await ctx.job.getChildrenValues<SliceResult>());
+  let removed = 0;
+  let scanned = 0;
+  for (const v of values) {
+    removed += v.unlinked;
+    scanned += v.scanned;
+  }
+  // Every master is walked: one event makes every pod drop the pattern from its L1.
+  must(await ctx.cache.fleet.endWalk(ns, p.pattern));
+  await ctx.progress({ step: 'done', slices: values.length, removed });
+  return { scope: 'pattern', namespace: ns.name, removed, slices: values.length, scanned };
+}
+
+/** Saved cursor of one master's walk. */
+export interface SliceState {
+  readonly cursor: string;
+  readonly scanned: number;
+  readonly unlinked: number;
+}
+
+/** SCAN + UNLINK one master in batches; the cursor is saved after each (resumable after SIGKILL). */
+export async function invalidateSliceHandler(
+  ctx: JobContext<InvalidateSlicePayload, SliceState>,
+): Promise<SliceResult> {
+  const p = ctx.payload;
+  let state: SliceState = ctx.state ?? { cursor: '0', scanned: 0, unlinked: 0 };
+  let first = ctx.state === undefined;
+  while (first || state.cursor !== '0') {
+    first = false;
+    checkpoint(ctx.signal);
+    const step = must(await ctx.cache.fleet.unlinkStep(p.master, p.match, state.cursor, p.count));
+    state = {
+      cursor: step.cursor,
+      scanned: state.scanned + step.scanned,
+      unlinked: state.unlinked + step.unlinked,
+    };
+    await ctx.save(state);
+    await ctx.progress({ master: p.master, scanned: state.scanned, unlinked: state.unlinked });
+  }
+  return { master: p.master, scanned: state.scanned, unlinked: state.unlinked };
+}

@@ -1,0 +1,139 @@
+import type { Namespace } from '@cachefleet/tiered-cache';
+import type { WarmPayload } from '../catalogue.js';
+import { checkpoint, type JobContext, must } from './context.js';
+
+/** Ids per batch: one snapshot round trip, one loadMany, one script call per 500 entries. */
+export const WARM_BATCH = 1_000;
+
+/** The cursor of a warm: which namespace, how far in it, and the totals so far. */
+export interface WarmState {
+  readonly index: number;
+  /** `all`: the last id done (keyset paging); the others: how many ids of the list are done. */
+  readonly after?: string;
+  readonly offset?: number;
+  /** `hot`: the ids chosen at the start of this namespace, so a resumed job warms the same set. */
+  readonly hot?: readonly string[];
+  readonly totals: WarmTotals;
+}
+
+export interface WarmTotals {
+  requested: number;
+  loaded: number;
+  written: number;
+  changed: number;
+  invalid: number;
+}
+
+export interface WarmResult extends WarmTotals {
+  readonly type: WarmPayload['type'];
+  readonly namespaces: readonly string[];
+  /** Pods asked to copy critical ids into their L1. */
+  readonly prewarmed: number;
+}
+
+/**
+ * Warms namespaces batch by batch (docs/design-fleet.md): `all` pages ids from the definition,
+ * `hot` takes the top ids pods counted (then decays the counts), `critical` the definitions' list
+ * (and asks every pod to copy those into L1), `keys` the payload's ids. The cursor is saved after
+ * every batch, so a killed worker's job continues where it stopped.
+ */
+export async function warmHandler(ctx: JobContext<WarmPayload, WarmState>): Promise<WarmResult> {
+  const p = ctx.payload;
+  const names = planNamespaces(ctx);
+  let state: WarmState = ctx.state ?? { index: 0, totals: zero() };
+  const totals = { ...state.totals };
+  let prewarmed = 0;
+  for (let index = state.index; index < names.length; index++) {
+    const ns = ctx.namespace(names[index] as string);
+    if (state.index !== index) state = { index, totals };
+    if (p.type === 'all') {
+      if (ns.ids === undefined) {
+        ctx.log.warn({ namespace: ns.name }, 'namespace cannot enumerate its ids: skipped by the full warm');
+        continue;
+      }
+      let after = state.after;
+      for (;;) {
+        checkpoint(ctx.signal);
+        const ids = await ns.ids(after, WARM_BATCH);
+        if (ids.length === 0) break;
+        await warmBatch(ctx, ns, ids, totals);
+        after = ids[ids.length - 1];
+        state = { index, ...(after !== undefined ? { after } : {}), totals };
+        await ctx.save(state);
+        await ctx.progress({ namespace: ns.name, done: totals.requested, written: totals.written });
+        if (ids.length < WARM_BATCH) break;
+      }
+    } else {
+      const list = state.hot ?? (await listOf(ctx, ns));
+      if (p.type === 'hot' && state.hot === undefined) {
+        state = { index, offset: 0, hot: list, totals };
+        await ctx.save(state);
+      }
+      for (let offset = state.offset ?? 0; offset < list.length; offset += WARM_BATCH) {
+        checkpoint(ctx.signal);
+        const ids = list.slice(offset, offset + WARM_BATCH);
+        await warmBatch(ctx, ns, ids, totals);
+        state = { index, offset: offset + ids.length, ...(state.hot ? { hot: state.hot } : {}), totals };
+        await ctx.save(state);
+        await ctx.progress({
+          namespace: ns.name,
+          done: offset + ids.length,
+          total: list.length,
+          written: totals.written,
+        });
+      }
+      if (p.type === 'hot') must(await ctx.cache.fleet.decayHotKeys(ns));
+      if (p.type === 'critical' && list.length > 0) {
+        must(await ctx.cache.prewarm(ns, list));
+        prewarmed += list.length;
+      }
+    }
+  }
+  return { type: p.type, namespaces: names, prewarmed, ...totals };
+}
+
+async function warmBatch(
+  ctx: JobContext<WarmPayload, WarmState>,
+  ns: Namespace<unknown>,
+  ids: readonly string[],
+  totals: WarmTotals,
+): Promise<void> {
+  const r = must(await ctx.cache.fleet.warm(ns, ids));
+  totals.requested += r.requested;
+  totals.loaded += r.loaded;
+  totals.written += r.written;
+  totals.changed += r.changed;
+  totals.invalid += r.invalid;
+}
+
+function planNamespaces(ctx: JobContext<WarmPayload, WarmState>): string[] {
+  const p = ctx.payload;
+  if (p.type === 'keys') return [p.namespace];
+  const all = ctx.definitions.namespaces.map((ns) => ns.name);
+  const chosen = p.namespaces?.length ? p.namespaces : all;
+  for (const name of chosen) ctx.namespace(name); // unknown names fail before any work
+  if (p.type === 'critical' && !p.namespaces?.length)
+    return chosen.filter((n) => (ctx.definitions.critical[n]?.length ?? 0) > 0);
+  return [...new Set(chosen)];
+}
+
+async function listOf(
+  ctx: JobContext<WarmPayload, WarmState>,
+  ns: Namespace<unknown>,
+): Promise<readonly string[]> {
+  const p = ctx.payload;
+  switch (p.type) {
+    case 'keys':
+      return p.keys;
+    case 'critical':
+      return ctx.definitions.critical[ns.name] ?? [];
+    case 'hot':
+      return must(await ctx.cache.fleet.hotKeys(ns, p.top)).map((h) => h.id);
+    case 'all':
+      return [];
+  }
+}
+
+function zero(): WarmTotals {
+  return { requested: 0, loaded: 0, written: 0, changed: 0, invalid: 0 };
+}

@@ -1,0 +1,267 @@
+import type { Cache } from '@cachefleet/tiered-cache';
+import { DelayedError, type Job, UnrecoverableError, WaitingChildrenError, Worker } from 'bullmq';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { isJobName, JOBS, type JobData, type JobName, QUEUE_NAMES, type QueueName } from './catalogue.js';
+import { type JobClient, parsePayload } from './client.js';
+import { isJobError } from './errors.js';
+import { AbortedError, type Definitions, type JobContext, namespaceLookup } from './handlers/context.js';
+import { invalidateHandler, invalidateSliceHandler } from './handlers/invalidate.js';
+import { warmHandler } from './handlers/warm.js';
+
+export interface QueueConcurrency {
+  readonly queue: QueueName;
+  readonly concurrency: number;
+}
+
+export interface RuntimeOptions {
+  readonly queues: readonly QueueConcurrency[];
+  /** BullMQ lock: a worker that stops renewing it (killed) loses its jobs after this long, ms. */
+  readonly lockDurationMs: number;
+  /** How often workers look for jobs whose lock expired, ms. */
+  readonly stalledIntervalMs: number;
+  /** SIGTERM: time to finish or hand back running jobs before closing by force, ms. */
+  readonly shutdownMs: number;
+}
+
+export interface RuntimeDeps {
+  readonly cache: Cache;
+  readonly jobs: JobClient;
+  readonly definitions: Definitions;
+  readonly logger: Logger;
+  readonly metrics: Registry;
+}
+
+/** Each handler is typed by its job; the table holds them erased (the processor validated the payload). */
+type Handler = (ctx: JobContext<never, never>) => Promise<unknown>;
+
+const HANDLERS: Record<JobName, Handler> = {
+  warm: warmHandler,
+  invalidate: invalidateHandler,
+  'invalidate-slice': invalidateSliceHandler,
+};
+
+/**
+ * The worker side: one BullMQ Worker per served queue with its own concurrency, a processor that
+ * validates every job against the catalogue before touching anything, cooperative timeouts, and a
+ * graceful shutdown that hands running jobs back rather than losing them.
+ */
+export class FleetRuntime {
+  readonly #deps: RuntimeDeps;
+  readonly #opts: RuntimeOptions;
+  readonly #workers: Worker[] = [];
+  /** Aborted at shutdown: handlers save their cursor and the job is handed back. */
+  readonly #shutdown = new AbortController();
+  readonly #namespace: (name: string) => ReturnType<ReturnType<typeof namespaceLookup>>;
+  readonly #duration: Histogram<'queue' | 'name' | 'status'>;
+  readonly #failures: Counter<'queue' | 'name' | 'reason'>;
+  #closing: Promise<void> | undefined;
+
+  constructor(deps: RuntimeDeps, opts: RuntimeOptions) {
+    this.#deps = deps;
+    this.#opts = opts;
+    this.#namespace = namespaceLookup(deps.definitions);
+    const registers = [deps.metrics];
+    this.#duration = new Histogram({
+      name: 'cachefleet_job_duration_seconds',
+      help: 'Time a worker spent on one attempt of a job, by outcome',
+      labelNames: ['queue', 'name', 'status'],
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800],
+      registers,
+    });
+    this.#failures = new Counter({
+      name: 'cachefleet_job_failures_total',
+      help: 'Failed job attempts (reason: error, invalid payload, timeout)',
+      labelNames: ['queue', 'name', 'reason'],
+      registers,
+    });
+    const served = opts.queues.map((q) => q.queue);
+    new Gauge({
+      name: 'cachefleet_queue_jobs',
+      help: 'Jobs in each queue by state (read from the queue Redis at scrape time)',
+      labelNames: ['queue', 'state'],
+      registers,
+      collect: async function (this: Gauge<'queue' | 'state'>) {
+        this.reset();
+        await Promise.all(
+          served.map(async (queue) => {
+            const counts = await deps.jobs.queue(queue).getJobCounts();
+            for (const [state, n] of Object.entries(counts)) this.set({ queue, state }, n);
+          }),
+        );
+      },
+    });
+  }
+
+  start(): void {
+    for (const { queue, concurrency } of this.#opts.queues) {
+      const worker = new Worker<JobData>(
+        queue,
+        (job, token, signal) => this.#process(queue, job, token, signal),
+        {
+          connection: this.#deps.jobs.connection,
+          prefix: this.#deps.jobs.prefix,
+          concurrency,
+          lockDuration: this.#opts.lockDurationMs,
+          stalledInterval: this.#opts.stalledIntervalMs,
+          maxStalledCount: 3,
+        },
+      );
+      worker.on('error', (error) => this.#deps.logger.warn({ queue, err: error.message }, 'worker error'));
+      worker.on('stalled', (jobId) =>
+        this.#deps.logger.warn({ queue, jobId }, 'job stalled: handed to another attempt'),
+      );
+      this.#workers.push(worker);
+    }
+  }
+
+  /** Every worker is connected and taking jobs. */
+  get ready(): boolean {
+    return (
+      this.#closing === undefined && this.#workers.length > 0 && this.#workers.every((w) => w.isRunning())
+    );
+  }
+
+  async #process(
+    queue: QueueName,
+    job: Job<JobData>,
+    token: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<unknown> {
+    const started = performance.now();
+    const log = this.#deps.logger.child({
+      jobId: job.id,
+      queue,
+      job: job.name,
+      attempt: job.attemptsMade + 1,
+    });
+    const name = job.name;
+    const observe = (status: string) =>
+      this.#duration.observe({ queue, name, status }, (performance.now() - started) / 1000);
+    if (!isJobName(name) || JOBS[name].queue !== queue) {
+      this.#failures.inc({ queue, name, reason: 'invalid' });
+      throw new UnrecoverableError(`E_JOB_UNKNOWN: no job named ${JSON.stringify(name)} on queue ${queue}`);
+    }
+    let payload: unknown;
+    try {
+      payload = parsePayload(name, job.data?.payload);
+    } catch (error) {
+      this.#failures.inc({ queue, name, reason: 'invalid' });
+      log.warn({ err: (error as Error).message }, 'job refused: invalid payload');
+      throw new UnrecoverableError((error as Error).message);
+    }
+    const policy = JOBS[name];
+    if (policy.dedupe === 'payload' && job.attemptsMade === 0) await job.removeDeduplicationKey();
+    const controller = new AbortController();
+    const abort = (reason: AbortedError) => {
+      if (!controller.signal.aborted) controller.abort(reason);
+    };
+    const timer = setTimeout(() => abort(new AbortedError('timeout')), policy.timeoutMs);
+    const onShutdown = () => abort(new AbortedError('shutdown'));
+    const onCancel = () => abort(new AbortedError('cancelled'));
+    this.#shutdown.signal.addEventListener('abort', onShutdown);
+    signal?.addEventListener('abort', onCancel);
+    const ctx: JobContext<unknown, object> = {
+      job,
+      payload,
+      state: job.data.state,
+      signal: controller.signal,
+      token,
+      cache: this.#deps.cache,
+      jobs: this.#deps.jobs,
+      definitions: this.#deps.definitions,
+      log,
+      namespace: this.#namespace,
+      save: async (state) => {
+        await job.updateData({ payload: job.data.payload, state: state as Record<string, unknown> });
+      },
+      progress: (p) => job.updateProgress(p),
+    };
+    try {
+      const result = await HANDLERS[name](ctx as unknown as JobContext<never, never>);
+      observe('completed');
+      log.info({ result, ms: Math.round(performance.now() - started) }, 'job completed');
+      return result;
+    } catch (error) {
+      if (error instanceof WaitingChildrenError) {
+        observe('waiting-children');
+        throw error;
+      }
+      if (error instanceof AbortedError && error.reason === 'shutdown' && token !== undefined) {
+        // Hand the job back now (its cursor is saved) instead of waiting for its lock to expire.
+        observe('handed-back');
+        log.info('worker shutting down: job handed back');
+        await job.moveToDelayed(Date.now(), token);
+        throw new DelayedError();
+      }
+      const reason = error instanceof AbortedError ? error.reason : 'error';
+      this.#failures.inc({ queue, name, reason });
+      observe('failed');
+      log.warn({ err: (error as Error).message, reason }, 'job attempt failed');
+      // A job that names no known namespace (or breaks another catalogue rule) will never succeed.
+      if (isJobError(error)) throw new UnrecoverableError(error.message);
+      throw error;
+    } finally {
+      clearTimeout(timer);
+      this.#shutdown.signal.removeEventListener('abort', onShutdown);
+      signal?.removeEventListener('abort', onCancel);
+    }
+  }
+
+  /**
+   * Graceful shutdown: stop taking jobs; let running ones finish for half of `shutdownMs`; then ask
+   * them to stop at their next batch (they save their cursor and are handed back); past
+   * `shutdownMs`, close by force (their locks expire and another worker takes them over).
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      const closing = Promise.all(this.#workers.map((w) => w.close()));
+      const half = this.#opts.shutdownMs / 2;
+      if (await settlesWithin(closing, half)) return;
+      this.#deps.logger.info('shutdown: asking running jobs to hand back');
+      this.#shutdown.abort(new AbortedError('shutdown'));
+      if (await settlesWithin(closing, half)) return;
+      this.#deps.logger.warn('shutdown deadline passed: closing by force');
+      await Promise.all(this.#workers.map((w) => w.close(true)));
+    })();
+    return this.#closing;
+  }
+}
+
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const done = p.then(
+    () => true,
+    () => true,
+  );
+  try {
+    return await Promise.race([done, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `warm:2,invalidate:4` or `warm,invalidate` (concurrency `fallback`) → per-queue concurrency. */
+export function parseQueueList(spec: string, fallback = 1): QueueConcurrency[] {
+  const out: QueueConcurrency[] = [];
+  for (const part of spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const [name, n] = part.split(':');
+    if (!QUEUE_NAMES.includes(name as QueueName)) {
+      throw new Error(`unknown queue ${JSON.stringify(name)} (queues: ${QUEUE_NAMES.join(', ')})`);
+    }
+    const concurrency = n === undefined ? fallback : Number(n);
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) {
+      throw new Error(`concurrency of ${name} must be an integer 1–256, got ${JSON.stringify(n)}`);
+    }
+    if (out.some((q) => q.queue === name)) throw new Error(`queue ${name} listed twice`);
+    out.push({ queue: name as QueueName, concurrency });
+  }
+  if (out.length === 0) throw new Error('no queues to serve');
+  return out;
+}

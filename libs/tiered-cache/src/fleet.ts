@@ -1,0 +1,236 @@
+import type { EventBody } from './bus/events.js';
+import { escapeGlob, type RedisStore } from './drivers/redis.js';
+import {
+  decayHotKeys,
+  flushHotCounts,
+  type HotKey,
+  masterNames,
+  topHotKeys,
+  type UnlinkStep,
+  unlinkStep,
+  type WarmEntry,
+  warmSnapshot,
+  warmWrite,
+} from './drivers/redis-bulk.js';
+import { CacheError } from './errors.js';
+import type { Namespace } from './namespace.js';
+import { err, ok, type Result } from './result.js';
+import { globToRegExp } from './stack/coherence.js';
+import type { ReadThrough } from './stack/read-through.js';
+import type { NamespaceState } from './stack/state.js';
+
+/** A glob over ids: no white space or braces, at most 256 characters. */
+export const ID_PATTERN = /^[^\s{}]{1,256}$/;
+
+/** Times a warm batch is reloaded when a pattern or tag invalidation overtook it. */
+const WARM_ATTEMPTS = 3;
+
+export interface WarmBatchResult {
+  readonly requested: number;
+  /** Ids the loader found (absent ids do not exist and are not cached). */
+  readonly loaded: number;
+  readonly written: number;
+  /** Entries not written because they changed since the batch read them (a newer write or invalidation). */
+  readonly changed: number;
+  /** Ids refused by the namespace's id schema, or values refused by its value schema. */
+  readonly invalid: number;
+  /** Whether an invalidation kept overtaking the batch (nothing written on the last attempt). */
+  readonly overtaken: boolean;
+}
+
+export interface FleetDeps {
+  readonly rt: ReadThrough;
+  readonly l2: () => RedisStore | undefined;
+  /** Publishes an event of this pod on the bus (no-op without a bus). */
+  readonly announce: (body: EventBody) => Promise<Result<unknown>>;
+  readonly sampleRate: number;
+  readonly hotKeep: number;
+}
+
+/**
+ * What the worker fleet does to the cache, as primitives a job runner drives (the library knows
+ * nothing of BullMQ): warm a batch, walk a pattern in resumable steps, read and decay hot keys.
+ * See docs/design-fleet.md.
+ */
+export class FleetOps {
+  readonly #d: FleetDeps;
+
+  constructor(deps: FleetDeps) {
+    this.#d = deps;
+  }
+
+  #l2(): Result<RedisStore> {
+    const l2 = this.#d.l2();
+    return l2
+      ? ok(l2)
+      : err(new CacheError('E_CACHE_L2_UNAVAILABLE', 'fleet operations need L2 (impl redis or tiered)'));
+  }
+
+  /**
+   * Loads `ids` with one `loadMany` and writes them to L2 with the namespace's TTL, fenced like a
+   * read-through fill: an entry that changed since the batch read it (a newer `set`, an
+   * invalidation) is left alone, and a pattern or tag invalidation that began meanwhile makes the
+   * batch load again.
+   */
+  async warm<T>(ns: Namespace<T>, ids: readonly string[]): Promise<Result<WarmBatchResult>> {
+    const l2r = this.#l2();
+    if (!l2r.ok) return l2r;
+    const l2 = l2r.value;
+    const st = this.#d.rt.state(ns as Namespace<unknown>);
+    const valid = ids.filter((id) => ns.isValidId(id));
+    let invalid = ids.length - valid.length;
+    let last: WarmBatchResult = {
+      requested: ids.length,
+      loaded: 0,
+      written: 0,
+      changed: 0,
+      invalid,
+      overtaken: false,
+    };
+    if (valid.length === 0) return ok(last);
+    for (let attempt = 0; attempt < WARM_ATTEMPTS; attempt++) {
+      const keys = valid.map((id) => st.keyBase + id);
+      const snapshot = await warmSnapshot(l2, ns.name, keys);
+      if (!snapshot.ok) return snapshot;
+      const loaded = await loadAll(st, valid);
+      if (!loaded.ok) return loaded;
+      const entries: WarmEntry[] = [];
+      const was: (string | null)[] = [];
+      invalid = ids.length - valid.length;
+      valid.forEach((id, i) => {
+        const value = loaded.value.get(id);
+        if (value === undefined) return;
+        const parsed = ns.schema.safeParse(value);
+        if (!parsed.success) {
+          invalid++;
+          return;
+        }
+        entries.push({
+          key: keys[i] as string,
+          wire: l2.encode(parsed.data).wire,
+          tags: this.#d.rt.tagsOf(st, parsed.data),
+        });
+        was.push(snapshot.value.was[i] ?? null);
+      });
+      const w = await warmWrite(l2, ns.name, entries, { was, inv: snapshot.value.inv }, st.l2TtlMs);
+      if (!w.ok) return w;
+      if (w.value.retracted.length > 0) {
+        const idsOf = w.value.retracted.map((k) => k.slice(st.keyBase.length));
+        await this.#d.announce({ event_type: 'invalidate', namespace: ns.name, keys: idsOf });
+      }
+      last = {
+        requested: ids.length,
+        loaded: loaded.value.size,
+        written: w.value.written,
+        changed: w.value.changed,
+        invalid,
+        overtaken: w.value.walked,
+      };
+      if (!w.value.walked) break;
+    }
+    return ok(last);
+  }
+
+  /** The hottest ids of a namespace, from the counts pods flush (highest first). */
+  async hotKeys(ns: Namespace<unknown> | string, n: number): Promise<Result<HotKey[]>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return topHotKeys(l2.value, typeof ns === 'string' ? ns : ns.name, n);
+  }
+
+  /** Ages a namespace's hot counts (each hot warm halves them, so old favourites fade). */
+  async decayHotKeys(ns: Namespace<unknown> | string, factor = 0.5): Promise<Result<number>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return decayHotKeys(l2.value, typeof ns === 'string' ? ns : ns.name, factor);
+  }
+
+  /** Sends this pod's sampled read counts to Redis and starts counting afresh. */
+  async flushHotKeys(): Promise<Result<number>> {
+    const l2 = this.#d.l2();
+    if (!l2) return ok(0);
+    const counts = new Map<string, Map<string, number>>();
+    for (const st of this.#d.rt.states) {
+      if (st === undefined || st.hot.size === 0) continue;
+      const into = counts.get(st.ns.name);
+      if (into === undefined) counts.set(st.ns.name, st.hot);
+      else for (const [id, c] of st.hot) into.set(id, (into.get(id) ?? 0) + c);
+      st.hot = new Map();
+    }
+    if (counts.size === 0) return ok(0);
+    return flushHotCounts(l2, counts, this.#d.sampleRate, this.#d.hotKeep);
+  }
+
+  /** The masters a bulk walk visits, one child job each (`host:port`). */
+  masters(): Result<string[]> {
+    const l2 = this.#l2();
+    return l2.ok ? ok(masterNames(l2.value)) : l2;
+  }
+
+  /**
+   * Starts a bulk pattern invalidation: checks the pattern, moves the namespace's walk counter (so
+   * fills that read the source before now cannot write: design-coherence.md) and clears this pod's
+   * L1. Resolves the SCAN match for `unlinkStep`, scoped to the namespace's current key base.
+   */
+  async beginWalk(ns: Namespace<unknown>, pattern: string): Promise<Result<string>> {
+    if (!ID_PATTERN.test(pattern)) {
+      return err(
+        new CacheError('E_CACHE_INVALID_ID', `invalid pattern for ${ns.name}: ${JSON.stringify(pattern)}`),
+      );
+    }
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    const bumped = await l2.value.bumpInvalidations(ns.name);
+    if (!bumped.ok) return bumped;
+    const st = this.#d.rt.state(ns);
+    this.#clearLocal(st, pattern);
+    return ok(escapeGlob(st.keyBase) + pattern);
+  }
+
+  /** One SCAN + UNLINK batch on `master`; keep the returned cursor until it is '0'. */
+  async unlinkStep(
+    master: string,
+    match: string,
+    cursor: string,
+    count: number,
+  ): Promise<Result<UnlinkStep>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return unlinkStep(l2.value, master, match, cursor, count);
+  }
+
+  /** Ends a bulk invalidation: one event makes every pod drop the pattern from its L1. */
+  async endWalk(ns: Namespace<unknown>, pattern: string): Promise<Result<unknown>> {
+    this.#clearLocal(this.#d.rt.state(ns), pattern);
+    return this.#d.announce({ event_type: 'invalidate', namespace: ns.name, key_pattern: pattern });
+  }
+
+  #clearLocal(st: NamespaceState, pattern: string): void {
+    const re = globToRegExp(pattern);
+    this.#d.rt.invalidated();
+    this.#d.rt.dropInflight(st.keyBase, (id) => re.test(id));
+    this.#d.rt.l1?.removeWhere(st.keyBase, (id) => re.test(id));
+  }
+}
+
+async function loadAll(
+  st: NamespaceState,
+  ids: readonly string[],
+): Promise<Result<ReadonlyMap<string, unknown>>> {
+  st.loads++;
+  const t0 = performance.now();
+  try {
+    if (st.ns.loadMany) return ok(await st.ns.loadMany(ids));
+    const values = await Promise.all(ids.map((id) => st.ns.load(id)));
+    const found = new Map<string, unknown>();
+    ids.forEach((id, i) => {
+      if (values[i] !== undefined) found.set(id, values[i]);
+    });
+    return ok(found);
+  } catch (cause) {
+    st.loaderErrors++;
+    return err(new CacheError('E_CACHE_LOADER_FAILED', `warm: loader of ${st.ns.name} failed`, { cause }));
+  } finally {
+    st.timers.l3.observe((performance.now() - t0) / 1000);
+  }
+}

@@ -1,0 +1,541 @@
+import { Cluster, Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import {
+  isTombstoned,
+  liveValue,
+  type RedisCluster,
+  startCluster,
+  startRedis,
+  waitUntil,
+} from '../../../test/helpers/index.js';
+import {
+  type Cache,
+  type CacheOptions,
+  createCache,
+  defineNamespace,
+  type Namespace,
+  type Result,
+  TieredStore,
+} from '../src/index.js';
+
+/** cache.fleet (docs/design-fleet.md): warm batches, hot keys, bulk walks, against real Redis. */
+
+const server = await startRedis();
+const raw = new Redis(server.url);
+const caches: Cache[] = [];
+afterAll(async () => {
+  await Promise.all(caches.map((c) => c.close()));
+  raw.disconnect();
+  await server.stop();
+});
+
+async function newCache(prefix: string, extra: Partial<CacheOptions> = {}): Promise<Cache> {
+  const cache = createCache({ impl: 'tiered', redis: { mode: 'single', url: server.url }, prefix, ...extra });
+  await cache.start();
+  caches.push(cache);
+  return cache;
+}
+
+const Item = z.object({ id: z.string(), v: z.number() });
+type Item = z.infer<typeof Item>;
+
+interface SourceOptions {
+  /** The row of an id at data version `v`; undefined: the id does not exist. */
+  readonly row?: (id: string, v: number) => Item | undefined;
+  /** Runs inside each loadMany after its rows were read (what happens "while the batch loads"). */
+  readonly during?: (call: number, ns: Namespace<Item>) => Promise<void>;
+  readonly tags?: (v: Item) => string[];
+  readonly many?: boolean;
+}
+
+/** A namespace over a fake table whose data version `db.v` tests move; counts loader calls. */
+function source(name: string, opts: SourceOptions = {}) {
+  const db = { v: 1 };
+  const calls = { many: 0, one: 0 };
+  const row = opts.row ?? ((id: string, v: number) => ({ id, v }));
+  const ns: Namespace<Item> = defineNamespace<Item>({
+    name,
+    version: 1,
+    ttl: { l1: 60, l2: 600 },
+    schema: Item,
+    load: async (id) => {
+      calls.one++;
+      return row(id, db.v);
+    },
+    ...(opts.many === false
+      ? {}
+      : {
+          loadMany: async (ids: readonly string[]) => {
+            const call = ++calls.many;
+            const found = new Map(ids.flatMap((id) => [[id, row(id, db.v)] as const]));
+            await opts.during?.(call, ns);
+            return new Map([...found].filter((e): e is [string, Item] => e[1] !== undefined));
+          },
+        }),
+    ...(opts.tags ? { tags: opts.tags } : {}),
+  });
+  return { ns, calls, db };
+}
+
+function unwrap<T>(r: Result<T>): T {
+  if (!r.ok) throw r.error;
+  return r.value;
+}
+
+function deferred<T>() {
+  let resolve: (value: T) => void = () => {};
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+const range = (n: number, p: string) => Array.from({ length: n }, (_, i) => `${p}${i}`);
+const value = (prefix: string, ns: Namespace<Item>, id: string) => liveValue(raw, `${prefix}${ns.keyBase}${id}`);
+
+async function countKeys(pattern: string): Promise<number> {
+  let cursor = '0';
+  let n = 0;
+  do {
+    const [next, keys] = await raw.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    n += keys.length;
+  } while (cursor !== '0');
+  return n;
+}
+
+/** What an invalidate-slice job does: unlinkStep from `from` until cursor '0' (or maxSteps). */
+async function walk(c: Cache, match: string, from = '0', maxSteps = Number.POSITIVE_INFINITY, master?: string) {
+  const on = master ?? unwrap(c.fleet.masters())[0] ?? '';
+  let cursor = from;
+  let unlinked = 0;
+  let steps = 0;
+  do {
+    const r = unwrap(await c.fleet.unlinkStep(on, match, cursor, 1000));
+    cursor = r.cursor;
+    unlinked += r.unlinked;
+    steps++;
+  } while (cursor !== '0' && steps < maxSteps);
+  return { cursor, unlinked, steps };
+}
+
+describe('warm', () => {
+  it('writes 2,000 ids with the namespace TTL; another pod reads them from L2 without loading', async () => {
+    const p = 'fw-bulk:';
+    const { ns, calls } = source('item', {
+      row: (id, v) => (id.startsWith('gone') ? undefined : { id, v: id === 'bad' ? Number.NaN : v }),
+    });
+    // NaN encodes to null in JSON, but the schema refuses it first.
+    const bad = defineNamespace<Item>({ ...ns, schema: Item.extend({ v: z.number().finite() }) });
+    const ids = range(2000, 'i');
+    const w = await newCache(p);
+    const r = await w.fleet.warm(bad, [...ids, 'gone1', 'gone2', 'x*', 'a b', 'bad']);
+    expect(r).toEqual({
+      ok: true,
+      value: { requested: 2005, loaded: 2001, written: 2000, changed: 0, invalid: 3, overtaken: false },
+    });
+    expect(calls).toEqual({ many: 1, one: 0 });
+    const keys = ids.map((id) => `${p}item:v1:${id}`);
+    const ttls = ((await raw.pipeline(keys.map((k) => ['pttl', k])).exec()) ?? []).map(([, t]) => Number(t));
+    expect(Math.min(...ttls)).toBeGreaterThan(590_000);
+    expect(Math.max(...ttls)).toBeLessThanOrEqual(600_000);
+    const wires = await raw.mget(keys);
+    expect(wires.map((s) => Item.parse(JSON.parse(s ?? 'null')))).toEqual(ids.map((id) => ({ id, v: 1 })));
+    expect(await raw.exists(`${p}item:v1:gone1`, `${p}item:v1:gone2`, `${p}item:v1:bad`)).toBe(0);
+
+    const pod = await newCache(p);
+    const again = await pod.getMany(ns, ids);
+    expect(again).toEqual({ ok: true, value: ids.map((id) => ({ id, v: 1 })) });
+    expect(await pod.get(ns, 'i7')).toEqual({ ok: true, value: { id: 'i7', v: 1 } });
+    expect(calls).toEqual({ many: 1, one: 0 });
+    expect(pod.stats()[0]).toMatchObject({ l1: { hits: 1 }, l2: { hits: 2000, misses: 0 }, loads: 0 });
+  });
+
+  it('falls back to load per id without loadMany', async () => {
+    const { ns, calls } = source('single', { many: false });
+    const w = await newCache('fw-single:');
+    expect(unwrap(await w.fleet.warm(ns, ['a', 'b', 'c']))).toMatchObject({ loaded: 3, written: 3 });
+    expect(calls).toEqual({ many: 0, one: 3 });
+    expect(await value('fw-single:', ns, 'b')).toEqual({ id: 'b', v: 1 });
+  });
+
+  it('never overwrites a set made while it loaded (absent or live before), but refreshes untouched entries', async () => {
+    const p = 'fw-newer:';
+    const w = await newCache(p);
+    const o = await newCache(p);
+    const { ns } = source('item', {
+      during: async (call, ns) => {
+        if (call !== 1) return;
+        await o.set(ns, 'k1', { id: 'k1', v: 99 });
+        await o.set(ns, 'k3', { id: 'k3', v: 99 });
+      },
+    });
+    unwrap(await o.set(ns, 'k3', { id: 'k3', v: 0 }));
+    unwrap(await o.set(ns, 'k4', { id: 'k4', v: 0 }));
+    const r = unwrap(await w.fleet.warm(ns, ['k1', 'k2', 'k3', 'k4']));
+    expect(r).toMatchObject({ loaded: 4, written: 2, changed: 2, overtaken: false });
+    expect(await value(p, ns, 'k1')).toEqual({ id: 'k1', v: 99 });
+    expect(await value(p, ns, 'k2')).toEqual({ id: 'k2', v: 1 });
+    expect(await value(p, ns, 'k3')).toEqual({ id: 'k3', v: 99 });
+    expect(await value(p, ns, 'k4')).toEqual({ id: 'k4', v: 1 });
+  });
+
+  it('does not resurrect a key deleted while it loaded: it stays a tombstone, then read-through loads fresh', async () => {
+    const p = 'fw-deleted:';
+    const w = await newCache(p);
+    const o = await newCache(p);
+    const { ns, calls, db } = source('item', {
+      during: async (call, ns) => {
+        if (call !== 1) return;
+        db.v = 2;
+        await o.delete(ns, 'd1', 'd2');
+      },
+    });
+    unwrap(await o.set(ns, 'd2', { id: 'd2', v: 0 }));
+    expect(unwrap(await w.fleet.warm(ns, ['d1', 'd2']))).toMatchObject({ loaded: 2, written: 0, changed: 2 });
+    expect(await isTombstoned(raw, `${p}item:v1:d1`)).toBe(true);
+    expect(await isTombstoned(raw, `${p}item:v1:d2`)).toBe(true);
+    expect(await w.get(ns, 'd1')).toEqual({ ok: true, value: { id: 'd1', v: 2 } });
+    expect(calls.one).toBe(1);
+    expect(await value(p, ns, 'd1')).toEqual({ id: 'd1', v: 2 });
+  });
+
+  it('reloads when a walk begins while it loads, and writes the second load', async () => {
+    const p = 'fw-overtaken:';
+    const w = await newCache(p);
+    const o = await newCache(p);
+    const { ns, calls, db } = source('item', {
+      during: async (call, ns) => {
+        if (call !== 1) return;
+        db.v = 2;
+        unwrap(await o.fleet.beginWalk(ns, '*'));
+      },
+    });
+    const r = unwrap(await w.fleet.warm(ns, range(50, 'o')));
+    expect(r).toMatchObject({ loaded: 50, written: 50, changed: 0, overtaken: false });
+    expect(calls.many).toBe(2);
+    expect(await raw.get(`${p}__inv:item`)).toBe('1');
+    expect(await value(p, ns, 'o0')).toEqual({ id: 'o0', v: 2 });
+    expect(await value(p, ns, 'o49')).toEqual({ id: 'o49', v: 2 });
+  });
+
+  it('gives up after 3 loads when every one is overtaken, writing nothing', async () => {
+    const p = 'fw-overtaken3:';
+    const o = await newCache(p);
+    const { ns, calls } = source('item', { during: async (_, ns) => void unwrap(await o.fleet.beginWalk(ns, '*')) });
+    const r = unwrap(await (await newCache(p)).fleet.warm(ns, range(10, 'o')));
+    expect(r).toMatchObject({ written: 0, overtaken: true });
+    expect(calls.many).toBe(3);
+    expect(await countKeys(`${p}item:*`)).toBe(0);
+  });
+
+  it('indexes tags: invalidateTags afterwards removes the warmed entries of the tag', async () => {
+    const p = 'fw-tags:';
+    const { ns } = source('tagged', { tags: (v) => [`par:${Number(v.id.slice(1)) % 2}`] });
+    const w = await newCache(p);
+    expect(unwrap(await w.fleet.warm(ns, range(10, 't'))).written).toBe(10);
+    expect(await w.invalidateTags(ns, ['par:0'])).toEqual({ ok: true, value: 5 });
+    for (const id of range(10, 't'))
+      expect(await value(p, ns, id)).toEqual(Number(id.slice(1)) % 2 === 0 ? undefined : { id, v: 1 });
+  });
+});
+
+describe('hot keys', () => {
+  const sampled = (extra: CacheOptions['hotKeys'] = {}): Partial<CacheOptions> => ({
+    l1TimingSampleRate: 1,
+    hotKeys: { flushMs: 60_000, ...extra },
+  });
+  async function read(c: Cache, ns: Namespace<Item>, counts: Record<string, number>): Promise<void> {
+    for (const [id, n] of Object.entries(counts)) for (let i = 0; i < n; i++) unwrap(await c.get(ns, id));
+  }
+
+  it('counts reads per id, two pods add up, decay halves and drops ids below 1', async () => {
+    const p = 'fw-hot:';
+    const { ns } = source('hot');
+    const a = await newCache(p, sampled());
+    const b = await newCache(p, sampled());
+    await read(a, ns, { a: 50, b: 20, c: 5, d: 1 });
+    expect(await a.fleet.flushHotKeys()).toEqual({ ok: true, value: 4 });
+    expect(await a.fleet.flushHotKeys()).toEqual({ ok: true, value: 0 });
+    const top2 = [
+      { id: 'a', score: 50 },
+      { id: 'b', score: 20 },
+    ];
+    expect(await a.fleet.hotKeys(ns, 2)).toEqual({ ok: true, value: top2 });
+    await read(b, ns, { c: 30, a: 10 });
+    unwrap(await b.fleet.flushHotKeys());
+    expect(unwrap(await a.fleet.hotKeys('hot', 10))).toEqual([
+      { id: 'a', score: 60 },
+      { id: 'c', score: 35 },
+      { id: 'b', score: 20 },
+      { id: 'd', score: 1 },
+    ]);
+    expect(await b.fleet.decayHotKeys(ns, 0.5)).toEqual({ ok: true, value: 1 });
+    expect(unwrap(await a.fleet.hotKeys(ns, 10))).toEqual([
+      { id: 'a', score: 30 },
+      { id: 'c', score: 17.5 },
+      { id: 'b', score: 10 },
+    ]);
+    expect(await raw.zcard(`${p}__hot:hot`)).toBe(3);
+  });
+
+  it('scales sampled counts by the sample rate', async () => {
+    const { ns } = source('hot');
+    const c = await newCache('fw-hot-rate:', { ...sampled(), l1TimingSampleRate: 4 });
+    await read(c, ns, { a: 40 });
+    unwrap(await c.fleet.flushHotKeys());
+    expect(unwrap(await c.fleet.hotKeys(ns, 5))).toEqual([{ id: 'a', score: 40 }]);
+  });
+
+  it('keeps the top hotKeys.keep ids, records nothing when disabled, flushes on a timer and on close', async () => {
+    const { ns } = source('hot');
+    const kept = await newCache('fw-hot-keep:', sampled({ keep: 2 }));
+    await read(kept, ns, { a: 3, b: 2, c: 1 });
+    unwrap(await kept.fleet.flushHotKeys());
+    expect(unwrap(await kept.fleet.hotKeys(ns, 10)).map((h) => h.id)).toEqual(['a', 'b']);
+
+    const off = await newCache('fw-hot-off:', sampled({ enabled: false }));
+    await read(off, ns, { a: 5 });
+    expect(await off.fleet.flushHotKeys()).toEqual({ ok: true, value: 0 });
+    await off.close();
+    expect(await raw.exists('fw-hot-off:__hot:hot')).toBe(0);
+
+    const closing = await newCache('fw-hot-close:', sampled());
+    await read(closing, ns, { z: 4 });
+    await closing.close();
+    expect(await raw.zscore('fw-hot-close:__hot:hot', 'z')).toBe('4');
+
+    const timed = await newCache('fw-hot-timer:', sampled({ flushMs: 100 }));
+    await read(timed, ns, { t: 3 });
+    await waitUntil('the timer flushes the counts', async () =>
+      (await raw.zscore('fw-hot-timer:__hot:hot', 't')) === '3' ? true : undefined,
+    );
+  });
+});
+
+describe('bulk pattern invalidation (single node)', () => {
+  const alpha = source('alpha').ns;
+  /** n keys of alpha matching `u*`, 300 of alpha not matching, 300 of beta, in the cache's key layout. */
+  async function seed(p: string, n: number): Promise<void> {
+    const pipe = raw.pipeline();
+    const put = (key: string, id: string) => pipe.set(`${p}${key}`, JSON.stringify({ id, v: 1 }), 'PX', 600_000);
+    for (let i = 0; i < n; i++) put(`alpha:v1:u${i}`, `u${i}`);
+    for (let i = 0; i < 300; i++) {
+      put(`alpha:v1:keep${i}`, `keep${i}`);
+      put(`beta:v1:u${i}`, `u${i}`);
+    }
+    await pipe.exec();
+  }
+  async function expectWalked(p: string): Promise<void> {
+    expect(await countKeys(`${p}alpha:v1:u*`)).toBe(0);
+    expect(await countKeys(`${p}alpha:v1:keep*`)).toBe(300);
+    expect(await countKeys(`${p}beta:v1:*`)).toBe(300);
+  }
+
+  it('unlinks exactly the matching keys of 20,000, in steps of 1,000', async () => {
+    const p = 'fw-walk:';
+    await seed(p, 20_000);
+    const w = await newCache(p);
+    expect(w.fleet.masters()).toEqual({ ok: true, value: [`127.0.0.1:${server.port}`] });
+    const match = unwrap(await w.fleet.beginWalk(alpha, 'u*'));
+    expect(match).toBe('alpha:v1:u*');
+    expect(await raw.get(`${p}__inv:alpha`)).toBe('1');
+    const done = await walk(w, match);
+    expect(done.unlinked).toBe(20_000);
+    expect(done.steps).toBeGreaterThan(1);
+    await expectWalked(p);
+  });
+
+  it('resumes from a saved cursor in a new cache instance (a restarted worker) to the same end state', async () => {
+    const p = 'fw-resume:';
+    await seed(p, 20_000);
+    const w1 = await newCache(p);
+    const match = unwrap(await w1.fleet.beginWalk(alpha, 'u*'));
+    const first = await walk(w1, match, '0', 3);
+    expect(first.steps).toBe(3);
+    expect(first.cursor).not.toBe('0');
+    await w1.close();
+    const w2 = await newCache(p);
+    const rest = await walk(w2, match, first.cursor);
+    expect(first.unlinked + rest.unlinked).toBe(20_000);
+    await expectWalked(p);
+  });
+
+  it('refuses a bad pattern with E_CACHE_INVALID_ID without moving the walk counter', async () => {
+    const w = await newCache('fw-badpat:');
+    for (const bad of ['a b', '{x}', '']) {
+      const r = await w.fleet.beginWalk(alpha, bad);
+      expect(!r.ok && r.error.code).toBe('E_CACHE_INVALID_ID');
+    }
+    expect(await raw.get('fw-badpat:__inv:alpha')).toBeNull();
+  });
+
+  it('endWalk makes another pod drop the pattern from its L1, and only the pattern', async () => {
+    const p = 'fw-end:';
+    const { ns, calls, db } = source('item');
+    const w = await newCache(p);
+    const pod = await newCache(p);
+    unwrap(await w.fleet.warm(ns, [...range(10, 'e-'), 'keep']));
+    unwrap(await pod.getMany(ns, [...range(10, 'e-'), 'keep']));
+    expect(await pod.get(ns, 'e-1')).toEqual({ ok: true, value: { id: 'e-1', v: 1 } });
+    expect(pod.stats()[0]).toMatchObject({ l1: { hits: 1 }, l2: { hits: 11 } });
+
+    db.v = 2;
+    const match = unwrap(await w.fleet.beginWalk(ns, 'e-*'));
+    expect((await walk(w, match)).unlinked).toBe(10);
+    expect(await value(p, ns, 'e-1')).toBeUndefined();
+    // L2 is empty, but before the event the pod still serves its L1 copy.
+    expect(await pod.get(ns, 'e-1')).toEqual({ ok: true, value: { id: 'e-1', v: 1 } });
+    expect(pod.stats()[0]?.l1.hits).toBe(2);
+
+    unwrap(await w.fleet.endWalk(ns, 'e-*'));
+    await waitUntil('the pod reloads e-1 after the event', async () => {
+      const r = unwrap(await pod.get(ns, 'e-1'));
+      return r?.v === 2 ? true : undefined;
+    });
+    expect(calls.one).toBe(1);
+    expect(await pod.get(ns, 'keep')).toEqual({ ok: true, value: { id: 'keep', v: 1 } });
+    expect(calls.one).toBe(1);
+  });
+
+  it('fences a read-through fill in another pod that began loading before beginWalk', async () => {
+    const p = 'fw-fence:';
+    const called = deferred<void>();
+    const gate = deferred<number>();
+    const ns = defineNamespace<Item>({
+      name: 'fenced',
+      version: 1,
+      ttl: { l1: 60, l2: 600 },
+      schema: Item,
+      load: async (id) => {
+        called.resolve();
+        return { id, v: await gate.promise };
+      },
+    });
+    const a = await newCache(p);
+    const b = await newCache(p);
+    const reading = b.get(ns, 'f1');
+    await called.promise;
+    const match = unwrap(await a.fleet.beginWalk(ns, 'f*'));
+    await walk(a, match);
+    gate.resolve(1);
+    expect(await reading).toEqual({ ok: true, value: { id: 'f1', v: 1 } });
+    expect(await raw.get(`${p}fenced:v1:f1`)).toBeNull();
+    expect(b.stats()[0]?.fencedFills).toBe(1);
+    // A fill that starts after the walk began writes as usual.
+    unwrap(await b.get(ns, 'f2'));
+    expect(await value(p, ns, 'f2')).toEqual({ id: 'f2', v: 1 });
+  });
+});
+
+describe('Redis going away while a warm loads', () => {
+  it('returns an error without leaving an unhandled rejection behind', async () => {
+    const own = await startRedis();
+    const w = createCache({
+      impl: 'tiered',
+      redis: { mode: 'single', url: own.url },
+      prefix: 'fw-down:',
+      bus: { enabled: false },
+      breaker: { cooldownMs: 60_000 },
+    });
+    await w.start();
+    const l2 = w.store instanceof TieredStore ? w.store.l2 : undefined;
+    const { ns } = source('item', {
+      during: async () => {
+        await own.stop();
+        await waitUntil('the breaker opens', async () => (l2?.breakerState === 'open' ? true : undefined));
+      },
+    });
+    // Vitest's own listeners would report the rejection outside this test: collect it here instead.
+    const vitestListeners = process.listeners('unhandledRejection');
+    const unhandled: string[] = [];
+    const collect = (e: unknown) => unhandled.push(e instanceof Error ? e.message : String(e));
+    process.removeAllListeners('unhandledRejection');
+    process.on('unhandledRejection', collect);
+    try {
+      const r = await w.fleet.warm(ns, ['a', 'b']);
+      expect(!r.ok && r.error.code).toBe('E_CACHE_L2_UNAVAILABLE');
+      await new Promise((res) => setTimeout(res, 200));
+    } finally {
+      process.off('unhandledRejection', collect);
+      for (const l of vitestListeners) process.on('unhandledRejection', l);
+      await w.close();
+    }
+    expect(unhandled).toEqual([]);
+  });
+});
+
+describe('Cluster (3 masters)', () => {
+  let cluster: RedisCluster;
+  let client: Cluster;
+  const mine: Cache[] = [];
+  beforeAll(async () => {
+    cluster = await startCluster();
+    client = new Cluster([...cluster.nodes]);
+    await new Promise((resolve) => client.once('ready', resolve));
+  }, 60_000);
+  afterAll(async () => {
+    await Promise.all(mine.map((c) => c.close()));
+    client?.disconnect();
+    await cluster?.stop();
+  });
+  async function onCluster(prefix: string): Promise<Cache> {
+    const c = await newCache(prefix, { redis: { mode: 'cluster', nodes: [...cluster.nodes] } });
+    mine.push(c);
+    return c;
+  }
+  async function clusterCount(match: string): Promise<number> {
+    let n = 0;
+    for (const node of client.nodes('master')) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', match, 'COUNT', 1000);
+        cursor = next;
+        n += keys.length;
+      } while (cursor !== '0');
+    }
+    return n;
+  }
+
+  it('lists 3 masters; warms 3,000 ids, and a walk over every master removes them all', async () => {
+    const p = 'fw-cl:';
+    const { ns } = source('item');
+    const c = await onCluster(p);
+    const masters = unwrap(c.fleet.masters());
+    expect(new Set(masters).size).toBe(3);
+    const nodes = cluster.nodes.map((n) => `${n.host}:${n.port}`);
+    for (const m of masters) expect(nodes).toContain(m);
+    expect(unwrap(await c.fleet.warm(ns, range(3000, 'c')))).toMatchObject({ written: 3000, changed: 0 });
+    expect(await clusterCount(`${p}item:v1:*`)).toBe(3000);
+    const match = unwrap(await c.fleet.beginWalk(ns, '*'));
+    const per = [];
+    for (const m of masters) per.push((await walk(c, match, '0', Number.POSITIVE_INFINITY, m)).unlinked);
+    expect(per.reduce((s, n) => s + n, 0)).toBe(3000);
+    for (const n of per) expect(n).toBeGreaterThan(0);
+    expect(await clusterCount(`${p}item:v1:*`)).toBe(0);
+  });
+
+  it('does not overwrite a set made while it loaded, and reloads after a walk began', async () => {
+    const p = 'fw-cl-newer:';
+    const w = await onCluster(p);
+    const o = await onCluster(p);
+    const { ns, calls, db } = source('item', {
+      during: async (call, ns) => {
+        if (call === 1) await o.set(ns, 'k1', { id: 'k1', v: 99 });
+        if (call === 2) {
+          db.v = 3;
+          unwrap(await o.fleet.beginWalk(ns, '*'));
+        }
+      },
+    });
+    expect(unwrap(await w.fleet.warm(ns, ['k1', 'k2']))).toMatchObject({ written: 1, changed: 1 });
+    expect(await liveValue(client, `${p}item:v1:k1`)).toEqual({ id: 'k1', v: 99 });
+    expect(await liveValue(client, `${p}item:v1:k2`)).toEqual({ id: 'k2', v: 1 });
+
+    const r = unwrap(await w.fleet.warm(ns, range(20, 'r')));
+    expect(r).toMatchObject({ written: 20, overtaken: false });
+    expect(calls.many).toBe(3);
+    for (const id of range(20, 'r')) expect(await liveValue(client, `${p}item:v1:${id}`)).toEqual({ id, v: 3 });
+  });
+});
