@@ -23,14 +23,5 @@ export interface Catalogue {
 export function createCatalogue(options: CatalogueOptions): Catalogue {
   const schema = options.schema ?? DEFAULT_SCHEMA;
   const product = defineProduct(options.db, schema);
-  return Object.freeze({ schema, product, namespaces: Object.freeze([erase(product)]) });
-}
-
-/**
- * A namespace in a list of namespaces of any type. `tags` takes a value, so Namespace<T> is not a
- * Namespace<unknown> to the compiler; it is safe here because a namespace is only ever handed the
- * values its own loader produced and its own schema accepted.
- */
-function erase<T>(ns: Namespace<T>): Namespace<unknown> {
-  return ns as Namespace<unknown>;
+  return Object.freeze({ schema, product, namespaces: Object.freeze([product]) });
 }

@@ -17,8 +17,11 @@ export interface NamespaceDefinition<T> {
   readonly load: (id: string) => Promise<T | undefined>;
   /** Reads many at once; ids absent from the map do not exist. Falls back to `load` per id. */
   readonly loadMany?: (ids: readonly string[]) => Promise<ReadonlyMap<string, T>>;
-  /** Tags of an entry, for `invalidateTags`. */
-  readonly tags?: (value: T) => readonly string[];
+  /**
+   * Tags of an entry, for `invalidateTags`. A method (not a function property), so that a
+   * `Namespace<Product>` can sit in a `Namespace<unknown>[]` list of definitions.
+   */
+  tags?(value: T): readonly string[];
   /**
    * Enumerates the namespace's ids for a full warm, in ascending order: up to `limit` ids greater
    * than `after` (all from the start when `after` is undefined); fewer than `limit` means the end.

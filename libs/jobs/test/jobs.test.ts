@@ -1,0 +1,220 @@
+import { readFileSync } from 'node:fs';
+import { Queue } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RedisProcess, startRedis } from '../../../test/helpers/index.js';
+import {
+  applySchedules,
+  canonicalJson,
+  dedupeId,
+  JOB_ERROR_CODES,
+  JobClient,
+  JobError,
+  loadQueueConfig,
+  loadSchedules,
+  parsePayload,
+  parseQueueList,
+  QUEUE_ENV_VARS,
+  SCHEDULE_ENV_VARS,
+} from '../src/index.js';
+
+/** The catalogue's rules, the producer's checks and the schedules, against a private redis-server. */
+
+let redis: RedisProcess;
+let seq = 0;
+const clients: JobClient[] = [];
+
+function client(): JobClient {
+  const c = new JobClient(
+    loadQueueConfig({ QUEUE_REDIS_URL: redis.url, QUEUE_PREFIX: `jt${Date.now()}${seq++}` }),
+  );
+  clients.push(c);
+  return c;
+}
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.close()));
+  await redis.stop();
+});
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (error) {
+    return error instanceof JobError ? error.code : `not a JobError: ${String(error)}`;
+  }
+  return undefined;
+}
+
+describe('payloads', () => {
+  it('accepts each documented shape and fills defaults', () => {
+    expect(parsePayload('warm', { type: 'hot' })).toEqual({ type: 'hot', top: 1000 });
+    expect(parsePayload('warm', { type: 'keys', namespace: 'product', keys: ['1'] }).type).toBe('keys');
+    expect(parsePayload('invalidate', { scope: 'pattern', namespace: 'product', pattern: 'a*' }).scope).toBe(
+      'pattern',
+    );
+    expect(parsePayload('invalidate', { scope: 'namespace', namespace: 'product' }).scope).toBe('namespace');
+  });
+
+  it.each([
+    ['warm', { type: 'everything' }, 'type'],
+    ['warm', { type: 'keys', namespace: 'product', keys: [] }, 'keys'],
+    ['warm', { type: 'all', extra: 1 }, ''],
+    ['invalidate', { scope: 'pattern', namespace: 'product', pattern: 'a b' }, 'pattern'],
+    ['invalidate', { scope: 'pattern', namespace: 'product', pattern: '{x}*' }, 'pattern'],
+    ['invalidate', { scope: 'keys', namespace: 'Bad Name', keys: ['1'] }, 'namespace'],
+    ['invalidate', { scope: 'tags', namespace: 'product' }, 'tags'],
+  ] as const)('%s refuses %j, naming the field', (name, payload, field) => {
+    try {
+      parsePayload(name, payload);
+      expect.unreachable('accepted an invalid payload');
+    } catch (error) {
+      expect(error).toBeInstanceOf(JobError);
+      expect((error as JobError).code).toBe('E_JOB_INVALID_PAYLOAD');
+      expect((error as JobError).message).toContain(`${name}: ${field}`);
+    }
+  });
+
+  it('hashes equal payloads equal whatever their key order, and different ones apart', () => {
+    const a = { scope: 'pattern', namespace: 'product', pattern: '1*' };
+    const b = { pattern: '1*', namespace: 'product', scope: 'pattern' };
+    expect(canonicalJson(a)).toBe(canonicalJson(b));
+    expect(dedupeId('invalidate', a)).toBe(dedupeId('invalidate', b));
+    expect(dedupeId('invalidate', { ...a, pattern: '2*' })).not.toBe(dedupeId('invalidate', a));
+    expect(dedupeId('warm', a)).not.toBe(dedupeId('invalidate', a));
+  });
+});
+
+describe('the producer', () => {
+  it('refuses a bad payload before anything reaches the queue', async () => {
+    const jobs = client();
+    await expect(
+      jobs.enqueue('invalidate', { scope: 'pattern', namespace: 'product', pattern: 'a b' }),
+    ).rejects.toMatchObject({ code: 'E_JOB_INVALID_PAYLOAD' });
+    await expect(
+      jobs.enqueue('invalidate-slice', {
+        namespace: 'product',
+        pattern: '*',
+        match: 'x',
+        master: 'h:1',
+        count: 10,
+      }),
+    ).rejects.toMatchObject({ code: 'E_JOB_INTERNAL' });
+    const counts = await jobs.queue('invalidate').getJobCounts();
+    expect(Object.values(counts).reduce((a, b) => a + b, 0)).toBe(0);
+  });
+
+  it('makes identical pending invalidations one job, until a worker starts it', async () => {
+    const jobs = client();
+    const payload = { scope: 'pattern', namespace: 'product', pattern: '1*' } as const;
+    const first = await jobs.enqueue('invalidate', payload);
+    const again = await jobs.enqueue('invalidate', { ...payload });
+    const other = await jobs.enqueue('invalidate', { ...payload, pattern: '2*' });
+    expect(first.deduplicated).toBe(false);
+    expect(again).toMatchObject({ id: first.id, deduplicated: true });
+    expect(other.deduplicated).toBe(false);
+    expect(other.id).not.toBe(first.id);
+    // What the worker does when the job starts: from then on a new request is a new job, since
+    // the running one may already have walked past keys written after it began.
+    const job = await jobs.queue('invalidate').getJob(first.id);
+    expect(await job?.removeDeduplicationKey()).toBe(true);
+    const after = await jobs.enqueue('invalidate', payload);
+    expect(after.deduplicated).toBe(false);
+    expect(after.id).not.toBe(first.id);
+    expect((await jobs.job(first.id))?.state).toBe('waiting');
+    expect(await jobs.job('no-such-job')).toBeUndefined();
+  });
+
+  it('stores the validated payload (defaults filled) and the catalogue retry policy', async () => {
+    const jobs = client();
+    const { id } = await jobs.enqueue('warm', { type: 'hot' });
+    const job = await jobs.queue('warm').getJob(id);
+    expect(job?.data).toEqual({ payload: { type: 'hot', top: 1000 } });
+    expect(job?.opts.attempts).toBe(5);
+    expect(job?.opts.backoff).toEqual({ type: 'exponential', delay: 2000 });
+  });
+});
+
+describe('configuration', () => {
+  it('defaults the queue Redis to the cache Redis, else 127.0.0.1:6379', () => {
+    expect(loadQueueConfig({}).redis).toEqual({ mode: 'single', url: 'redis://127.0.0.1:6379' });
+    expect(loadQueueConfig({ CACHE_REDIS_URL: 'redis://10.0.0.1:7000' }).redis).toEqual({
+      mode: 'single',
+      url: 'redis://10.0.0.1:7000',
+    });
+    expect(loadQueueConfig({ QUEUE_REDIS_URL: 'redis://q:1', CACHE_REDIS_URL: 'redis://c:2' }).prefix).toBe(
+      'cachefleet',
+    );
+  });
+
+  it('names the variable of a bad setting', () => {
+    expect(() => loadQueueConfig({ QUEUE_PREFIX: 'a b' })).toThrow(/QUEUE_PREFIX/);
+    expect(() => loadQueueConfig({ QUEUE_REDIS_URL: 'http://x' })).toThrow(/QUEUE_REDIS_URL/);
+    expect(() => loadQueueConfig({ QUEUE_REDIS_MODE: 'sentinel' })).toThrow(/QUEUE_REDIS_SENTINELS/);
+    expect(() => loadSchedules({ SCHEDULE_WARM_ALL: 'daily' })).toThrow(/SCHEDULE_WARM_ALL/);
+    expect(codeOf(() => loadQueueConfig({ QUEUE_REDIS_MODE: 'cluster' }))).toBe('E_JOB_CONFIG');
+  });
+
+  it('parses per-queue concurrency and refuses unknown queues', () => {
+    expect(parseQueueList('warm:2,invalidate')).toEqual([
+      { queue: 'warm', concurrency: 2 },
+      { queue: 'invalidate', concurrency: 1 },
+    ]);
+    expect(() => parseQueueList('warm,backup')).toThrow(/unknown queue "backup"/);
+    expect(() => parseQueueList('warm:0')).toThrow(/concurrency/);
+    expect(() => parseQueueList('warm,warm')).toThrow(/twice/);
+    expect(() => parseQueueList('')).toThrow(/no queues/);
+  });
+
+  it('documents every setting and error code in the README', () => {
+    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+    for (const name of [...Object.keys(QUEUE_ENV_VARS), ...Object.keys(SCHEDULE_ENV_VARS)])
+      expect(readme, name).toContain(`\`${name}\``);
+    for (const code of Object.keys(JOB_ERROR_CODES)) expect(readme, code).toContain(`\`${code}\``);
+  });
+});
+
+describe('schedules', () => {
+  it('defaults to the full warm at 02:00 UTC and the hot warm every 6 h; "off" drops one', () => {
+    expect(loadSchedules({})?.map((s) => [s.id, s.pattern])).toEqual([
+      ['cachefleet-warm-all', '0 2 * * *'],
+      ['cachefleet-warm-hot', '0 */6 * * *'],
+    ]);
+    expect(loadSchedules({ SCHEDULE_WARM_ALL: 'off' })?.map((s) => s.id)).toEqual(['cachefleet-warm-hot']);
+    expect(loadSchedules({ SCHEDULES_ENABLED: 'false' })).toBeUndefined();
+  });
+
+  it('installs idempotently from several replicas and removes ours once unconfigured', async () => {
+    const jobs = client();
+    const schedules = loadSchedules({}) ?? [];
+    await Promise.all([applySchedules(jobs, schedules), applySchedules(jobs, schedules)]);
+    await applySchedules(jobs, schedules);
+    const warm = jobs.queue('warm');
+    const ids = (await warm.getJobSchedulers(0, -1)).map((s) => s.key).sort();
+    expect(ids).toEqual(['cachefleet-warm-all', 'cachefleet-warm-hot']);
+    // Someone else's scheduler on the same queue is left alone.
+    await warm.upsertJobScheduler(
+      'their-own',
+      { every: 60_000 },
+      { name: 'warm', data: { payload: { type: 'all' } } },
+    );
+    await applySchedules(jobs, loadSchedules({ SCHEDULE_WARM_HOT: 'off' }) ?? []);
+    expect((await warm.getJobSchedulers(0, -1)).map((s) => s.key).sort()).toEqual([
+      'cachefleet-warm-all',
+      'their-own',
+    ]);
+  });
+
+  it('refuses a schedule whose payload is invalid', async () => {
+    const jobs = client();
+    await expect(
+      applySchedules(jobs, [{ id: 'cachefleet-bad', name: 'warm', payload: { type: 'nope' }, every: 1000 }]),
+    ).rejects.toMatchObject({ code: 'E_JOB_INVALID_PAYLOAD' });
+    const q = new Queue('warm', { connection: jobs.connection, prefix: jobs.prefix });
+    expect(await q.getJobSchedulersCount()).toBe(0);
+    await q.close();
+  });
+});
