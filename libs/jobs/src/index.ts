@@ -24,6 +24,7 @@ export { isJobError, JOB_ERROR_CODES, JobError, type JobErrorCode } from './erro
 export { AbortedError, type Definitions, type JobContext } from './handlers/context.js';
 export type { InvalidateResult, SliceResult } from './handlers/invalidate.js';
 export type { WarmResult } from './handlers/warm.js';
+export { registerQueueMetrics } from './metrics.js';
 export {
   FleetRuntime,
   parseQueueList,

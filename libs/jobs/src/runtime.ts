@@ -1,13 +1,14 @@
 import type { Cache } from '@cachefleet/tiered-cache';
 import { DelayedError, type Job, UnrecoverableError, WaitingChildrenError, Worker } from 'bullmq';
 import type { Logger } from 'pino';
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Histogram, type Registry } from 'prom-client';
 import { isJobName, JOBS, type JobData, type JobName, QUEUE_NAMES, type QueueName } from './catalogue.js';
 import { type JobClient, parsePayload } from './client.js';
 import { isJobError } from './errors.js';
 import { AbortedError, type Definitions, type JobContext, namespaceLookup } from './handlers/context.js';
 import { invalidateHandler, invalidateSliceHandler } from './handlers/invalidate.js';
 import { warmHandler } from './handlers/warm.js';
+import { registerQueueMetrics } from './metrics.js';
 
 export interface QueueConcurrency {
   readonly queue: QueueName;
@@ -75,22 +76,11 @@ export class FleetRuntime {
       labelNames: ['queue', 'name', 'reason'],
       registers,
     });
-    const served = opts.queues.map((q) => q.queue);
-    new Gauge({
-      name: 'cachefleet_queue_jobs',
-      help: 'Jobs in each queue by state (read from the queue Redis at scrape time)',
-      labelNames: ['queue', 'state'],
-      registers,
-      collect: async function (this: Gauge<'queue' | 'state'>) {
-        this.reset();
-        await Promise.all(
-          served.map(async (queue) => {
-            const counts = await deps.jobs.queue(queue).getJobCounts();
-            for (const [state, n] of Object.entries(counts)) this.set({ queue, state }, n);
-          }),
-        );
-      },
-    });
+    registerQueueMetrics(
+      deps.metrics,
+      deps.jobs,
+      opts.queues.map((q) => q.queue),
+    );
   }
 
   start(): void {

@@ -33,6 +33,19 @@ export interface CacheDeps {
   readonly logger?: Logger;
 }
 
+export interface TierStats {
+  readonly l1:
+    | {
+        readonly entries: number;
+        readonly bytes: number;
+        readonly maxEntries: number;
+        readonly maxBytes: number;
+        readonly evictions: number;
+      }
+    | undefined;
+  readonly l2: { readonly available: boolean; readonly breaker: string } | undefined;
+}
+
 /** Per-namespace, per-tier counters for `GET /cache/stats` (G1). */
 export interface NamespaceStats {
   readonly namespace: string;
@@ -292,6 +305,23 @@ export class Cache {
 
   status(): CacheStatus {
     return this.registry.status();
+  }
+
+  /** Size and state of each tier of the active store (G1), beside the per-namespace counters. */
+  tiers(): TierStats {
+    const { l1, l2 } = this.#tiers;
+    return {
+      l1: l1
+        ? {
+            entries: l1.entries,
+            bytes: l1.bytes,
+            maxEntries: l1.maxEntries,
+            maxBytes: l1.maxBytes,
+            evictions: l1.stats.evictions,
+          }
+        : undefined,
+      l2: l2 ? { available: l2.available, breaker: l2.breakerState } : undefined,
+    };
   }
 
   stats(): NamespaceStats[] {

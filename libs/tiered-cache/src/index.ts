@@ -8,7 +8,7 @@ export {
   EVENT_TYPES,
   type EventBody,
 } from './bus/events.js';
-export { Cache, type CacheDeps, createCache, type NamespaceStats } from './cache.js';
+export { Cache, type CacheDeps, createCache, type NamespaceStats, type TierStats } from './cache.js';
 export {
   CACHE_IMPLS,
   type CacheImpl,

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { CacheError } from '../errors.js';
 import { isCluster, scanTargets, scripts } from '../redis/factory.js';
-import { ok, type Result } from '../result.js';
+import { err, ok, type Result } from '../result.js';
 import { escapeGlob, isTombstone, type RedisStore } from './redis.js';
 
 /**
@@ -97,17 +98,21 @@ export async function warmWrite(
     });
   }
   const inv = store.keyOf('inv', namespace);
-  const calls: Promise<number>[] = [];
-  for (let at = 0; at < entries.length; at += WARM_CHUNK) {
-    const chunk = entries.slice(at, at + WARM_CHUNK);
-    const keys = chunk.map((e) => store.prefix + e.key);
-    const args: string[] = [String(snapshot.inv), String(ttl)];
-    chunk.forEach((e, j) => {
-      args.push(fingerprint(snapshot.was[at + j] ?? null), e.wire);
-    });
-    calls.push(cmds.warm(keys.length + 1, inv, ...keys, ...args));
-  }
-  const r = await store.guarded(() => Promise.all([Promise.all(calls), Promise.all(tagAdds())]));
+  // Sent inside `guarded` only: with the breaker open nothing is sent (and nothing left unawaited).
+  const send = (): Promise<number>[] => {
+    const calls: Promise<number>[] = [];
+    for (let at = 0; at < entries.length; at += WARM_CHUNK) {
+      const chunk = entries.slice(at, at + WARM_CHUNK);
+      const keys = chunk.map((e) => store.prefix + e.key);
+      const args: string[] = [String(snapshot.inv), String(ttl)];
+      chunk.forEach((e, j) => {
+        args.push(fingerprint(snapshot.was[at + j] ?? null), e.wire);
+      });
+      calls.push(cmds.warm(keys.length + 1, inv, ...keys, ...args));
+    }
+    return calls;
+  };
+  const r = await store.guarded(() => Promise.all([Promise.all(send()), Promise.all(tagAdds())]));
   if (!r.ok) return r;
   let written = 0;
   let walked = false;
@@ -157,9 +162,19 @@ export function unlinkStep(
   cursor: string,
   count: number,
 ): Promise<Result<UnlinkStep>> {
+  const node = scanTargets(store.client).find((n) => nodeName(n) === master);
+  if (node === undefined) {
+    // Not a Redis fault (the breaker must not count it): the topology changed since the walk began.
+    return Promise.resolve(
+      err(
+        new CacheError(
+          'E_CACHE_L2_UNAVAILABLE',
+          `no cache master ${master} (failover since the walk began?)`,
+        ),
+      ),
+    );
+  }
   return store.guarded(async () => {
-    const node = scanTargets(store.client).find((n) => nodeName(n) === master);
-    if (node === undefined) throw new Error(`no cache master ${master} (failover since the walk began?)`);
     const [next, keys] = await node.scan(cursor, 'MATCH', escapeGlob(store.prefix) + match, 'COUNT', count);
     let unlinked = 0;
     if (keys.length > 0) {
@@ -204,6 +219,7 @@ export interface HotKey {
 }
 
 export function topHotKeys(store: RedisStore, namespace: string, n: number): Promise<Result<HotKey[]>> {
+  if (n < 1) return Promise.resolve(ok([]));
   return store.guarded(async () => {
     const flat = await store.client.zrevrange(store.keyOf('hot', namespace), 0, n - 1, 'WITHSCORES');
     const out: HotKey[] = [];
