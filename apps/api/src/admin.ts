@@ -1,0 +1,185 @@
+import { type JobClient, JobError, type JobView, type PayloadInputOf } from '@cachefleet/jobs';
+import type { Cache } from '@cachefleet/tiered-cache';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+
+export interface AdminDeps {
+  readonly cache: Cache;
+  readonly jobs: JobClient;
+  readonly production: boolean;
+  readonly guard: (req: FastifyRequest, reply: FastifyReply) => Promise<void>;
+}
+
+const namespaceName = z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/);
+
+/** G2: exactly one of pattern, keys, tags, all; `scope` is where it applies (every pod). */
+export const invalidateBody = z
+  .strictObject({
+    namespace: namespaceName,
+    pattern: z.string().min(1).max(256).optional(),
+    keys: z.array(z.string().min(1).max(256)).min(1).max(100_000).optional(),
+    tags: z.array(z.string().min(1).max(256)).min(1).max(1_000).optional(),
+    all: z.literal(true).optional(),
+    scope: z.literal('all_pods').default('all_pods'),
+  })
+  .refine((b) => [b.pattern, b.keys, b.tags, b.all].filter((v) => v !== undefined).length === 1, {
+    message: 'give exactly one of pattern, keys, tags, all',
+  });
+
+/** G3: `async: false` waits for the warm (at most `waitMs`) and answers its result. */
+export const prewarmBody = z.strictObject({
+  type: z.enum(['critical', 'hot', 'all']),
+  namespaces: z.array(namespaceName).max(100).optional(),
+  top: z.number().int().min(1).max(100_000).optional(),
+  async: z.boolean().default(true),
+  waitMs: z.number().int().min(100).max(300_000).default(60_000),
+});
+
+const jobIdParams = z.strictObject({ id: z.string().min(1).max(200) });
+
+/**
+ * The admin surface (G1–G3, A7): cache statistics, invalidations and prewarms as jobs, job state.
+ * Every route needs the admin token; bodies are checked by zod with the field named in the 400.
+ */
+export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
+  const { cache, jobs } = deps;
+  const preHandler = deps.guard;
+
+  app.get('/cache/stats', { preHandler }, async () => {
+    const namespaces = cache.stats();
+    const sum = (f: (s: (typeof namespaces)[number]) => number) => namespaces.reduce((a, s) => a + f(s), 0);
+    const l1Hits = sum((s) => s.l1.hits);
+    const l1Misses = sum((s) => s.l1.misses);
+    const l2Hits = sum((s) => s.l2.hits);
+    const l2Misses = sum((s) => s.l2.misses);
+    const tiers = cache.tiers();
+    return {
+      status: cache.status(),
+      tiers: {
+        l1: { hits: l1Hits, misses: l1Misses, hitRate: rate(l1Hits, l1Misses), ...(tiers.l1 ?? {}) },
+        l2: { hits: l2Hits, misses: l2Misses, hitRate: rate(l2Hits, l2Misses), ...(tiers.l2 ?? {}) },
+        l3: { loads: sum((s) => s.loads) },
+      },
+      combined: { hitRate: rate(l1Hits + l2Hits, l2Misses) },
+      namespaces,
+    };
+  });
+
+  app.post('/cache/invalidate', { preHandler }, async (req, reply) => {
+    const body = parse(invalidateBody, req.body, reply);
+    if (body === undefined) return reply;
+    const payload: PayloadInputOf<'invalidate'> =
+      body.pattern !== undefined
+        ? { scope: 'pattern', namespace: body.namespace, pattern: body.pattern }
+        : body.keys !== undefined
+          ? { scope: 'keys', namespace: body.namespace, keys: body.keys }
+          : body.tags !== undefined
+            ? { scope: 'tags', namespace: body.namespace, tags: body.tags }
+            : { scope: 'namespace', namespace: body.namespace };
+    return enqueue(reply, () => jobs.enqueue('invalidate', payload));
+  });
+
+  app.post('/cache/prewarm', { preHandler }, async (req, reply) => {
+    const body = parse(prewarmBody, req.body, reply);
+    if (body === undefined) return reply;
+    const payload: PayloadInputOf<'warm'> =
+      body.type === 'hot'
+        ? {
+            type: 'hot',
+            ...(body.namespaces ? { namespaces: body.namespaces } : {}),
+            ...(body.top ? { top: body.top } : {}),
+          }
+        : { type: body.type, ...(body.namespaces ? { namespaces: body.namespaces } : {}) };
+    if (body.async) return enqueue(reply, () => jobs.enqueue('warm', payload));
+    let id: string;
+    try {
+      id = (await jobs.enqueue('warm', payload)).id;
+    } catch (error) {
+      return badJob(reply, error);
+    }
+    const done = await waitForJob(jobs, id, body.waitMs);
+    if (done === undefined || (done.state !== 'completed' && done.state !== 'failed'))
+      return reply
+        .code(202)
+        .send({ jobId: id, state: done?.state ?? 'unknown', message: 'still running: follow GET /jobs/:id' });
+    return reply
+      .code(done.state === 'completed' ? 200 : 500)
+      .send({ jobId: id, state: done.state, result: done.result, failedReason: done.failedReason });
+  });
+
+  app.get('/jobs/:id', { preHandler }, async (req, reply) => {
+    const params = parse(jobIdParams, req.params, reply);
+    if (params === undefined) return reply;
+    const view = await jobs.job(params.id);
+    if (view === undefined)
+      return reply.code(404).send({ error: 'not_found', message: `no job ${params.id}` });
+    return { ...view, children: await childrenOf(jobs, view) };
+  });
+
+  // A7: the registry's status for operators; not served in production.
+  if (!deps.production) {
+    app.get('/internal/cache', { preHandler }, async () => cache.status());
+  }
+}
+
+async function enqueue(
+  reply: FastifyReply,
+  add: () => Promise<{ id: string; deduplicated: boolean }>,
+): Promise<FastifyReply> {
+  try {
+    const r = await add();
+    return reply.code(202).send({ jobId: r.id, deduplicated: r.deduplicated, follow: `/jobs/${r.id}` });
+  } catch (error) {
+    return badJob(reply, error);
+  }
+}
+
+function badJob(reply: FastifyReply, error: unknown): FastifyReply {
+  if (error instanceof JobError && error.code === 'E_JOB_INVALID_PAYLOAD')
+    return reply.code(400).send({ error: 'invalid_body', message: error.message });
+  throw error;
+}
+
+/** A pattern invalidation's progress lives in its slices: show them with the parent. */
+async function childrenOf(jobs: JobClient, view: JobView): Promise<JobView[]> {
+  if (view.name !== 'invalidate') return [];
+  const out: JobView[] = [];
+  for (let i = 0; i < 64; i++) {
+    const child = await jobs.job(`${view.id}-slice-${i}`);
+    if (child === undefined) break;
+    out.push(child);
+  }
+  return out;
+}
+
+async function waitForJob(jobs: JobClient, id: string, waitMs: number): Promise<JobView | undefined> {
+  const deadline = Date.now() + waitMs;
+  let view = await jobs.job(id);
+  while (
+    view !== undefined &&
+    view.state !== 'completed' &&
+    view.state !== 'failed' &&
+    Date.now() < deadline
+  ) {
+    await new Promise((r) => setTimeout(r, 100));
+    view = await jobs.job(id);
+  }
+  return view;
+}
+
+function parse<S extends z.ZodType>(schema: S, value: unknown, reply: FastifyReply): z.output<S> | undefined {
+  const r = schema.safeParse(value ?? {});
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  void reply.code(400).send({
+    error: 'invalid_body',
+    message: `${issue?.path.length ? issue.path.join('.') : '(body)'}: ${issue?.message ?? 'invalid'}`,
+  });
+  return undefined;
+}
+
+export { parse as parseBody };
+
+function rate(hits: number, misses: number): number {
+  return hits + misses === 0 ? 0 : hits / (hits + misses);
+}

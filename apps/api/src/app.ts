@@ -1,0 +1,100 @@
+import { randomUUID } from 'node:crypto';
+import type { Catalogue, Db } from '@cachefleet/catalogue';
+import type { JobClient } from '@cachefleet/jobs';
+import type { Cache } from '@cachefleet/tiered-cache';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type { Logger } from 'pino';
+import { Histogram, type Registry } from 'prom-client';
+import { adminRoutes } from './admin.js';
+import { ADMIN_COOKIE, adminGuard, tokenMatches } from './auth.js';
+import { DASHBOARD_PATH, registerDashboard } from './dashboard.js';
+import { edgeCaching } from './edge.js';
+import { productRoutes } from './products.js';
+import type { Rollout, RolloutMetrics } from './rollout.js';
+
+export interface AppDeps {
+  readonly cache: Cache;
+  readonly jobs: JobClient;
+  readonly catalogue: Catalogue;
+  readonly db: Db;
+  readonly metrics: Registry;
+  readonly rollout: Pick<Rollout, 'enabled'> & RolloutMetrics;
+  readonly adminToken: string;
+  readonly production: boolean;
+  readonly logger: Logger;
+}
+
+/**
+ * The API pod: the catalogue read through the cache, the admin surface, the queue dashboard,
+ * health and metrics. Built without listening, so tests drive it with `inject` or a real port.
+ */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    // pino's Logger is a FastifyBaseLogger; the cast keeps the instance's type the default one.
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    // Request ids: the caller's x-request-id when it sends one, so logs join up across services.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
+    },
+    requestIdHeader: false,
+    // One log line per request would cost more than a cached read; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }),
+  });
+  const guard = adminGuard(deps.adminToken);
+  const duration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'HTTP requests by route, method and status',
+    labelNames: ['route', 'method', 'status'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [deps.metrics],
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    duration.observe(
+      { route: req.routeOptions.url ?? 'unmatched', method: req.method, status: String(reply.statusCode) },
+      reply.elapsedTime / 1000,
+    );
+    if (reply.statusCode >= 500) req.log.warn({ status: reply.statusCode, url: req.url }, 'request failed');
+  });
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+  edgeCaching(app, { registry: deps.metrics });
+
+  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/readyz', async (_req, reply) => {
+    const status = deps.cache.status();
+    let database = true;
+    try {
+      await deps.db.query('SELECT 1');
+    } catch {
+      database = false;
+    }
+    // The cache degrades rather than fails (invariant 1): it never makes the pod unready.
+    return reply.code(database ? 200 : 503).send({ ready: database, database, cache: status });
+  });
+  app.get('/metrics', async (_req, reply) => {
+    reply.header('content-type', deps.metrics.contentType);
+    return deps.metrics.metrics();
+  });
+  // The dashboard is a browser page: a login link sets the token as an HttpOnly cookie.
+  app.get('/admin/login', async (req, reply) => {
+    const token = (req.query as { token?: unknown }).token;
+    if (typeof token !== 'string' || !tokenMatches(deps.adminToken, token))
+      return reply.code(401).send({ error: 'unauthorized', message: 'GET /admin/login?token=<ADMIN_TOKEN>' });
+    return reply
+      .header('set-cookie', `${ADMIN_COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/`)
+      .redirect(DASHBOARD_PATH);
+  });
+
+  productRoutes(app, {
+    cache: deps.cache,
+    catalogue: deps.catalogue,
+    db: deps.db,
+    rollout: deps.rollout,
+    guard,
+  });
+  adminRoutes(app, { cache: deps.cache, jobs: deps.jobs, production: deps.production, guard });
+  await registerDashboard(app, deps.jobs, guard);
+  return app;
+}

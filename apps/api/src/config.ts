@@ -1,0 +1,79 @@
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+
+/** Settings of the API pod (cache, queue and catalogue settings are read by their packages). */
+export const API_ENV_VARS = {
+  API_HOST: 'address to listen on (default 127.0.0.1)',
+  API_PORT: 'port to listen on; 0 picks a free one (default 3000)',
+  ADMIN_TOKEN: 'bearer token of the admin routes and the dashboard (required unless API_DEV_MODE)',
+  API_DEV_MODE: 'true: without ADMIN_TOKEN a random token is made and logged (default false)',
+  NODE_ENV: 'production hides GET /internal/cache (A7)',
+  DATABASE_URL: 'PostgreSQL of the catalogue; unset: an embedded PGlite database (seeded)',
+  PGLITE_DIR: 'data folder of the embedded PGlite database (default .data/pglite; memory:// for none)',
+  PGLITE_PORT: 'loopback port on which the embedded database is shared with workers; 0 = free (default 0)',
+  SEED_COUNT: 'products seeded into an empty embedded database (default 100000)',
+  API_CRITICAL_WARM: 'enqueue a critical warm when the API starts (default true)',
+} as const;
+
+export interface ApiConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly adminToken: string;
+  /** The token was generated (dev mode): print it. */
+  readonly generatedToken: boolean;
+  readonly production: boolean;
+  readonly databaseUrl: string | undefined;
+  readonly pgliteDir: string;
+  readonly pglitePort: number;
+  readonly seedCount: number;
+  readonly criticalWarm: boolean;
+}
+
+const boolish = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+const envSchema = z.object({
+  API_HOST: z.string().min(1).default('127.0.0.1'),
+  API_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  ADMIN_TOKEN: z.string().min(16, 'at least 16 characters').optional(),
+  API_DEV_MODE: boolish.default(false),
+  NODE_ENV: z.string().optional(),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'a postgres:// URL')
+    .optional(),
+  PGLITE_DIR: z.string().min(1).default('.data/pglite'),
+  PGLITE_PORT: z.coerce.number().int().min(0).max(65535).default(0),
+  SEED_COUNT: z.coerce.number().int().min(0).max(10_000_000).default(100_000),
+  API_CRITICAL_WARM: boolish.default(true),
+});
+
+/** Reads and checks the settings; a bad one throws naming the variable. No token → refuse, unless dev. */
+export function loadApiConfig(env: Readonly<Record<string, string | undefined>>): ApiConfig {
+  const present = Object.fromEntries(
+    Object.keys(API_ENV_VARS)
+      .map((k) => [k, env[k]] as const)
+      .filter(([, v]) => v !== undefined && v !== ''),
+  );
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
+  }
+  const e = parsed.data;
+  if (e.ADMIN_TOKEN === undefined && !e.API_DEV_MODE) {
+    throw new Error(
+      'ADMIN_TOKEN: required (admin routes and the dashboard need a bearer token); set API_DEV_MODE=true to generate one for development',
+    );
+  }
+  return {
+    host: e.API_HOST,
+    port: e.API_PORT,
+    adminToken: e.ADMIN_TOKEN ?? randomBytes(18).toString('base64url'),
+    generatedToken: e.ADMIN_TOKEN === undefined,
+    production: e.NODE_ENV === 'production',
+    databaseUrl: e.DATABASE_URL,
+    pgliteDir: e.PGLITE_DIR,
+    pglitePort: e.PGLITE_PORT,
+    seedCount: e.SEED_COUNT,
+    criticalWarm: e.API_CRITICAL_WARM,
+  };
+}

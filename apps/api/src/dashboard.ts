@@ -1,0 +1,55 @@
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
+import { type JobClient, QUEUE_NAMES, type QueueName } from '@cachefleet/jobs';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+
+export const DASHBOARD_PATH = '/admin/queues';
+
+/** Queues whose jobs are children of flows: retrying or cleaning one by hand would confuse its parent. */
+const READ_ONLY: readonly QueueName[] = ['invalidate'];
+
+/** Longest string or array shown in the dashboard's job data (ids lists can be 100,000 long). */
+const MAX_SHOWN = 50;
+
+/**
+ * bull-board for every queue at /admin/queues, behind the admin token (header or the cookie set by
+ * /admin/login), read-only where a queue should not be edited, job data truncated.
+ */
+export async function registerDashboard(
+  app: FastifyInstance,
+  jobs: JobClient,
+  guard: (req: FastifyRequest, reply: FastifyReply) => Promise<void>,
+): Promise<void> {
+  const serverAdapter = new FastifyAdapter();
+  const queues = QUEUE_NAMES.map((name) => {
+    const adapter = new BullMQAdapter(jobs.queue(name), { readOnlyMode: READ_ONLY.includes(name) });
+    adapter.setFormatter('data', truncate);
+    adapter.setFormatter('returnValue', truncate);
+    return adapter;
+  });
+  createBullBoard({ queues, serverAdapter, options: { uiConfig: { boardTitle: 'cachefleet queues' } } });
+  serverAdapter.setBasePath(DASHBOARD_PATH);
+  await app.register(
+    async (scope) => {
+      scope.addHook('onRequest', guard);
+      await scope.register(serverAdapter.registerPlugin());
+    },
+    { prefix: DASHBOARD_PATH },
+  );
+}
+
+/** Copies a value with long strings and arrays cut to MAX_SHOWN, saying how much was cut. */
+export function truncate(value: unknown, depth = 0): unknown {
+  if (depth > 6) return '…';
+  if (typeof value === 'string')
+    return value.length > 200 ? `${value.slice(0, 200)}… (${value.length} chars)` : value;
+  if (Array.isArray(value)) {
+    const shown = value.slice(0, MAX_SHOWN).map((v) => truncate(v, depth + 1));
+    return value.length > MAX_SHOWN ? [...shown, `… ${value.length - MAX_SHOWN} more`] : shown;
+  }
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, truncate(v, depth + 1)]));
+  }
+  return value;
+}

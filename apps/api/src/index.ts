@@ -1,0 +1,4 @@
+export { type AppDeps, buildApp } from './app.js';
+export { API_ENV_VARS, type ApiConfig, loadApiConfig } from './config.js';
+export { type Database, openDatabase } from './db.js';
+export { type RunningApi, startApi } from './server.js';

@@ -1,0 +1,29 @@
+import { pino } from 'pino';
+import { startApi } from './server.js';
+
+/** `node --import tsx apps/api/src/main.ts` — one API pod. */
+const logger = pino({ name: 'cachefleet-api', level: process.env.LOG_LEVEL ?? 'info' });
+
+startApi(process.env, logger).then(
+  (api) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'shutting down');
+      api.close().then(
+        () => process.exit(0),
+        (error: Error) => {
+          logger.error({ err: error.message }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  },
+  (error: Error) => {
+    logger.fatal({ err: error.message }, 'api failed to start');
+    process.exit(1);
+  },
+);

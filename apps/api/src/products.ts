@@ -1,0 +1,93 @@
+import { type Catalogue, type Db, productPatchSchema, updateProduct } from '@cachefleet/catalogue';
+import type { Cache } from '@cachefleet/tiered-cache';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { parseBody } from './admin.js';
+import type { Rollout, RolloutMetrics } from './rollout.js';
+
+export interface ProductDeps {
+  readonly cache: Cache;
+  readonly catalogue: Catalogue;
+  readonly db: Db;
+  /** Who reads through the cache (A8), and the per-cohort counter. */
+  readonly rollout: Pick<Rollout, 'enabled'> & RolloutMetrics;
+  readonly guard: (req: FastifyRequest, reply: FastifyReply) => Promise<void>;
+}
+
+const idParams = z.strictObject({ id: z.string().regex(/^[1-9][0-9]{0,17}$/, 'a positive integer id') });
+const idsQuery = z.strictObject({
+  ids: z
+    .string()
+    .regex(/^[1-9][0-9]{0,17}(,[1-9][0-9]{0,17}){0,99}$/, 'up to 100 comma-separated positive integer ids'),
+});
+
+/**
+ * The sample catalogue service: reads go through the tiered cache (or, for users outside the
+ * rollout cohort, straight to the database); writes update the database and then invalidate.
+ */
+export function productRoutes(app: FastifyInstance, deps: ProductDeps): void {
+  const { cache, catalogue, rollout } = deps;
+  const product = catalogue.product;
+
+  app.get('/products/:id', async (req, reply) => {
+    const params = parseBody(idParams, req.params, reply);
+    if (params === undefined) return reply;
+    const userId = userOf(req);
+    const viaCache = rollout.enabled(product.name, userId);
+    rollout.observe(product.name, viaCache ? 'cache' : 'control');
+    const r = viaCache ? await cache.get(product, params.id) : await direct(() => product.load(params.id));
+    if (!r.ok) {
+      req.log.error({ err: r.error.message }, 'product read failed');
+      return reply
+        .code(503)
+        .send({ error: 'unavailable', message: 'the catalogue cannot be read right now' });
+    }
+    if (r.value === undefined)
+      return reply.code(404).send({ error: 'not_found', message: `no product ${params.id}` });
+    return r.value;
+  });
+
+  app.get('/products', async (req, reply) => {
+    const query = parseBody(idsQuery, req.query, reply);
+    if (query === undefined) return reply;
+    const ids = query.ids.split(',');
+    const r = await cache.getMany(product, ids);
+    if (!r.ok)
+      return reply
+        .code(503)
+        .send({ error: 'unavailable', message: 'the catalogue cannot be read right now' });
+    return { items: r.value.filter((v) => v !== undefined) };
+  });
+
+  // Writes are admin-only in the sample: the point is the invalidation that follows them.
+  app.patch('/products/:id', { preHandler: deps.guard }, async (req, reply) => {
+    const params = parseBody(idParams, req.params, reply);
+    if (params === undefined) return reply;
+    const patch = parseBody(productPatchSchema, req.body, reply);
+    if (patch === undefined) return reply;
+    const updated = await updateProduct(deps.db, catalogue.schema, params.id, patch);
+    if (updated === undefined)
+      return reply.code(404).send({ error: 'not_found', message: `no product ${params.id}` });
+    // Database first, then the cache: the tombstone fences fills that read the old row.
+    const d = await cache.delete(product, params.id);
+    if (!d.ok)
+      req.log.warn({ err: d.error.message }, 'invalidation after write failed (replayed when Redis is back)');
+    return updated;
+  });
+}
+
+/** The user a request is for (rollout bucket); anonymous requests have none. */
+function userOf(req: FastifyRequest): string | undefined {
+  const h = req.headers['x-user-id'];
+  return typeof h === 'string' && h.length > 0 && h.length <= 128 ? h : undefined;
+}
+
+async function direct<T>(
+  load: () => Promise<T>,
+): Promise<{ ok: true; value: T } | { ok: false; error: Error }> {
+  try {
+    return { ok: true, value: await load() };
+  } catch (error) {
+    return { ok: false, error: error as Error };
+  }
+}

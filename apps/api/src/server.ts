@@ -1,0 +1,92 @@
+import type { AddressInfo } from 'node:net';
+import { createCatalogue, loadCatalogueEnv } from '@cachefleet/catalogue';
+import { JobClient, loadQueueConfig, QUEUE_NAMES, registerQueueMetrics } from '@cachefleet/jobs';
+import { createCache, loadCacheConfig } from '@cachefleet/tiered-cache';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { buildApp } from './app.js';
+import { type ApiConfig, loadApiConfig } from './config.js';
+import { DASHBOARD_PATH } from './dashboard.js';
+import { openDatabase } from './db.js';
+import { createRollout, rolloutMetrics, rolloutOptionsFromEnv } from './rollout.js';
+
+export interface RunningApi {
+  readonly url: string;
+  readonly config: ApiConfig;
+  /** DATABASE_URL for workers: the same rows (the embedded database is served on loopback). */
+  readonly databaseUrl: string;
+  readonly app: FastifyInstance;
+  close(): Promise<void>;
+}
+
+/** Starts one API pod from the environment; see README "The API pod" for every setting. */
+export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<RunningApi> {
+  const config = loadApiConfig(env);
+  const schema = loadCatalogueEnv(env).CATALOGUE_SCHEMA;
+  const metrics = new Registry();
+  const cache = createCache(
+    loadCacheConfig({ ...env, CACHE_REDIS_URL: env.CACHE_REDIS_URL ?? 'redis://127.0.0.1:6379' }),
+    { metricsRegistry: metrics, logger },
+  );
+  const database = await openDatabase(config, schema, logger);
+  const catalogue = createCatalogue({ db: database.db, schema });
+  cache.register(...catalogue.namespaces);
+  await cache.start();
+  const jobs = new JobClient(loadQueueConfig(env));
+  registerQueueMetrics(metrics, jobs, QUEUE_NAMES);
+  const plan = createRollout(rolloutOptionsFromEnv(env));
+  const cohorts = rolloutMetrics(metrics);
+  const rollout = {
+    enabled: (namespace: string, userId?: string) => plan.enabled(namespace, userId),
+    observe: cohorts.observe,
+  };
+  const app = await buildApp({
+    cache,
+    jobs,
+    catalogue,
+    db: database.db,
+    metrics,
+    rollout,
+    adminToken: config.adminToken,
+    production: config.production,
+    logger,
+  });
+  await app.listen({ host: config.host, port: config.port });
+  const { port } = app.server.address() as AddressInfo;
+  const url = `http://${config.host}:${port}`;
+  if (config.criticalWarm) {
+    // C5: the critical warm runs when the API starts (deduplicated across pods starting together).
+    jobs.enqueue('warm', { type: 'critical' }).then(
+      (r) => logger.info({ jobId: r.id, deduplicated: r.deduplicated }, 'critical warm enqueued'),
+      (error: Error) => logger.warn({ err: error.message }, 'critical warm could not be enqueued'),
+    );
+  }
+  logger.info(
+    {
+      url,
+      dashboard: `${url}${DASHBOARD_PATH}`,
+      metrics: `${url}/metrics`,
+      databaseUrl: database.url,
+      embeddedDatabase: database.embedded,
+      ...(config.generatedToken ? { adminToken: config.adminToken } : {}),
+    },
+    'api ready',
+  );
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    config,
+    databaseUrl: database.url,
+    app,
+    close: () => {
+      closing ??= (async () => {
+        await app.close();
+        await jobs.close();
+        await cache.close();
+        await database.close();
+      })();
+      return closing;
+    },
+  };
+}
