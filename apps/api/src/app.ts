@@ -8,7 +8,7 @@ import { Histogram, type Registry } from 'prom-client';
 import { adminRoutes } from './admin.js';
 import { ADMIN_COOKIE, adminGuard, tokenMatches } from './auth.js';
 import { DASHBOARD_PATH, registerDashboard } from './dashboard.js';
-import { edgeCaching } from './edge.js';
+import { DEFAULT_SKIP_PREFIXES, edgeCaching } from './edge.js';
 import { productRoutes } from './products.js';
 import type { Rollout, RolloutMetrics } from './rollout.js';
 
@@ -21,6 +21,7 @@ export interface AppDeps {
   readonly rollout: Pick<Rollout, 'enabled'> & RolloutMetrics;
   readonly adminToken: string;
   readonly production: boolean;
+  readonly edgeMaxAgeSeconds: number;
   readonly logger: Logger;
 }
 
@@ -59,7 +60,21 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onSend', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
-  edgeCaching(app, { registry: deps.metrics });
+  // Operational and admin routes are never edge-cached (they change every second or are per caller).
+  edgeCaching(app, {
+    registry: deps.metrics,
+    maxAgeSeconds: deps.edgeMaxAgeSeconds,
+    skipPrefixes: [
+      ...DEFAULT_SKIP_PREFIXES,
+      '/metrics',
+      '/healthz',
+      '/readyz',
+      '/admin',
+      '/internal',
+      '/jobs',
+      '/cache',
+    ],
+  });
 
   app.get('/healthz', async () => ({ ok: true }));
   app.get('/readyz', async (_req, reply) => {

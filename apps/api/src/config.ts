@@ -13,6 +13,7 @@ export const API_ENV_VARS = {
   PGLITE_PORT: 'loopback port on which the embedded database is shared with workers; 0 = free (default 0)',
   SEED_COUNT: 'products seeded into an empty embedded database (default 100000)',
   API_CRITICAL_WARM: 'enqueue a critical warm when the API starts (default true)',
+  EDGE_MAX_AGE_SECONDS: 'max-age of the public Cache-Control on cacheable GET routes (default 60)',
 } as const;
 
 export interface ApiConfig {
@@ -27,6 +28,7 @@ export interface ApiConfig {
   readonly pglitePort: number;
   readonly seedCount: number;
   readonly criticalWarm: boolean;
+  readonly edgeMaxAgeSeconds: number;
 }
 
 const boolish = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
@@ -44,6 +46,7 @@ const envSchema = z.object({
   PGLITE_PORT: z.coerce.number().int().min(0).max(65535).default(0),
   SEED_COUNT: z.coerce.number().int().min(0).max(10_000_000).default(100_000),
   API_CRITICAL_WARM: boolish.default(true),
+  EDGE_MAX_AGE_SECONDS: z.coerce.number().int().min(0).max(31_536_000).default(60),
 });
 
 /** Reads and checks the settings; a bad one throws naming the variable. No token → refuse, unless dev. */
@@ -75,5 +78,6 @@ export function loadApiConfig(env: Readonly<Record<string, string | undefined>>)
     pglitePort: e.PGLITE_PORT,
     seedCount: e.SEED_COUNT,
     criticalWarm: e.API_CRITICAL_WARM,
+    edgeMaxAgeSeconds: e.EDGE_MAX_AGE_SECONDS,
   };
 }

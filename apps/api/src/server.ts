@@ -50,6 +50,7 @@ export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<
     rollout,
     adminToken: config.adminToken,
     production: config.production,
+    edgeMaxAgeSeconds: config.edgeMaxAgeSeconds,
     logger,
   });
   await app.listen({ host: config.host, port: config.port });
