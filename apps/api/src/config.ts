@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { boolishSchema, pickEnv } from '@cachefleet/tiered-cache';
 import { z } from 'zod';
 
 /** Settings of the API pod (cache, queue and catalogue settings are read by their packages). */
@@ -31,7 +32,7 @@ export interface ApiConfig {
   readonly edgeMaxAgeSeconds: number;
 }
 
-const boolish = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+const boolish = boolishSchema;
 const envSchema = z.object({
   API_HOST: z.string().min(1).default('127.0.0.1'),
   API_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
@@ -51,12 +52,7 @@ const envSchema = z.object({
 
 /** Reads and checks the settings; a bad one throws naming the variable. No token → refuse, unless dev. */
 export function loadApiConfig(env: Readonly<Record<string, string | undefined>>): ApiConfig {
-  const present = Object.fromEntries(
-    Object.keys(API_ENV_VARS)
-      .map((k) => [k, env[k]] as const)
-      .filter(([, v]) => v !== undefined && v !== ''),
-  );
-  const parsed = envSchema.safeParse(present);
+  const parsed = envSchema.safeParse(pickEnv(env, Object.keys(API_ENV_VARS)));
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new Error(`${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);

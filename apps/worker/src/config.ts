@@ -1,4 +1,5 @@
 import { parseQueueList, type QueueConcurrency } from '@cachefleet/jobs';
+import { pickEnv } from '@cachefleet/tiered-cache';
 import { z } from 'zod';
 
 /** Settings of the worker process (the cache and queue settings are read by their packages). */
@@ -41,11 +42,7 @@ export function loadWorkerConfig(
   env: Readonly<Record<string, string | undefined>>,
   argv: readonly string[],
 ): WorkerConfig {
-  const present = Object.fromEntries(
-    Object.keys(WORKER_ENV_VARS)
-      .map((k) => [k, env[k]] as const)
-      .filter(([, v]) => v !== undefined && v !== ''),
-  );
+  const present = pickEnv(env, Object.keys(WORKER_ENV_VARS));
   const at = argv.indexOf('--queues');
   if (at >= 0) {
     const value = argv[at + 1];

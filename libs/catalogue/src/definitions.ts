@@ -1,4 +1,4 @@
-import type { Namespace } from '@cachefleet/tiered-cache';
+import { type Namespace, pickEnv } from '@cachefleet/tiered-cache';
 import { z } from 'zod';
 import { createCatalogue } from './catalogue.js';
 import { connectPg } from './db.js';
@@ -39,12 +39,7 @@ export type CatalogueEnv = z.output<typeof envSchema>;
  * E_CATALOGUE_CONFIG naming the variable; the value is not repeated, it may hold a password.
  */
 export function loadCatalogueEnv(env: Readonly<Record<string, string | undefined>>): CatalogueEnv {
-  const present = Object.fromEntries(
-    Object.keys(envSchema.shape)
-      .map((k) => [k, env[k]] as const)
-      .filter(([, v]) => v !== undefined && v !== ''),
-  );
-  const parsed = envSchema.safeParse(present);
+  const parsed = envSchema.safeParse(pickEnv(env, Object.keys(envSchema.shape)));
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
   throw new CatalogueError(

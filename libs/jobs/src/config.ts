@@ -1,4 +1,9 @@
-import { type ResolvedRedisConnection, redisConnectionSchema } from '@cachefleet/tiered-cache';
+import {
+  hostListSchema,
+  pickEnv,
+  type ResolvedRedisConnection,
+  redisConnectionSchema,
+} from '@cachefleet/tiered-cache';
 import { z } from 'zod';
 import { JobError } from './errors.js';
 
@@ -22,32 +27,10 @@ export interface QueueConfig {
   readonly prefix: string;
 }
 
-const hostList = z
-  .string()
-  .transform((s) =>
-    s
-      .split(',')
-      .map((p) => p.trim())
-      .filter(Boolean),
-  )
-  .pipe(
-    z
-      .array(
-        z
-          .string()
-          .regex(/^[^:\s]+:\d{1,5}$/, 'expected host:port')
-          .transform((hp) => {
-            const at = hp.lastIndexOf(':');
-            return { host: hp.slice(0, at), port: Number(hp.slice(at + 1)) };
-          }),
-      )
-      .min(1),
-  );
-
 const envSchema = z.object({
   QUEUE_REDIS_MODE: z.enum(['single', 'sentinel']).default('single'),
   QUEUE_REDIS_URL: z.string().optional(),
-  QUEUE_REDIS_SENTINELS: hostList.optional(),
+  QUEUE_REDIS_SENTINELS: hostListSchema.optional(),
   QUEUE_REDIS_SENTINEL_NAME: z.string().min(1).optional(),
   QUEUE_REDIS_PASSWORD: z.string().optional(),
   QUEUE_PREFIX: z
@@ -59,10 +42,7 @@ const envSchema = z.object({
 
 /** Reads the queue settings from an environment object; a bad value throws naming the variable. */
 export function loadQueueConfig(env: Readonly<Record<string, string | undefined>>): QueueConfig {
-  const present = Object.fromEntries(
-    Object.entries(env).filter(([k, v]) => (k in QUEUE_ENV_VARS || k === 'CACHE_REDIS_URL') && v !== ''),
-  );
-  const parsed = envSchema.safeParse(present);
+  const parsed = envSchema.safeParse(pickEnv(env, [...Object.keys(QUEUE_ENV_VARS), 'CACHE_REDIS_URL']));
   if (!parsed.success) throw configError(parsed.error);
   const e = parsed.data;
   const redis =

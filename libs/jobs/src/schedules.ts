@@ -1,3 +1,4 @@
+import { boolishSchema, pickEnv } from '@cachefleet/tiered-cache';
 import { z } from 'zod';
 import { isJobName, JOBS, type JobName } from './catalogue.js';
 import { type JobClient, jobOptions, parsePayload } from './client.js';
@@ -30,22 +31,16 @@ const cron = z
   .string()
   .trim()
   .regex(/^(off|(\S+\s+){4,5}\S+)$/, 'a cron expression of 5 or 6 fields, or "off"');
-const boolish = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 
 const envSchema = z.object({
-  SCHEDULES_ENABLED: boolish.default(true),
+  SCHEDULES_ENABLED: boolishSchema.default(true),
   SCHEDULE_WARM_ALL: cron.default('0 2 * * *'),
   SCHEDULE_WARM_HOT: cron.default('0 */6 * * *'),
 });
 
 /** The schedules of this deployment from the environment; a bad value throws naming the variable. */
 export function loadSchedules(env: Readonly<Record<string, string | undefined>>): Schedule[] | undefined {
-  const present = Object.fromEntries(
-    Object.keys(SCHEDULE_ENV_VARS)
-      .map((k) => [k, env[k]] as const)
-      .filter(([, v]) => v !== undefined && v !== ''),
-  );
-  const parsed = envSchema.safeParse(present);
+  const parsed = envSchema.safeParse(pickEnv(env, Object.keys(SCHEDULE_ENV_VARS)));
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new JobError('E_JOB_CONFIG', `${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);

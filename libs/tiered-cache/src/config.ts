@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { boolishSchema, hostListSchema, pickEnv } from './env.js';
 import { CacheError } from './errors.js';
 
 const hostPort = z.object({ host: z.string().min(1), port: z.number().int().min(1).max(65535) });
@@ -166,31 +167,9 @@ export const ENV_VARS = {
 } as const;
 type EnvVar = keyof typeof ENV_VARS;
 
-const boolish = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'])
-  .transform((v) => ['true', '1', 'yes', 'on'].includes(v));
+const boolish = boolishSchema;
 const intish = z.coerce.number().int();
-const hostList = z
-  .string()
-  .transform((s) =>
-    s
-      .split(',')
-      .map((part) => part.trim())
-      .filter(Boolean),
-  )
-  .pipe(
-    z
-      .array(
-        z
-          .string()
-          .regex(/^[^:\s]+:\d{1,5}$/, 'expected host:port')
-          .transform((hp) => {
-            const at = hp.lastIndexOf(':');
-            return { host: hp.slice(0, at), port: Number(hp.slice(at + 1)) };
-          }),
-      )
-      .min(1),
-  );
+const hostList = hostListSchema;
 
 const envSchema = z.object({
   FEATURE_CACHE: boolish.default(true),
@@ -226,12 +205,7 @@ const envSchema = z.object({
  * it by itself) and validates them. A bad value throws E_CACHE_CONFIG naming the variable.
  */
 export function loadCacheConfig(env: Readonly<Record<string, string | undefined>>): ResolvedCacheOptions {
-  const present = Object.fromEntries(
-    Object.keys(ENV_VARS)
-      .map((k) => [k, env[k]] as const)
-      .filter(([, v]) => v !== undefined && v !== ''),
-  );
-  const parsed = envSchema.safeParse(present);
+  const parsed = envSchema.safeParse(pickEnv(env, Object.keys(ENV_VARS)));
   if (!parsed.success) throw configError(parsed.error, (path) => path);
   const e = parsed.data;
   const impl = e.FEATURE_CACHE ? (e.CACHE_IMPL ?? 'tiered') : 'null';
