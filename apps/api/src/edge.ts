@@ -1,0 +1,206 @@
+import { createHash } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Counter, type Registry } from 'prom-client';
+import { z } from 'zod';
+
+/**
+ * Edge caching of HTTP responses (REQUIREMENTS B1, B2; guide: docs/edge-caching.md).
+ *
+ * GET/HEAD 200 responses of routes that are not personalised get a strong ETag (sha1 of the body),
+ * `Cache-Control: public, max-age=<n>, must-revalidate` and `Vary: Authorization`, and a request whose
+ * `If-None-Match` matches gets a 304 with an empty body. Shared caches (nginx, Varnish) in front then
+ * serve and revalidate these responses on our behalf.
+ */
+
+/**
+ * How a route stands towards the edge, set statically in its options:
+ * `app.get('/api/catalogue', { config: { edgeCache: 'public' } }, handler)`.
+ * - `'public'`: cacheable even when the request carries `Authorization` (the body does not depend on
+ *   who asks; the route may still require a token to be reached).
+ * - `'personalised'`: never cached, like a path on the skip list.
+ * Routes without the field are cacheable for anonymous requests only.
+ */
+export type EdgeCachePolicy = 'public' | 'personalised';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** See `EdgeCachePolicy` in apps/api/src/edge.ts. */
+    edgeCache?: EdgeCachePolicy;
+  }
+}
+
+/** Paths whose responses depend on the user; a prefix also covers longer names (`/api/user` → `/api/users`). */
+export const DEFAULT_SKIP_PREFIXES: readonly string[] = ['/api/user', '/api/profile', '/api/notifications'];
+
+export interface EdgeOptions {
+  /** Where the three counters are registered. Required: no process-global default registry. */
+  readonly registry: Registry;
+  /** `max-age` of `Cache-Control`, seconds, integer 0..31536000. Default 60. */
+  readonly maxAgeSeconds?: number;
+  /**
+   * Path prefixes never cached, matched with `startsWith` against both the request path and the
+   * route pattern. Replaces the default (`DEFAULT_SKIP_PREFIXES`); spread it to extend.
+   */
+  readonly skipPrefixes?: readonly string[];
+}
+
+export class EdgeOptionsError extends Error {
+  readonly code = 'E_EDGE_OPTIONS';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'EdgeOptionsError';
+  }
+}
+
+const optionsSchema = z.object({
+  registry: z.custom<Registry>(
+    (v) => typeof v === 'object' && v !== null && 'registerMetric' in v && 'getSingleMetric' in v,
+    'expected a prom-client Registry',
+  ),
+  maxAgeSeconds: z.number().int().min(0).max(31_536_000).default(60),
+  skipPrefixes: z
+    .array(z.string().regex(/^\/\S*$/, 'a prefix starts with / and has no white space'))
+    .readonly()
+    .default(DEFAULT_SKIP_PREFIXES),
+});
+
+/** Replies a handler marked personalised at run time (e.g. the body depends on a cookie it read). */
+const personalised = new WeakSet<FastifyReply>();
+
+/**
+ * Marks this reply as personalised: it gets no ETag and no public Cache-Control, whatever its route.
+ * Call it from a handler (or any hook before `onSend`) when the body depends on who asks.
+ */
+export function markPersonalised(reply: FastifyReply): void {
+  personalised.add(reply);
+}
+
+/**
+ * Registers the edge-caching hooks on `app`. Call it on the root instance, before the routes it must
+ * cover are registered (hooks apply to routes and child plugins registered after them), and after
+ * plugins that set cookies in their own `onSend` hook (e.g. @fastify/cookie), so that their
+ * `Set-Cookie` is already there when this hook looks for it. Throws `EdgeOptionsError` on bad options.
+ */
+export function edgeCaching(app: FastifyInstance, options: EdgeOptions): void {
+  const parsed = optionsSchema.safeParse(options);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new EdgeOptionsError(
+      `edgeCaching: ${issue?.path.join('.') || 'options'}: ${issue?.message ?? 'invalid'}`,
+      { cause: parsed.error },
+    );
+  }
+  const { registry, maxAgeSeconds, skipPrefixes } = parsed.data;
+  const cacheControl = `public, max-age=${maxAgeSeconds}, must-revalidate`;
+  const registers = [registry];
+  const requests = new Counter({
+    name: 'cache_candidate_requests',
+    help: 'GET/HEAD requests to routes the edge middleware may cache (not on the skip list, not personalised)',
+    labelNames: ['route', 'method'],
+    registers,
+  });
+  const candidates = new Counter({
+    name: 'cache_edge_candidates_total',
+    help: 'Responses that got an ETag and public Cache-Control (200s and 304s)',
+    labelNames: ['route', 'method'],
+    registers,
+  });
+  const matches = new Counter({
+    name: 'etag_match_total',
+    help: 'Requests answered 304 Not Modified because If-None-Match matched the ETag',
+    labelNames: ['route'],
+    registers,
+  });
+
+  const skipped = (request: FastifyRequest, route: string): boolean => {
+    const url = request.url;
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    // Both: the pattern catches `/api/%75ser/1` (routed, decoded, to `/api/user/:id`), the path
+    // catches wildcard routes (`/api/*`) that serve skipped paths.
+    for (const prefix of skipPrefixes) {
+      if (path.startsWith(prefix) || route.startsWith(prefix)) return true;
+    }
+    return false;
+  };
+
+  app.addHook('onSend', (request, reply, payload, done) => {
+    const method = request.method;
+    const route = request.routeOptions.url;
+    // Unmatched requests (404 handler) have no route pattern: nothing to cache, nothing to label.
+    if ((method !== 'GET' && method !== 'HEAD') || route === undefined) return done(null, payload);
+    const config = request.routeOptions.config;
+    if (config.edgeCache === 'personalised' || skipped(request, route)) return done(null, payload);
+    requests.inc({ route, method });
+
+    if (reply.statusCode !== 200 || personalised.has(reply)) return done(null, payload);
+    // RFC 9111 §3.5: a shared cache may reuse a response to an authorised request when it says
+    // `public` or `must-revalidate` — ours says both, so only routes declared public may carry them.
+    if (request.headers.authorization !== undefined && config.edgeCache !== 'public') {
+      return done(null, payload);
+    }
+    if (reply.hasHeader('set-cookie')) return done(null, payload);
+    const existing = headerText(reply.getHeader('cache-control'));
+    if (existing !== undefined && /(?:^|[\s,])(?:private|no-store)\b/i.test(existing)) {
+      return done(null, payload);
+    }
+    // Streams are skipped: hashing would mean buffering the whole body.
+    if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) return done(null, payload);
+
+    // A handler that knows its version (e.g. from a row's version) may set its own ETag.
+    const etag =
+      headerText(reply.getHeader('etag')) ?? `"${createHash('sha1').update(payload).digest('base64url')}"`;
+    reply.header('etag', etag);
+    if (existing === undefined) reply.header('cache-control', cacheControl);
+    reply.header('vary', withAuthorization(headerText(reply.getHeader('vary'))));
+    candidates.inc({ route, method });
+
+    if (!ifNoneMatchMatches(request.headers['if-none-match'], etag)) return done(null, payload);
+    matches.inc({ route });
+    reply.code(304);
+    // 304 carries the validators and caching headers of the 200 (RFC 9110 §15.4.5), no body.
+    reply.removeHeader('content-type');
+    reply.removeHeader('content-length');
+    // HEAD keeps its payload: Fastify's own HEAD hook (after this one) measures it for Content-Length
+    // (equal to the 200's, as RFC 9110 §8.6 allows on a 304) and throws on null. Node sends no body
+    // for a 304 or a HEAD either way. A GET 304 gets no Content-Length: a stale `0` could overwrite
+    // the length an edge cache stored with the 200.
+    return done(null, method === 'HEAD' ? payload : null);
+  });
+}
+
+/**
+ * RFC 9110 §13.1.2: `If-None-Match` uses the weak comparison (`W/"x"` matches `"x"`), `*` matches
+ * any current representation, and the field is a comma-separated list. The list is read tag by tag
+ * (an entity tag may itself contain a comma), and anything that is not a tag is ignored.
+ */
+export function ifNoneMatchMatches(header: string | string[] | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  const value = Array.isArray(header) ? header.join(', ') : header;
+  if (value.trim() === '*') return true;
+  const opaque = stripWeak(etag);
+  for (const m of value.matchAll(ENTITY_TAG)) {
+    if (m[1] === opaque) return true;
+  }
+  return false;
+}
+
+/** `(W/)?"<etagc>*"`; group 1 is the opaque tag with its quotes. */
+const ENTITY_TAG = /(?:W\/)?("[\x21\x23-\x7e\x80-\xff]*")/g;
+
+function stripWeak(etag: string): string {
+  return etag.startsWith('W/') ? etag.slice(2) : etag;
+}
+
+function headerText(value: string | number | string[] | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  return Array.isArray(value) ? value.join(', ') : String(value);
+}
+
+function withAuthorization(vary: string | undefined): string {
+  if (vary === undefined || vary.trim() === '') return 'Authorization';
+  const fields = vary.split(',').map((f) => f.trim().toLowerCase());
+  if (fields.includes('authorization') || fields.includes('*')) return vary;
+  return `${vary}, Authorization`;
+}
