@@ -1,6 +1,6 @@
 /**
  * cachefleet benchmark: floors, peers and the project on the same private redis-server.
- * Usage: npm run bench -- [--n <ops>] [--only l1-hit|l2-hit|stampede|invalidation|tags] [--json <file>]
+ * Usage: npm run bench -- [--n <ops>] [--only l1-hit|l2-hit|stampede|invalidation|tags|http] [--json <file>]
  */
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
@@ -13,13 +13,14 @@ import { errorMessage } from './data.js';
 import { addRatios, renderTable } from './report.js';
 import type { Row, Workload } from './types.js';
 import { consistency } from './workloads/consistency.js';
+import { http } from './workloads/http.js';
 import { invalidation } from './workloads/invalidation.js';
 import { l1Hit } from './workloads/l1-hit.js';
 import { l2Hit } from './workloads/l2-hit.js';
 import { stampede } from './workloads/stampede.js';
 import { tags } from './workloads/tags.js';
 
-const WORKLOADS: readonly Workload[] = [l1Hit, l2Hit, stampede, invalidation, tags, consistency];
+const WORKLOADS: readonly Workload[] = [l1Hit, l2Hit, stampede, invalidation, tags, consistency, http];
 
 interface Cli {
   readonly n: number | undefined;

@@ -1,0 +1,476 @@
+/**
+ * HTTP GET of a cached item under Zipf load (DESIGN target: ≥ 70% of a Fastify route returning a
+ * constant JSON, p99 < 10 ms; the plan's 5,000 req/s as the peer figure).
+ *
+ * The servers run in a child process (http-child.ts): the API pod (`startApi`: PostgreSQL with
+ * 100,000 seeded products in a schema of this run, the tiered cache on the bench's private Redis
+ * under a prefix of this run) and a bare Fastify app. autocannon, here, drives 64 connections
+ * (pipelining 1) at:
+ *
+ * - floor: `GET /constant` of the bare app, a constant product-like JSON;
+ * - project: `GET /products/:id` of the API, read through the tiered cache;
+ * - peer: `GET /direct/:id` of the bare app, the catalogue's query straight to PostgreSQL (no cache);
+ * - peer: the plan's 5,000 req/s, a figure, not a measurement.
+ *
+ * Ids follow a Zipf law (s = 1) over 1…100,000 (rank → id through a fixed shuffle), drawn once from
+ * a seeded generator; each row runs a warm-up, then the measured run. Before the load, the fleet's
+ * own `warm {type:'all'}` job (the real worker runtime, `startWorker`, in this process, closed
+ * before the load starts) puts every product into L2, as a warmed fleet has it: the cache row reads
+ * a cached item, from L1 (the API's default 10,000 entries) or L2. Its hit rates per tier are the
+ * difference of `GET /cache/stats` before and after the measured run.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { connectPg, type Db, DEFAULT_DATABASE_URL, migrate, seed } from '@cachefleet/catalogue';
+import autocannon from 'autocannon';
+import { z } from 'zod';
+import { ChildLines } from '../child.js';
+import { errorMessage } from '../data.js';
+import { errorRow } from '../measure.js';
+import { formatRatio } from '../report.js';
+import type { Role, Row, Workload, WorkloadContext } from '../types.js';
+
+const NAME = 'http';
+const ITEMS = 100_000;
+const ZIPF_S = 1.0;
+/** Precomputed draws; a 10 s run at 20 k req/s takes 200,000 of them. */
+const DRAWS = 1_000_000;
+const CONNECTIONS = 64;
+const DURATION_S = 10;
+const WARMUP_S = 3;
+const TARGET_RATIO = 0.7;
+const TARGET_P99_MS = 10;
+const PLAN_RPS = 5_000;
+/** The PostgreSQL server of the tests (trust auth), as test/fleet.test.ts finds it. */
+const DATABASE_URL = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
+const CHILD = fileURLToPath(new URL('../http-child.ts', import.meta.url));
+const READY_TIMEOUT_MS = 60_000;
+const WARM_TIMEOUT_MS = 120_000;
+
+export const httpChildConfigSchema = z.strictObject({
+  redisPort: z.number().int().min(1).max(65535),
+  databaseUrl: z.string().min(1),
+  schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/),
+  adminToken: z.string().min(16),
+  /** Cache key prefix and queue prefix of this run: nothing of the other workloads is read. */
+  prefix: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/),
+});
+export type HttpChildConfig = z.infer<typeof httpChildConfigSchema>;
+
+const readySchema = z.strictObject({ ready: z.literal(true), api: z.string(), bare: z.string() });
+
+/** How much load: full size by duration; with `--n`, n requests a run (and fewer items to seed). */
+interface Sizes {
+  readonly items: number;
+  /** Ids drawn in advance (the requests cycle through them). */
+  readonly draws: number;
+  readonly measured: { readonly duration: number } | { readonly amount: number };
+  readonly warmup: { readonly duration: number } | { readonly amount: number };
+}
+
+function sizesOf(n: number | undefined): Sizes {
+  if (n === undefined)
+    return {
+      items: ITEMS,
+      draws: DRAWS,
+      measured: { duration: DURATION_S },
+      warmup: { duration: WARMUP_S },
+    };
+  return {
+    items: Math.min(ITEMS, Math.max(1_000, n * 2)),
+    draws: Math.min(DRAWS, Math.max(10_000, n * 4)),
+    measured: { amount: n },
+    warmup: { amount: Math.max(CONNECTIONS, Math.floor(n / 4)) },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Zipf-distributed ids.
+
+/** mulberry32: a small seeded generator, so every run draws the same ids. */
+function generator(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * `count` ids in 1…items, rank k drawn with probability ∝ 1/k^s (inverse CDF by binary search);
+ * rank k is then id `shuffle[k]`, so the hot ids are spread over the table, not its first pages.
+ */
+export function zipfIds(items: number, count: number, s = ZIPF_S, seed = 0x5eed): Uint32Array {
+  const random = generator(seed);
+  const cdf = new Float64Array(items);
+  let sum = 0;
+  for (let k = 1; k <= items; k++) {
+    sum += 1 / k ** s;
+    cdf[k - 1] = sum;
+  }
+  const ids = new Uint32Array(items);
+  for (let i = 0; i < items; i++) ids[i] = i + 1;
+  for (let i = items - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    const t = ids[i] ?? 0;
+    ids[i] = ids[j] ?? 0;
+    ids[j] = t;
+  }
+  const out = new Uint32Array(count);
+  for (let i = 0; i < count; i++) {
+    const u = random() * sum;
+    let lo = 0;
+    let hi = items - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((cdf[mid] ?? 0) < u) lo = mid + 1;
+      else hi = mid;
+    }
+    out[i] = ids[lo] ?? 1;
+  }
+  return out;
+}
+
+/** Share of the draws that fall on the `top` most frequent ids (what an L1 of that size could hold). */
+function topShare(draws: Uint32Array, top: number): number {
+  const counts = new Map<number, number>();
+  for (const id of draws) counts.set(id, (counts.get(id) ?? 0) + 1);
+  const sorted = [...counts.values()].sort((a, b) => b - a);
+  let sum = 0;
+  for (let i = 0; i < Math.min(top, sorted.length); i++) sum += sorted[i] ?? 0;
+  return sum / draws.length;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load runs.
+
+interface Load {
+  readonly rps: number;
+  readonly requests: number;
+  readonly seconds: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
+  /** Connection errors and timeouts. */
+  readonly errors: number;
+  readonly non2xx: number;
+}
+
+async function load(
+  url: string,
+  nextPath: () => string,
+  size: { readonly duration: number } | { readonly amount: number },
+): Promise<Load> {
+  const result = await autocannon({
+    url,
+    connections: CONNECTIONS,
+    pipelining: 1,
+    timeout: 10,
+    ...size,
+    // autocannon notices that `amount` is reached only at its next sample tick (1 s by default),
+    // which would stretch a short run to whole seconds.
+    ...('amount' in size ? { sampleInt: 10 } : {}),
+    requests: [
+      {
+        method: 'GET',
+        setupRequest: (req) => {
+          req.path = nextPath();
+          return req;
+        },
+      },
+    ],
+  });
+  const seconds = result.duration > 0 ? result.duration : Number.NaN;
+  return {
+    rps: result.requests.total / seconds,
+    requests: result.requests.total,
+    seconds,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    max: result.latency.max,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+  };
+}
+
+/** A cursor over the draws: every call is the next id's path. */
+function paths(draws: Uint32Array, prefix: string): () => string {
+  let i = 0;
+  return () => {
+    const id = draws[i] ?? 1;
+    i = i + 1 === draws.length ? 0 : i + 1;
+    return `${prefix}${id}`;
+  };
+}
+
+const statsSchema = z.object({
+  tiers: z.object({
+    l1: z.object({ hits: z.number(), misses: z.number() }),
+    l2: z.object({ hits: z.number(), misses: z.number() }),
+    l3: z.object({ loads: z.number() }),
+  }),
+});
+type Stats = z.infer<typeof statsSchema>;
+
+async function cacheStats(api: string, token: string): Promise<Stats> {
+  const res = await fetch(`${api}/cache/stats`, { headers: { authorization: `Bearer ${token}` } });
+  if (res.status !== 200) throw new Error(`GET /cache/stats: ${res.status} ${await res.text()}`);
+  return statsSchema.parse(await res.json());
+}
+
+interface TierRates {
+  readonly l1: number;
+  readonly l2: number;
+  readonly loads: number;
+  readonly reads: number;
+}
+
+function tierRates(before: Stats, after: Stats): TierRates {
+  const d = (f: (s: Stats) => number) => f(after) - f(before);
+  const l1Hits = d((s) => s.tiers.l1.hits);
+  const l1Misses = d((s) => s.tiers.l1.misses);
+  const l2Hits = d((s) => s.tiers.l2.hits);
+  const l2Misses = d((s) => s.tiers.l2.misses);
+  const rate = (h: number, m: number) => (h + m === 0 ? Number.NaN : h / (h + m));
+  return {
+    l1: rate(l1Hits, l1Misses),
+    l2: rate(l2Hits, l2Misses),
+    loads: d((s) => s.tiers.l3.loads),
+    reads: l1Hits + l1Misses,
+  };
+}
+
+/** The API and the bare route must answer the same row for an id, or the comparison means nothing. */
+async function checkSameRows(api: string, bare: string, ids: readonly number[]): Promise<void> {
+  for (const id of ids) {
+    const [viaCache, direct] = await Promise.all([
+      fetch(`${api}/products/${id}`).then(async (r) => ({ status: r.status, body: await r.text() })),
+      fetch(`${bare}/direct/${id}`).then(async (r) => ({ status: r.status, body: await r.text() })),
+    ]);
+    if (viaCache.status !== 200 || direct.status !== 200 || viaCache.body !== direct.body)
+      throw new Error(
+        `id ${id}: /products ${viaCache.status} ${viaCache.body.slice(0, 200)} ≠ /direct ${direct.status} ${direct.body.slice(0, 200)}`,
+      );
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// L2 warmed by the fleet.
+
+/** Config of the API and the worker alike: the same Redis, key prefix, queues and catalogue. */
+export function fleetEnv(config: HttpChildConfig): NodeJS.ProcessEnv {
+  const redisUrl = `redis://127.0.0.1:${config.redisPort}`;
+  return {
+    DATABASE_URL: config.databaseUrl,
+    CATALOGUE_SCHEMA: config.schema,
+    CACHE_REDIS_URL: redisUrl,
+    CACHE_KEY_PREFIX: `${config.prefix}:`,
+    QUEUE_REDIS_URL: redisUrl,
+    QUEUE_PREFIX: config.prefix,
+    LOG_LEVEL: 'warn',
+  };
+}
+
+/** Runs `warm {type:'all'}` on a real worker (in this process) and returns its result once done. */
+async function warmAll(config: HttpChildConfig): Promise<{ result: unknown; ms: number }> {
+  const [{ startWorker, loadWorkerConfig }, { JobClient, loadQueueConfig }, { pino }] = await Promise.all([
+    import('@cachefleet/worker'),
+    import('@cachefleet/jobs'),
+    import('pino'),
+  ]);
+  const env: NodeJS.ProcessEnv = {
+    ...fleetEnv(config),
+    SCHEDULES_ENABLED: 'false',
+    WORKER_QUEUES: 'warm:1',
+    WORKER_HTTP_PORT: '0',
+  };
+  const logger = pino({ level: 'warn' }, pino.destination(2));
+  const worker = await startWorker(loadWorkerConfig(env, []), env, logger);
+  const jobs = new JobClient(loadQueueConfig(env));
+  try {
+    const t0 = performance.now();
+    const { id } = await jobs.enqueue('warm', { type: 'all' });
+    const deadline = Date.now() + WARM_TIMEOUT_MS;
+    for (;;) {
+      const view = await jobs.job(id);
+      if (view?.state === 'completed') return { result: view.result, ms: performance.now() - t0 };
+      if (view?.state === 'failed') throw new Error(`warm all failed: ${view.failedReason ?? '?'}`);
+      if (Date.now() > deadline)
+        throw new Error(`warm all: still ${view?.state ?? 'unknown'} after ${WARM_TIMEOUT_MS} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  } finally {
+    await jobs.close();
+    await worker.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The child with the servers.
+
+class Servers extends ChildLines {
+  async ready(): Promise<{ api: string; bare: string }> {
+    const line = await this.nextLine(READY_TIMEOUT_MS);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(line);
+    } catch {
+      throw new Error(`unexpected http-child line: ${line.slice(0, 200)}`);
+    }
+    return readySchema.parse(parsed);
+  }
+
+  async stop(): Promise<void> {
+    this.proc.stdin?.end();
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), 10_000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows.
+
+const ms = (v: number): string => (Number.isFinite(v) ? (v < 10 ? v.toFixed(2) : v.toFixed(0)) : '—');
+const pct = (v: number): string => (Number.isFinite(v) ? `${(v * 100).toFixed(1)}%` : '—');
+const count = (v: number): string => v.toLocaleString('en-US');
+
+function describe(l: Load): string {
+  return `p50 ${ms(l.p50)} / p99 ${ms(l.p99)} / max ${ms(l.max)} ms; ${count(l.requests)} req in ${l.seconds.toFixed(1)} s, errors ${l.errors}, non-2xx ${l.non2xx}`;
+}
+
+function loadRow(name: string, role: Role, l: Load, extra: string): Row {
+  const row: Row = { workload: NAME, name, role, opsPerSec: l.rps, extra: `${describe(l)}${extra}` };
+  if (l.errors > 0 || l.non2xx > 0)
+    return { ...row, error: `${l.errors} errors, ${l.non2xx} non-2xx: ${describe(l)}` };
+  return row;
+}
+
+interface Running {
+  readonly ctx: WorkloadContext;
+  readonly sizes: Sizes;
+  readonly draws: Uint32Array;
+  readonly api: string;
+  readonly bare: string;
+  readonly token: string;
+}
+
+async function measure(
+  r: Running,
+  what: string,
+  url: string,
+  nextPath: () => string,
+): Promise<{ warmup: Load; measured: Load }> {
+  r.ctx.log(`${NAME}: ${what}: warm-up`);
+  const warmup = await load(url, nextPath, r.sizes.warmup);
+  r.ctx.log(`${NAME}: ${what}: measured run`);
+  const measured = await load(url, nextPath, r.sizes.measured);
+  return { warmup, measured };
+}
+
+async function rows(r: Running): Promise<Row[]> {
+  const out: Row[] = [];
+  const size =
+    'duration' in r.sizes.measured ? `${r.sizes.measured.duration} s` : `${r.sizes.measured.amount} req`;
+  const shape = `${CONNECTIONS} connections, pipelining 1, ${size} after a warm-up`;
+
+  let floor: Load | undefined;
+  try {
+    floor = (await measure(r, 'floor', `${r.bare}/constant`, () => '/constant')).measured;
+    out.push(loadRow('Fastify GET /constant (constant JSON)', 'floor', floor, `; ${shape}`));
+  } catch (err) {
+    out.push(errorRow(NAME, 'Fastify GET /constant (constant JSON)', 'floor', errorMessage(err)));
+  }
+
+  const cacheName = 'cachefleet API GET /products/:id (tiered cache)';
+  try {
+    const nextPath = paths(r.draws, '/products/');
+    r.ctx.log(`${NAME}: cache: warm-up`);
+    await load(r.api, nextPath, r.sizes.warmup);
+    const before = await cacheStats(r.api, r.token);
+    r.ctx.log(`${NAME}: cache: measured run`);
+    const l = await load(r.api, nextPath, r.sizes.measured);
+    const after = await cacheStats(r.api, r.token);
+    const t = tierRates(before, after);
+    const ratio = floor === undefined ? Number.NaN : l.rps / floor.rps;
+    const met = ratio >= TARGET_RATIO && l.p99 < TARGET_P99_MS;
+    const tiers = `; L1 hit ${pct(t.l1)}, L2 hit ${pct(t.l2)} (of L1 misses), ${count(t.loads)} loads from PostgreSQL in ${count(t.reads)} reads`;
+    const target = `; target ≥ ${TARGET_RATIO.toFixed(2)}× floor and p99 < ${TARGET_P99_MS} ms: ${met ? 'met' : 'NOT met'} (${formatRatio(Number.isFinite(ratio) ? ratio : null)}, p99 ${ms(l.p99)} ms)`;
+    out.push(loadRow(cacheName, 'project', l, `${tiers}${target}`));
+  } catch (err) {
+    out.push(errorRow(NAME, cacheName, 'project', errorMessage(err)));
+  }
+
+  const directName = 'Fastify GET /direct/:id (PostgreSQL, no cache)';
+  try {
+    const { measured } = await measure(r, 'direct', r.bare, paths(r.draws, '/direct/'));
+    out.push(loadRow(directName, 'peer', measured, '; pg pool of 4 (as the API), the catalogue query'));
+  } catch (err) {
+    out.push(errorRow(NAME, directName, 'peer', errorMessage(err)));
+  }
+
+  out.push({
+    workload: NAME,
+    name: "the plan's figure",
+    role: 'peer',
+    opsPerSec: PLAN_RPS,
+    extra: 'not measured: the req/s the plan asks of one pod',
+  });
+  return out;
+}
+
+export const http: Workload = {
+  name: NAME,
+  describe: `autocannon, ${CONNECTIONS} connections, GET of a product by Zipf id (s = ${ZIPF_S}) over ${count(ITEMS)} items (fewer with --n); servers in a child process; target ≥ ${TARGET_RATIO.toFixed(2)}× floor, p99 < ${TARGET_P99_MS} ms`,
+  async run(ctx) {
+    const sizes = sizesOf(ctx.n);
+    const schema = `bench_http_${randomBytes(4).toString('hex')}`;
+    const token = randomBytes(24).toString('base64url');
+    const prefix = `${ctx.runId}-http`.replace(/[^A-Za-z0-9_-]/g, '').slice(0, 40);
+    let db: Db | undefined;
+    let servers: Servers | undefined;
+    try {
+      db = connectPg(DATABASE_URL);
+      await migrate(db, { schema });
+      const t0 = performance.now();
+      await seed(db, { schema, count: sizes.items });
+      ctx.log(
+        `${NAME}: ${count(sizes.items)} products seeded in ${schema} (${Math.round(performance.now() - t0)} ms)`,
+      );
+      const draws = zipfIds(sizes.items, sizes.draws);
+      ctx.log(`${NAME}: the 10,000 hottest ids carry ${pct(topShare(draws, 10_000))} of the draws`);
+      const config: HttpChildConfig = {
+        redisPort: ctx.port,
+        databaseUrl: DATABASE_URL,
+        schema,
+        adminToken: token,
+        prefix,
+      };
+      servers = new Servers(
+        spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(config)], {
+          stdio: ['pipe', 'pipe', 'inherit'],
+        }),
+      );
+      const warmed = await warmAll(config);
+      ctx.log(
+        `${NAME}: L2 warmed by the fleet's warm all job in ${Math.round(warmed.ms)} ms: ${JSON.stringify(warmed.result)}`,
+      );
+      const { api, bare } = await servers.ready();
+      await checkSameRows(api, bare, [...draws.subarray(0, 5)]);
+      return await rows({ ctx, sizes, draws, api, bare, token });
+    } catch (err) {
+      return [errorRow(NAME, 'http load', 'project', errorMessage(err))];
+    } finally {
+      await servers?.stop();
+      if (db !== undefined) {
+        await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => {});
+        await db.close();
+      }
+    }
+  },
+};
