@@ -1,0 +1,10 @@
+import type { Command } from '../command.js';
+import { invalidate } from './invalidate.js';
+import { warm } from './warm.js';
+
+/** Every command, in the order `cachefleet --help` lists them. A new one is one more line here. */
+export const COMMANDS: readonly Command[] = [warm, invalidate];
+
+export function findCommand(name: string): Command | undefined {
+  return COMMANDS.find((c) => c.name === name);
+}

@@ -1,0 +1,67 @@
+import { parseArgs } from 'node:util';
+import { invalidatePayload, type PayloadInputOf } from '@cachefleet/jobs';
+import { check, commaList, parseFlags, usage } from '../args.js';
+import { type Command, SUBMIT_HELP, SUBMIT_OPTIONS } from '../command.js';
+import { submit } from '../submit.js';
+
+const OPTIONS = {
+  namespace: { type: 'string', short: 'n' },
+  pattern: { type: 'string', short: 'p' },
+  keys: { type: 'string', short: 'k', multiple: true },
+  tags: { type: 'string', short: 't', multiple: true },
+  all: { type: 'boolean' },
+  ...SUBMIT_OPTIONS,
+} as const;
+
+const SCOPES = ['--pattern', '--keys', '--tags', '--all'] as const;
+
+/** Payload field → the flag it came from (`keys.3` → `--keys`). */
+function flagOf(path: readonly PropertyKey[]): string {
+  const head = path[0];
+  return typeof head === 'string' && head !== 'scope' ? `--${head}` : SCOPES.join(' | ');
+}
+
+export const invalidate: Command = {
+  name: 'invalidate',
+  summary: 'invalidate a pattern, ids, tags or a whole namespace, fleet-wide, and follow the job',
+  help: `Usage:
+  cachefleet invalidate --namespace <ns> (--pattern <glob> | --keys <id,...> | --tags <tag,...> | --all)
+                        [--detach] [--json]
+
+Enqueues an invalidate job on the invalidate queue, prints its id, then follows it until it ends
+and prints its result (removed, and for a pattern the slices and keys scanned). A pattern
+invalidation fans out one child per cache master (<id>-slice-<i>): the bar sums their progress.
+
+Flags:
+  -n, --namespace <ns>  the namespace (required)
+  -p, --pattern <glob>  Redis glob over ids (* ? [abc]); no white space or braces. Quote it: 'sku-1*'
+  -k, --keys <ids>      ids, comma-separated or repeated
+  -t, --tags <tags>     tags, comma-separated or repeated
+  --all                 the whole namespace, in O(1) (it moves to a new generation)
+${SUBMIT_HELP}`,
+
+  async run(args, session) {
+    const { values } = parseFlags('invalidate', () =>
+      parseArgs({ args, options: OPTIONS, allowPositionals: false, strict: true }),
+    );
+    const namespace = values.namespace;
+    if (namespace === undefined) throw usage('--namespace: required');
+    const keys = commaList(values.keys);
+    const tags = commaList(values.tags);
+    const given = [values.pattern !== undefined, keys !== undefined, tags !== undefined, values.all === true];
+    if (given.filter(Boolean).length !== 1) {
+      throw usage(`give exactly one of ${SCOPES.join(', ')}`);
+    }
+    const payload: PayloadInputOf<'invalidate'> =
+      values.pattern !== undefined
+        ? { scope: 'pattern', namespace, pattern: values.pattern }
+        : keys !== undefined
+          ? { scope: 'keys', namespace, keys }
+          : tags !== undefined
+            ? { scope: 'tags', namespace, tags }
+            : { scope: 'namespace', namespace };
+    // Checked before any connection: a refused payload never becomes a job (exit 2).
+    const parsed = check(invalidatePayload, payload, flagOf, 'E_JOB_INVALID_PAYLOAD');
+    return submit(session, 'invalidate', parsed, values);
+  },
+};

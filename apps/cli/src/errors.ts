@@ -1,0 +1,109 @@
+import { isJobError } from '@cachefleet/jobs';
+import { isCacheError } from '@cachefleet/tiered-cache';
+
+/**
+ * Exit codes scripts can rely on (README and every `--help` list them). One per kind of outcome,
+ * so that `cachefleet warm all || case $? in 3) retry later;; esac` does the right thing.
+ */
+export const EXIT = {
+  /** The command did what it was asked (a followed job completed). */
+  OK: 0,
+  /** The followed job failed (or an unexpected error: the message says which). */
+  JOB_FAILED: 1,
+  /** Bad flags or arguments, a payload the catalogue refuses, invalid settings. */
+  USAGE: 2,
+  /** The queue Redis, the cache Redis or the API did not answer. */
+  UNREACHABLE: 3,
+  /** No job with that id. */
+  NOT_FOUND: 4,
+} as const;
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+/** Codes of the CLI's own errors; the text is the documentation (README is checked against it). */
+export const CLI_ERROR_CODES = {
+  E_CLI_USAGE: 'an unknown command or flag, a missing or invalid argument (the message names the flag)',
+  E_CLI_NOT_RETRYABLE: 'jobs retry: the job is not in the failed state',
+  E_CLI_JOB_FAILED: 'the followed job ended in the failed state (the message holds its failedReason)',
+  E_CLI_UNREACHABLE: 'the queue or cache Redis did not answer within the connect timeout (3 s)',
+  E_CLI_API: 'the admin API (CACHEFLEET_API_URL) did not answer, refused the token or sent no JSON object',
+  E_CLI_NOT_FOUND: 'no job with that id in any queue',
+  E_CLI_INTERNAL: 'an unexpected error (a bug): the message holds its text',
+} as const;
+export type CliErrorCode = keyof typeof CLI_ERROR_CODES;
+
+export class CliError extends Error {
+  readonly code: CliErrorCode;
+
+  constructor(code: CliErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CliError';
+    this.code = code;
+  }
+}
+
+const EXIT_OF_CODE: Readonly<Record<string, ExitCode>> = {
+  E_CLI_USAGE: EXIT.USAGE,
+  E_CLI_NOT_RETRYABLE: EXIT.USAGE,
+  E_CLI_JOB_FAILED: EXIT.JOB_FAILED,
+  E_CLI_UNREACHABLE: EXIT.UNREACHABLE,
+  E_CLI_API: EXIT.UNREACHABLE,
+  E_CLI_NOT_FOUND: EXIT.NOT_FOUND,
+  E_CLI_INTERNAL: EXIT.JOB_FAILED,
+  // Errors of the libraries the CLI drives.
+  E_JOB_INVALID_PAYLOAD: EXIT.USAGE,
+  E_JOB_CONFIG: EXIT.USAGE,
+  E_JOB_UNKNOWN: EXIT.USAGE,
+  E_JOB_INTERNAL: EXIT.USAGE,
+  E_JOB_QUEUE_UNAVAILABLE: EXIT.UNREACHABLE,
+  E_CACHE_CONFIG: EXIT.USAGE,
+  E_CACHE_L2_UNAVAILABLE: EXIT.UNREACHABLE,
+  E_CACHE_L2_FAILED: EXIT.UNREACHABLE,
+};
+
+/** Socket errors that mean "nobody answered there" rather than a bug. */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EPIPE',
+]);
+
+export interface Failure {
+  readonly code: string;
+  readonly message: string;
+  readonly exit: ExitCode;
+}
+
+/** Any thrown value → one error line's code and text, and the exit code. */
+export function describeFailure(error: unknown): Failure {
+  if (error instanceof CliError) return failure(error.code, error.message);
+  if (isJobError(error)) return failure(error.code, stripCode(error.code, error.message));
+  if (isCacheError(error)) return failure(error.code, stripCode(error.code, error.message));
+  const errno = errnoOf(error);
+  if (errno !== undefined && NETWORK_CODES.has(errno)) {
+    return failure('E_CLI_UNREACHABLE', error instanceof Error ? error.message : errno);
+  }
+  return failure('E_CLI_INTERNAL', error instanceof Error ? error.message : String(error));
+}
+
+function failure(code: string, message: string): Failure {
+  return { code, message: oneLine(message), exit: EXIT_OF_CODE[code] ?? EXIT.JOB_FAILED };
+}
+
+/** JobError puts its code in front of the text; the error line prints the code once. */
+function stripCode(code: string, message: string): string {
+  return message.startsWith(`${code}: `) ? message.slice(code.length + 2) : message;
+}
+
+function errnoOf(error: unknown): string | undefined {
+  if (typeof error !== 'object' || error === null || !('code' in error)) return undefined;
+  return typeof error.code === 'string' ? error.code : undefined;
+}
+
+export function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').trim();
+}

@@ -1,0 +1,15 @@
+export { run } from './cli.js';
+export type { Command } from './command.js';
+export { COMMANDS, findCommand } from './commands/index.js';
+export {
+  CLI_ERROR_CODES,
+  CliError,
+  type CliErrorCode,
+  describeFailure,
+  EXIT,
+  type ExitCode,
+} from './errors.js';
+export { describeProgress, type SliceTotals } from './follow.js';
+export { EXIT_CODES_HELP } from './help.js';
+export { ProgressBar, type ProgressState, render } from './progress.js';
+export type { Io, Output } from './session.js';
