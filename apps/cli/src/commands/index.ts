@@ -1,10 +1,12 @@
 import type { Command } from '../command.js';
 import { invalidate } from './invalidate.js';
 import { jobs } from './jobs.js';
+import { status } from './status.js';
+import { top } from './top.js';
 import { warm } from './warm.js';
 
 /** Every command, in the order `cachefleet --help` lists them. A new one is one more line here. */
-export const COMMANDS: readonly Command[] = [warm, invalidate, jobs];
+export const COMMANDS: readonly Command[] = [warm, invalidate, jobs, status, top];
 
 export function findCommand(name: string): Command | undefined {
   return COMMANDS.find((c) => c.name === name);

@@ -1,0 +1,147 @@
+import { parseArgs } from 'node:util';
+import { QUEUE_NAMES } from '@cachefleet/jobs';
+import { z } from 'zod';
+import { parseFlags } from '../args.js';
+import type { Command } from '../command.js';
+import { CONNECT_TIMEOUT_MS, deadline } from '../connect.js';
+import { CliError, describeFailure, EXIT } from '../errors.js';
+import { flatten, formatScalar, isoTime, table } from '../format.js';
+import type { Session } from '../session.js';
+
+const COUNT_STATES = [
+  'waiting',
+  'active',
+  'delayed',
+  'waiting-children',
+  'prioritized',
+  'failed',
+  'completed',
+] as const;
+
+/** The API is built elsewhere: its body is only required to be a JSON object. */
+const statsBody = z.record(z.string(), z.unknown());
+
+export const status: Command = {
+  name: 'status',
+  summary: 'job counts per queue and state, job schedulers, and the API cache stats',
+  help: `Usage:
+  cachefleet status [--json]
+
+Prints the job counts of every queue by state, the job schedulers (id, cron pattern or interval,
+next run), and, when CACHEFLEET_API_URL is set, GET $CACHEFLEET_API_URL/cache/stats (sent with
+Authorization: Bearer $CACHEFLEET_ADMIN_TOKEN) as a table. The queue part is printed before the
+API is asked, so an API that does not answer (exit 3) still leaves the queue figures.
+
+Flags:
+  --json                one JSON object: {"queues", "schedulers", "api"?}`,
+
+  async run(args, session) {
+    const { values } = parseFlags('status', () =>
+      parseArgs({ args, options: { json: { type: 'boolean' } }, allowPositionals: false, strict: true }),
+    );
+    const jobs = await session.jobs();
+    const perQueue = await deadline(
+      Promise.all(
+        QUEUE_NAMES.map(async (name) => {
+          const queue = jobs.queue(name);
+          const [counts, schedulers] = await Promise.all([
+            queue.getJobCounts(...COUNT_STATES),
+            queue.getJobSchedulers(0, -1, true),
+          ]);
+          return {
+            name,
+            counts,
+            schedulers: schedulers.map((s) => ({
+              id: s.key,
+              queue: name,
+              job: s.name,
+              pattern: s.pattern ?? (s.every !== undefined ? `every ${s.every} ms` : '-'),
+              ...(s.tz ? { tz: s.tz } : {}),
+              next: s.next,
+            })),
+          };
+        }),
+      ),
+      'reading queue counts',
+    );
+    const queues = Object.fromEntries(perQueue.map((q) => [q.name, q.counts]));
+    const schedulers = perQueue.flatMap((q) => q.schedulers);
+    const apiUrl = session.env.CACHEFLEET_API_URL;
+    if (values.json) {
+      let api: Record<string, unknown> | undefined;
+      let apiError: unknown;
+      if (apiUrl) {
+        try {
+          api = await cacheStats(apiUrl, session);
+        } catch (error) {
+          apiError = error;
+        }
+      }
+      const failed = apiError === undefined ? {} : { apiError: describeFailure(apiError).message };
+      session.out(JSON.stringify({ queues, schedulers, ...(api ? { api } : {}), ...failed }));
+      if (apiError !== undefined) throw apiError;
+      return EXIT.OK;
+    }
+    for (const line of table(
+      ['QUEUE', ...COUNT_STATES.map((s) => s.toUpperCase())],
+      perQueue.map((q) => [q.name, ...COUNT_STATES.map((s) => formatScalar(q.counts[s] ?? 0))]),
+    ))
+      session.out(line);
+    session.out();
+    if (schedulers.length === 0) session.out('no job schedulers');
+    else
+      for (const line of table(
+        ['SCHEDULER', 'QUEUE', 'JOB', 'PATTERN', 'NEXT RUN'],
+        schedulers.map((s) => [s.id, s.queue, s.job, s.pattern, isoTime(s.next)]),
+      ))
+        session.out(line);
+    if (!apiUrl) return EXIT.OK;
+    session.out();
+    const api = await cacheStats(apiUrl, session);
+    session.out(`cache stats from ${apiUrl}`);
+    const rows = flatten(api).map(([k, v]) => [k, formatScalar(v)]);
+    for (const line of table(['STAT', 'VALUE'], rows)) session.out(line);
+    return EXIT.OK;
+  },
+};
+
+/** GET /cache/stats; anything but a JSON object within 3 s is E_CLI_API (exit 3). */
+async function cacheStats(base: string, session: Session): Promise<Record<string, unknown>> {
+  let url: URL;
+  try {
+    url = new URL('cache/stats', base.endsWith('/') ? base : `${base}/`);
+  } catch {
+    throw new CliError('E_CLI_USAGE', `CACHEFLEET_API_URL: not a URL (got ${JSON.stringify(base)})`);
+  }
+  const token = session.env.CACHEFLEET_ADMIN_TOKEN;
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      headers: { accept: 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      signal: AbortSignal.timeout(CONNECT_TIMEOUT_MS),
+    });
+  } catch (error) {
+    const why = error instanceof Error ? (causeOf(error) ?? error.message) : String(error);
+    throw new CliError('E_CLI_API', `GET ${url.href}: ${why}`, { cause: error });
+  }
+  if (!response.ok) {
+    await response.body?.cancel();
+    const hint = response.status === 401 || response.status === 403 ? ' (check CACHEFLEET_ADMIN_TOKEN)' : '';
+    throw new CliError('E_CLI_API', `GET ${url.href}: ${response.status} ${response.statusText}${hint}`);
+  }
+  let body: unknown;
+  try {
+    body = await response.json();
+  } catch {
+    throw new CliError('E_CLI_API', `GET ${url.href}: the answer is not JSON`);
+  }
+  const parsed = statsBody.safeParse(body);
+  if (!parsed.success) throw new CliError('E_CLI_API', `GET ${url.href}: expected a JSON object`);
+  return parsed.data;
+}
+
+/** fetch() says only "fetch failed"; the socket error (ECONNREFUSED …) is in its cause. */
+function causeOf(error: Error): string | undefined {
+  const cause = error.cause;
+  return cause instanceof Error ? cause.message : undefined;
+}
