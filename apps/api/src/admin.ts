@@ -1,4 +1,11 @@
-import { type JobClient, JobError, type JobView, type PayloadInputOf } from '@cachefleet/jobs';
+import {
+  type JobClient,
+  JobError,
+  type JobView,
+  type PayloadInputOf,
+  queueDown,
+  withDeadline,
+} from '@cachefleet/jobs';
 import type { Cache } from '@cachefleet/tiered-cache';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -7,6 +14,8 @@ export interface AdminDeps {
   readonly cache: Cache;
   readonly jobs: JobClient;
   readonly production: boolean;
+  /** The namespaces this pod defines: a request naming another is a 400, not a job that fails. */
+  readonly namespaces: readonly string[];
   readonly guard: (req: FastifyRequest, reply: FastifyReply) => Promise<void>;
 }
 
@@ -44,6 +53,16 @@ const jobIdParams = z.strictObject({ id: z.string().min(1).max(200) });
 export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
   const { cache, jobs } = deps;
   const preHandler = deps.guard;
+  const known = new Set(deps.namespaces);
+  const unknownNamespace = (reply: FastifyReply, names: readonly string[]): boolean => {
+    const bad = names.find((n) => !known.has(n));
+    if (bad === undefined) return false;
+    void reply.code(400).send({
+      error: 'invalid_body',
+      message: `namespace: no namespace ${JSON.stringify(bad)} (known: ${[...known].join(', ')})`,
+    });
+    return true;
+  };
 
   app.get('/cache/stats', { preHandler }, async () => {
     const namespaces = cache.stats();
@@ -67,7 +86,7 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
 
   app.post('/cache/invalidate', { preHandler }, async (req, reply) => {
     const body = parse(invalidateBody, req.body, reply);
-    if (body === undefined) return reply;
+    if (body === undefined || unknownNamespace(reply, [body.namespace])) return reply;
     const payload: PayloadInputOf<'invalidate'> =
       body.pattern !== undefined
         ? { scope: 'pattern', namespace: body.namespace, pattern: body.pattern }
@@ -76,12 +95,12 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
           : body.tags !== undefined
             ? { scope: 'tags', namespace: body.namespace, tags: body.tags }
             : { scope: 'namespace', namespace: body.namespace };
-    return enqueue(reply, () => jobs.enqueue('invalidate', payload));
+    return enqueue(reply, jobs, () => jobs.enqueue('invalidate', payload));
   });
 
   app.post('/cache/prewarm', { preHandler }, async (req, reply) => {
     const body = parse(prewarmBody, req.body, reply);
-    if (body === undefined) return reply;
+    if (body === undefined || unknownNamespace(reply, body.namespaces ?? [])) return reply;
     const payload: PayloadInputOf<'warm'> =
       body.type === 'hot'
         ? {
@@ -90,14 +109,14 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
             ...(body.top ? { top: body.top } : {}),
           }
         : { type: body.type, ...(body.namespaces ? { namespaces: body.namespaces } : {}) };
-    if (body.async) return enqueue(reply, () => jobs.enqueue('warm', payload));
+    if (body.async) return enqueue(reply, jobs, () => jobs.enqueue('warm', payload));
     let id: string;
     try {
-      id = (await jobs.enqueue('warm', payload)).id;
+      id = (await queueCall(jobs, () => jobs.enqueue('warm', payload))).id;
     } catch (error) {
       return badJob(reply, error);
     }
-    const done = await waitForJob(jobs, id, body.waitMs);
+    const done = await waitForJob(jobs, id, body.waitMs).catch(() => undefined);
     if (done === undefined || (done.state !== 'completed' && done.state !== 'failed'))
       return reply
         .code(202)
@@ -110,10 +129,14 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
   app.get('/jobs/:id', { preHandler }, async (req, reply) => {
     const params = parse(jobIdParams, req.params, reply);
     if (params === undefined) return reply;
-    const view = await jobs.job(params.id);
-    if (view === undefined)
-      return reply.code(404).send({ error: 'not_found', message: `no job ${params.id}` });
-    return { ...view, children: await childrenOf(jobs, view) };
+    try {
+      const view = await queueCall(jobs, () => jobs.job(params.id));
+      if (view === undefined)
+        return reply.code(404).send({ error: 'not_found', message: `no job ${params.id}` });
+      return { ...view, children: await queueCall(jobs, () => childrenOf(jobs, view)) };
+    } catch (error) {
+      return badJob(reply, error);
+    }
   });
 
   // A7: the registry's status for operators; not served in production.
@@ -122,12 +145,26 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
   }
 }
 
+/** Longest an admin request waits for the queue Redis before answering 503, ms. */
+const QUEUE_BUDGET_MS = 3_000;
+
+/**
+ * The queue connection queues commands while Redis is away (BullMQ needs that); a request must not
+ * hang on it: refuse at once when disconnected, and give up after QUEUE_BUDGET_MS.
+ */
+function queueCall<T>(jobs: JobClient, call: () => Promise<T>): Promise<T> {
+  if (queueDown(jobs.connection.status))
+    return Promise.reject(new JobError('E_JOB_QUEUE_UNAVAILABLE', 'the queue Redis is not connected'));
+  return withDeadline(call(), QUEUE_BUDGET_MS);
+}
+
 async function enqueue(
   reply: FastifyReply,
+  jobs: JobClient,
   add: () => Promise<{ id: string; deduplicated: boolean }>,
 ): Promise<FastifyReply> {
   try {
-    const r = await add();
+    const r = await queueCall(jobs, add);
     return reply.code(202).send({ jobId: r.id, deduplicated: r.deduplicated, follow: `/jobs/${r.id}` });
   } catch (error) {
     return badJob(reply, error);
@@ -137,6 +174,8 @@ async function enqueue(
 function badJob(reply: FastifyReply, error: unknown): FastifyReply {
   if (error instanceof JobError && error.code === 'E_JOB_INVALID_PAYLOAD')
     return reply.code(400).send({ error: 'invalid_body', message: error.message });
+  if (error instanceof JobError && error.code === 'E_JOB_QUEUE_UNAVAILABLE')
+    return reply.code(503).send({ error: 'queue_unavailable', message: error.message });
   throw error;
 }
 

@@ -109,7 +109,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     rollout: deps.rollout,
     guard,
   });
-  adminRoutes(app, { cache: deps.cache, jobs: deps.jobs, production: deps.production, guard });
+  adminRoutes(app, {
+    cache: deps.cache,
+    jobs: deps.jobs,
+    production: deps.production,
+    namespaces: deps.catalogue.namespaces.map((ns) => ns.name),
+    guard,
+  });
   await registerDashboard(app, deps.jobs, guard);
   return app;
 }

@@ -51,7 +51,9 @@ export function productRoutes(app: FastifyInstance, deps: ProductDeps): void {
     const query = parseBody(idsQuery, req.query, reply);
     if (query === undefined) return reply;
     const ids = query.ids.split(',');
-    const r = await cache.getMany(product, ids);
+    const viaCache = rollout.enabled(product.name, userOf(req));
+    rollout.observe(product.name, viaCache ? 'cache' : 'control');
+    const r = viaCache ? await cache.getMany(product, ids) : await direct(() => loadDirect(ids));
     if (!r.ok)
       return reply
         .code(503)
@@ -74,6 +76,12 @@ export function productRoutes(app: FastifyInstance, deps: ProductDeps): void {
       req.log.warn({ err: d.error.message }, 'invalidation after write failed (replayed when Redis is back)');
     return updated;
   });
+
+  /** The control cohort's batch read: the database, in the order asked. */
+  async function loadDirect(ids: readonly string[]): Promise<(unknown | undefined)[]> {
+    const found: ReadonlyMap<string, unknown> = product.loadMany ? await product.loadMany(ids) : new Map();
+    return ids.map((id) => found.get(id));
+  }
 }
 
 /** The user a request is for (rollout bucket); anonymous requests have none. */

@@ -11,6 +11,9 @@ import { DASHBOARD_PATH } from './dashboard.js';
 import { openDatabase } from './db.js';
 import { createRollout, rolloutMetrics, rolloutOptionsFromEnv } from './rollout.js';
 
+/** Time in-flight requests get to finish at shutdown, ms. */
+const CLOSE_GRACE_MS = 3_000;
+
 export interface RunningApi {
   readonly url: string;
   readonly config: ApiConfig;
@@ -29,31 +32,50 @@ export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<
     loadCacheConfig({ ...env, CACHE_REDIS_URL: env.CACHE_REDIS_URL ?? 'redis://127.0.0.1:6379' }),
     { metricsRegistry: metrics, logger },
   );
-  const database = await openDatabase(config, schema, logger);
-  const catalogue = createCatalogue({ db: database.db, schema });
-  cache.register(...catalogue.namespaces);
-  await cache.start();
-  const jobs = new JobClient(loadQueueConfig(env));
-  registerQueueMetrics(metrics, jobs, QUEUE_NAMES);
-  const plan = createRollout(rolloutOptionsFromEnv(env));
-  const cohorts = rolloutMetrics(metrics);
-  const rollout = {
-    enabled: (namespace: string, userId?: string) => plan.enabled(namespace, userId),
-    observe: cohorts.observe,
+  // Whatever was opened is closed again if a later step fails (a port in use, a database down).
+  const opened: (() => Promise<void>)[] = [];
+  const undo = async () => {
+    for (const close of opened.reverse()) await close().catch(() => undefined);
   };
-  const app = await buildApp({
-    cache,
-    jobs,
-    catalogue,
-    db: database.db,
-    metrics,
-    rollout,
-    adminToken: config.adminToken,
-    production: config.production,
-    edgeMaxAgeSeconds: config.edgeMaxAgeSeconds,
-    logger,
-  });
-  await app.listen({ host: config.host, port: config.port });
+  let database: Awaited<ReturnType<typeof openDatabase>>;
+  let jobs: JobClient;
+  let app: FastifyInstance;
+  try {
+    database = await openDatabase(config, schema, logger);
+    opened.push(() => database.close());
+    const catalogue = createCatalogue({ db: database.db, schema });
+    cache.register(...catalogue.namespaces);
+    opened.push(() => cache.close());
+    await cache.start();
+    const queueClient = new JobClient(loadQueueConfig(env));
+    jobs = queueClient;
+    opened.push(() => queueClient.close());
+    registerQueueMetrics(metrics, jobs, QUEUE_NAMES);
+    const plan = createRollout(rolloutOptionsFromEnv(env));
+    const cohorts = rolloutMetrics(metrics);
+    const rollout = {
+      enabled: (namespace: string, userId?: string) => plan.enabled(namespace, userId),
+      observe: cohorts.observe,
+    };
+    const built = await buildApp({
+      cache,
+      jobs,
+      catalogue,
+      db: database.db,
+      metrics,
+      rollout,
+      adminToken: config.adminToken,
+      production: config.production,
+      edgeMaxAgeSeconds: config.edgeMaxAgeSeconds,
+      logger,
+    });
+    app = built;
+    opened.push(() => built.close());
+    await app.listen({ host: config.host, port: config.port });
+  } catch (error) {
+    await undo();
+    throw error;
+  }
   const { port } = app.server.address() as AddressInfo;
   const url = `http://${config.host}:${port}`;
   if (config.criticalWarm) {
@@ -82,7 +104,11 @@ export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<
     app,
     close: () => {
       closing ??= (async () => {
+        // Stop accepting; requests in flight get CLOSE_GRACE_MS to finish, then every socket still
+        // open is closed (clients that keep idle sockets would otherwise hold the pod up).
+        const force = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
         await app.close();
+        clearTimeout(force);
         await jobs.close();
         await cache.close();
         await database.close();

@@ -15,8 +15,8 @@ export const productSchema = z.object({
   sku: z.string(),
   name: z.string(),
   category: z.string(),
-  price_cents: z.int32(),
-  stock: z.int32(),
+  price_cents: z.int32().min(0),
+  stock: z.int32().min(0),
   /** ISO 8601 in UTC with milliseconds, as `Date#toISOString` writes it. */
   updated_at: z.iso.datetime(),
 });
@@ -83,8 +83,8 @@ export const productPatchSchema = z
     sku: z.string().min(1),
     name: z.string(),
     category: z.string().min(1),
-    price_cents: z.int32(),
-    stock: z.int32(),
+    price_cents: z.int32().min(0),
+    stock: z.int32().min(0),
   })
   .partial();
 export type ProductPatch = z.infer<typeof productPatchSchema>;

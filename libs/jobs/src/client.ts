@@ -107,9 +107,13 @@ export class JobClient {
   /** A job by id, looked up in every queue (ids are unique across them). */
   async job(id: string): Promise<JobView | undefined> {
     for (const queueName of QUEUE_NAMES) {
-      const job = await this.queue(queueName).getJob(id);
+      const queue = this.queue(queueName);
+      // State first, then the job: BullMQ writes a job's result and moves it in one script, so a
+      // final state read first always comes with its result or failure reason.
+      const state = await queue.getJobState(id);
+      if (state === 'unknown') continue;
+      const job = await queue.getJob(id);
       if (job === undefined) continue;
-      const state = await job.getState();
       const data = job.data as Partial<JobData>;
       return {
         id,

@@ -5,6 +5,8 @@ export const JOB_ERROR_CODES = {
   E_JOB_UNKNOWN: 'no such job name in the catalogue, or a job id that does not exist',
   E_JOB_INTERNAL: 'the job name is added by other jobs only',
   E_JOB_UNKNOWN_NAMESPACE: 'the payload names a namespace the worker has no definition for',
+  E_JOB_QUEUE_UNAVAILABLE:
+    'the queue Redis is not connected or did not answer in time (nothing was enqueued, or it may be once Redis is back)',
 } as const;
 
 export type JobErrorCode = keyof typeof JOB_ERROR_CODES;

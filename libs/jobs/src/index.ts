@@ -20,6 +20,7 @@ export {
 } from './catalogue.js';
 export { type Enqueued, JobClient, type JobView, jobOptions, parsePayload } from './client.js';
 export { loadQueueConfig, QUEUE_ENV_VARS, type QueueConfig } from './config.js';
+export { queueDown, withDeadline } from './deadline.js';
 export { isJobError, JOB_ERROR_CODES, JobError, type JobErrorCode } from './errors.js';
 export { AbortedError, type Definitions, type JobContext } from './handlers/context.js';
 export type { InvalidateResult, SliceResult } from './handlers/invalidate.js';
