@@ -1,6 +1,6 @@
 import { boolishSchema, pickEnv } from '@cachefleet/tiered-cache';
 import { z } from 'zod';
-import { isJobName, JOBS, type JobName } from './catalogue.js';
+import { canonicalJson, isJobName, JOBS, type JobName } from './catalogue.js';
 import { type JobClient, jobOptions, parsePayload } from './client.js';
 import { JobError } from './errors.js';
 
@@ -78,22 +78,34 @@ export async function applySchedules(jobs: JobClient, schedules: readonly Schedu
       throw new JobError('E_JOB_CONFIG', `schedule ${s.id}: give exactly one of pattern and every`);
     const payload = parsePayload(s.name, s.payload);
     const { attempts, backoff, removeOnComplete, removeOnFail } = jobOptions(s.name, payload, s.id);
-    await jobs
-      .queue(JOBS[s.name].queue)
-      .upsertJobScheduler(
-        s.id,
-        s.pattern !== undefined ? { pattern: s.pattern, tz: 'UTC' } : { every: s.every as number },
-        {
-          name: s.name,
-          data: { payload },
-          opts: {
-            ...(attempts !== undefined ? { attempts } : {}),
-            ...(backoff !== undefined ? { backoff } : {}),
-            ...(removeOnComplete !== undefined ? { removeOnComplete } : {}),
-            ...(removeOnFail !== undefined ? { removeOnFail } : {}),
-          },
+    const queue = jobs.queue(JOBS[s.name].queue);
+    // Upsert only what changed: an upsert re-adds the next job from this process's clock, and a
+    // replica starting just after a tick (clock behind, or slow) made that tick run twice.
+    const current = await queue.getJobScheduler(s.id);
+    if (
+      current !== undefined &&
+      current.name === s.name &&
+      (current.pattern ?? undefined) === s.pattern &&
+      (current.every === undefined || current.every === null ? undefined : Number(current.every)) ===
+        s.every &&
+      (s.pattern === undefined || current.tz === 'UTC') &&
+      canonicalJson(current.template?.data) === canonicalJson({ payload })
+    )
+      continue;
+    await queue.upsertJobScheduler(
+      s.id,
+      s.pattern !== undefined ? { pattern: s.pattern, tz: 'UTC' } : { every: s.every as number },
+      {
+        name: s.name,
+        data: { payload },
+        opts: {
+          ...(attempts !== undefined ? { attempts } : {}),
+          ...(backoff !== undefined ? { backoff } : {}),
+          ...(removeOnComplete !== undefined ? { removeOnComplete } : {}),
+          ...(removeOnFail !== undefined ? { removeOnFail } : {}),
         },
-      );
+      },
+    );
   }
   const wanted = new Set(schedules.map((s) => s.id));
   for (const queueName of new Set(Object.values(JOBS).map((j) => j.queue))) {
