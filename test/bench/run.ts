@@ -1,6 +1,7 @@
 /**
  * cachefleet benchmark: floors, peers and the project on the same private redis-server.
- * Usage: npm run bench -- [--n <ops>] [--only l1-hit|l2-hit|stampede|invalidation|tags|http] [--json <file>]
+ * Usage: npm run bench -- [--n <ops>] [--only l1-hit|l2-hit|stampede|invalidation|tags|consistency|warm|bulk-invalidate|http]
+ *   [--json <file>]
  */
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import { ADAPTERS } from './adapters/index.js';
 import { errorMessage } from './data.js';
 import { addRatios, renderTable } from './report.js';
 import type { Row, Workload } from './types.js';
+import { bulkInvalidate } from './workloads/bulk-invalidate.js';
 import { consistency } from './workloads/consistency.js';
 import { http } from './workloads/http.js';
 import { invalidation } from './workloads/invalidation.js';
@@ -19,8 +21,19 @@ import { l1Hit } from './workloads/l1-hit.js';
 import { l2Hit } from './workloads/l2-hit.js';
 import { stampede } from './workloads/stampede.js';
 import { tags } from './workloads/tags.js';
+import { warm } from './workloads/warm.js';
 
-const WORKLOADS: readonly Workload[] = [l1Hit, l2Hit, stampede, invalidation, tags, consistency, http];
+const WORKLOADS: readonly Workload[] = [
+  l1Hit,
+  l2Hit,
+  stampede,
+  invalidation,
+  tags,
+  consistency,
+  warm,
+  bulkInvalidate,
+  http,
+];
 
 interface Cli {
   readonly n: number | undefined;
