@@ -172,12 +172,21 @@ describe('warm', () => {
         if (call !== 1) return;
         await o.set(ns, 'k1', { id: 'k1', v: 99 });
         await o.set(ns, 'k3', { id: 'k3', v: 99 });
+        await o.set(ns, 'k6', { id: 'k6', v: 99 });
       },
     });
     unwrap(await o.set(ns, 'k3', { id: 'k3', v: 0 }));
     unwrap(await o.set(ns, 'k4', { id: 'k4', v: 0 }));
-    const r = unwrap(await w.fleet.warm(ns, ['k1', 'k2', 'k3', 'k4']));
-    expect(r).toMatchObject({ loaded: 4, written: 2, changed: 2, overtaken: false });
+    // k5 and k6 already hold what the loader returns (the unhashed "same value" path of warm-n.lua);
+    // k6 is then overwritten while the warm loads, so it must not be put back.
+    unwrap(await o.set(ns, 'k5', { id: 'k5', v: 1 }));
+    unwrap(await o.set(ns, 'k6', { id: 'k6', v: 1 }));
+    await raw.pexpire(`${p}item:v1:k5`, 5_000);
+    const r = unwrap(await w.fleet.warm(ns, ['k1', 'k2', 'k3', 'k4', 'k5', 'k6']));
+    expect(r).toMatchObject({ loaded: 6, written: 3, changed: 3, overtaken: false });
+    expect(await value(p, ns, 'k5')).toEqual({ id: 'k5', v: 1 });
+    expect(await raw.pttl(`${p}item:v1:k5`)).toBeGreaterThan(5_000); // refreshed with the namespace TTL
+    expect(await value(p, ns, 'k6')).toEqual({ id: 'k6', v: 99 });
     expect(await value(p, ns, 'k1')).toEqual({ id: 'k1', v: 99 });
     expect(await value(p, ns, 'k2')).toEqual({ id: 'k2', v: 1 });
     expect(await value(p, ns, 'k3')).toEqual({ id: 'k3', v: 99 });

@@ -118,6 +118,7 @@ export function isCluster(client: RedisClient): client is Cluster {
 export interface ScriptCommands {
   lockRelease(key: string, token: string): Promise<number>;
   tagAdd(tagKey: string, entryKey: string, ttlMs: number): Promise<number>;
+  tagAddMany(tagKey: string, ttlMs: number, ...entryKeys: string[]): Promise<number>;
   busPublish(stream: string, channel: string, maxLen: number, event: string): Promise<string>;
   fill(entry: string, expected: string, wire: string, ttlMs: number): Promise<number>;
   fillFenced(

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 const FILES = [
   'lock-release-1',
   'tag-add-1',
+  'tag-add-many-1',
   'bus-publish-1',
   'fill-1',
   'fill-fenced-2',

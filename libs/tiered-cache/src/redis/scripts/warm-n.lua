@@ -6,7 +6,8 @@
 -- ARGV[1]      the counter as read before loading
 -- ARGV[2]      TTL, ms
 -- ARGV[2i-1], ARGV[2i] for entry KEYS[i] (i >= 2): what it was ('' absent, the tombstone itself,
---              or '#' .. sha1 of the live value), then the new value (wire format)
+--              '=' for a live value equal to the new one, or '#' .. sha1 of another live value),
+--              then the new value (wire format)
 -- returns      entries written, or -1 if the counter moved (nothing written)
 local inv = redis.call('GET', KEYS[1])
 if (inv or '0') ~= ARGV[1] then return -1 end
@@ -19,6 +20,9 @@ for i = 2, #KEYS do
     same = was == ''
   elseif string.sub(cur, 1, 2) == '~t' then
     same = cur == was
+  elseif was == '=' then
+    -- A refresh of an unchanged value (the daily full warm, mostly): no hashing on either side.
+    same = cur == ARGV[2 * i]
   else
     same = string.sub(was, 1, 1) == '#' and redis.sha1hex(cur) == string.sub(was, 2)
   end
