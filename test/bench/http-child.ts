@@ -5,8 +5,11 @@
  * - the API pod itself, started with `startApi` (the catalogue read through the tiered cache, every
  *   hook and metric of production, the admin routes);
  * - a bare Fastify app (no hooks, no logger) with `GET /constant`, a constant product-like JSON (the
- *   floor), and `GET /direct/:id`, the catalogue's own product query straight to PostgreSQL through
- *   the same `pg` pool settings as the API (`connectPg`, 4 connections): no cache at all.
+ *   floor); `GET /cached/:id`, the same `cache.get` of the catalogue's product as the API's route, on
+ *   a cache of its own configured as the API's (same L2 keys), without the API's hooks, metrics and
+ *   request ids (so the two rows tell the cache's cost from the pod's); `GET /cached-stats`, that
+ *   cache's hits per tier; and `GET /direct/:id`, the catalogue's own product query straight to
+ *   PostgreSQL through the same `pg` pool settings as the API (`connectPg`, 4 connections).
  *
  * argv: one JSON object, `HttpChildConfig`.
  * stdout: `{"ready":true,"api":"http://…","bare":"http://…"}` once both listen.
@@ -15,9 +18,11 @@
 import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { startApi } from '@cachefleet/api';
-import { connectPg, type Db, productIdSchema } from '@cachefleet/catalogue';
+import { type Catalogue, connectPg, createCatalogue, type Db, productIdSchema } from '@cachefleet/catalogue';
+import { type Cache, createCache, loadCacheConfig } from '@cachefleet/tiered-cache';
 import Fastify from 'fastify';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
+import { Registry } from 'prom-client';
 import { errorMessage } from './data.js';
 import { fleetEnv, httpChildConfigSchema } from './workloads/http.js';
 
@@ -41,10 +46,34 @@ function directQuery(schema: string): string {
   to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at FROM "${schema}".products WHERE id = $1::bigint`;
 }
 
-async function startBare(db: Db, schema: string): Promise<{ url: string; close(): Promise<void> }> {
+interface Bare {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+async function startBare(db: Db, schema: string, cache: Cache, catalogue: Catalogue): Promise<Bare> {
   const app = Fastify({ logger: false });
   const byId = directQuery(schema);
+  const product = catalogue.product;
   app.get('/constant', async () => CONSTANT_PRODUCT);
+  app.get<{ Params: { id: string } }>('/cached/:id', async (req, reply) => {
+    const r = await cache.get(product, req.params.id);
+    if (!r.ok) return reply.code(503).send({ error: 'unavailable', message: r.error.message });
+    if (r.value === undefined)
+      return reply.code(404).send({ error: 'not_found', message: `no product ${req.params.id}` });
+    return r.value;
+  });
+  app.get('/cached-stats', async () => {
+    const all = cache.stats();
+    const sum = (f: (s: (typeof all)[number]) => number) => all.reduce((a, s) => a + f(s), 0);
+    return {
+      tiers: {
+        l1: { hits: sum((s) => s.l1.hits), misses: sum((s) => s.l1.misses) },
+        l2: { hits: sum((s) => s.l2.hits), misses: sum((s) => s.l2.misses) },
+        l3: { loads: sum((s) => s.loads) },
+      },
+    };
+  });
   app.get<{ Params: { id: string } }>('/direct/:id', async (req, reply) => {
     const id = req.params.id;
     if (!productIdSchema.safeParse(id).success)
@@ -57,6 +86,15 @@ async function startBare(db: Db, schema: string): Promise<{ url: string; close()
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as AddressInfo;
   return { url: `http://127.0.0.1:${port}`, close: () => app.close() };
+}
+
+/** A cache as the API makes one (server.ts), over the catalogue on `db`. */
+async function startCache(env: NodeJS.ProcessEnv, db: Db, schema: string, logger: Logger) {
+  const cache = createCache(loadCacheConfig(env), { metricsRegistry: new Registry(), logger });
+  const catalogue = createCatalogue({ db, schema });
+  cache.register(...catalogue.namespaces);
+  await cache.start();
+  return { cache, catalogue };
 }
 
 async function main(): Promise<void> {
@@ -72,7 +110,11 @@ async function main(): Promise<void> {
   const api = await startApi(env, logger);
   const db = connectPg(config.databaseUrl, { onError: (e) => logger.warn({ err: e.message }, 'pg pool') });
   try {
-    const bare = await startBare(db, config.schema);
+    const { cache, catalogue } = await startCache(env, db, config.schema, logger);
+    const bare = await startBare(db, config.schema, cache, catalogue).catch(async (err: unknown) => {
+      await cache.close();
+      throw err;
+    });
     try {
       process.stdout.write(`${JSON.stringify({ ready: true, api: api.url, bare: bare.url })}\n`);
       // Runs until the parent closes stdin.
@@ -81,6 +123,7 @@ async function main(): Promise<void> {
       }
     } finally {
       await bare.close();
+      await cache.close();
     }
   } finally {
     await db.close();
