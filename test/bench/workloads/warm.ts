@@ -330,7 +330,7 @@ export const warm: Workload = {
       {
         name: 'cachefleet fleet.warm, re-warm (entries exist)',
         role: 'project',
-        note: 'same values over live entries: SHA-1 fingerprints in Node and in the script',
+        note: 'same values over live entries: compared as equal in Node and in the script (no hashing)',
         cold: false,
         once: async () => checked(await libraryWarm(await cache(), product, ids)),
       },

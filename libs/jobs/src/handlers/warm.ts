@@ -51,18 +51,41 @@ export async function warmHandler(ctx: JobContext<WarmPayload, WarmState>): Prom
         ctx.log.warn({ namespace: ns.name }, 'namespace cannot enumerate its ids: skipped by the full warm');
         continue;
       }
-      let after = state.after;
-      for (;;) {
-        checkpoint(ctx.signal);
-        const ids = await ns.ids(after, WARM_BATCH);
-        if (ids.length === 0) break;
-        await warmBatch(ctx, ns, ids, totals);
-        after = ids[ids.length - 1];
-        state = { index, ...(after !== undefined ? { after } : {}), totals };
+      // Two batches in flight: one loads and encodes in Node while the other is written by Redis
+      // (one at a time, the two took turns: 5.8 µs of Node then 5.5 µs of Redis a key). The cursor
+      // saved is the last id of a batch whose predecessors are all done.
+      const fetchPage = (after: string | undefined): Promise<readonly string[]> => {
+        const next = ns.ids?.(after, WARM_BATCH) ?? Promise.resolve([]);
+        next.catch(() => undefined); // awaited below; a prefetch dropped by an abort must not go unhandled
+        return next;
+      };
+      const inFlight = new Set<Promise<void>>();
+      let page = fetchPage(state.after);
+      let previous: { readonly done: Promise<void>; readonly last: string } | undefined;
+      const settle = async (batch: { readonly done: Promise<void>; readonly last: string }) => {
+        await batch.done;
+        state = { index, after: batch.last, totals };
         await ctx.save(state);
         await ctx.progress({ namespace: ns.name, done: totals.requested, written: totals.written });
-        if (ids.length < WARM_BATCH) break;
+      };
+      try {
+        for (;;) {
+          checkpoint(ctx.signal);
+          const ids = await page;
+          const last = ids[ids.length - 1];
+          if (last === undefined) break;
+          page = ids.length < WARM_BATCH ? Promise.resolve([]) : fetchPage(last);
+          const current = { done: warmBatch(ctx, ns, ids, totals), last };
+          current.done.catch(() => undefined); // awaited by settle(); handled meanwhile
+          inFlight.add(current.done);
+          if (previous !== undefined) await settle(previous);
+          previous = current;
+        }
+      } finally {
+        // On every way out (an abort included) the batches in flight end before the job does.
+        await Promise.allSettled(inFlight);
       }
+      if (previous !== undefined) await settle(previous);
     } else {
       const list = state.hot ?? (await listOf(ctx, ns));
       if (p.type === 'hot' && state.hot === undefined) {
