@@ -6,7 +6,7 @@
  * test 6b runs one worker with its clock set behind (fixtures/fleet-clock-skew.ts, a preload).
  *
  * Every test has its own cache key prefix and queue prefix; the file has its own schemas
- * (`fleet_<random>` with 5,000 products, `fleet_<random>_big` with 50,000 for the SIGTERM test),
+ * (`fleet_<random>` with 5,000 products, `fleet_<random>_big` with 150,000 for the SIGTERM test),
  * dropped at the end. Workers and pods are stopped after each test, also when it failed.
  *
  *  1. warm all: 2 workers, 5,000 products → every key in L2 with a TTL, pods read them from L2
@@ -52,7 +52,9 @@ const TAG = randomBytes(4).toString('hex');
 const SCHEMA = `fleet_${TAG}`;
 const BIG_SCHEMA = `fleet_${TAG}_big`;
 const PRODUCTS = 5_000;
-const BIG_PRODUCTS = 50_000;
+// Large enough that the full warm (two batches in flight, ~70 k keys/s here) outlasts half the
+// shutdown deadline after SIGTERM, so the hand-back path is what runs.
+const BIG_PRODUCTS = 150_000;
 const DATABASE_URL = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
 const KEY_BASE = 'product:v1:';
 
@@ -673,7 +675,7 @@ describe('worker fleet, end to end (worker and pod processes)', () => {
 
   it('SIGTERM during a long warm: exit 0, the job is handed back with its cursor and finished elsewhere', async () => {
     const s = scope();
-    const env = { CATALOGUE_SCHEMA: BIG_SCHEMA, WORKER_SHUTDOWN_MS: '2000' };
+    const env = { CATALOGUE_SCHEMA: BIG_SCHEMA, WORKER_SHUTDOWN_MS: '1000' };
     const w1 = await s.worker('w1', env, 'warm:1');
     const { id } = await s.jobs.enqueue('warm', { type: 'all' });
     await waitUntil(

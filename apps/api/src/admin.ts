@@ -146,7 +146,7 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
 }
 
 /** Longest an admin request waits for the queue Redis before answering 503, ms. */
-const QUEUE_BUDGET_MS = 3_000;
+const QUEUE_BUDGET_MS = 1_500;
 
 /**
  * The queue connection queues commands while Redis is away (BullMQ needs that); a request must not

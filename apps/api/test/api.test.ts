@@ -781,7 +781,7 @@ describe('9. critical warm at start', () => {
 
 describe('8. degrade when Redis dies', () => {
   /** A request that must answer; a hung one is aborted after this long (a bound, not a timing check). */
-  const BOUND_MS = 3_000;
+  const BOUND_MS = 6_000;
 
   afterAll(async () => {
     if (!redis.running) await redis.restart();

@@ -1,4 +1,4 @@
-import type { Namespace } from '@cachefleet/tiered-cache';
+import type { Namespace, WarmBatchResult } from '@cachefleet/tiered-cache';
 import type { WarmPayload } from '../catalogue.js';
 import { checkpoint, type JobContext, must } from './context.js';
 
@@ -53,17 +53,19 @@ export async function warmHandler(ctx: JobContext<WarmPayload, WarmState>): Prom
       }
       // Two batches in flight: one loads and encodes in Node while the other is written by Redis
       // (one at a time, the two took turns: 5.8 µs of Node then 5.5 µs of Redis a key). The cursor
-      // saved is the last id of a batch whose predecessors are all done.
+      // saved is the last id of a batch whose predecessors are all done, with the totals of exactly
+      // those batches (a batch's counts are added when it is settled, in order).
       const fetchPage = (after: string | undefined): Promise<readonly string[]> => {
         const next = ns.ids?.(after, WARM_BATCH) ?? Promise.resolve([]);
         next.catch(() => undefined); // awaited below; a prefetch dropped by an abort must not go unhandled
         return next;
       };
-      const inFlight = new Set<Promise<void>>();
+      const inFlight = new Set<Promise<WarmBatchResult>>();
       let page = fetchPage(state.after);
-      let previous: { readonly done: Promise<void>; readonly last: string } | undefined;
-      const settle = async (batch: { readonly done: Promise<void>; readonly last: string }) => {
-        await batch.done;
+      type Batch = { readonly done: Promise<WarmBatchResult>; readonly last: string };
+      let previous: Batch | undefined;
+      const settle = async (batch: Batch) => {
+        addTotals(totals, await batch.done);
         state = { index, after: batch.last, totals };
         await ctx.save(state);
         await ctx.progress({ namespace: ns.name, done: totals.requested, written: totals.written });
@@ -75,7 +77,7 @@ export async function warmHandler(ctx: JobContext<WarmPayload, WarmState>): Prom
           const last = ids[ids.length - 1];
           if (last === undefined) break;
           page = ids.length < WARM_BATCH ? Promise.resolve([]) : fetchPage(last);
-          const current = { done: warmBatch(ctx, ns, ids, totals), last };
+          const current: Batch = { done: ctx.cache.fleet.warm(ns, ids).then(must), last };
           current.done.catch(() => undefined); // awaited by settle(); handled meanwhile
           inFlight.add(current.done);
           if (previous !== undefined) await settle(previous);
@@ -121,7 +123,10 @@ async function warmBatch(
   ids: readonly string[],
   totals: WarmTotals,
 ): Promise<void> {
-  const r = must(await ctx.cache.fleet.warm(ns, ids));
+  addTotals(totals, must(await ctx.cache.fleet.warm(ns, ids)));
+}
+
+function addTotals(totals: WarmTotals, r: WarmBatchResult): void {
   totals.requested += r.requested;
   totals.loaded += r.loaded;
   totals.written += r.written;
