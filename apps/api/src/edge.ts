@@ -1,4 +1,13 @@
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
+import { boundBy } from './metrics.js';
+
+/** One-shot `crypto.hash` (Node ≥ 20.12) is cheaper than a Hash object per response. */
+const oneShot = (crypto as { hash?: typeof crypto.hash }).hash;
+const sha1: (body: string | Buffer) => string =
+  oneShot !== undefined
+    ? (body) => oneShot('sha1', body, 'base64url')
+    : (body) => crypto.createHash('sha1').update(body).digest('base64url');
+
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
@@ -113,6 +122,10 @@ export function edgeCaching(app: FastifyInstance, options: EdgeOptions): void {
     registers,
   });
 
+  const requestsOf = boundBy(([route, method]) => requests.labels({ route, method }));
+  const candidatesOf = boundBy(([route, method]) => candidates.labels({ route, method }));
+  const matchesOf = boundBy(([route]) => matches.labels({ route }));
+
   const skipped = (request: FastifyRequest, route: string): boolean => {
     const url = request.url;
     const q = url.indexOf('?');
@@ -132,7 +145,7 @@ export function edgeCaching(app: FastifyInstance, options: EdgeOptions): void {
     if ((method !== 'GET' && method !== 'HEAD') || route === undefined) return done(null, payload);
     const config = request.routeOptions.config;
     if (config.edgeCache === 'personalised' || skipped(request, route)) return done(null, payload);
-    requests.inc({ route, method });
+    requestsOf(route, method).inc();
 
     if (reply.statusCode !== 200 || personalised.has(reply)) return done(null, payload);
     // RFC 9111 §3.5: a shared cache may reuse a response to an authorised request when it says
@@ -149,15 +162,14 @@ export function edgeCaching(app: FastifyInstance, options: EdgeOptions): void {
     if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) return done(null, payload);
 
     // A handler that knows its version (e.g. from a row's version) may set its own ETag.
-    const etag =
-      headerText(reply.getHeader('etag')) ?? `"${createHash('sha1').update(payload).digest('base64url')}"`;
+    const etag = headerText(reply.getHeader('etag')) ?? `"${sha1(payload)}"`;
     reply.header('etag', etag);
     if (existing === undefined) reply.header('cache-control', cacheControl);
     reply.header('vary', withAuthorization(headerText(reply.getHeader('vary'))));
-    candidates.inc({ route, method });
+    candidatesOf(route, method).inc();
 
     if (!ifNoneMatchMatches(request.headers['if-none-match'], etag)) return done(null, payload);
-    matches.inc({ route });
+    matchesOf(route).inc();
     reply.code(304);
     // 304 carries the validators and caching headers of the 200 (RFC 9110 §15.4.5), no body.
     reply.removeHeader('content-type');

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
+import { boundBy } from './metrics.js';
 
 /**
  * Gradual rollout of the cache by user (REQUIREMENTS A8): 10% → 50% → 100% of users per namespace.
@@ -169,9 +170,10 @@ export function rolloutMetrics(registry: Registry): RolloutMetrics {
     labelNames: ['namespace', 'cohort'],
     registers: [registry],
   });
+  const of = boundBy(([namespace, cohort]) => counter.labels({ namespace, cohort }));
   return {
     observe(namespace, cohort) {
-      counter.inc({ namespace, cohort });
+      of(namespace, cohort).inc();
     },
   };
 }
