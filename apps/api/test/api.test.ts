@@ -750,6 +750,24 @@ describe('7. metrics and health', () => {
     );
   });
 
+  it('echoes the caller x-request-id (or makes one) and counts each status of a route apart', async () => {
+    const given = await call('/products/6', { headers: { 'x-request-id': 'trace-abc.123' } });
+    expect(given.headers.get('x-request-id')).toBe('trace-abc.123');
+    const made = await call('/products/6', { headers: { 'x-request-id': 'not a valid id!' } });
+    expect(made.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+    expect((await call('/products/999999')).status).toBe(404);
+    const text = (await call('/metrics')).text;
+    const count = (status: string) =>
+      Number(
+        new RegExp(
+          `^http_request_duration_seconds_count\\{route="/products/:id",method="GET",status="${status}"\\} (\\d+)`,
+          'm',
+        ).exec(text)?.[1] ?? 0,
+      );
+    expect(count('200')).toBeGreaterThanOrEqual(2);
+    expect(count('404')).toBeGreaterThanOrEqual(1);
+  });
+
   it('/healthz and /readyz answer 200', async () => {
     const health = await call('/healthz');
     expect(health.status).toBe(200);
