@@ -10,11 +10,11 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { type RunningApi, startApi } from '@cachefleet/api';
 import { type Definitions, FleetRuntime, JobClient, loadQueueConfig } from '@cachefleet/jobs';
 import { type Cache, createCache, defineNamespace, type Namespace } from '@cachefleet/tiered-cache';
+import pg from 'pg';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -351,25 +351,39 @@ describe('jobs', { timeout: SLOW }, () => {
 });
 
 describe('status and top', { timeout: SLOW }, () => {
-  let api: Server;
+  // The real API pod (its catalogue in a PostgreSQL schema of this file, empty: only the stats
+  // route is read), on the same private Redis.
+  const API_TOKEN = 's3cret-token-for-the-cli-test';
+  const SCHEMA = `cli_${TAG}`;
+  let api: RunningApi;
   let apiUrl: string;
 
   beforeAll(async () => {
-    // Stands in for the admin API (built elsewhere): the CLI only needs a JSON object back.
-    api = createServer((req, res) => {
-      if (req.url !== '/cache/stats' || req.headers.authorization !== 'Bearer s3cret') {
-        res.writeHead(401, { 'content-type': 'application/json' }).end('{"error":"unauthorized"}');
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ status: { hits: 120, misses: 30, hitRate: 0.8 }, namespaces: [] }));
-    });
-    await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
-    apiUrl = `http://127.0.0.1:${(api.address() as AddressInfo).port}`;
+    api = await startApi(
+      {
+        API_PORT: '0',
+        ADMIN_TOKEN: API_TOKEN,
+        API_CRITICAL_WARM: 'false',
+        DATABASE_URL: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+        CATALOGUE_SCHEMA: SCHEMA,
+        CACHE_REDIS_URL: redis.url,
+        CACHE_KEY_PREFIX: `${CACHE_PREFIX}api:`,
+        QUEUE_REDIS_URL: redis.url,
+        QUEUE_PREFIX: `${QUEUE_PREFIX}api`,
+      },
+      pino({ level: 'silent' }),
+    );
+    apiUrl = api.url;
   });
 
   afterAll(async () => {
-    await new Promise<void>((resolve) => api.close(() => resolve()));
+    await api?.close();
+    const db = new pg.Client({
+      connectionString: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+    });
+    await db.connect();
+    await db.query(`DROP SCHEMA IF EXISTS "${SCHEMA}" CASCADE`);
+    await db.end();
   });
 
   it('status: counts per queue and state, the job schedulers, the API stats', async () => {
@@ -394,12 +408,13 @@ describe('status and top', { timeout: SLOW }, () => {
       expect.objectContaining({ id: 'cachefleet-cli-test', pattern: '0 3 * * *' }),
     );
 
-    const text = await cli(['status'], { CACHEFLEET_API_URL: apiUrl, CACHEFLEET_ADMIN_TOKEN: 's3cret' });
+    const text = await cli(['status'], { CACHEFLEET_API_URL: apiUrl, CACHEFLEET_ADMIN_TOKEN: API_TOKEN });
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/^QUEUE\s+WAITING\s+ACTIVE/m);
     expect(text.stdout).toMatch(/^warm\s+\d+/m);
     expect(text.stdout).toMatch(/^cachefleet-cli-test\s+warm\s+warm\s+0 3 \* \* \*/m);
-    expect(text.stdout).toMatch(/^status\.hits\s+120$/m);
+    expect(text.stdout).toMatch(/^status\.hits\s+\d+$/m);
+    expect(text.stdout).toMatch(/^status\.implName\s+tiered$/m);
 
     const denied = await cli(['status'], { CACHEFLEET_API_URL: apiUrl, CACHEFLEET_ADMIN_TOKEN: 'wrong' });
     expect(denied.code).toBe(3);
