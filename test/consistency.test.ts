@@ -187,7 +187,7 @@ describe('randomized fleet', () => {
    */
   it('4 pods, every kind of invalidation: no read older than an invalidation acknowledged > bus delay before it', async () => {
     const { result, explained } = await fleetCheck('consistency', { workers: 4, durationMs: 5_000 });
-    expect(result.readsChecked).toBeGreaterThan(2_000);
+    expect(result.readsChecked).toBeGreaterThan(1_000); // a floor on the history's size, not a speed check
     expect(explained).toEqual([]);
   }, 40_000);
 
@@ -199,11 +199,13 @@ describe('randomized fleet', () => {
   it('2 pods, tag invalidations only: no stale read', async () => {
     const { result, explained } = await fleetCheck('consistency (tags only)', {
       workers: 2,
-      durationMs: 2_000,
+      durationMs: 4_000,
       loadMs: 0,
       mix: { read: 90, write: 0, pattern: 0, tags: 10, namespace: 0 },
     });
-    expect(result.readsChecked).toBeGreaterThan(1_000);
+    // A floor on the history's size, not a speed check: with a core kept busy (a slow CI machine)
+    // the 2 s version of this run checked only 641 reads.
+    expect(result.readsChecked).toBeGreaterThan(300);
     expect(result.violations.length, explained.slice(0, 5).join('\n')).toBe(0);
   }, 40_000);
 });
