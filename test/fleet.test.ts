@@ -33,7 +33,15 @@ import {
   seed,
   updateProduct,
 } from '@cachefleet/catalogue';
-import { isJobError, JobClient, type JobView, loadQueueConfig } from '@cachefleet/jobs';
+import {
+  invalidateResultSchema,
+  isJobError,
+  JobClient,
+  type JobView,
+  loadQueueConfig,
+  sliceResultSchema,
+  warmResultSchema,
+} from '@cachefleet/jobs';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -58,25 +66,7 @@ const BIG_PRODUCTS = 150_000;
 const DATABASE_URL = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
 const KEY_BASE = 'product:v1:';
 
-const WarmResult = z.object({
-  type: z.string(),
-  namespaces: z.array(z.string()),
-  prewarmed: z.number(),
-  requested: z.number(),
-  loaded: z.number(),
-  written: z.number(),
-  changed: z.number(),
-  invalid: z.number(),
-});
-const InvalidateResult = z.object({
-  scope: z.string(),
-  namespace: z.string(),
-  removed: z.number(),
-  slices: z.number().optional(),
-  scanned: z.number().optional(),
-});
 const SliceState = z.object({ cursor: z.string(), scanned: z.number(), unlinked: z.number() });
-const SliceResult = z.object({ master: z.string(), scanned: z.number(), unlinked: z.number() });
 const WarmState = z.object({
   index: z.number(),
   after: z.string().optional(),
@@ -269,7 +259,7 @@ describe('worker fleet, end to end (worker and pod processes)', () => {
     const { id } = await s.jobs.enqueue('warm', { type: 'all' });
     const job = await settled(s.jobs, id);
     expect(job.state, job.failedReason).toBe('completed');
-    const result = WarmResult.parse(job.result);
+    const result = warmResultSchema.parse(job.result);
     expect(result).toMatchObject({
       type: 'all',
       namespaces: ['product'],
@@ -304,7 +294,7 @@ describe('worker fleet, end to end (worker and pod processes)', () => {
     const { id } = await s.jobs.enqueue('warm', { type: 'critical', namespaces: ['product'] });
     const job = await settled(s.jobs, id);
     expect(job.state, job.failedReason).toBe('completed');
-    expect(WarmResult.parse(job.result)).toMatchObject({
+    expect(warmResultSchema.parse(job.result)).toMatchObject({
       type: 'critical',
       namespaces: ['product'],
       requested: CRITICAL_PRODUCTS,
@@ -359,7 +349,7 @@ describe('worker fleet, end to end (worker and pod processes)', () => {
     const { id } = await s.jobs.enqueue('warm', { type: 'hot', top: 20 });
     const job = await settled(s.jobs, id);
     expect(job.state, job.failedReason).toBe('completed');
-    expect(WarmResult.parse(job.result)).toMatchObject({ type: 'hot', requested: 20, written: 20 });
+    expect(warmResultSchema.parse(job.result)).toMatchObject({ type: 'hot', requested: 20, written: 20 });
     expect(await existing(hot.map((i) => s.key(i)))).toEqual(hot.map(() => true));
     expect(await existing(lukewarm.map((i) => s.key(i)))).toEqual(lukewarm.map(() => false));
     // Decay: every score halved; ids that fell below one read are dropped.
@@ -402,7 +392,7 @@ describe('worker fleet, end to end (worker and pod processes)', () => {
     });
     const job = await settled(s.jobs, id);
     expect(job.state, job.failedReason).toBe('completed');
-    expect(InvalidateResult.parse(job.result)).toEqual({
+    expect(invalidateResultSchema.parse(job.result)).toEqual({
       scope: 'pattern',
       namespace: 'product',
       slices: 1,
@@ -476,14 +466,14 @@ describe('worker fleet, end to end (worker and pod processes)', () => {
     expect(parent.state, parent.failedReason).toBe('completed');
     const slice = await s.jobs.job(sliceId);
     expect(slice?.state).toBe('completed');
-    const sr = SliceResult.parse(slice?.result);
+    const sr = sliceResultSchema.parse(slice?.result);
     // Resumed, not restarted: the totals carry on from the saved state (a restart from cursor 0
     // would count only the keys left at the kill, at most KEYS - 10,000). The one batch whose
     // UNLINK ran but whose cursor was not saved yet is not counted by anybody (see the report).
     expect(sr.scanned).toBeGreaterThanOrEqual(atKill.scanned);
     expect(sr.unlinked).toBeLessThanOrEqual(KEYS);
     expect(sr.unlinked).toBeGreaterThan(KEYS - 5_000);
-    expect(InvalidateResult.parse(parent.result)).toMatchObject({ slices: 1, removed: sr.unlinked });
+    expect(invalidateResultSchema.parse(parent.result)).toMatchObject({ slices: 1, removed: sr.unlinked });
     expect(jobLogs(w2, sliceId, 'job stalled: handed to another attempt')).toHaveLength(1);
     expect(jobLogs(w2, sliceId, 'job completed')).toHaveLength(1);
     expect(jobLogs(w1, sliceId, 'job completed')).toHaveLength(0);
@@ -526,7 +516,7 @@ describe('worker fleet, end to end (worker and pod processes)', () => {
     const finished = jobs.filter((x) => x.finishedOn !== undefined);
     for (const j of finished) {
       expect(j.failedReason ?? '').toBe('');
-      expect(WarmResult.parse(j.returnvalue)).toMatchObject({ type: 'hot', requested: 0 });
+      expect(warmResultSchema.parse(j.returnvalue)).toMatchObject({ type: 'hot', requested: 0 });
     }
     // The jobs are shared out, not run by every replica: each runs once, unless it stalled (2 s
     // locks on a starved CPU) and was run again. (A log line may trail the job's completion.)
@@ -716,7 +706,7 @@ describe('worker fleet, end to end (worker and pod processes)', () => {
     const w2 = await s.worker('w2', env, 'warm:1');
     const job = await settled(s.jobs, id, 45_000);
     expect(job.state, job.failedReason).toBe('completed');
-    expect(WarmResult.parse(job.result)).toMatchObject({
+    expect(warmResultSchema.parse(job.result)).toMatchObject({
       requested: BIG_PRODUCTS,
       loaded: BIG_PRODUCTS,
       written: BIG_PRODUCTS,

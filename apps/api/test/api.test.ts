@@ -23,7 +23,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { connectPg, type Db, migrate, seed } from '@cachefleet/catalogue';
-import { JobClient, loadQueueConfig } from '@cachefleet/jobs';
+import { invalidateResultSchema, JobClient, loadQueueConfig, warmResultSchema } from '@cachefleet/jobs';
 import { loadWorkerConfig, type RunningWorker, startWorker } from '@cachefleet/worker';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -155,23 +155,6 @@ const JobJson = z.object({
   children: z.array(z.object({ id: z.string(), name: z.string(), state: z.string(), progress: z.unknown() })),
 });
 type JobJson = z.infer<typeof JobJson>;
-const InvalidateResult = z.object({
-  scope: z.literal('pattern'),
-  namespace: z.literal('product'),
-  removed: z.number(),
-  slices: z.number(),
-  scanned: z.number(),
-});
-const WarmResult = z.object({
-  type: z.string(),
-  namespaces: z.array(z.string()),
-  prewarmed: z.number(),
-  requested: z.number(),
-  loaded: z.number(),
-  written: z.number(),
-  changed: z.number(),
-  invalid: z.number(),
-});
 
 async function stats(base = api.url): Promise<z.infer<typeof Stats>['tiers']> {
   const res = await call('/cache/stats', { token: true, base });
@@ -563,7 +546,7 @@ describe('6. prewarm', () => {
       .parse(res.json);
     // The answer may lack the result when the job finished between the two reads of
     // JobClient.job (BUG, section 5): then it is read from the job.
-    const result = WarmResult.parse(body.result ?? (await finished(body.jobId)).result);
+    const result = warmResultSchema.parse(body.result ?? (await finished(body.jobId)).result);
     expect(result).toMatchObject({
       type: 'all',
       namespaces: ['product'],
@@ -583,7 +566,7 @@ describe('6. prewarm', () => {
     expect(follow).toBe(`/jobs/${jobId}`);
     const view = await finished(jobId);
     expect(view).toMatchObject({ queue: 'warm', name: 'warm', payload: { type: 'critical' } });
-    const result = WarmResult.parse(view.result);
+    const result = warmResultSchema.parse(view.result);
     expect(result).toMatchObject({ type: 'critical', requested: 100, loaded: 100, prewarmed: 100 });
   });
 
@@ -634,7 +617,8 @@ describe('5. invalidation jobs', () => {
 
     const view = await finished(jobId);
     expect(view).toMatchObject({ queue: 'invalidate', name: 'invalidate' });
-    const result = InvalidateResult.parse(view.result);
+    const result = invalidateResultSchema.parse(view.result);
+    expect(result).toMatchObject({ scope: 'pattern', namespace: 'product' });
     expect(result.removed).toBeGreaterThanOrEqual(1);
     expect(result.removed).toBe(present.length);
     expect(result.slices).toBe(1);

@@ -67,6 +67,39 @@ export const invalidateSlicePayload = z.strictObject({
 });
 export type InvalidateSlicePayload = z.output<typeof invalidateSlicePayload>;
 
+/**
+ * What each job resolves (its BullMQ return value), as schemas: the API, the CLI and tests read
+ * results back from the queue Redis, a boundary like any other.
+ */
+export const warmResultSchema = z.object({
+  type: z.enum(['critical', 'hot', 'all', 'keys']),
+  namespaces: z.array(z.string()),
+  /** Pods asked to copy critical ids into their L1. */
+  prewarmed: z.number(),
+  requested: z.number(),
+  loaded: z.number(),
+  written: z.number(),
+  changed: z.number(),
+  invalid: z.number(),
+});
+export type WarmResult = z.output<typeof warmResultSchema>;
+
+export const invalidateResultSchema = z.object({
+  scope: z.enum(['keys', 'pattern', 'tags', 'namespace']),
+  namespace: z.string(),
+  /** Entries removed from L2 (tombstoned or unlinked; after a crash, a lower bound). */
+  removed: z.number(),
+  /** Pattern scope: one child per cache master, and the keys they scanned. */
+  slices: z.number().optional(),
+  scanned: z.number().optional(),
+  /** Namespace scope: the namespace's new generation. */
+  generation: z.number().optional(),
+});
+export type InvalidateResult = z.output<typeof invalidateResultSchema>;
+
+export const sliceResultSchema = z.object({ master: z.string(), scanned: z.number(), unlinked: z.number() });
+export type SliceResult = z.output<typeof sliceResultSchema>;
+
 export interface RetentionPolicy {
   readonly age: number;
   readonly count: number;

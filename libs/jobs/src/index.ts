@@ -2,8 +2,10 @@ export {
   canonicalJson,
   dedupeId,
   type InvalidatePayload,
+  type InvalidateResult,
   type InvalidateSlicePayload,
   invalidatePayload,
+  invalidateResultSchema,
   invalidateSlicePayload,
   isJobName,
   JOB_NAMES,
@@ -15,16 +17,18 @@ export {
   type PayloadOf,
   QUEUE_NAMES,
   type QueueName,
+  type SliceResult,
+  sliceResultSchema,
   type WarmPayload,
+  type WarmResult,
   warmPayload,
+  warmResultSchema,
 } from './catalogue.js';
 export { type Enqueued, JobClient, type JobView, jobOptions, parsePayload } from './client.js';
 export { loadQueueConfig, QUEUE_ENV_VARS, type QueueConfig } from './config.js';
 export { queueDown, withDeadline } from './deadline.js';
 export { isJobError, JOB_ERROR_CODES, JobError, type JobErrorCode } from './errors.js';
 export { AbortedError, type Definitions, type JobContext } from './handlers/context.js';
-export type { InvalidateResult, SliceResult } from './handlers/invalidate.js';
-export type { WarmResult } from './handlers/warm.js';
 export { registerQueueMetrics } from './metrics.js';
 export {
   FleetRuntime,

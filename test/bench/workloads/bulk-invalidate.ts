@@ -24,7 +24,7 @@ import { errorMessage, forEachLimit, sleep } from '../data.js';
 import { errorRow } from '../measure.js';
 import type { Role, Row, Workload, WorkloadContext } from '../types.js';
 import { productNamespace } from '../warm-definitions.js';
-import { type BenchWorker, FLEET_PREFIX, redisCpuSeconds, startBenchWorker } from './warm.js';
+import { type BenchWorker, FLEET_PREFIX, openCache, redisCpuSeconds, startBenchWorker } from './warm.js';
 
 const NAME = 'bulk-invalidate';
 const DEFAULT_KEYS = 1_000_000;
@@ -333,23 +333,6 @@ async function measured(
   } catch (err) {
     return errorRow(NAME, name, role, errorMessage(err));
   }
-}
-
-async function openCache(port: number): Promise<Cache> {
-  const { createCache } = await import('@cachefleet/tiered-cache');
-  const cache = createCache({
-    impl: 'redis',
-    redis: { mode: 'single', url: `redis://127.0.0.1:${port}` },
-    prefix: FLEET_PREFIX,
-    hotKeys: { enabled: false },
-  });
-  await cache.start();
-  const status = await cache.store.health();
-  if (!status.ok) {
-    await cache.close();
-    throw new Error(`cache did not reach Redis: ${status.detail ?? 'unhealthy'}`);
-  }
-  return cache;
 }
 
 async function rows(s: Setup): Promise<Row[]> {

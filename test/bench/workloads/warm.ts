@@ -186,7 +186,7 @@ async function floorIoredis(
   return { opsPerSec: n / seconds, bad };
 }
 
-async function openCache(port: number): Promise<Cache> {
+export async function openCache(port: number): Promise<Cache> {
   const { createCache } = await import('@cachefleet/tiered-cache');
   const cache = createCache({
     impl: 'redis',

@@ -1,5 +1,11 @@
 import { WaitingChildrenError } from 'bullmq';
-import { type InvalidatePayload, type InvalidateSlicePayload, JOBS } from '../catalogue.js';
+import {
+  type InvalidatePayload,
+  type InvalidateResult,
+  type InvalidateSlicePayload,
+  JOBS,
+  type SliceResult,
+} from '../catalogue.js';
 import { jobOptions } from '../client.js';
 import { checkpoint, type JobContext, must } from './context.js';
 
@@ -11,24 +17,6 @@ export type InvalidateState =
   | { readonly step: 'keys'; readonly offset: number; readonly removed: number }
   | { readonly step: 'fan-out'; readonly match: string; readonly masters: readonly string[] }
   | { readonly step: 'wait'; readonly masters: readonly string[] };
-
-export interface InvalidateResult {
-  readonly scope: InvalidatePayload['scope'];
-  readonly namespace: string;
-  /** Entries removed from L2 (tombstoned or unlinked). */
-  readonly removed: number;
-  /** Pattern scope: one child per cache master, and the keys they scanned. */
-  readonly slices?: number;
-  readonly scanned?: number;
-  /** Namespace scope: the namespace's new generation. */
-  readonly generation?: number;
-}
-
-export interface SliceResult {
-  readonly master: string;
-  readonly scanned: number;
-  readonly unlinked: number;
-}
 
 export async function invalidateHandler(
   ctx: JobContext<InvalidatePayload, InvalidateState>,

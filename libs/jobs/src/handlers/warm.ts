@@ -1,5 +1,5 @@
 import type { Namespace, WarmBatchResult } from '@cachefleet/tiered-cache';
-import type { WarmPayload } from '../catalogue.js';
+import type { WarmPayload, WarmResult } from '../catalogue.js';
 import { checkpoint, type JobContext, must } from './context.js';
 
 /** Ids per batch: one snapshot round trip, one loadMany, one script call per 500 entries. */
@@ -22,13 +22,6 @@ export interface WarmTotals {
   written: number;
   changed: number;
   invalid: number;
-}
-
-export interface WarmResult extends WarmTotals {
-  readonly type: WarmPayload['type'];
-  readonly namespaces: readonly string[];
-  /** Pods asked to copy critical ids into their L1. */
-  readonly prewarmed: number;
 }
 
 /**
