@@ -1,9 +1,13 @@
+import { formatError, issueMessage } from '@cachefleet/config';
 import {
+  invalidatePayloadOf,
   type JobClient,
   JobError,
   type JobView,
   type PayloadInputOf,
   queueDown,
+  readSlices,
+  warmPayloadOf,
   withDeadline,
 } from '@cachefleet/jobs';
 import type { Cache } from '@cachefleet/tiered-cache';
@@ -21,19 +25,15 @@ export interface AdminDeps {
 
 const namespaceName = z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/);
 
-/** G2: exactly one of pattern, keys, tags, all; `scope` is where it applies (every pod). */
-export const invalidateBody = z
-  .strictObject({
-    namespace: namespaceName,
-    pattern: z.string().min(1).max(256).optional(),
-    keys: z.array(z.string().min(1).max(256)).min(1).max(100_000).optional(),
-    tags: z.array(z.string().min(1).max(256)).min(1).max(1_000).optional(),
-    all: z.literal(true).optional(),
-    scope: z.literal('all_pods').default('all_pods'),
-  })
-  .refine((b) => [b.pattern, b.keys, b.tags, b.all].filter((v) => v !== undefined).length === 1, {
-    message: 'give exactly one of pattern, keys, tags, all',
-  });
+/** G2: exactly one of pattern, keys, tags, all (the payload builder says so); `scope` is where it applies. */
+export const invalidateBody = z.strictObject({
+  namespace: namespaceName,
+  pattern: z.string().min(1).max(256).optional(),
+  keys: z.array(z.string().min(1).max(256)).min(1).max(100_000).optional(),
+  tags: z.array(z.string().min(1).max(256)).min(1).max(1_000).optional(),
+  all: z.literal(true).optional(),
+  scope: z.literal('all_pods').default('all_pods'),
+});
 
 /** G3: `async: false` waits for the warm (at most `waitMs`) and answers its result. */
 export const prewarmBody = z.strictObject({
@@ -87,28 +87,19 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
   app.post('/cache/invalidate', { preHandler }, async (req, reply) => {
     const body = parse(invalidateBody, req.body, reply);
     if (body === undefined || unknownNamespace(reply, [body.namespace])) return reply;
-    const payload: PayloadInputOf<'invalidate'> =
-      body.pattern !== undefined
-        ? { scope: 'pattern', namespace: body.namespace, pattern: body.pattern }
-        : body.keys !== undefined
-          ? { scope: 'keys', namespace: body.namespace, keys: body.keys }
-          : body.tags !== undefined
-            ? { scope: 'tags', namespace: body.namespace, tags: body.tags }
-            : { scope: 'namespace', namespace: body.namespace };
+    let payload: PayloadInputOf<'invalidate'>;
+    try {
+      payload = invalidatePayloadOf(body);
+    } catch (error) {
+      return badJob(reply, error);
+    }
     return enqueue(reply, jobs, () => jobs.enqueue('invalidate', payload));
   });
 
   app.post('/cache/prewarm', { preHandler }, async (req, reply) => {
     const body = parse(prewarmBody, req.body, reply);
     if (body === undefined || unknownNamespace(reply, body.namespaces ?? [])) return reply;
-    const payload: PayloadInputOf<'warm'> =
-      body.type === 'hot'
-        ? {
-            type: 'hot',
-            ...(body.namespaces ? { namespaces: body.namespaces } : {}),
-            ...(body.top ? { top: body.top } : {}),
-          }
-        : { type: body.type, ...(body.namespaces ? { namespaces: body.namespaces } : {}) };
+    const payload = warmPayloadOf(body);
     if (body.async) return enqueue(reply, jobs, () => jobs.enqueue('warm', payload));
     let id: string;
     try {
@@ -133,7 +124,8 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
       const view = await queueCall(jobs, () => jobs.job(params.id));
       if (view === undefined)
         return reply.code(404).send({ error: 'not_found', message: `no job ${params.id}` });
-      return { ...view, children: await queueCall(jobs, () => childrenOf(jobs, view)) };
+      const slices = await queueCall(jobs, () => readSlices(jobs, view));
+      return { ...view, children: slices?.children ?? [] };
     } catch (error) {
       return badJob(reply, error);
     }
@@ -173,22 +165,10 @@ async function enqueue(
 
 function badJob(reply: FastifyReply, error: unknown): FastifyReply {
   if (error instanceof JobError && error.code === 'E_JOB_INVALID_PAYLOAD')
-    return reply.code(400).send({ error: 'invalid_body', message: error.message });
+    return reply.code(400).send({ error: 'invalid_body', message: formatError(error) });
   if (error instanceof JobError && error.code === 'E_JOB_QUEUE_UNAVAILABLE')
-    return reply.code(503).send({ error: 'queue_unavailable', message: error.message });
+    return reply.code(503).send({ error: 'queue_unavailable', message: formatError(error) });
   throw error;
-}
-
-/** A pattern invalidation's progress lives in its slices: show them with the parent. */
-async function childrenOf(jobs: JobClient, view: JobView): Promise<JobView[]> {
-  if (view.name !== 'invalidate') return [];
-  const out: JobView[] = [];
-  for (let i = 0; i < 64; i++) {
-    const child = await jobs.job(`${view.id}-slice-${i}`);
-    if (child === undefined) break;
-    out.push(child);
-  }
-  return out;
 }
 
 async function waitForJob(jobs: JobClient, id: string, waitMs: number): Promise<JobView | undefined> {
@@ -209,11 +189,7 @@ async function waitForJob(jobs: JobClient, id: string, waitMs: number): Promise<
 function parse<S extends z.ZodType>(schema: S, value: unknown, reply: FastifyReply): z.output<S> | undefined {
   const r = schema.safeParse(value ?? {});
   if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  void reply.code(400).send({
-    error: 'invalid_body',
-    message: `${issue?.path.length ? issue.path.join('.') : '(body)'}: ${issue?.message ?? 'invalid'}`,
-  });
+  void reply.code(400).send({ error: 'invalid_body', message: issueMessage(r.error, { root: '(body)' }) });
   return undefined;
 }
 

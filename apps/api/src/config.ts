@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { boolishSchema, pickEnv } from '@cachefleet/tiered-cache';
+import { boolishSchema, type Env, intSchema, parseEnv, portSchema } from '@cachefleet/config';
 import { z } from 'zod';
+import { ApiError } from './errors.js';
 
 /** Settings of the API pod (cache, queue and catalogue settings are read by their packages). */
 export const API_ENV_VARS = {
@@ -35,7 +36,7 @@ export interface ApiConfig {
 const boolish = boolishSchema;
 const envSchema = z.object({
   API_HOST: z.string().min(1).default('127.0.0.1'),
-  API_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  API_PORT: portSchema.default(3000),
   ADMIN_TOKEN: z.string().min(16, 'at least 16 characters').optional(),
   API_DEV_MODE: boolish.default(false),
   NODE_ENV: z.string().optional(),
@@ -44,22 +45,18 @@ const envSchema = z.object({
     .regex(/^postgres(ql)?:\/\//, 'a postgres:// URL')
     .optional(),
   PGLITE_DIR: z.string().min(1).default('.data/pglite'),
-  PGLITE_PORT: z.coerce.number().int().min(0).max(65535).default(0),
-  SEED_COUNT: z.coerce.number().int().min(0).max(10_000_000).default(100_000),
+  PGLITE_PORT: portSchema.default(0),
+  SEED_COUNT: intSchema.min(0).max(10_000_000).default(100_000),
   API_CRITICAL_WARM: boolish.default(true),
-  EDGE_MAX_AGE_SECONDS: z.coerce.number().int().min(0).max(31_536_000).default(60),
+  EDGE_MAX_AGE_SECONDS: intSchema.min(0).max(31_536_000).default(60),
 });
 
 /** Reads and checks the settings; a bad one throws naming the variable. No token → refuse, unless dev. */
-export function loadApiConfig(env: Readonly<Record<string, string | undefined>>): ApiConfig {
-  const parsed = envSchema.safeParse(pickEnv(env, Object.keys(API_ENV_VARS)));
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new Error(`${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
-  }
-  const e = parsed.data;
+export function loadApiConfig(env: Env): ApiConfig {
+  const e = parseEnv(envSchema, env, (message, cause) => new ApiError('E_API_CONFIG', message, { cause }));
   if (e.ADMIN_TOKEN === undefined && !e.API_DEV_MODE) {
-    throw new Error(
+    throw new ApiError(
+      'E_API_CONFIG',
       'ADMIN_TOKEN: required (admin routes and the dashboard need a bearer token); set API_DEV_MODE=true to generate one for development',
     );
   }

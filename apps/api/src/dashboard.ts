@@ -1,13 +1,16 @@
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
-import { type JobClient, QUEUE_NAMES, type QueueName } from '@cachefleet/jobs';
+import { JOB_NAMES, JOBS, type JobClient, QUEUE_NAMES, type QueueName } from '@cachefleet/jobs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 export const DASHBOARD_PATH = '/admin/queues';
 
-/** Queues whose jobs are children of flows: retrying or cleaning one by hand would confuse its parent. */
-const READ_ONLY: readonly QueueName[] = ['invalidate'];
+/**
+ * Queues holding children of flows (catalogue jobs added by other jobs only): retrying or cleaning
+ * one by hand would confuse its parent.
+ */
+const READ_ONLY = new Set<QueueName>(JOB_NAMES.filter((n) => JOBS[n].internal).map((n) => JOBS[n].queue));
 
 /** Longest string or array shown in the dashboard's job data (ids lists can be 100,000 long). */
 const MAX_SHOWN = 50;
@@ -23,7 +26,7 @@ export async function registerDashboard(
 ): Promise<void> {
   const serverAdapter = new FastifyAdapter();
   const queues = QUEUE_NAMES.map((name) => {
-    const adapter = new BullMQAdapter(jobs.queue(name), { readOnlyMode: READ_ONLY.includes(name) });
+    const adapter = new BullMQAdapter(jobs.queue(name), { readOnlyMode: READ_ONLY.has(name) });
     adapter.setFormatter('data', truncate);
     adapter.setFormatter('returnValue', truncate);
     return adapter;

@@ -1,4 +1,6 @@
 import * as crypto from 'node:crypto';
+import { issueMessage } from '@cachefleet/config';
+import { ApiError } from './errors.js';
 import { boundBy } from './metrics.js';
 
 /** One-shot `crypto.hash` (Node ≥ 20.12) is cheaper than a Hash object per response. */
@@ -53,15 +55,6 @@ export interface EdgeOptions {
   readonly skipPrefixes?: readonly string[];
 }
 
-export class EdgeOptionsError extends Error {
-  readonly code = 'E_EDGE_OPTIONS';
-
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'EdgeOptionsError';
-  }
-}
-
 const optionsSchema = z.object({
   registry: z.custom<Registry>(
     (v) => typeof v === 'object' && v !== null && 'registerMetric' in v && 'getSingleMetric' in v,
@@ -89,16 +82,13 @@ export function markPersonalised(reply: FastifyReply): void {
  * Registers the edge-caching hooks on `app`. Call it on the root instance, before the routes it must
  * cover are registered (hooks apply to routes and child plugins registered after them), and after
  * plugins that set cookies in their own `onSend` hook (e.g. @fastify/cookie), so that their
- * `Set-Cookie` is already there when this hook looks for it. Throws `EdgeOptionsError` on bad options.
+ * `Set-Cookie` is already there when this hook looks for it. Bad options throw E_API_EDGE_OPTIONS.
  */
 export function edgeCaching(app: FastifyInstance, options: EdgeOptions): void {
   const parsed = optionsSchema.safeParse(options);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new EdgeOptionsError(
-      `edgeCaching: ${issue?.path.join('.') || 'options'}: ${issue?.message ?? 'invalid'}`,
-      { cause: parsed.error },
-    );
+    const message = `edgeCaching: ${issueMessage(parsed.error, { root: 'options' })}`;
+    throw new ApiError('E_API_EDGE_OPTIONS', message, { cause: parsed.error });
   }
   const { registry, maxAgeSeconds, skipPrefixes } = parsed.data;
   const cacheControl = `public, max-age=${maxAgeSeconds}, must-revalidate`;

@@ -1,3 +1,4 @@
+import { formatError } from '@cachefleet/config';
 import { pino } from 'pino';
 import { startApi } from './server.js';
 
@@ -14,7 +15,7 @@ startApi(process.env, logger).then(
       api.close().then(
         () => process.exit(0),
         (error: Error) => {
-          logger.error({ err: error.message }, 'shutdown failed');
+          logger.error({ err: formatError(error) }, 'shutdown failed');
           process.exit(1);
         },
       );
@@ -23,7 +24,7 @@ startApi(process.env, logger).then(
     process.on('SIGINT', () => stop('SIGINT'));
   },
   (error: Error) => {
-    logger.fatal({ err: error.message }, 'api failed to start');
+    logger.fatal({ err: formatError(error) }, 'api failed to start');
     process.exit(1);
   },
 );

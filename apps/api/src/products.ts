@@ -1,4 +1,5 @@
 import { type Catalogue, type Db, productPatchSchema, updateProduct } from '@cachefleet/catalogue';
+import { formatError } from '@cachefleet/config';
 import type { Cache } from '@cachefleet/tiered-cache';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -37,7 +38,7 @@ export function productRoutes(app: FastifyInstance, deps: ProductDeps): void {
     rollout.observe(product.name, viaCache ? 'cache' : 'control');
     const r = viaCache ? await cache.get(product, params.id) : await direct(() => product.load(params.id));
     if (!r.ok) {
-      req.log.error({ err: r.error.message }, 'product read failed');
+      req.log.error({ err: formatError(r.error) }, 'product read failed');
       return reply
         .code(503)
         .send({ error: 'unavailable', message: 'the catalogue cannot be read right now' });
@@ -73,7 +74,10 @@ export function productRoutes(app: FastifyInstance, deps: ProductDeps): void {
     // Database first, then the cache: the tombstone fences fills that read the old row.
     const d = await cache.delete(product, params.id);
     if (!d.ok)
-      req.log.warn({ err: d.error.message }, 'invalidation after write failed (replayed when Redis is back)');
+      req.log.warn(
+        { err: formatError(d.error) },
+        'invalidation after write failed (replayed when Redis is back)',
+      );
     return updated;
   });
 

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
+import { type Env, issueMessage } from '@cachefleet/config';
 import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
+import { ApiError } from './errors.js';
 import { boundBy } from './metrics.js';
 
 /**
@@ -41,15 +43,6 @@ export interface Rollout {
   cohort(namespace: string, userId?: string): Cohort;
   /** The percentage in force for `namespace` (listed or default). */
   percentage(namespace: string): number;
-}
-
-export class RolloutConfigError extends Error {
-  readonly code = 'E_ROLLOUT_CONFIG';
-
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'RolloutConfigError';
-  }
 }
 
 /** Environment variables read by `rolloutOptionsFromEnv`, with their defaults. */
@@ -133,9 +126,9 @@ const envSchema = z.object({
 
 /**
  * Reads `CACHE_ROLLOUT` (`product=10,category=100,*=0`) and `CACHE_ROLLOUT_ANONYMOUS`; empty values
- * count as unset. A bad value throws `RolloutConfigError` whose message starts with the variable name.
+ * count as unset (so do blank ones). A bad value throws E_API_ROLLOUT_CONFIG naming the variable.
  */
-export function rolloutOptionsFromEnv(env: Readonly<Record<string, string | undefined>>): RolloutOptions {
+export function rolloutOptionsFromEnv(env: Env): RolloutOptions {
   const present = Object.fromEntries(
     Object.entries(env).filter(([k, v]) => k in ROLLOUT_ENV_VARS && v !== undefined && v.trim() !== ''),
   );
@@ -178,27 +171,26 @@ export function rolloutMetrics(registry: Registry): RolloutMetrics {
   };
 }
 
-function optionsError(error: z.ZodError): RolloutConfigError {
-  const issue = error.issues[0];
-  const path = issue?.path.join('.') || 'options';
-  return new RolloutConfigError(`createRollout: ${path}: ${issue?.message ?? 'invalid'}`, { cause: error });
+function optionsError(error: z.ZodError): ApiError {
+  const message = `createRollout: ${issueMessage(error, { root: 'options' })}`;
+  return new ApiError('E_API_ROLLOUT_CONFIG', message, { cause: error });
 }
 
 /** Names the variable and quotes the entry at fault: `CACHE_ROLLOUT: "product=x": expected ...`. */
-function envError(
-  error: z.ZodError,
-  input: Readonly<Record<string, string | undefined>>,
-): RolloutConfigError {
-  const issue = error.issues[0];
-  const variable = String(issue?.path[0] ?? 'CACHE_ROLLOUT');
-  const index = issue?.path[1];
-  const entry =
-    typeof index === 'number'
-      ? input[variable]
-          ?.split(',')
-          .map((p) => p.trim())
-          .filter(Boolean)[index]
-      : undefined;
-  const quoted = entry !== undefined ? ` "${entry}":` : '';
-  return new RolloutConfigError(`${variable}:${quoted} ${issue?.message ?? 'invalid'}`, { cause: error });
+function envError(error: z.ZodError, input: Env): ApiError {
+  const name = (path: readonly PropertyKey[]): string => {
+    const variable = String(path[0]);
+    const index = path[1];
+    const entry =
+      typeof index === 'number'
+        ? input[variable]
+            ?.split(',')
+            .map((p) => p.trim())
+            .filter(Boolean)[index]
+        : undefined;
+    return entry !== undefined ? `${variable}: "${entry}"` : variable;
+  };
+  return new ApiError('E_API_ROLLOUT_CONFIG', issueMessage(error, { name, root: 'CACHE_ROLLOUT' }), {
+    cause: error,
+  });
 }

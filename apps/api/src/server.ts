@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { createCatalogue, loadCatalogueEnv } from '@cachefleet/catalogue';
+import { formatError } from '@cachefleet/config';
 import { JobClient, loadQueueConfig, QUEUE_NAMES, registerQueueMetrics } from '@cachefleet/jobs';
 import { createCache, loadCacheConfig } from '@cachefleet/tiered-cache';
 import type { FastifyInstance } from 'fastify';
@@ -82,7 +83,7 @@ export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<
     // C5: the critical warm runs when the API starts (deduplicated across pods starting together).
     jobs.enqueue('warm', { type: 'critical' }).then(
       (r) => logger.info({ jobId: r.id, deduplicated: r.deduplicated }, 'critical warm enqueued'),
-      (error: Error) => logger.warn({ err: error.message }, 'critical warm could not be enqueued'),
+      (error: unknown) => logger.warn({ err: formatError(error) }, 'critical warm could not be enqueued'),
     );
   }
   logger.info(

@@ -395,6 +395,7 @@ describe('2. admin auth', () => {
 describe('3. configuration', () => {
   it('refuses to start without ADMIN_TOKEN, naming it; dev mode generates one', () => {
     expect(() => loadApiConfig({})).toThrow(/ADMIN_TOKEN/);
+    expect(() => loadApiConfig({})).toThrow(expect.objectContaining({ code: 'E_API_CONFIG' }));
     const dev = loadApiConfig({ API_DEV_MODE: 'true' });
     expect(dev.generatedToken).toBe(true);
     expect(dev.adminToken.length).toBeGreaterThanOrEqual(16);
@@ -407,7 +408,10 @@ describe('3. configuration', () => {
     expect(() => loadApiConfig({ ADMIN_TOKEN: 'short' })).toThrow(/ADMIN_TOKEN/);
     expect(() => loadApiConfig({ ADMIN_TOKEN: 'x'.repeat(15) })).toThrow(/ADMIN_TOKEN/);
     expect(loadApiConfig({ ADMIN_TOKEN: 'x'.repeat(16) }).adminToken).toBe('x'.repeat(16));
-    expect(() => loadApiConfig({ ADMIN_TOKEN: TOKEN, API_PORT: '70000' })).toThrow(/API_PORT/);
+    expect(() => loadApiConfig({ ADMIN_TOKEN: TOKEN, API_PORT: '70000' })).toThrow(/^API_PORT: /);
+    expect(() => loadApiConfig({ ADMIN_TOKEN: TOKEN, API_PORT: '70000' })).toThrow(
+      expect.objectContaining({ code: 'E_API_CONFIG' }),
+    );
     expect(() => loadApiConfig({ ADMIN_TOKEN: TOKEN, DATABASE_URL: 'mysql://x' })).toThrow(/DATABASE_URL/);
     expect(() => loadApiConfig({ ADMIN_TOKEN: TOKEN, API_CRITICAL_WARM: 'maybe' })).toThrow(
       /API_CRITICAL_WARM/,

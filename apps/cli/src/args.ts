@@ -1,3 +1,4 @@
+import { issueMessage } from '@cachefleet/config';
 import { JobError } from '@cachefleet/jobs';
 import { z } from 'zod';
 import { CliError, type CliErrorCode } from './errors.js';
@@ -50,11 +51,10 @@ export function check<S extends z.ZodType>(
 ): z.output<S> {
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  const path = issue?.path ?? [];
+  const path = parsed.error.issues[0]?.path ?? [];
   const given = valueAt(input, path);
   const shown = typeof given === 'string' && given.length <= 80 ? ` (got ${JSON.stringify(given)})` : '';
-  const message = `${nameOf(path)}: ${issue?.message ?? 'invalid'}${shown}`;
+  const message = `${issueMessage(parsed.error, { name: nameOf, root: nameOf([]) })}${shown}`;
   // A payload the catalogue refuses fails with the code the producer itself would have thrown.
   if (code === 'E_JOB_INVALID_PAYLOAD') throw new JobError(code, message);
   throw new CliError(code, message);

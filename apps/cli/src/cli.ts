@@ -1,3 +1,4 @@
+import { usage } from './args.js';
 import { findCommand } from './commands/index.js';
 import { describeFailure, EXIT, type ExitCode } from './errors.js';
 import { commandHelp, globalHelp } from './help.js';
@@ -20,9 +21,8 @@ export async function run(argv: readonly string[], io: Io): Promise<ExitCode> {
   }
   const command = findCommand(name);
   if (command === undefined) {
-    io.stderr.write(
-      `cachefleet: E_CLI_USAGE: unknown command ${JSON.stringify(name)} (see cachefleet --help)\n`,
-    );
+    const error = usage(`unknown command ${JSON.stringify(name)} (see cachefleet --help)`);
+    io.stderr.write(`cachefleet: ${describeFailure(error).text}\n`);
     return EXIT.USAGE;
   }
   if (wantsHelp(args)) {
@@ -34,7 +34,7 @@ export async function run(argv: readonly string[], io: Io): Promise<ExitCode> {
     return await command.run(args, session);
   } catch (error) {
     const failure = describeFailure(error);
-    io.stderr.write(`cachefleet ${name}: ${failure.code}: ${failure.message}\n`);
+    io.stderr.write(`cachefleet ${name}: ${failure.text}\n`);
     return failure.exit;
   } finally {
     await session.close();

@@ -1,5 +1,4 @@
-import { isJobError } from '@cachefleet/jobs';
-import { isCacheError } from '@cachefleet/tiered-cache';
+import { CodedError, formatError, isCodedError } from '@cachefleet/config';
 
 /**
  * Exit codes scripts can rely on (README and every `--help` list them). One per kind of outcome,
@@ -31,15 +30,7 @@ export const CLI_ERROR_CODES = {
 } as const;
 export type CliErrorCode = keyof typeof CLI_ERROR_CODES;
 
-export class CliError extends Error {
-  readonly code: CliErrorCode;
-
-  constructor(code: CliErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'CliError';
-    this.code = code;
-  }
-}
+export class CliError extends CodedError<CliErrorCode> {}
 
 const EXIT_OF_CODE: Readonly<Record<string, ExitCode>> = {
   E_CLI_USAGE: EXIT.USAGE,
@@ -75,28 +66,30 @@ const NETWORK_CODES = new Set([
 export interface Failure {
   readonly code: string;
   readonly message: string;
+  /** `CODE: message` on one line, as the error line prints it. */
+  readonly text: string;
   readonly exit: ExitCode;
 }
 
 /** Any thrown value → one error line's code and text, and the exit code. */
 export function describeFailure(error: unknown): Failure {
-  if (error instanceof CliError) return failure(error.code, error.message);
-  if (isJobError(error)) return failure(error.code, stripCode(error.code, error.message));
-  if (isCacheError(error)) return failure(error.code, stripCode(error.code, error.message));
+  const coded = asCoded(error);
+  return {
+    code: coded.code,
+    message: oneLine(coded.message),
+    text: oneLine(formatError(coded)),
+    exit: EXIT_OF_CODE[coded.code] ?? EXIT.JOB_FAILED,
+  };
+}
+
+/** Ours and the libraries' coded errors as they are; socket errors unreachable; anything else a bug. */
+function asCoded(error: unknown): CodedError {
+  if (isCodedError(error)) return error;
   const errno = errnoOf(error);
-  if (errno !== undefined && NETWORK_CODES.has(errno)) {
-    return failure('E_CLI_UNREACHABLE', error instanceof Error ? error.message : errno);
-  }
-  return failure('E_CLI_INTERNAL', error instanceof Error ? error.message : String(error));
-}
-
-function failure(code: string, message: string): Failure {
-  return { code, message: oneLine(message), exit: EXIT_OF_CODE[code] ?? EXIT.JOB_FAILED };
-}
-
-/** JobError puts its code in front of the text; the error line prints the code once. */
-function stripCode(code: string, message: string): string {
-  return message.startsWith(`${code}: `) ? message.slice(code.length + 2) : message;
+  const message = error instanceof Error ? error.message : String(error);
+  if (errno !== undefined && NETWORK_CODES.has(errno))
+    return new CliError('E_CLI_UNREACHABLE', message, { cause: error });
+  return new CliError('E_CLI_INTERNAL', message, { cause: error });
 }
 
 function errnoOf(error: unknown): string | undefined {

@@ -1,4 +1,4 @@
-import type { JobClient, JobView } from '@cachefleet/jobs';
+import { type JobClient, type JobView, readSlices, type SliceTotals } from '@cachefleet/jobs';
 import { z } from 'zod';
 import { deadline } from './connect.js';
 import { CliError } from './errors.js';
@@ -12,46 +12,10 @@ const FINAL_STATES = new Set(['completed', 'failed']);
 
 /** Progress reports are objects of numbers and strings (see libs/jobs handlers); anything else is shown raw. */
 const progressRecord = z.record(z.string(), z.union([z.number(), z.string(), z.boolean(), z.null()]));
-const sliceCounts = z.looseObject({ scanned: z.number(), unlinked: z.number() });
 
-/** A pattern invalidation's children (`<id>-slice-<i>`, one per cache master), summed. */
-export interface SliceTotals {
-  readonly slices: number;
-  readonly completed: number;
-  readonly scanned: number;
-  readonly unlinked: number;
-}
-
-/**
- * The children of a pattern invalidation, once it has fanned out (its progress then says how
- * many: `{ step: 'wait', slices }`); undefined for every other job.
- */
+/** A pattern invalidation's slices summed (libs/jobs reads them); undefined for every other job. */
 export async function sliceTotals(jobs: JobClient, view: JobView): Promise<SliceTotals | undefined> {
-  if (view.name !== 'invalidate') return undefined;
-  const progress = progressRecord.safeParse(view.progress);
-  const slices = progress.success ? progress.data.slices : undefined;
-  if (typeof slices !== 'number' || !Number.isInteger(slices) || slices < 1) return undefined;
-  const queue = jobs.queue(view.queue);
-  const children = await Promise.all(
-    Array.from({ length: slices }, async (_, i) => {
-      const child = await queue.getJob(`${view.id}-slice-${i}`);
-      if (child === undefined) return undefined;
-      const state = await child.getState();
-      const value: unknown = state === 'completed' ? child.returnvalue : child.progress;
-      const counts = sliceCounts.safeParse(value);
-      return { completed: state === 'completed', counts: counts.success ? counts.data : undefined };
-    }),
-  );
-  let completed = 0;
-  let scanned = 0;
-  let unlinked = 0;
-  for (const c of children) {
-    if (c === undefined) continue;
-    if (c.completed) completed++;
-    scanned += c.counts?.scanned ?? 0;
-    unlinked += c.counts?.unlinked ?? 0;
-  }
-  return { slices, completed, scanned, unlinked };
+  return (await readSlices(jobs, view))?.totals;
 }
 
 /** What the bar shows for a job: its state, and how far it is from what its handler reported. */

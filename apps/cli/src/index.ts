@@ -9,7 +9,7 @@ export {
   EXIT,
   type ExitCode,
 } from './errors.js';
-export { describeProgress, type SliceTotals } from './follow.js';
+export { describeProgress } from './follow.js';
 export { EXIT_CODES_HELP } from './help.js';
 export { ProgressBar, type ProgressState, render } from './progress.js';
 export type { Io, Output } from './session.js';

@@ -11,25 +11,22 @@ import { createConnection } from 'node:net';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { issueMessage, pickEnv, portSchema } from '@cachefleet/config';
 import { z } from 'zod';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const DATA = resolve(ROOT, process.env.CACHEFLEET_DATA_DIR ?? '.data');
 
-const env = z
-  .object({
-    REDIS_URL: z
-      .string()
-      .regex(/^redis:\/\/(\[[^\]]+\]|[^:/]+):\d+\/?$/, 'redis://host:port')
-      .default('redis://127.0.0.1:6379'),
-    API_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
-    WORKER_HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(9465),
-  })
-  .safeParse(Object.fromEntries(Object.entries(process.env).filter(([, v]) => v !== '')));
-if (!env.success) {
-  const issue = env.error.issues[0];
-  fail(`${issue?.path.join('.')}: ${issue?.message}`);
-}
+const envSchema = z.object({
+  REDIS_URL: z
+    .string()
+    .regex(/^redis:\/\/(\[[^\]]+\]|[^:/]+):\d+\/?$/, 'redis://host:port')
+    .default('redis://127.0.0.1:6379'),
+  API_PORT: portSchema.default(3000),
+  WORKER_HTTP_PORT: portSchema.default(9465),
+});
+const env = envSchema.safeParse(pickEnv(process.env, Object.keys(envSchema.shape)));
+if (!env.success) fail(issueMessage(env.error));
 const settings = env.data;
 const children: ChildProcess[] = [];
 let stopping = false;

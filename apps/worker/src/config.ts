@@ -1,10 +1,11 @@
-import { parseQueueList, type QueueConcurrency } from '@cachefleet/jobs';
-import { pickEnv } from '@cachefleet/tiered-cache';
+import { type Env, intSchema, parseEnv, portSchema } from '@cachefleet/config';
+import { DEFAULT_QUEUE_LIST, parseQueueList, type QueueConcurrency } from '@cachefleet/jobs';
 import { z } from 'zod';
+import { WorkerError } from './errors.js';
 
 /** Settings of the worker process (the cache and queue settings are read by their packages). */
 export const WORKER_ENV_VARS = {
-  WORKER_QUEUES: 'queues this process serves with their concurrency, e.g. warm:2,invalidate:4 (default both)',
+  WORKER_QUEUES: `queues this process serves with their concurrency (default every queue: ${DEFAULT_QUEUE_LIST})`,
   WORKER_HTTP_HOST: 'address of the health/metrics server (default 127.0.0.1)',
   WORKER_HTTP_PORT: 'port of the health/metrics server; 0 picks a free one (default 9465)',
   WORKER_SHUTDOWN_MS: 'SIGTERM: time to finish or hand back running jobs (default 30000)',
@@ -25,11 +26,11 @@ export interface WorkerConfig {
   readonly logLevel: string;
 }
 
-const ms = z.coerce.number().int().min(100).max(3_600_000);
+const ms = intSchema.min(100).max(3_600_000);
 const envSchema = z.object({
-  WORKER_QUEUES: z.string().default('warm:2,invalidate:4'),
+  WORKER_QUEUES: z.string().default(DEFAULT_QUEUE_LIST),
   WORKER_HTTP_HOST: z.string().min(1).default('127.0.0.1'),
-  WORKER_HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(9465),
+  WORKER_HTTP_PORT: portSchema.default(9465),
   WORKER_SHUTDOWN_MS: ms.default(30_000),
   WORKER_LOCK_MS: ms.default(30_000),
   WORKER_STALLED_MS: ms.default(30_000),
@@ -37,29 +38,21 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
-/** `--queues warm:2` on the command line wins over WORKER_QUEUES. Errors name the variable. */
-export function loadWorkerConfig(
-  env: Readonly<Record<string, string | undefined>>,
-  argv: readonly string[],
-): WorkerConfig {
-  const present = pickEnv(env, Object.keys(WORKER_ENV_VARS));
+/** `--queues warm:2` on the command line wins over WORKER_QUEUES. Errors name the variable or flag. */
+export function loadWorkerConfig(env: Env, argv: readonly string[]): WorkerConfig {
   const at = argv.indexOf('--queues');
-  if (at >= 0) {
-    const value = argv[at + 1];
-    if (value === undefined) throw new Error('--queues: expected a list such as warm:2,invalidate:4');
-    present.WORKER_QUEUES = value;
-  }
-  const parsed = envSchema.safeParse(present);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new Error(`${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
-  }
-  const e = parsed.data;
+  const flag = at >= 0 ? argv[at + 1] : undefined;
+  if (at >= 0 && flag === undefined)
+    throw configError('--queues: expected a list such as warm:2,invalidate:4');
+  const e = parseEnv(envSchema, flag !== undefined ? { ...env, WORKER_QUEUES: flag } : env, configError);
   let queues: QueueConcurrency[];
   try {
     queues = parseQueueList(e.WORKER_QUEUES);
   } catch (error) {
-    throw new Error(`${at >= 0 ? '--queues' : 'WORKER_QUEUES'}: ${(error as Error).message}`);
+    // The queue list's own error (E_JOB_CONFIG) is the cause; this one names where the list came from.
+    const why = error instanceof Error ? error.message : String(error);
+    const message = `${flag !== undefined ? '--queues' : 'WORKER_QUEUES'}: ${why}`;
+    throw configError(message, error);
   }
   return {
     queues,
@@ -71,4 +64,8 @@ export function loadWorkerConfig(
     definitions: e.WORKER_DEFINITIONS,
     logLevel: e.LOG_LEVEL,
   };
+}
+
+function configError(message: string, cause?: unknown): WorkerError {
+  return new WorkerError('E_WORKER_CONFIG', message, { cause });
 }

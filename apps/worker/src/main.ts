@@ -1,3 +1,4 @@
+import { formatError } from '@cachefleet/config';
 import { pino } from 'pino';
 import { loadWorkerConfig } from './config.js';
 import { startWorker } from './worker.js';
@@ -19,7 +20,7 @@ async function main(): Promise<void> {
         process.exit(0);
       },
       (error: Error) => {
-        logger.error({ err: error.message }, 'shutdown failed');
+        logger.error({ err: formatError(error) }, 'shutdown failed');
         process.exit(1);
       },
     );
@@ -28,7 +29,7 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
-main().catch((error: Error) => {
-  logger.fatal({ err: error.message }, 'worker failed to start');
+main().catch((error: unknown) => {
+  logger.fatal({ err: formatError(error) }, 'worker failed to start');
   process.exit(1);
 });

@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { z } from 'zod';
 import type { WorkerConfig } from './config.js';
+import { WorkerError } from './errors.js';
 
 export interface RunningWorker {
   readonly port: number;
@@ -35,7 +36,10 @@ const definitionsModule = z.object({
 export async function loadDefinitions(specifier: string, env: NodeJS.ProcessEnv): Promise<Definitions> {
   const parsed = definitionsModule.safeParse(await import(specifier));
   if (!parsed.success)
-    throw new Error(`WORKER_DEFINITIONS (${specifier}): must export createDefinitions(env)`);
+    throw new WorkerError(
+      'E_WORKER_CONFIG',
+      `WORKER_DEFINITIONS (${specifier}): must export createDefinitions(env)`,
+    );
   return parsed.data.createDefinitions(env);
 }
 

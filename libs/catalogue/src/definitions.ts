@@ -1,4 +1,5 @@
-import { type Namespace, pickEnv } from '@cachefleet/tiered-cache';
+import { type Env, parseEnv } from '@cachefleet/config';
+import type { Namespace } from '@cachefleet/tiered-cache';
 import { z } from 'zod';
 import { createCatalogue } from './catalogue.js';
 import { connectPg } from './db.js';
@@ -38,13 +39,11 @@ export type CatalogueEnv = z.output<typeof envSchema>;
  * Reads DATABASE_URL and CATALOGUE_SCHEMA (empty counts as unset). A bad value throws
  * E_CATALOGUE_CONFIG naming the variable; the value is not repeated, it may hold a password.
  */
-export function loadCatalogueEnv(env: Readonly<Record<string, string | undefined>>): CatalogueEnv {
-  const parsed = envSchema.safeParse(pickEnv(env, Object.keys(envSchema.shape)));
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  throw new CatalogueError(
-    'E_CATALOGUE_CONFIG',
-    `Invalid catalogue configuration: ${issue?.path.join('.') ?? '?'}: ${issue?.message ?? 'invalid'}`,
+export function loadCatalogueEnv(env: Env): CatalogueEnv {
+  return parseEnv(
+    envSchema,
+    env,
+    (message, cause) => new CatalogueError('E_CATALOGUE_CONFIG', message, { cause }),
   );
 }
 

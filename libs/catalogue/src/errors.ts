@@ -1,8 +1,9 @@
+import { CodedError, issueMessage } from '@cachefleet/config';
 import type { z } from 'zod';
 
 /**
  * Every error this package throws carries one of these codes. The text is the documentation:
- * README's error table is checked against it by a test.
+ * README's error table is checked against it by a test (test/error-codes.test.ts).
  */
 export const CATALOGUE_ERROR_CODES = {
   E_CATALOGUE_CONFIG: 'An environment variable is invalid; the message names it (never its value).',
@@ -12,13 +13,13 @@ export const CATALOGUE_ERROR_CODES = {
 
 export type CatalogueErrorCode = keyof typeof CATALOGUE_ERROR_CODES;
 
-export class CatalogueError extends Error {
-  readonly code: CatalogueErrorCode;
-
-  constructor(code: CatalogueErrorCode, message?: string, options?: { cause?: unknown }) {
-    super(message ?? CATALOGUE_ERROR_CODES[code], options);
-    this.name = 'CatalogueError';
-    this.code = code;
+export class CatalogueError extends CodedError<CatalogueErrorCode> {
+  constructor(
+    code: CatalogueErrorCode,
+    message: string = CATALOGUE_ERROR_CODES[code],
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
   }
 }
 
@@ -26,7 +27,6 @@ export class CatalogueError extends Error {
 export function parseInput<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  const path = issue?.path.length ? `.${issue.path.join('.')}` : '';
-  throw new CatalogueError('E_CATALOGUE_INVALID_INPUT', `${what}${path}: ${issue?.message ?? 'invalid'}`);
+  const message = issueMessage(parsed.error, { root: what, name: (path) => `${what}.${path.join('.')}` });
+  throw new CatalogueError('E_CATALOGUE_INVALID_INPUT', message, { cause: parsed.error });
 }

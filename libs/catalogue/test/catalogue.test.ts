@@ -1,9 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { type Cache, createCache } from '@cachefleet/tiered-cache';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
-  CATALOGUE_ERROR_CODES,
   type Catalogue,
   CatalogueError,
   connectPg,
@@ -249,12 +247,5 @@ describe('createDefinitions', () => {
     await expect(createDefinitions({ DATABASE_URL, CATALOGUE_SCHEMA: 'Bad-Name' })).rejects.toThrow(
       /CATALOGUE_SCHEMA/,
     );
-  });
-});
-
-describe('errors', () => {
-  it('documents every error code in the README', () => {
-    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
-    for (const code of Object.keys(CATALOGUE_ERROR_CODES)) expect(readme).toContain(`\`${code}\``);
   });
 });

@@ -11,6 +11,9 @@ import { z } from 'zod';
 export const QUEUE_NAMES = ['warm', 'invalidate'] as const;
 export type QueueName = (typeof QUEUE_NAMES)[number];
 
+/** Concurrency a worker gives each queue unless WORKER_QUEUES / --queues say otherwise. */
+export const DEFAULT_CONCURRENCY: Readonly<Record<QueueName, number>> = { warm: 2, invalidate: 4 };
+
 const namespaceName = z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/, 'a namespace name ([a-z][a-z0-9_-]*)');
 const id = z.string().min(1).max(256);
 /** A glob over ids within one namespace: no white space or braces (they could leave the namespace). */
@@ -100,14 +103,57 @@ export type InvalidateResult = z.output<typeof invalidateResultSchema>;
 export const sliceResultSchema = z.object({ master: z.string(), scanned: z.number(), unlinked: z.number() });
 export type SliceResult = z.output<typeof sliceResultSchema>;
 
+/**
+ * The cursor a worker saves in the job's data after each batch, as schemas: the next attempt, on
+ * any worker and perhaps a newer version, reads it back from the queue Redis.
+ */
+const warmTotals = z.object({
+  requested: z.number(),
+  loaded: z.number(),
+  written: z.number(),
+  changed: z.number(),
+  invalid: z.number(),
+});
+export type WarmTotals = z.output<typeof warmTotals>;
+
+export const warmStateSchema = z.object({
+  /** Which of the planned namespaces. */
+  index: z.number().int().min(0),
+  /** `all`: the last id done (keyset paging). */
+  after: z.string().optional(),
+  /** The other types: how many ids of the list are done. */
+  offset: z.number().int().min(0).optional(),
+  /** `hot`: the ids chosen at the start of this namespace, so a resumed job warms the same set. */
+  hot: z.array(z.string()).readonly().optional(),
+  totals: warmTotals,
+});
+export type WarmState = z.output<typeof warmStateSchema>;
+
+/** A keys invalidation's offset, or a pattern invalidation's step (fence → fan-out → wait). */
+export const invalidateStateSchema = z.discriminatedUnion('step', [
+  z.object({ step: z.literal('keys'), offset: z.number().int().min(0), removed: z.number() }),
+  z.object({ step: z.literal('fan-out'), match: z.string(), masters: z.array(z.string()) }),
+  z.object({ step: z.literal('wait'), masters: z.array(z.string()) }),
+]);
+export type InvalidateState = z.output<typeof invalidateStateSchema>;
+
+/** One master's walk: the SCAN cursor and the counts so far. */
+export const sliceStateSchema = z.object({ cursor: z.string(), scanned: z.number(), unlinked: z.number() });
+export type SliceState = z.output<typeof sliceStateSchema>;
+
 export interface RetentionPolicy {
   readonly age: number;
   readonly count: number;
 }
 
-export interface JobPolicy<S extends z.ZodType> {
+export interface JobPolicy {
   readonly queue: QueueName;
-  readonly payload: S;
+  /** What producers send (validated at enqueue and again by the worker). */
+  readonly payload: z.ZodType;
+  /** What the handler resolves (read back by the API, the CLI and tests). */
+  readonly result: z.ZodType;
+  /** The cursor the handler saves (read back by the next attempt). */
+  readonly state: z.ZodType;
   readonly attempts: number;
   readonly backoff: { readonly type: 'exponential' | 'fixed'; readonly delay: number };
   /** Cooperative: the handler's signal aborts, it saves its cursor and the attempt fails (retried). */
@@ -115,8 +161,10 @@ export interface JobPolicy<S extends z.ZodType> {
   readonly removeOnComplete: RetentionPolicy;
   readonly removeOnFail: RetentionPolicy;
   /**
-   * `payload`: identical pending jobs are one (BullMQ deduplication by a hash of the payload, with
-   * keepLastIfActive: one may wait while one runs). `none`: every add is a job.
+   * `payload`: identical *pending* jobs are one (BullMQ deduplication by a hash of the payload). The
+   * worker removes the deduplication key when a job's first attempt starts, so an identical request
+   * made while it runs becomes a new job: the running one may be past the keys the caller changed.
+   * `none`: every add is a job.
    */
   readonly dedupe: 'payload' | 'none';
   /** Added by other jobs only; the producer refuses it. */
@@ -129,6 +177,8 @@ export const JOBS = {
   warm: {
     queue: 'warm',
     payload: warmPayload,
+    result: warmResultSchema,
+    state: warmStateSchema,
     attempts: 5,
     backoff: { type: 'exponential', delay: 2_000 },
     timeoutMs: 60 * 60_000,
@@ -140,6 +190,8 @@ export const JOBS = {
   invalidate: {
     queue: 'invalidate',
     payload: invalidatePayload,
+    result: invalidateResultSchema,
+    state: invalidateStateSchema,
     attempts: 5,
     backoff: { type: 'exponential', delay: 1_000 },
     timeoutMs: 10 * 60_000,
@@ -151,6 +203,8 @@ export const JOBS = {
   'invalidate-slice': {
     queue: 'invalidate',
     payload: invalidateSlicePayload,
+    result: sliceResultSchema,
+    state: sliceStateSchema,
     attempts: 10,
     backoff: { type: 'exponential', delay: 500 },
     timeoutMs: 30 * 60_000,
@@ -159,17 +213,19 @@ export const JOBS = {
     dedupe: 'none',
     internal: true,
   },
-} as const satisfies Record<string, JobPolicy<z.ZodType>>;
+} as const satisfies Record<string, JobPolicy>;
 
 export type JobName = keyof typeof JOBS;
 export const JOB_NAMES = Object.keys(JOBS) as JobName[];
 export type PayloadOf<N extends JobName> = z.output<(typeof JOBS)[N]['payload']>;
 export type PayloadInputOf<N extends JobName> = z.input<(typeof JOBS)[N]['payload']>;
+export type ResultOf<N extends JobName> = z.output<(typeof JOBS)[N]['result']>;
+export type StateOf<N extends JobName> = z.output<(typeof JOBS)[N]['state']>;
 
-/** What a job's data holds: the payload, and the cursor a worker saved. */
+/** What a job's data holds: the payload, and the cursor a worker saved (unchecked until parsed). */
 export interface JobData<P = unknown> {
   readonly payload: P;
-  readonly state?: Record<string, unknown>;
+  readonly state?: unknown;
 }
 
 export function isJobName(name: string): name is JobName {

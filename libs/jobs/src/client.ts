@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { issueMessage } from '@cachefleet/config';
 import { createRedisClient, type RedisClient } from '@cachefleet/tiered-cache';
 import { type JobState, type JobsOptions, Queue } from 'bullmq';
 import {
@@ -19,12 +20,10 @@ import { JobError } from './errors.js';
 export function parsePayload<N extends JobName>(name: N, payload: unknown): PayloadOf<N> {
   const parsed = JOBS[name].payload.safeParse(payload);
   if (!parsed.success) {
-    const issues = parsed.error.issues
-      .slice(0, 3)
-      .map((i) => `${i.path.length ? i.path.join('.') : '(payload)'}: ${i.message}`)
-      .join('; ');
-    throw new JobError('E_JOB_INVALID_PAYLOAD', `${name}: ${issues}`, { cause: parsed.error });
+    const message = `${name}: ${issueMessage(parsed.error, { root: '(payload)' })}`;
+    throw new JobError('E_JOB_INVALID_PAYLOAD', message, { cause: parsed.error });
   }
+  // Indexing JOBS by a generic name gives the union of every schema; the entry is N's.
   return parsed.data as PayloadOf<N>;
 }
 
@@ -107,29 +106,35 @@ export class JobClient {
   /** A job by id, looked up in every queue (ids are unique across them). */
   async job(id: string): Promise<JobView | undefined> {
     for (const queueName of QUEUE_NAMES) {
-      const queue = this.queue(queueName);
-      // State first, then the job: BullMQ writes a job's result and moves it in one script, so a
-      // final state read first always comes with its result or failure reason.
-      const state = await queue.getJobState(id);
-      if (state === 'unknown') continue;
-      const job = await queue.getJob(id);
-      if (job === undefined) continue;
-      const data = job.data as Partial<JobData>;
-      return {
-        id,
-        queue: queueName,
-        name: job.name,
-        state,
-        progress: job.progress,
-        payload: data.payload,
-        attemptsMade: job.attemptsMade,
-        result: job.returnvalue,
-        failedReason: job.failedReason || undefined,
-        createdAt: job.timestamp,
-        finishedAt: job.finishedOn,
-      };
+      const view = await this.jobIn(queueName, id);
+      if (view !== undefined) return view;
     }
     return undefined;
+  }
+
+  /** A job by id in a queue known to hold it. */
+  async jobIn(queueName: QueueName, id: string): Promise<JobView | undefined> {
+    const queue = this.queue(queueName);
+    // State first, then the job: BullMQ writes a job's result and moves it in one script, so a
+    // final state read first always comes with its result or failure reason.
+    const state = await queue.getJobState(id);
+    if (state === 'unknown') return undefined;
+    const job = await queue.getJob(id);
+    if (job === undefined) return undefined;
+    const data = job.data as Partial<JobData>;
+    return {
+      id,
+      queue: queueName,
+      name: job.name,
+      state,
+      progress: job.progress,
+      payload: data.payload,
+      attemptsMade: job.attemptsMade,
+      result: job.returnvalue,
+      failedReason: job.failedReason || undefined,
+      createdAt: job.timestamp,
+      finishedAt: job.finishedOn,
+    };
   }
 
   async close(): Promise<void> {

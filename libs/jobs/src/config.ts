@@ -1,9 +1,5 @@
-import {
-  hostListSchema,
-  pickEnv,
-  type ResolvedRedisConnection,
-  redisConnectionSchema,
-} from '@cachefleet/tiered-cache';
+import { type Env, hostListSchema, issueMessage, parseEnv } from '@cachefleet/config';
+import { type ResolvedRedisConnection, redisConnectionSchema } from '@cachefleet/tiered-cache';
 import { z } from 'zod';
 import { JobError } from './errors.js';
 
@@ -41,10 +37,8 @@ const envSchema = z.object({
 });
 
 /** Reads the queue settings from an environment object; a bad value throws naming the variable. */
-export function loadQueueConfig(env: Readonly<Record<string, string | undefined>>): QueueConfig {
-  const parsed = envSchema.safeParse(pickEnv(env, [...Object.keys(QUEUE_ENV_VARS), 'CACHE_REDIS_URL']));
-  if (!parsed.success) throw configError(parsed.error);
-  const e = parsed.data;
+export function loadQueueConfig(env: Env): QueueConfig {
+  const e = parseEnv(envSchema, env, configError);
   const redis =
     e.QUEUE_REDIS_MODE === 'single'
       ? { mode: 'single' as const, url: e.QUEUE_REDIS_URL ?? e.CACHE_REDIS_URL ?? 'redis://127.0.0.1:6379' }
@@ -57,18 +51,16 @@ export function loadQueueConfig(env: Readonly<Record<string, string | undefined>
   const conn = redisConnectionSchema.safeParse(redis);
   if (!conn.success) {
     const field = e.QUEUE_REDIS_MODE === 'single' ? 'QUEUE_REDIS_URL' : 'QUEUE_REDIS_SENTINELS';
-    throw new JobError('E_JOB_CONFIG', `${field}: ${conn.error.issues[0]?.message ?? 'invalid'}`);
+    throw configError(issueMessage(conn.error, { name: () => field, root: field }), conn.error);
   }
   return { redis: conn.data, prefix: e.QUEUE_PREFIX };
 }
 
 function required<T>(value: T | undefined, name: string): T {
-  if (value === undefined)
-    throw new JobError('E_JOB_CONFIG', `${name}: required when QUEUE_REDIS_MODE=sentinel`);
+  if (value === undefined) throw configError(`${name}: required when QUEUE_REDIS_MODE=sentinel`);
   return value;
 }
 
-function configError(error: z.ZodError): JobError {
-  const issue = error.issues[0];
-  return new JobError('E_JOB_CONFIG', `${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
+function configError(message: string, cause?: z.ZodError): JobError {
+  return new JobError('E_JOB_CONFIG', message, { cause });
 }

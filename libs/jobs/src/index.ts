@@ -1,9 +1,11 @@
 export {
   canonicalJson,
+  DEFAULT_CONCURRENCY,
   dedupeId,
   type InvalidatePayload,
   type InvalidateResult,
   type InvalidateSlicePayload,
+  type InvalidateState,
   invalidatePayload,
   invalidateResultSchema,
   invalidateSlicePayload,
@@ -17,10 +19,14 @@ export {
   type PayloadOf,
   QUEUE_NAMES,
   type QueueName,
+  type ResultOf,
   type SliceResult,
+  type SliceState,
+  type StateOf,
   sliceResultSchema,
   type WarmPayload,
   type WarmResult,
+  type WarmState,
   warmPayload,
   warmResultSchema,
 } from './catalogue.js';
@@ -28,9 +34,22 @@ export { type Enqueued, JobClient, type JobView, jobOptions, parsePayload } from
 export { loadQueueConfig, QUEUE_ENV_VARS, type QueueConfig } from './config.js';
 export { queueDown, withDeadline } from './deadline.js';
 export { isJobError, JOB_ERROR_CODES, JobError, type JobErrorCode } from './errors.js';
-export { AbortedError, type Definitions, type JobContext } from './handlers/context.js';
+export {
+  AbortedError,
+  type Definitions,
+  type JobContext,
+  type JobHandler,
+  type JobHandlers,
+} from './handlers/context.js';
 export { registerQueueMetrics } from './metrics.js';
 export {
+  type InvalidateRequest,
+  invalidatePayloadOf,
+  type WarmRequest,
+  warmPayloadOf,
+} from './requests.js';
+export {
+  DEFAULT_QUEUE_LIST,
   FleetRuntime,
   parseQueueList,
   type QueueConcurrency,
@@ -42,5 +61,8 @@ export {
   loadSchedules,
   SCHEDULE_ENV_VARS,
   SCHEDULE_PREFIX,
+  SCHEDULED,
   type Schedule,
+  type ScheduledJob,
 } from './schedules.js';
+export { readSlices, type SliceFamily, type SliceTotals, sliceId } from './slices.js';

@@ -1,13 +1,24 @@
+import { formatError, isCodedError, issueMessage } from '@cachefleet/config';
 import type { Cache } from '@cachefleet/tiered-cache';
 import { DelayedError, type Job, UnrecoverableError, WaitingChildrenError, Worker } from 'bullmq';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
-import { isJobName, JOBS, type JobData, type JobName, QUEUE_NAMES, type QueueName } from './catalogue.js';
+import {
+  DEFAULT_CONCURRENCY,
+  isJobName,
+  JOBS,
+  type JobData,
+  type JobName,
+  type PayloadOf,
+  QUEUE_NAMES,
+  type QueueName,
+  type ResultOf,
+  type StateOf,
+} from './catalogue.js';
 import { type JobClient, parsePayload } from './client.js';
-import { isJobError } from './errors.js';
+import { isJobError, JobError } from './errors.js';
 import { AbortedError, type Definitions, type JobContext, namespaceLookup } from './handlers/context.js';
-import { invalidateHandler, invalidateSliceHandler } from './handlers/invalidate.js';
-import { warmHandler } from './handlers/warm.js';
+import { HANDLERS } from './handlers/index.js';
 import { registerQueueMetrics } from './metrics.js';
 
 export interface QueueConcurrency {
@@ -33,14 +44,46 @@ export interface RuntimeDeps {
   readonly metrics: Registry;
 }
 
-/** Each handler is typed by its job; the table holds them erased (the processor validated the payload). */
-type Handler = (ctx: JobContext<never, never>) => Promise<unknown>;
+/** One attempt of a job as the processor received it, before its name is known to be ours. */
+interface Attempt {
+  readonly queue: QueueName;
+  readonly job: Job<JobData>;
+  readonly token: string | undefined;
+  /** BullMQ's: aborted when the job is cancelled. */
+  readonly signal: AbortSignal | undefined;
+  readonly started: number;
+  readonly log: Logger;
+  observe(status: string): void;
+}
 
-const HANDLERS: Record<JobName, Handler> = {
-  warm: warmHandler,
-  invalidate: invalidateHandler,
-  'invalidate-slice': invalidateSliceHandler,
-};
+/**
+ * The cursor an earlier attempt saved, checked against the catalogue: one that no longer parses
+ * (saved by another version) is dropped and the job starts over, which every handler allows.
+ */
+function savedState<N extends JobName>(name: N, saved: unknown, log: Logger): StateOf<N> | undefined {
+  if (saved === undefined || saved === null) return undefined;
+  const parsed = JOBS[name].state.safeParse(saved);
+  if (parsed.success) return parsed.data as StateOf<N>; // the entry is N's (see parsePayload)
+  log.warn(
+    { err: issueMessage(parsed.error, { root: '(state)' }) },
+    'saved cursor unreadable: starting over',
+  );
+  return undefined;
+}
+
+/**
+ * What BullMQ is handed to fail an attempt: it keeps the message as the job's failedReason (read
+ * by the API, the CLI and the dashboard), so a coded error's code goes in front there, once. A
+ * permanent failure is an UnrecoverableError (no retries). The trace stays the original's.
+ */
+function failureOf(error: unknown, permanent: boolean): unknown {
+  if (!permanent && !isCodedError(error)) return error;
+  const failure = permanent
+    ? new UnrecoverableError(formatError(error))
+    : new Error(formatError(error), { cause: error });
+  if (error instanceof Error && error.stack !== undefined) failure.stack = error.stack;
+  return failure;
+}
 
 /**
  * The worker side: one BullMQ Worker per served queue with its own concurrency, a processor that
@@ -119,26 +162,35 @@ export class FleetRuntime {
     signal?: AbortSignal,
   ): Promise<unknown> {
     const started = performance.now();
-    const log = this.#deps.logger.child({
-      jobId: job.id,
-      queue,
-      job: job.name,
-      attempt: job.attemptsMade + 1,
-    });
     const name = job.name;
-    const observe = (status: string) =>
-      this.#duration.observe({ queue, name, status }, (performance.now() - started) / 1000);
+    const attempt: Attempt = {
+      queue,
+      job,
+      token,
+      signal,
+      started,
+      log: this.#deps.logger.child({ jobId: job.id, queue, job: name, attempt: job.attemptsMade + 1 }),
+      observe: (status) =>
+        this.#duration.observe({ queue, name, status }, (performance.now() - started) / 1000),
+    };
     if (!isJobName(name) || JOBS[name].queue !== queue) {
       this.#failures.inc({ queue, name, reason: 'invalid' });
-      throw new UnrecoverableError(`E_JOB_UNKNOWN: no job named ${JSON.stringify(name)} on queue ${queue}`);
+      const error = new JobError('E_JOB_UNKNOWN', `no job named ${JSON.stringify(name)} on queue ${queue}`);
+      throw failureOf(error, true);
     }
-    let payload: unknown;
+    return this.#run(name, attempt);
+  }
+
+  /** One attempt of job `name`, typed from here on by its catalogue entry. */
+  async #run<N extends JobName>(name: N, attempt: Attempt): Promise<ResultOf<N>> {
+    const { queue, job, token, log, observe } = attempt;
+    let payload: PayloadOf<N>;
     try {
       payload = parsePayload(name, job.data?.payload);
     } catch (error) {
       this.#failures.inc({ queue, name, reason: 'invalid' });
-      log.warn({ err: (error as Error).message }, 'job refused: invalid payload');
-      throw new UnrecoverableError((error as Error).message);
+      log.warn({ err: formatError(error) }, 'job refused: invalid payload');
+      throw failureOf(error, true);
     }
     const policy = JOBS[name];
     if (policy.dedupe === 'payload' && job.attemptsMade === 0) await job.removeDeduplicationKey();
@@ -150,11 +202,11 @@ export class FleetRuntime {
     const onShutdown = () => abort(new AbortedError('shutdown'));
     const onCancel = () => abort(new AbortedError('cancelled'));
     this.#shutdown.signal.addEventListener('abort', onShutdown);
-    signal?.addEventListener('abort', onCancel);
-    const ctx: JobContext<unknown, object> = {
+    attempt.signal?.addEventListener('abort', onCancel);
+    const ctx: JobContext<N> = {
       job,
       payload,
-      state: job.data.state,
+      state: savedState(name, job.data?.state, log),
       signal: controller.signal,
       token,
       cache: this.#deps.cache,
@@ -163,14 +215,14 @@ export class FleetRuntime {
       log,
       namespace: this.#namespace,
       save: async (state) => {
-        await job.updateData({ payload: job.data.payload, state: state as Record<string, unknown> });
+        await job.updateData({ payload: job.data.payload, state });
       },
       progress: (p) => job.updateProgress(p),
     };
     try {
-      const result = await HANDLERS[name](ctx as unknown as JobContext<never, never>);
+      const result = await HANDLERS[name](ctx);
       observe('completed');
-      log.info({ result, ms: Math.round(performance.now() - started) }, 'job completed');
+      log.info({ result, ms: Math.round(performance.now() - attempt.started) }, 'job completed');
       return result;
     } catch (error) {
       if (error instanceof WaitingChildrenError) {
@@ -187,14 +239,14 @@ export class FleetRuntime {
       const reason = error instanceof AbortedError ? error.reason : 'error';
       this.#failures.inc({ queue, name, reason });
       observe('failed');
-      log.warn({ err: (error as Error).message, reason }, 'job attempt failed');
-      // A job that names no known namespace (or breaks another catalogue rule) will never succeed.
-      if (isJobError(error)) throw new UnrecoverableError(error.message);
-      throw error;
+      log.warn({ err: formatError(error), reason }, 'job attempt failed');
+      // A job that names no known namespace (or breaks another catalogue rule) will never succeed;
+      // an aborted attempt (timeout, cancel) continues from its cursor on the next.
+      throw failureOf(error, isJobError(error) && !(error instanceof AbortedError));
     } finally {
       clearTimeout(timer);
       this.#shutdown.signal.removeEventListener('abort', onShutdown);
-      signal?.removeEventListener('abort', onCancel);
+      attempt.signal?.removeEventListener('abort', onCancel);
     }
   }
 
@@ -234,6 +286,9 @@ async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> 
   }
 }
 
+/** Every queue at its default concurrency: what a worker serves unless told otherwise. */
+export const DEFAULT_QUEUE_LIST = QUEUE_NAMES.map((q) => `${q}:${DEFAULT_CONCURRENCY[q]}`).join(',');
+
 /** `warm:2,invalidate:4` or `warm,invalidate` (concurrency `fallback`) → per-queue concurrency. */
 export function parseQueueList(spec: string, fallback = 1): QueueConcurrency[] {
   const out: QueueConcurrency[] = [];
@@ -243,15 +298,21 @@ export function parseQueueList(spec: string, fallback = 1): QueueConcurrency[] {
     .filter(Boolean)) {
     const [name, n] = part.split(':');
     if (!QUEUE_NAMES.includes(name as QueueName)) {
-      throw new Error(`unknown queue ${JSON.stringify(name)} (queues: ${QUEUE_NAMES.join(', ')})`);
+      throw new JobError(
+        'E_JOB_CONFIG',
+        `unknown queue ${JSON.stringify(name)} (queues: ${QUEUE_NAMES.join(', ')})`,
+      );
     }
     const concurrency = n === undefined ? fallback : Number(n);
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 256) {
-      throw new Error(`concurrency of ${name} must be an integer 1–256, got ${JSON.stringify(n)}`);
+      throw new JobError(
+        'E_JOB_CONFIG',
+        `concurrency of ${name} must be an integer 1–256, got ${JSON.stringify(n)}`,
+      );
     }
-    if (out.some((q) => q.queue === name)) throw new Error(`queue ${name} listed twice`);
+    if (out.some((q) => q.queue === name)) throw new JobError('E_JOB_CONFIG', `queue ${name} listed twice`);
     out.push({ queue: name as QueueName, concurrency });
   }
-  if (out.length === 0) throw new Error('no queues to serve');
+  if (out.length === 0) throw new JobError('E_JOB_CONFIG', 'no queues to serve');
   return out;
 }

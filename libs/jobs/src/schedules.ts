@@ -1,13 +1,12 @@
-import { boolishSchema, pickEnv } from '@cachefleet/tiered-cache';
+import { boolishSchema, type Env, parseEnv } from '@cachefleet/config';
 import { z } from 'zod';
-import { canonicalJson, isJobName, JOBS, type JobName } from './catalogue.js';
+import { canonicalJson, isJobName, JOBS, type JobName, type PayloadInputOf } from './catalogue.js';
 import { type JobClient, jobOptions, parsePayload } from './client.js';
 import { JobError } from './errors.js';
 
 /**
- * Recurring jobs as configuration (REQUIREMENTS C5; later kinds — backup every 6 h, tuning every
- * minute — are one more entry). Each is a BullMQ job scheduler: every replica upserts the same
- * id at start, and BullMQ makes one job per tick of an id however many replicas do.
+ * Recurring jobs as configuration (REQUIREMENTS C5). Each is a BullMQ job scheduler: every replica
+ * upserts the same id at start, and BullMQ makes one job per tick of an id however many replicas do.
  */
 export interface Schedule {
   /** Scheduler id; ours start with `cachefleet-` so that stale ones can be told apart and removed. */
@@ -21,48 +20,69 @@ export interface Schedule {
 
 export const SCHEDULE_PREFIX = 'cachefleet-';
 
-export const SCHEDULE_ENV_VARS = {
+/** A recurring job of the deployment, its cron read from `variable`. */
+export interface ScheduledJob<N extends JobName = JobName> {
+  readonly variable: string;
+  /** Scheduler id, after SCHEDULE_PREFIX. */
+  readonly id: string;
+  readonly name: N;
+  readonly payload: PayloadInputOf<N>;
+  /** Default cron (UTC). */
+  readonly cron: string;
+  /** What it does and when by default, for the help text. */
+  readonly what: string;
+}
+
+function scheduled<N extends JobName>(job: ScheduledJob<N>): ScheduledJob {
+  return job;
+}
+
+/** The recurring jobs: a new one (backup every 6 h, tuning every minute) is one more line. */
+export const SCHEDULED: readonly ScheduledJob[] = [
+  scheduled({
+    variable: 'SCHEDULE_WARM_ALL',
+    id: 'warm-all',
+    name: 'warm',
+    payload: { type: 'all' },
+    cron: '0 2 * * *',
+    what: 'the full warm (daily 02:00)',
+  }),
+  scheduled({
+    variable: 'SCHEDULE_WARM_HOT',
+    id: 'warm-hot',
+    name: 'warm',
+    payload: { type: 'hot' },
+    cron: '0 */6 * * *',
+    what: 'the hot warm (every 6 h)',
+  }),
+];
+
+export const SCHEDULE_ENV_VARS: Readonly<Record<string, string>> = {
   SCHEDULES_ENABLED: 'whether this process installs the schedules (default true)',
-  SCHEDULE_WARM_ALL: 'cron (UTC) of the full warm, or "off" (default 0 2 * * *: daily 02:00)',
-  SCHEDULE_WARM_HOT: 'cron (UTC) of the hot warm, or "off" (default 0 */6 * * *: every 6 h)',
-} as const;
+  ...Object.fromEntries(
+    SCHEDULED.map((s) => [s.variable, `cron (UTC) of ${s.what}, or "off" (default ${s.cron})`]),
+  ),
+};
 
 const cron = z
   .string()
   .trim()
   .regex(/^(off|(\S+\s+){4,5}\S+)$/, 'a cron expression of 5 or 6 fields, or "off"');
 
-const envSchema = z.object({
-  SCHEDULES_ENABLED: boolishSchema.default(true),
-  SCHEDULE_WARM_ALL: cron.default('0 2 * * *'),
-  SCHEDULE_WARM_HOT: cron.default('0 */6 * * *'),
-});
+const enabledSchema = z.object({ SCHEDULES_ENABLED: boolishSchema.default(true) });
+const cronsSchema = z.object(Object.fromEntries(SCHEDULED.map((s) => [s.variable, cron.default(s.cron)])));
 
 /** The schedules of this deployment from the environment; a bad value throws naming the variable. */
-export function loadSchedules(env: Readonly<Record<string, string | undefined>>): Schedule[] | undefined {
-  const parsed = envSchema.safeParse(pickEnv(env, Object.keys(SCHEDULE_ENV_VARS)));
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new JobError('E_JOB_CONFIG', `${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`);
-  }
-  const e = parsed.data;
-  if (!e.SCHEDULES_ENABLED) return undefined;
-  const out: Schedule[] = [];
-  if (e.SCHEDULE_WARM_ALL !== 'off')
-    out.push({
-      id: `${SCHEDULE_PREFIX}warm-all`,
-      name: 'warm',
-      payload: { type: 'all' },
-      pattern: e.SCHEDULE_WARM_ALL,
-    });
-  if (e.SCHEDULE_WARM_HOT !== 'off')
-    out.push({
-      id: `${SCHEDULE_PREFIX}warm-hot`,
-      name: 'warm',
-      payload: { type: 'hot' },
-      pattern: e.SCHEDULE_WARM_HOT,
-    });
-  return out;
+export function loadSchedules(env: Env): Schedule[] | undefined {
+  const fail = (message: string, cause: z.ZodError) => new JobError('E_JOB_CONFIG', message, { cause });
+  const { SCHEDULES_ENABLED } = parseEnv(enabledSchema, env, fail);
+  const crons = parseEnv(cronsSchema, env, fail);
+  if (!SCHEDULES_ENABLED) return undefined;
+  return SCHEDULED.flatMap((s) => {
+    const pattern = crons[s.variable];
+    if (pattern === undefined || pattern === 'off') return [];
+    return [{ id: `${SCHEDULE_PREFIX}${s.id}`, name: s.name, payload: s.payload, pattern }];
+  });
 }
 
 /**

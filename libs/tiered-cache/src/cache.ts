@@ -401,10 +401,7 @@ export class Cache {
       });
     const redis = (): RedisStore => {
       if (o.redis === undefined) {
-        throw new CacheError(
-          'E_CACHE_CONFIG',
-          `Invalid cache configuration: redis: required when impl is "${impl}"`,
-        );
+        throw new CacheError('E_CACHE_CONFIG', `redis: required when impl is "${impl}"`);
       }
       const client = createRedisClient(o.redis, {
         role: 'cache',

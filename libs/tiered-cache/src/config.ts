@@ -1,5 +1,12 @@
+import {
+  boolishSchema,
+  type Env,
+  hostListSchema,
+  intSchema,
+  issueMessage,
+  parseEnv,
+} from '@cachefleet/config';
 import { z } from 'zod';
-import { boolishSchema, hostListSchema, pickEnv } from './env.js';
 import { CacheError } from './errors.js';
 
 const hostPort = z.object({ host: z.string().min(1), port: z.number().int().min(1).max(65535) });
@@ -125,13 +132,10 @@ export type ResolvedCacheOptions = z.output<typeof cacheOptionsSchema>;
 
 export function resolveCacheOptions(options: CacheOptions): ResolvedCacheOptions {
   const parsed = cacheOptionsSchema.safeParse(options);
-  if (!parsed.success) throw configError(parsed.error, (path) => path);
+  if (!parsed.success) throw configError(issueMessage(parsed.error), parsed.error);
   const resolved = parsed.data;
   if ((resolved.impl === 'redis' || resolved.impl === 'tiered') && resolved.redis === undefined) {
-    throw new CacheError(
-      'E_CACHE_CONFIG',
-      `Invalid cache configuration: redis: required when impl is "${resolved.impl}"`,
-    );
+    throw configError(`redis: required when impl is "${resolved.impl}"`);
   }
   return resolved;
 }
@@ -168,7 +172,7 @@ export const ENV_VARS = {
 type EnvVar = keyof typeof ENV_VARS;
 
 const boolish = boolishSchema;
-const intish = z.coerce.number().int();
+const intish = intSchema;
 const hostList = hostListSchema;
 
 const envSchema = z.object({
@@ -204,10 +208,8 @@ const envSchema = z.object({
  * Reads the A4 switches from an environment object (pass `process.env`; the library never reads
  * it by itself) and validates them. A bad value throws E_CACHE_CONFIG naming the variable.
  */
-export function loadCacheConfig(env: Readonly<Record<string, string | undefined>>): ResolvedCacheOptions {
-  const parsed = envSchema.safeParse(pickEnv(env, Object.keys(ENV_VARS)));
-  if (!parsed.success) throw configError(parsed.error, (path) => path);
-  const e = parsed.data;
+export function loadCacheConfig(env: Env): ResolvedCacheOptions {
+  const e = parseEnv(envSchema, env, configError);
   const impl = e.FEATURE_CACHE ? (e.CACHE_IMPL ?? 'tiered') : 'null';
   const needsRedis = impl === 'redis' || impl === 'tiered';
   const redis = needsRedis ? redisFromEnv(e) : undefined;
@@ -252,13 +254,15 @@ export function loadCacheConfig(env: Readonly<Record<string, string | undefined>
     },
   };
   const resolved = cacheOptionsSchema.safeParse(options);
-  if (!resolved.success) throw configError(resolved.error, optionPathToEnv);
+  if (!resolved.success) {
+    const message = issueMessage(resolved.error, { name: (path) => optionPathToEnv(path.join('.')) });
+    throw configError(message, resolved.error);
+  }
   return resolved.data;
 }
 
 function redisFromEnv(e: z.output<typeof envSchema>): RedisConnection {
-  const missing = (name: EnvVar, why: string) =>
-    new CacheError('E_CACHE_CONFIG', `Invalid cache configuration: ${name}: required ${why}`);
+  const missing = (name: EnvVar, why: string) => configError(`${name}: required ${why}`);
   switch (e.CACHE_REDIS_MODE) {
     case 'single':
       if (e.CACHE_REDIS_URL === undefined) throw missing('CACHE_REDIS_URL', 'when CACHE_REDIS_MODE=single');
@@ -290,12 +294,6 @@ function optionPathToEnv(path: string): string {
   return hit ? hit[0] : path;
 }
 
-function configError(error: z.ZodError, name: (path: string) => string): CacheError {
-  const parts = error.issues.map((issue) => {
-    const path = issue.path.join('.');
-    return `${name(path) || '(root)'}: ${issue.message}`;
-  });
-  return new CacheError('E_CACHE_CONFIG', `Invalid cache configuration: ${parts.join('; ')}`, {
-    cause: error,
-  });
+function configError(message: string, cause?: z.ZodError): CacheError {
+  return new CacheError('E_CACHE_CONFIG', message, { cause });
 }

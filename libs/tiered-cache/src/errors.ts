@@ -1,9 +1,13 @@
+import { CodedError } from '@cachefleet/config';
+
 /**
  * Every error the library hands out carries one of these codes. The text is the documentation:
- * README's error table is checked against it by a test.
+ * README's error table is checked against it by a test (test/error-codes.test.ts).
  */
 export const ERROR_CODES = {
   E_CACHE_CONFIG: 'The cache configuration is invalid; the message names the field.',
+  E_CACHE_INVALID_NAMESPACE:
+    'A namespace definition (defineNamespace) is invalid; the message names the namespace and the field.',
   E_CACHE_L2_UNAVAILABLE:
     'Redis (L2) is not connected or its circuit breaker is open; the call was not sent. Reads fall back to L1 and the loader.',
   E_CACHE_L2_FAILED: 'A Redis (L2) command failed or timed out; `cause` holds the driver error.',
@@ -18,13 +22,9 @@ export const ERROR_CODES = {
 
 export type CacheErrorCode = keyof typeof ERROR_CODES;
 
-export class CacheError extends Error {
-  readonly code: CacheErrorCode;
-
-  constructor(code: CacheErrorCode, message?: string, options?: { cause?: unknown }) {
-    super(message ?? ERROR_CODES[code], options);
-    this.name = 'CacheError';
-    this.code = code;
+export class CacheError extends CodedError<CacheErrorCode> {
+  constructor(code: CacheErrorCode, message: string = ERROR_CODES[code], options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 

@@ -35,7 +35,6 @@ export {
 } from './drivers/redis.js';
 export type { HotKey, UnlinkStep } from './drivers/redis-bulk.js';
 export { TieredStore } from './drivers/tiered.js';
-export { boolishSchema, hostListSchema, pickEnv } from './env.js';
 export { CacheError, type CacheErrorCode, ERROR_CODES, isCacheError } from './errors.js';
 export { FleetOps, type WarmBatchResult } from './fleet.js';
 export { DEFAULT_ID_SCHEMA, defineNamespace, type Namespace, type NamespaceDefinition } from './namespace.js';

@@ -1,4 +1,6 @@
+import { issueMessage } from '@cachefleet/config';
 import { z } from 'zod';
+import { CacheError } from './errors.js';
 
 /**
  * One kind of cached data, described once and imported by API pods and workers alike:
@@ -66,9 +68,10 @@ let nextIndex = 0;
 export function defineNamespace<T>(definition: NamespaceDefinition<T>): Namespace<T> {
   const parsed = definitionSchema.safeParse(definition);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new TypeError(
-      `defineNamespace(${JSON.stringify(definition.name)}): ${issue?.path.join('.') ?? ''}: ${issue?.message ?? 'invalid'}`,
+    throw new CacheError(
+      'E_CACHE_INVALID_NAMESPACE',
+      `defineNamespace(${JSON.stringify(definition.name)}): ${issueMessage(parsed.error)}`,
+      { cause: parsed.error },
     );
   }
   const idSchema = definition.idSchema;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { CacheError, createCache, ENV_VARS, ERROR_CODES, loadCacheConfig } from '../src/index.js';
+import { CacheError, createCache, ENV_VARS, loadCacheConfig } from '../src/index.js';
 
 function configError(fn: () => unknown): string {
   try {
@@ -80,9 +80,6 @@ describe('configuration from the environment (A4)', () => {
 
 describe('documentation', () => {
   const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
-  it('documents every error code', () => {
-    for (const code of Object.keys(ERROR_CODES)) expect(readme, code).toContain(code);
-  });
   it('documents every environment variable', () => {
     for (const name of Object.keys(ENV_VARS)) expect(readme, name).toContain(name);
   });

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { DEFAULT_ID_SCHEMA, defineNamespace } from '../src/index.js';
+import { CacheError, DEFAULT_ID_SCHEMA, defineNamespace } from '../src/index.js';
 
 const base = { version: 1, ttl: { l1: 1, l2: 1 }, schema: z.string(), load: async () => 'x' };
 
@@ -14,6 +14,13 @@ describe('defineNamespace', () => {
     expect(() => defineNamespace({ ...base, name: 'Bad Name' })).toThrow(/name/);
     expect(() => defineNamespace({ ...base, name: 'ok', version: 0 })).toThrow(/version/);
     expect(() => defineNamespace({ ...base, name: 'ok', ttl: { l1: 0, l2: 1 } })).toThrow(/ttl\.l1/);
+    expect(() => defineNamespace({ ...base, name: 'ok', version: 0 })).toThrow(
+      expect.objectContaining({
+        code: 'E_CACHE_INVALID_NAMESPACE',
+        message: expect.stringMatching(/^defineNamespace\("ok"\): version: /),
+      }),
+    );
+    expect(() => defineNamespace({ ...base, name: 'Bad Name' })).toThrow(CacheError);
   });
 
   it('the fast default id check agrees with DEFAULT_ID_SCHEMA on any string', () => {

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { invalidatePayload, type PayloadInputOf } from '@cachefleet/jobs';
+import { invalidatePayload, invalidatePayloadOf } from '@cachefleet/jobs';
 import { check, commaList, parseFlags, usage } from '../args.js';
 import { type Command, SUBMIT_HELP, SUBMIT_OPTIONS } from '../command.js';
 import { submit } from '../submit.js';
@@ -52,14 +52,7 @@ ${SUBMIT_HELP}`,
     if (given.filter(Boolean).length !== 1) {
       throw usage(`give exactly one of ${SCOPES.join(', ')}`);
     }
-    const payload: PayloadInputOf<'invalidate'> =
-      values.pattern !== undefined
-        ? { scope: 'pattern', namespace, pattern: values.pattern }
-        : keys !== undefined
-          ? { scope: 'keys', namespace, keys }
-          : tags !== undefined
-            ? { scope: 'tags', namespace, tags }
-            : { scope: 'namespace', namespace };
+    const payload = invalidatePayloadOf({ namespace, pattern: values.pattern, keys, tags, all: values.all });
     // Checked before any connection: a refused payload never becomes a job (exit 2).
     const parsed = check(invalidatePayload, payload, flagOf, 'E_JOB_INVALID_PAYLOAD');
     return submit(session, 'invalidate', parsed, values);

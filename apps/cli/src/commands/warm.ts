@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { type PayloadInputOf, warmPayload } from '@cachefleet/jobs';
+import { warmPayload, warmPayloadOf } from '@cachefleet/jobs';
 import { z } from 'zod';
 import { check, commaList, flagName, parseFlags, usage, wholeNumber } from '../args.js';
 import { type Command, SUBMIT_HELP, SUBMIT_OPTIONS } from '../command.js';
@@ -64,22 +64,16 @@ ${SUBMIT_HELP}`,
     const kind = kindArg as Kind;
     const namespaces = commaList(values.namespace);
     if (values.top !== undefined && kind !== 'hot') throw usage('--top: only for warm hot');
-    let payload: PayloadInputOf<'warm'>;
     if (kind === 'keys') {
       if (namespaces === undefined || namespaces.length !== 1) {
         throw usage('--namespace: warm keys needs exactly one namespace');
       }
       if (ids.length === 0) throw usage('<id>: warm keys needs at least one id');
-      payload = { type: 'keys', namespace: namespaces[0] as string, keys: ids };
-    } else {
-      if (ids.length > 0)
-        throw usage(`unexpected argument ${JSON.stringify(ids[0])} (only warm keys takes ids)`);
-      const { top } = check(z.object({ top: wholeNumber.optional() }), values, flagName);
-      payload =
-        kind === 'hot'
-          ? { type: kind, ...(namespaces ? { namespaces } : {}), ...(top !== undefined ? { top } : {}) }
-          : { type: kind, ...(namespaces ? { namespaces } : {}) };
+    } else if (ids.length > 0) {
+      throw usage(`unexpected argument ${JSON.stringify(ids[0])} (only warm keys takes ids)`);
     }
+    const { top } = check(z.object({ top: wholeNumber.optional() }), values, flagName);
+    const payload = warmPayloadOf({ type: kind, namespaces, top, keys: ids });
     // Checked here, before any connection: a refused payload never needs Redis (exit 2).
     const parsed = check(warmPayload, payload, flagOf, 'E_JOB_INVALID_PAYLOAD');
     return submit(session, 'warm', parsed, values);

@@ -1,7 +1,7 @@
 import type { Cache, Namespace, Result } from '@cachefleet/tiered-cache';
 import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
-import type { JobData } from '../catalogue.js';
+import type { JobData, JobName, PayloadOf, ResultOf, StateOf } from '../catalogue.js';
 import type { JobClient } from '../client.js';
 import { JobError } from '../errors.js';
 
@@ -13,12 +13,13 @@ export interface Definitions {
   close(): Promise<void>;
 }
 
-/** Everything a handler may touch; built per job by the runtime. */
-export interface JobContext<P, S extends object> {
-  readonly job: Job<JobData<P>>;
-  readonly payload: P;
-  /** The cursor saved by an earlier attempt (undefined on the first). */
-  readonly state: S | undefined;
+/** Everything a handler of job `N` may touch, typed from its catalogue entry; built per job by the runtime. */
+export interface JobContext<N extends JobName> {
+  readonly job: Job<JobData>;
+  /** Validated against the catalogue before the handler runs. */
+  readonly payload: PayloadOf<N>;
+  /** The cursor saved by an earlier attempt (undefined on the first, or if it no longer parses). */
+  readonly state: StateOf<N> | undefined;
   /** Aborts at the job's timeout or when the worker shuts down: save and stop at the next batch. */
   readonly signal: AbortSignal;
   readonly token: string | undefined;
@@ -28,14 +29,20 @@ export interface JobContext<P, S extends object> {
   readonly log: Logger;
   namespace(name: string): Namespace<unknown>;
   /** Saves the cursor in the job's data, so the next attempt (on any worker) continues from it. */
-  save(state: S): Promise<void>;
+  save(state: StateOf<N>): Promise<void>;
   progress(progress: Record<string, number | string>): Promise<void>;
 }
 
-export class AbortedError extends Error {
+/** A job kind's handler: its payload, state and result are the catalogue's. */
+export type JobHandler<N extends JobName> = (ctx: JobContext<N>) => Promise<ResultOf<N>>;
+
+/** One handler per job of the catalogue (as trigger.dev's WorkerCatalog): a kind without one does not compile. */
+export type JobHandlers = { readonly [N in JobName]: JobHandler<N> };
+
+/** Thrown at a batch boundary once the attempt was asked to stop (its cursor is saved by then). */
+export class AbortedError extends JobError {
   constructor(readonly reason: 'timeout' | 'shutdown' | 'cancelled') {
-    super(`job aborted: ${reason}`);
-    this.name = 'AbortedError';
+    super('E_JOB_ABORTED', `the attempt was stopped: ${reason}`);
   }
 }
 

@@ -1,26 +1,12 @@
 import { WaitingChildrenError } from 'bullmq';
-import {
-  type InvalidatePayload,
-  type InvalidateResult,
-  type InvalidateSlicePayload,
-  JOBS,
-  type SliceResult,
-} from '../catalogue.js';
-import { jobOptions } from '../client.js';
+import type { InvalidatePayload, InvalidateResult, SliceResult, SliceState } from '../catalogue.js';
+import { addSlices, countSlices } from '../slices.js';
 import { checkpoint, type JobContext, must } from './context.js';
 
 /** Ids per `delete` call of a keys invalidation. */
 const KEYS_BATCH = 1_000;
 
-/** A pattern invalidation's steps (BullMQ step-job pattern; see docs/design-fleet.md). */
-export type InvalidateState =
-  | { readonly step: 'keys'; readonly offset: number; readonly removed: number }
-  | { readonly step: 'fan-out'; readonly match: string; readonly masters: readonly string[] }
-  | { readonly step: 'wait'; readonly masters: readonly string[] };
-
-export async function invalidateHandler(
-  ctx: JobContext<InvalidatePayload, InvalidateState>,
-): Promise<InvalidateResult> {
+export async function invalidateHandler(ctx: JobContext<'invalidate'>): Promise<InvalidateResult> {
   const p = ctx.payload;
   const ns = ctx.namespace(p.namespace);
   switch (p.scope) {
@@ -57,7 +43,7 @@ export async function invalidateHandler(
  * ignored by BullMQ; `moveToWaitingChildren` is asked again).
  */
 async function patternSteps(
-  ctx: JobContext<InvalidatePayload, InvalidateState>,
+  ctx: JobContext<'invalidate'>,
   p: Extract<InvalidatePayload, { scope: 'pattern' }>,
 ): Promise<InvalidateResult> {
   const ns = ctx.namespace(p.namespace);
@@ -70,29 +56,18 @@ async function patternSteps(
   }
   if (state.step === 'fan-out') {
     const { match, masters } = state;
-    const job = ctx.job;
-    const queue = ctx.jobs.queue(JOBS['invalidate-slice'].queue);
-    await Promise.all(
-      masters.map((master, i) => {
-        const payload: InvalidateSlicePayload = {
-          namespace: p.namespace,
-          pattern: p.pattern,
-          match,
-          master,
-          // SCAN + UNLINK of 1,000 a step took 1–5 ms of Redis each (reader p99 3.4–5 ms in the
-          // bench); 200 a step kept the same keys/s with a reader p99 of ~1 ms.
-          count: 200,
-        };
-        return queue.add(
-          'invalidate-slice',
-          { payload },
-          {
-            ...jobOptions('invalidate-slice', payload, `${job.id}-slice-${i}`),
-            parent: { id: job.id as string, queue: job.queueQualifiedName },
-            failParentOnFailure: true,
-          },
-        );
-      }),
+    await addSlices(
+      ctx.jobs,
+      ctx.job,
+      masters.map((master) => ({
+        namespace: p.namespace,
+        pattern: p.pattern,
+        match,
+        master,
+        // SCAN + UNLINK of 1,000 a step took 1–5 ms of Redis each (reader p99 3.4–5 ms in the
+        // bench); 200 a step kept the same keys/s with a reader p99 of ~1 ms.
+        count: 200,
+      })),
     );
     await ctx.save({ step: 'wait', masters });
     await ctx.progress({ step: 'wait', slices: masters.length });
@@ -101,29 +76,15 @@ async function patternSteps(
     throw new WaitingChildrenError();
   }
   const values = Object.values(await ctx.job.getChildrenValues<SliceResult>());
-  let removed = 0;
-  let scanned = 0;
-  for (const v of values) {
-    removed += v.unlinked;
-    scanned += v.scanned;
-  }
+  const { unlinked: removed, scanned } = countSlices(values);
   // Every master is walked: one event makes every pod drop the pattern from its L1.
   must(await ctx.cache.fleet.endWalk(ns, p.pattern));
   await ctx.progress({ step: 'done', slices: values.length, removed });
   return { scope: 'pattern', namespace: ns.name, removed, slices: values.length, scanned };
 }
 
-/** Saved cursor of one master's walk. */
-export interface SliceState {
-  readonly cursor: string;
-  readonly scanned: number;
-  readonly unlinked: number;
-}
-
 /** SCAN + UNLINK one master in batches; the cursor is saved after each (resumable after SIGKILL). */
-export async function invalidateSliceHandler(
-  ctx: JobContext<InvalidateSlicePayload, SliceState>,
-): Promise<SliceResult> {
+export async function invalidateSliceHandler(ctx: JobContext<'invalidate-slice'>): Promise<SliceResult> {
   const p = ctx.payload;
   let state: SliceState = ctx.state ?? { cursor: '0', scanned: 0, unlinked: 0 };
   let first = ctx.state === undefined;

@@ -1,28 +1,9 @@
 import type { Namespace, WarmBatchResult } from '@cachefleet/tiered-cache';
-import type { WarmPayload, WarmResult } from '../catalogue.js';
+import type { WarmResult, WarmState, WarmTotals } from '../catalogue.js';
 import { checkpoint, type JobContext, must } from './context.js';
 
 /** Ids per batch: one snapshot round trip, one loadMany, one script call per 500 entries. */
 export const WARM_BATCH = 1_000;
-
-/** The cursor of a warm: which namespace, how far in it, and the totals so far. */
-export interface WarmState {
-  readonly index: number;
-  /** `all`: the last id done (keyset paging); the others: how many ids of the list are done. */
-  readonly after?: string;
-  readonly offset?: number;
-  /** `hot`: the ids chosen at the start of this namespace, so a resumed job warms the same set. */
-  readonly hot?: readonly string[];
-  readonly totals: WarmTotals;
-}
-
-export interface WarmTotals {
-  requested: number;
-  loaded: number;
-  written: number;
-  changed: number;
-  invalid: number;
-}
 
 /**
  * Warms namespaces batch by batch (docs/design-fleet.md): `all` pages ids from the definition,
@@ -30,7 +11,7 @@ export interface WarmTotals {
  * (and asks every pod to copy those into L1), `keys` the payload's ids. The cursor is saved after
  * every batch, so a killed worker's job continues where it stopped.
  */
-export async function warmHandler(ctx: JobContext<WarmPayload, WarmState>): Promise<WarmResult> {
+export async function warmHandler(ctx: JobContext<'warm'>): Promise<WarmResult> {
   const p = ctx.payload;
   const names = planNamespaces(ctx);
   let state: WarmState = ctx.state ?? { index: 0, totals: zero() };
@@ -111,7 +92,7 @@ export async function warmHandler(ctx: JobContext<WarmPayload, WarmState>): Prom
 }
 
 async function warmBatch(
-  ctx: JobContext<WarmPayload, WarmState>,
+  ctx: JobContext<'warm'>,
   ns: Namespace<unknown>,
   ids: readonly string[],
   totals: WarmTotals,
@@ -127,7 +108,7 @@ function addTotals(totals: WarmTotals, r: WarmBatchResult): void {
   totals.invalid += r.invalid;
 }
 
-function planNamespaces(ctx: JobContext<WarmPayload, WarmState>): string[] {
+function planNamespaces(ctx: JobContext<'warm'>): string[] {
   const p = ctx.payload;
   if (p.type === 'keys') return [p.namespace];
   const all = ctx.definitions.namespaces.map((ns) => ns.name);
@@ -138,10 +119,7 @@ function planNamespaces(ctx: JobContext<WarmPayload, WarmState>): string[] {
   return [...new Set(chosen)];
 }
 
-async function listOf(
-  ctx: JobContext<WarmPayload, WarmState>,
-  ns: Namespace<unknown>,
-): Promise<readonly string[]> {
+async function listOf(ctx: JobContext<'warm'>, ns: Namespace<unknown>): Promise<readonly string[]> {
   const p = ctx.payload;
   switch (p.type) {
     case 'keys':

@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { loadWorkerConfig, WorkerError } from '../src/index.js';
+
+function refusal(env: Record<string, string>, argv: string[] = []): WorkerError {
+  try {
+    loadWorkerConfig(env, argv);
+  } catch (error) {
+    if (error instanceof WorkerError) return error;
+    throw error;
+  }
+  throw new Error('expected a refusal');
+}
+
+describe('worker settings', () => {
+  it('serves every queue at its default concurrency unless told; --queues wins over WORKER_QUEUES', () => {
+    expect(loadWorkerConfig({}, []).queues).toEqual([
+      { queue: 'warm', concurrency: 2 },
+      { queue: 'invalidate', concurrency: 4 },
+    ]);
+    expect(loadWorkerConfig({ WORKER_QUEUES: 'warm:3' }, ['--queues', 'invalidate:1']).queues).toEqual([
+      { queue: 'invalidate', concurrency: 1 },
+    ]);
+  });
+
+  it('refuses a bad setting with E_WORKER_CONFIG naming the variable or the flag', () => {
+    for (const [env, argv, message] of [
+      [{ WORKER_HTTP_PORT: '70000' }, [], /^WORKER_HTTP_PORT: /],
+      [{ WORKER_LOCK_MS: '5' }, [], /^WORKER_LOCK_MS: /],
+      [{ WORKER_QUEUES: 'warm,backup' }, [], /^WORKER_QUEUES: unknown queue "backup"/],
+      [{ WORKER_QUEUES: 'warm' }, ['--queues', 'warm:0'], /^--queues: concurrency of warm/],
+      [{}, ['--queues'], /^--queues: expected a list/],
+    ] as const) {
+      const error = refusal(env, [...argv]);
+      expect(error.code).toBe('E_WORKER_CONFIG');
+      expect(error.message).toMatch(message);
+    }
+    // The queue list's own error is kept as the cause.
+    expect(refusal({ WORKER_QUEUES: 'nope' }).cause).toMatchObject({ code: 'E_JOB_CONFIG' });
+  });
+});

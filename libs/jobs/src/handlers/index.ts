@@ -1,0 +1,10 @@
+import type { JobHandlers } from './context.js';
+import { invalidateHandler, invalidateSliceHandler } from './invalidate.js';
+import { warmHandler } from './warm.js';
+
+/** One line per job of the catalogue: the mapped type refuses a missing one or a mistyped one. */
+export const HANDLERS: JobHandlers = {
+  warm: warmHandler,
+  invalidate: invalidateHandler,
+  'invalidate-slice': invalidateSliceHandler,
+};
