@@ -12,11 +12,10 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { type RunningApi, startApi } from '@cachefleet/api';
-import { type Definitions, FleetRuntime, JobClient, loadQueueConfig } from '@cachefleet/jobs';
-import { type Cache, createCache, defineNamespace, type Namespace } from '@cachefleet/tiered-cache';
+import type { Definitions, JobClient } from '@cachefleet/jobs';
+import { defineNamespace, type Namespace } from '@cachefleet/tiered-cache';
 import pg from 'pg';
 import { pino } from 'pino';
-import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
@@ -26,6 +25,7 @@ import {
   startRedis,
   waitUntil,
 } from '../../../test/helpers/index.js';
+import { startTestRuntime, type TestRuntime } from '../../../test/helpers/runtime.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const TAG = randomBytes(3).toString('hex');
@@ -69,35 +69,25 @@ const definitions: Definitions = {
 };
 
 let redis: RedisProcess;
-let cache: Cache;
+let worker: TestRuntime;
 let jobs: JobClient;
-let runtime: FleetRuntime;
 
 beforeAll(async () => {
   redis = await startRedis();
-  cache = createCache({ impl: 'redis', redis: { mode: 'single', url: redis.url }, prefix: CACHE_PREFIX });
-  cache.register(product);
-  await cache.start();
-  jobs = new JobClient(loadQueueConfig({ QUEUE_REDIS_URL: redis.url, QUEUE_PREFIX }));
-  runtime = new FleetRuntime(
-    { cache, jobs, definitions, logger: pino({ level: 'silent' }), metrics: new Registry() },
-    {
-      queues: [
-        { queue: 'warm', concurrency: 1 },
-        { queue: 'invalidate', concurrency: 2 },
-      ],
-      lockDurationMs: 30_000,
-      stalledIntervalMs: 30_000,
-      shutdownMs: 5_000,
-    },
-  );
-  runtime.start();
+  worker = await startTestRuntime({
+    redisUrl: redis.url,
+    prefix: QUEUE_PREFIX,
+    definitions,
+    queues: [
+      { queue: 'warm', concurrency: 1 },
+      { queue: 'invalidate', concurrency: 2 },
+    ],
+  });
+  jobs = worker.jobs;
 });
 
 afterAll(async () => {
-  await runtime?.close();
-  await jobs?.close();
-  await cache?.close();
+  await worker?.close();
   await redis?.stop();
 });
 

@@ -74,16 +74,21 @@ export type InvalidateSlicePayload = z.output<typeof invalidateSlicePayload>;
  * What each job resolves (its BullMQ return value), as schemas: the API, the CLI and tests read
  * results back from the queue Redis, a boundary like any other.
  */
-export const warmResultSchema = z.object({
-  type: z.enum(['critical', 'hot', 'all', 'keys']),
-  namespaces: z.array(z.string()),
-  /** Pods asked to copy critical ids into their L1. */
-  prewarmed: z.number(),
+/** A warm's counts so far: its result's, and its saved cursor's. */
+const warmTotals = z.object({
   requested: z.number(),
   loaded: z.number(),
   written: z.number(),
   changed: z.number(),
   invalid: z.number(),
+});
+export type WarmTotals = z.output<typeof warmTotals>;
+
+export const warmResultSchema = warmTotals.extend({
+  type: z.enum(['critical', 'hot', 'all', 'keys']),
+  namespaces: z.array(z.string()),
+  /** Pods asked to copy critical ids into their L1. */
+  prewarmed: z.number(),
 });
 export type WarmResult = z.output<typeof warmResultSchema>;
 
@@ -107,15 +112,6 @@ export type SliceResult = z.output<typeof sliceResultSchema>;
  * The cursor a worker saves in the job's data after each batch, as schemas: the next attempt, on
  * any worker and perhaps a newer version, reads it back from the queue Redis.
  */
-const warmTotals = z.object({
-  requested: z.number(),
-  loaded: z.number(),
-  written: z.number(),
-  changed: z.number(),
-  invalid: z.number(),
-});
-export type WarmTotals = z.output<typeof warmTotals>;
-
 export const warmStateSchema = z.object({
   /** Which of the planned namespaces. */
   index: z.number().int().min(0),

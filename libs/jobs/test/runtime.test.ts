@@ -4,18 +4,15 @@
  * error's code in front, once). A real redis-server, a real FleetRuntime, a tiny namespace.
  */
 import { randomBytes } from 'node:crypto';
-import { type Cache, createCache, defineNamespace } from '@cachefleet/tiered-cache';
-import { pino } from 'pino';
-import { Registry } from 'prom-client';
+import { defineNamespace } from '@cachefleet/tiered-cache';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { type RedisProcess, startRedis, waitUntil } from '../../../test/helpers/index.js';
+import { startTestRuntime, type TestRuntime } from '../../../test/helpers/runtime.js';
 import {
   type Definitions,
-  FleetRuntime,
-  JobClient,
+  type JobClient,
   type JobView,
-  loadQueueConfig,
   type WarmState,
   warmResultSchema,
 } from '../src/index.js';
@@ -37,32 +34,22 @@ const item = defineNamespace({
 const definitions: Definitions = { namespaces: [item], critical: {}, close: async () => {} };
 
 let redis: RedisProcess;
-let cache: Cache;
+let worker: TestRuntime;
 let jobs: JobClient;
-let runtime: FleetRuntime;
 
 beforeAll(async () => {
   redis = await startRedis();
-  cache = createCache({ impl: 'redis', redis: { mode: 'single', url: redis.url }, prefix: `rt${TAG}:` });
-  cache.register(item);
-  await cache.start();
-  jobs = new JobClient(loadQueueConfig({ QUEUE_REDIS_URL: redis.url, QUEUE_PREFIX: `rt${TAG}` }));
-  runtime = new FleetRuntime(
-    { cache, jobs, definitions, logger: pino({ level: 'silent' }), metrics: new Registry() },
-    {
-      queues: [{ queue: 'warm', concurrency: 1 }],
-      lockDurationMs: 30_000,
-      stalledIntervalMs: 30_000,
-      shutdownMs: 5_000,
-    },
-  );
-  runtime.start();
+  worker = await startTestRuntime({
+    redisUrl: redis.url,
+    prefix: `rt${TAG}`,
+    definitions,
+    queues: [{ queue: 'warm', concurrency: 1 }],
+  });
+  jobs = worker.jobs;
 });
 
 afterAll(async () => {
-  await runtime?.close();
-  await jobs?.close();
-  await cache?.close();
+  await worker?.close();
   await redis?.stop();
 });
 
