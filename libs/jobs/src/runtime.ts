@@ -73,15 +73,20 @@ function savedState<N extends JobName>(name: N, saved: unknown, log: Logger): St
 
 /**
  * What BullMQ is handed to fail an attempt: it keeps the message as the job's failedReason (read
- * by the API, the CLI and the dashboard), so a coded error's code goes in front there, once. A
- * permanent failure is an UnrecoverableError (no retries). The trace stays the original's.
+ * by the API and the CLI) and the stack in its stacktrace (what the dashboard shows), so a coded
+ * error's code goes in front of both, once. A permanent failure is an UnrecoverableError (no
+ * retries). The trace's frames stay the original's: where it was thrown, not this function.
  */
 function failureOf(error: unknown, permanent: boolean): unknown {
   if (!permanent && !isCodedError(error)) return error;
   const failure = permanent
     ? new UnrecoverableError(formatError(error))
     : new Error(formatError(error), { cause: error });
-  if (error instanceof Error && error.stack !== undefined) failure.stack = error.stack;
+  if (error instanceof Error && error.stack !== undefined) {
+    const header = `${error.name}: ${error.message}`;
+    if (error.stack.startsWith(header))
+      failure.stack = `${failure.name}: ${failure.message}${error.stack.slice(header.length)}`;
+  }
   return failure;
 }
 

@@ -91,12 +91,20 @@ describe('the saved cursor', () => {
   });
 });
 
+/** The first stack trace BullMQ kept for a job (what bull-board shows on a failed job's card). */
+async function firstTrace(id: string): Promise<string | undefined> {
+  return (await jobs.queue('warm').getJob(id))?.stacktrace?.[0];
+}
+
 describe('failure reasons', () => {
   it("a retried failure keeps the library error's code once in front of its message", async () => {
     const { id } = await jobs.enqueue('warm', { type: 'keys', namespace: 'item', keys: ['bad1'] });
     const view = await settled(id, (v) => v.attemptsMade >= 1 && v.failedReason !== undefined);
     expect(view.state).not.toBe('failed'); // retried: 5 attempts in the catalogue
     expect(view.failedReason).toBe('E_CACHE_LOADER_FAILED: warm: loader of item failed');
+    expect(await firstTrace(id)).toMatch(
+      /^Error: E_CACHE_LOADER_FAILED: warm: loader of item failed\n\s+at /,
+    );
     await jobs.queue('warm').remove(id);
   });
 
@@ -105,5 +113,9 @@ describe('failure reasons', () => {
     const view = await settled(id, (v) => v.state === 'failed');
     expect(view.attemptsMade).toBe(1);
     expect(view.failedReason).toMatch(/^E_JOB_UNKNOWN_NAMESPACE: no namespace "nosuch"/);
+    // The dashboard shows the trace: the code heads it too, and its frames are where it was thrown.
+    const trace = await firstTrace(id);
+    expect(trace).toMatch(/^UnrecoverableError: E_JOB_UNKNOWN_NAMESPACE: no namespace "nosuch"/);
+    expect(trace).toMatch(/handlers\/context\.ts/);
   });
 });
