@@ -70,10 +70,6 @@ export const invalidateSlicePayload = z.strictObject({
 });
 export type InvalidateSlicePayload = z.output<typeof invalidateSlicePayload>;
 
-/**
- * What each job resolves (its BullMQ return value), as schemas: the API, the CLI and tests read
- * results back from the queue Redis, a boundary like any other.
- */
 /** A warm's counts so far: its result's, and its saved cursor's. */
 const warmTotals = z.object({
   requested: z.number(),
@@ -84,6 +80,10 @@ const warmTotals = z.object({
 });
 export type WarmTotals = z.output<typeof warmTotals>;
 
+/**
+ * What each job resolves (its BullMQ return value), as schemas: the API, the CLI and tests read
+ * results back from the queue Redis, a boundary like any other.
+ */
 export const warmResultSchema = warmTotals.extend({
   type: z.enum(['critical', 'hot', 'all', 'keys']),
   namespaces: z.array(z.string()),
