@@ -83,9 +83,14 @@ self_name() {
   fi
 }
 
-# redis-cli with a short time-out (an unreachable host must not hold the pod's start).
+# redis-cli with a short time-out (an unreachable host must not hold the pod's start). Sentinels
+# have no password; data nodes are asked as the `sentinel` user (ask_node).
 ask() {
-  timeout 3 redis-cli --no-auth-warning "$@" 2>/dev/null || true
+  timeout 3 redis-cli "$@" 2>/dev/null || true
+}
+ask_node() {
+  REDISCLI_AUTH=$(secret REDIS_SENTINEL_PASSWORD) timeout 3 redis-cli --no-auth-warning --user sentinel "$@" \
+    2>/dev/null || true
 }
 
 # "host port" of the master that the first Sentinel (SENTINEL_HOSTS) to answer names for $1.
@@ -122,7 +127,7 @@ data() {
   {
     cat "$here/$role.conf"
     echo
-    echo "# Written by prepare.sh at start"
+    echo "# Written by redis-pod.sh at start"
     echo "aclfile $out/users.acl"
     echo "masteruser replica"
     echo "masterauth $replica_pass"
@@ -136,12 +141,11 @@ sentinel() {
   out=$1
   mkdir -p "$out"
   pass=$(secret REDIS_SENTINEL_PASSWORD)
-  export REDISCLI_AUTH="$pass"
   id=$(printf '%s' "${POD_NAME:-$(hostname)}" | sha1sum | cut -d' ' -f1)
   {
     cat "$here/sentinel.conf"
     echo
-    echo "# Written by prepare.sh at start"
+    echo "# Written by redis-pod.sh at start"
     # The same id after a restart: the other Sentinels keep counting this one once, not twice.
     echo "sentinel myid $id"
     self=$(self_name)
@@ -154,7 +158,7 @@ sentinel() {
       if [ -z "$master" ]; then
         # No other Sentinel knows: ask the initial master; after a failover it is a replica and
         # names the master it follows.
-        info=$(ask --user sentinel -h "${addr%:*}" -p "${addr##*:}" INFO replication | tr -d '\r')
+        info=$(ask_node -h "${addr%:*}" -p "${addr##*:}" INFO replication | tr -d '\r')
         host=$(echo "$info" | sed -n 's/^master_host://p')
         port=$(echo "$info" | sed -n 's/^master_port://p')
         if [ -n "$host" ] && [ -n "$port" ]; then master="$host $port"; else master="${addr%:*} ${addr##*:}"; fi
@@ -169,7 +173,8 @@ sentinel() {
 
 prestop() {
   [ -n "${SENTINEL_HOSTS:-}" ] || return 0
-  role=$(REDISCLI_AUTH=$(secret REDIS_SENTINEL_PASSWORD) ask --user sentinel -p "${REDIS_PORT:-6379}" ROLE | head -n 1)
+  secret REDIS_SENTINEL_PASSWORD >/dev/null
+  role=$(ask_node -p "${REDIS_PORT:-6379}" ROLE | head -n 1)
   [ "$role" = master ] || return 0
   # This node is the master, so the address the Sentinels give now is this node's.
   me=$(master_from_sentinels "$MASTER_NAME")

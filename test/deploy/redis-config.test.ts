@@ -113,6 +113,28 @@ describe('Sentinel (deploy/redis/sentinel.conf, sentinel-master.conf)', () => {
     });
   });
 
+  test('a Sentinel that starts asks its peers where the master is, else the initial master', async () => {
+    const { queueMaster, queueReplica, sentinel } = shipped();
+    const monitored = async (start: string, env: Record<string, string>) => {
+      const out = join(shipped().runDir(sentinel), '..', start);
+      const pod = { POD_NAME: 'redis-sentinel-1', ANNOUNCE_HOST: '127.0.0.1' };
+      await redisPod(['sentinel', out], { REDIS_SENTINEL_PASSWORD: SECRETS.sentinel, ...pod, ...env });
+      const conf = await readFile(join(out, 'sentinel.conf'), 'utf8');
+      return /^sentinel monitor queue (\S+) (\d+) 2$/m.exec(conf)?.slice(1);
+    };
+    // A peer answers: its master wins over an initial address that no longer answers.
+    const peers = { SENTINEL_HOSTS: '127.0.0.1', SENTINEL_PORT: String(sentinel.port) };
+    expect(await monitored('peer', { ...peers, SENTINEL_MASTERS: 'queue=127.0.0.1:1' })).toEqual([
+      '127.0.0.1',
+      String(queueMaster.port),
+    ]);
+    // No peer: the initial address is asked, and a replica there names its master.
+    expect(await monitored('alone', { SENTINEL_MASTERS: `queue=127.0.0.1:${queueReplica.port}` })).toEqual([
+      '127.0.0.1',
+      String(queueMaster.port),
+    ]);
+  });
+
   test('resolves and announces hostnames, with an id derived from the pod name', async () => {
     const conf = await readFile(join(shipped().runDir(shipped().sentinel), 'sentinel.conf'), 'utf8');
     expect(conf).toMatch(/^sentinel resolve-hostnames yes$/m);
