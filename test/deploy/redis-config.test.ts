@@ -34,6 +34,7 @@ async function config(port: number, name: string): Promise<string> {
 }
 
 function client(port: number, username: string, password: string): Redis {
+  // No ready check: it sends INFO, which the `keda` user may not run.
   const c = new Redis({
     port,
     host: '127.0.0.1',
@@ -41,6 +42,7 @@ function client(port: number, username: string, password: string): Redis {
     password,
     maxRetriesPerRequest: 0,
     lazyConnect: true,
+    enableReadyCheck: false,
   });
   c.on('error', () => {});
   clients.push(c);
