@@ -5,7 +5,7 @@ import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './ports.js';
-import { info } from './resp.js';
+import { info, type RawCommandOptions, tryCommand } from './resp.js';
 import { delay } from './wait.js';
 
 export { delay } from './wait.js';
@@ -163,6 +163,7 @@ export async function spawnRedis(
   args: readonly string[],
   port: number,
   logFile?: string,
+  auth?: RawCommandOptions['auth'],
 ): Promise<ChildProcess> {
   const child = spawn(REDIS_BIN, args, { stdio: 'ignore' });
   let exited = false;
@@ -183,8 +184,8 @@ export async function spawnRedis(
         `redis-server on port ${port} exited at start${why} (args: ${args.join(' ')})${await logTail(logFile)}`,
       );
     }
-    if (await pingOnce(port)) {
-      const server = await info(port, 'server');
+    if (auth === undefined ? await pingOnce(port) : (await tryCommand(port, ['PING'], { auth })) === 'PONG') {
+      const server = await info(port, 'server', auth === undefined ? {} : { auth });
       if (server?.process_id === String(child.pid)) return child;
     }
     await delay(25);
@@ -200,12 +201,14 @@ export interface LaunchOptions {
   readonly args: () => readonly string[] | Promise<readonly string[]>;
   /** Quoted in start errors. */
   readonly logFile?: string;
+  /** The user the start-up check logs in as, when the server has ACL users. */
+  readonly auth?: RawCommandOptions['auth'];
 }
 
 /** Starts a server and wraps it in a RedisProcess handle (stop() removes `dir`). */
 export async function launchRedis(options: LaunchOptions): Promise<RedisProcess> {
-  const { port, dir, logFile } = options;
-  let child: ChildProcess | undefined = await spawnRedis(await options.args(), port, logFile);
+  const { port, dir, logFile, auth } = options;
+  let child: ChildProcess | undefined = await spawnRedis(await options.args(), port, logFile, auth);
   let paused = false;
   const waitExit = (c: ChildProcess) =>
     new Promise<void>((resolve) => {
@@ -240,7 +243,7 @@ export async function launchRedis(options: LaunchOptions): Promise<RedisProcess>
     },
     async restart() {
       if (child) await proc.kill();
-      child = await spawnRedis(await options.args(), port, logFile);
+      child = await spawnRedis(await options.args(), port, logFile, auth);
     },
     async stop() {
       if (paused) proc.resume();

@@ -22,6 +22,8 @@ export interface RawCommandOptions {
   readonly host?: string;
   /** For the whole exchange: connect, write, read. */
   readonly timeoutMs?: number;
+  /** Log in first (AUTH user password), for servers with ACL users. */
+  readonly auth?: { readonly user: string; readonly password: string };
 }
 
 /**
@@ -53,19 +55,33 @@ export function rawCommand(
     );
     sock.once('error', (err) => finish(err));
     sock.once('close', () => finish(new Error(`${host}:${port} closed the connection`)));
-    sock.once('connect', () => sock.write(encodeCommand(args)));
+    const auth = options.auth;
+    // With auth, two replies come back: AUTH's (an error ends the exchange), then the command's.
+    let start = 0;
+    let authPending = auth !== undefined;
+    sock.once('connect', () =>
+      sock.write(
+        auth === undefined
+          ? encodeCommand(args)
+          : Buffer.concat([encodeCommand(['AUTH', auth.user, auth.password]), encodeCommand(args)]),
+      ),
+    );
     sock.on('data', (chunk: Buffer) => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      let parsed: Parsed | undefined;
-      try {
-        parsed = parseReply(buf, 0);
-      } catch (err) {
-        finish(err instanceof Error ? err : new Error(String(err)));
-        return;
+      for (;;) {
+        let parsed: Parsed | undefined;
+        try {
+          parsed = parseReply(buf, start);
+        } catch (err) {
+          finish(err instanceof Error ? err : new Error(String(err)));
+          return;
+        }
+        if (parsed === undefined) return; // incomplete, wait for more
+        if (parsed.error !== undefined) return finish(parsed.error);
+        if (!authPending) return finish(undefined, parsed.value);
+        authPending = false;
+        start = parsed.end;
       }
-      if (parsed === undefined) return; // incomplete, wait for more
-      if (parsed.error !== undefined) finish(parsed.error);
-      else finish(undefined, parsed.value);
     });
   });
 }
@@ -163,7 +179,11 @@ export function pairsToRecord(reply: RespValue | undefined): Record<string, stri
 }
 
 /** INFO of one server, parsed; undefined if it does not answer. */
-export async function info(port: number, section?: string): Promise<Record<string, string> | undefined> {
-  const reply = await tryCommand(port, section === undefined ? ['INFO'] : ['INFO', section]);
+export async function info(
+  port: number,
+  section?: string,
+  options: RawCommandOptions = {},
+): Promise<Record<string, string> | undefined> {
+  const reply = await tryCommand(port, section === undefined ? ['INFO'] : ['INFO', section], options);
   return reply === undefined ? undefined : parseInfo(reply);
 }
