@@ -28,7 +28,7 @@ export interface Prepared {
 export async function prepare(options: PrepareOptions): Promise<Prepared> {
   const { say } = options;
   const redis = findRedisServer(say);
-  say(`redis-server: ${redis.path}, v${redis.version} (${redis.how}); every test file starts its own`);
+  say(`redis-server: ${redis.path}, v${redis.version} (${redis.how})`);
   if (options.chromium) {
     const chromium = findChromium(say);
     say(`chromium: ${chromium.path}, ${chromium.version} (${chromium.how})`);
