@@ -28,7 +28,7 @@ export function onPath(name: string): string | undefined {
 }
 
 /** The command a person would type to install `pkg`, for the one line of a MissingPiece. */
-export function installCommand(pkg: string): string {
+function installCommand(pkg: string): string {
   return `${process.getuid?.() === 0 ? '' : 'sudo '}apt-get install -y ${pkg}`;
 }
 

@@ -84,7 +84,8 @@ export async function startPrivatePostgres(bin: string): Promise<PrivatePostgres
     run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8', '--locale=C']);
     const port = await withFreePort(undefined, async (p) => {
       const options = [
-        `-h 127.0.0.1 -p ${p} -k ${dir}`,
+        // pg_ctl hands these to postgres through sh: quote the folder.
+        `-h 127.0.0.1 -p ${p} -k '${dir}'`,
         '-c fsync=off -c synchronous_commit=off -c full_page_writes=off',
       ].join(' ');
       run('pg_ctl', ['-D', data, '-l', log, '-w', '-t', '30', '-s', '-o', options, 'start']);

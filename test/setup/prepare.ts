@@ -1,5 +1,4 @@
-import { MissingPiece } from './install.js';
-import { type PrivatePostgres, startPrivatePostgres } from './postgres.js';
+import { startPrivatePostgres } from './postgres.js';
 import { findChromium, findPostgresBin, findRedisServer } from './tools.js';
 
 export { MissingPiece } from './install.js';
@@ -40,13 +39,7 @@ export async function prepare(options: PrepareOptions): Promise<Prepared> {
     return { stop: () => {} };
   }
   const bin = findPostgresBin(say);
-  let server: PrivatePostgres;
-  try {
-    server = await startPrivatePostgres(bin.path);
-  } catch (err) {
-    if (err instanceof MissingPiece) throw err;
-    throw new Error(`postgresql: the private server did not start: ${(err as Error).message}`);
-  }
+  const server = await startPrivatePostgres(bin.path);
   process.env.TEST_DATABASE_URL = server.url;
   say(
     `postgresql: private PostgreSQL ${bin.version} (${bin.how}) at ${server.url}, data in ${server.dir}; removed at the end (TEST_DATABASE_URL to use your own)`,

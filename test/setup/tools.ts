@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import { aptInstall, isExecutable, MissingPiece, onPath } from './install.js';
 
 /** A program the tests run: where it is, its version, and how it was found (for the set-up's line). */
-export interface Found {
+interface Found {
   readonly path: string;
   readonly version: string;
   readonly how: string;
