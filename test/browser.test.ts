@@ -1,8 +1,9 @@
 /**
- * The queue dashboard in a real browser: headless Chromium (Debian's `chromium`, at /usr/bin/chromium;
- * .ci/run installs it) driven by playwright-core, against an API pod started in process (`startApi`:
- * PostgreSQL with a schema of its own and 300 products, a private redis-server as cache and queue
- * Redis) and a real worker (`startWorker`) serving both queues. No mocks.
+ * The queue dashboard in a real browser: headless Chromium (CHROMIUM_PATH, which test/setup points
+ * at Debian's /usr/bin/chromium, installing it if needed) driven by playwright-core, against an API
+ * pod started in process (`startApi`: the run's PostgreSQL with a schema of its own and 300 products,
+ * a private redis-server as cache and queue Redis) and a real worker (`startWorker`) serving both
+ * queues. No mocks.
  *
  *  1. /admin/queues without logging in answers 401 (and a wrong login token too)
  *  2. /admin/login?token=… sets the cookie and redirects to the dashboard, which lists both queues
@@ -10,25 +11,25 @@
  *     worker has no definition for: E_JOB_UNKNOWN_NAMESPACE, not retried by the worker); its "Retry"
  *     button (and the confirmation) make the worker run it again: attemptsMade grows, it fails anew.
  *
- * A missing /usr/bin/chromium fails the file (it is not skipped).
+ * A missing Chromium fails the file (it is not skipped).
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { type RunningApi, startApi } from '@cachefleet/api';
-import { connectPg, type Db, DEFAULT_DATABASE_URL, migrate, seed } from '@cachefleet/catalogue';
+import { connectPg, type Db, migrate, seed } from '@cachefleet/catalogue';
 import { JobClient, type JobView, loadQueueConfig } from '@cachefleet/jobs';
 import { loadWorkerConfig, type RunningWorker, startWorker } from '@cachefleet/worker';
 import { pino } from 'pino';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RedisProcess, startRedis, waitUntil } from './helpers/index.js';
+import { type RedisProcess, startRedis, testDatabaseUrl, waitUntil } from './helpers/index.js';
 
-const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const TAG = randomBytes(4).toString('hex');
 const SCHEMA = `browser_${TAG}`;
 const PRODUCTS = 300;
 const TOKEN = `browser-test-token-${TAG}-0123456789`;
-const DATABASE_URL = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
+const DATABASE_URL = testDatabaseUrl();
 /** Playwright's own waits: well inside the test's time. */
 const UI_TIMEOUT_MS = 10_000;
 const logger = pino({ level: 'silent' });
@@ -54,7 +55,7 @@ function need<T>(value: T | undefined, what: string): T {
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) {
-    missingChromium = `${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; .ci/run does)`;
+    missingChromium = `${CHROMIUM} is missing: run the tests through vitest (test/setup installs it) or set CHROMIUM_PATH`;
     return;
   }
   redis = await startRedis();

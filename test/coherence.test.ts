@@ -482,9 +482,9 @@ describe('coherence when a pod cannot hear the bus', () => {
     return { before, after };
   }
 
-  // Fails today: EventBus.#replay detects trimming by XINFO's max-deleted-entry-id, which only XDEL
-  // moves; XTRIM and XADD MAXLEN leave it at 0-0 (Redis 7.0). Pod 3 replays an empty range, flushes
-  // nothing and serves x-1, x-2 from its stale L1.
+  // XTRIM and XADD MAXLEN leave XINFO's max-deleted-entry-id at 0-0 (Redis 7.0; only XDEL moves it).
+  // Proves the bus notices that the entries after its last id were trimmed anyway (its own last
+  // entry is gone) and flushes L1, instead of replaying an empty range and serving x-1, x-2 stale.
   it('5. the events a pod missed were trimmed away (XTRIM): it flushes its whole L1', async () => {
     const p3 = pod(CUT);
     const ids = ['x-1', 'x-2', 'x-3'];
@@ -521,8 +521,8 @@ describe('coherence when a pod cannot hear the bus', () => {
     expect(reads[0]?.get('x-3')?.from).not.toBe('l1');
   });
 
-  // Fails today: #replay swallows XINFO's "no such key" (.catch(() => null)) and XRANGE of a missing
-  // key is empty, so a pod that missed events in a stream that has since disappeared never knows.
+  // XINFO of a missing stream answers "no such key" and XRANGE of it is empty. Proves the bus takes a
+  // vanished stream as lost events and flushes L1, instead of reading "nothing missed" from it.
   it('5b. the stream itself is gone (evicted, or store.clear()): the pod flushes its L1', async () => {
     const p3 = pod(CUT);
     const ids = ['y-1', 'y-2'];
@@ -595,10 +595,10 @@ describe('coherence when a pod cannot hear the bus', () => {
     await waitUntil('the in-process bus back', async () => (bus.connected ? true : undefined));
   });
 
-  // Fails today: a drop during #onReady's catch-up reaches #onCut while `connected` is false and the
-  // previous outage's timer is set, so it returns early; #onReady then sets connected = true, clears
-  // that timer and lifts the L1 TTL cap on a dead subscription. Until ioredis reports another close
-  // (never, if the reconnect hangs) the pod serves invalidated values from L1 without any bound.
+  // A drop during the catch-up after a reconnect, then a reconnect that hangs (no answer, no close):
+  // ioredis reports no further close. Proves the bus stays cut off (the outage's flush timer and the
+  // L1 TTL cap still run), so an invalidation it cannot hear is served for about disconnectedTtlMs,
+  // not without bound as when the catch-up's end marked the dead subscription connected.
   it('7. the bus connection drops again while the pod catches up after a reconnect: it stays cut off', async () => {
     const TTL = 500;
     /** Two replay batches (1,000 each): the catch-up awaits Redis between them. */
@@ -691,9 +691,9 @@ describe('coherence when a pod cannot hear the bus', () => {
 });
 
 describe('coherence after the cache is cleared', () => {
-  // Fails today: RedisStore.clear() UNLINKs everything under the prefix, `__gen` (and `__bus`)
-  // included. The next invalidateNamespace's HINCRBY answers 1 again, which every pod (the caller
-  // too) already has: setGeneration ignores it and every L1 keeps its stale copy.
+  // Proves an invalidateNamespace after store.clear() still reaches every pod's L1: clear() keeps the
+  // fleet's coherence state (`__gen`, `__bus`). Had it UNLINKed `__gen`, HINCRBY would answer 1 again,
+  // a generation every pod already has, and every L1 would keep its stale copy.
   it('8. store.clear() then invalidateNamespace: every pod serves the new version', async () => {
     const ids = ['w-1', 'w-2'];
     const generationBefore = Number(await client().hget(`${PREFIX}__gen`, NS));

@@ -2,8 +2,9 @@
  * The worker fleet end to end (docs/design-fleet.md): real worker processes
  * (`node --import tsx apps/worker/src/main.ts`, fixtures/fleet-procs.ts), real pod processes
  * holding a tiered cache over the catalogue (fixtures/fleet-pod.ts), one private redis-server as
- * both the cache and the queue Redis, and PostgreSQL (DATABASE_URL) for the catalogue. No mocks;
- * test 6b runs one worker with its clock set behind (fixtures/fleet-clock-skew.ts, a preload).
+ * both the cache and the queue Redis, and the run's PostgreSQL (testDatabaseUrl()) for the
+ * catalogue. No mocks; test 6b runs one worker with its clock set behind (fixtures/fleet-clock-skew.ts,
+ * a preload).
  *
  * Every test has its own cache key prefix and queue prefix; the file has its own schemas
  * (`fleet_<random>` with 5,000 products, `fleet_<random>_big` with 150,000 for the SIGTERM test),
@@ -24,15 +25,7 @@
  *
  */
 import { randomBytes } from 'node:crypto';
-import {
-  CRITICAL_PRODUCTS,
-  connectPg,
-  type Db,
-  DEFAULT_DATABASE_URL,
-  migrate,
-  seed,
-  updateProduct,
-} from '@cachefleet/catalogue';
+import { CRITICAL_PRODUCTS, connectPg, type Db, migrate, seed, updateProduct } from '@cachefleet/catalogue';
 import {
   invalidateResultSchema,
   isJobError,
@@ -54,7 +47,7 @@ import {
   stopAllWorkers,
   type WorkerProc,
 } from './fixtures/fleet-procs.js';
-import { delay, type RedisProcess, startRedis, waitUntil } from './helpers/index.js';
+import { delay, type RedisProcess, startRedis, testDatabaseUrl, waitUntil } from './helpers/index.js';
 
 const TAG = randomBytes(4).toString('hex');
 const SCHEMA = `fleet_${TAG}`;
@@ -63,7 +56,7 @@ const PRODUCTS = 5_000;
 // Large enough that the full warm (two batches in flight, ~70 k keys/s here) outlasts half the
 // shutdown deadline after SIGTERM, so the hand-back path is what runs.
 const BIG_PRODUCTS = 150_000;
-const DATABASE_URL = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
+const DATABASE_URL = testDatabaseUrl();
 const KEY_BASE = 'product:v1:';
 
 const SliceState = z.object({ cursor: z.string(), scanned: z.number(), unlinked: z.number() });

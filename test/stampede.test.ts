@@ -233,8 +233,8 @@ describe('stampede with a slow link: the lock winner re-checks L2 before loading
     const va = GetManyReply.parse(a).value;
     const vb = GetManyReply.parse(b).value;
     console.log(`slow getMany: fast pod got ${JSON.stringify(va)}, slow pod got ${JSON.stringify(vb)}`);
-    // Fails today: ReadThrough.#loadBatch loads every id whose lock it wins without re-reading L2
-    // (the single-key path does re-read), so the lagging pod calls loadMany a second time.
+    // Proves the batch path re-reads L2 for the ids whose lock it wins, as the single-key path does:
+    // the lagging pod takes the holder's value instead of calling loadMany a second time.
     expect(await loads('slow-many')).toBe(1);
     expect(vb).toEqual(va);
   });

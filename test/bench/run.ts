@@ -9,6 +9,7 @@ import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { startRedis } from '../helpers/index.js';
+import { prepare } from '../setup/prepare.js';
 import { ADAPTERS } from './adapters/index.js';
 import { errorMessage } from './data.js';
 import { addRatios, renderTable } from './report.js';
@@ -70,7 +71,17 @@ async function redisVersion(port: number): Promise<string> {
 
 async function main(): Promise<void> {
   const cli = parseCli(process.argv.slice(2));
-  const redis = await startRedis();
+  // The tests' set-up: redis-server found or installed, and a private PostgreSQL when the http
+  // workload runs. Its lines go to stderr with the progress notes; stdout is the report.
+  const prepared = await prepare({
+    chromium: false,
+    postgres: cli.only.includes(http),
+    say: (line) => process.stderr.write(`set-up: ${line}\n`),
+  });
+  const redis = await startRedis().catch((err: unknown) => {
+    prepared.stop();
+    throw err;
+  });
   const rows: Row[] = [];
   try {
     const cpu = cpus();
@@ -107,6 +118,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await redis.stop();
+    prepared.stop();
   }
   const failed = rows.filter((r) => r.error !== undefined);
   if (failed.length > 0) {

@@ -14,8 +14,9 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
-import { delimiter, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { onPath } from '../setup/install.js';
 
 const run = promisify(execFile);
 
@@ -37,14 +38,6 @@ const CACHE = join(
   'kubernetes-client',
 );
 const DEBIAN_KUBECTL = join(CACHE, 'usr', 'bin', 'kubectl');
-
-function onPath(name: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    const candidate = join(dir, name);
-    if (dir !== '' && existsSync(candidate)) return candidate;
-  }
-  return undefined;
-}
 
 async function describe(source: string, kubectl: string): Promise<Kustomizer> {
   const { stdout } = await run(kubectl, ['version', '--client'], { timeout: 10_000 });

@@ -7,7 +7,7 @@
  * and the worker, following the Sentinel, keeps serving.
  */
 import { randomBytes } from 'node:crypto';
-import { connectPg, type Db, DEFAULT_DATABASE_URL, migrate, seed } from '@cachefleet/catalogue';
+import { connectPg, type Db, migrate, seed } from '@cachefleet/catalogue';
 import {
   invalidateResultSchema,
   JobClient,
@@ -17,12 +17,13 @@ import {
 } from '@cachefleet/jobs';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { startWorker, stopAllWorkers, type WorkerProc } from '../fixtures/fleet-procs.js';
+import { testDatabaseUrl } from '../helpers/database.js';
 import { parseInfo, rawCommand } from '../helpers/resp.js';
 import { waitUntil } from '../helpers/wait.js';
 import { ADMIN, redisPod, SECRETS, type ShippedRedis, startShippedRedis } from './shipped-redis.js';
 
 const SCHEMA = `deploy_${randomBytes(4).toString('hex')}`;
-const DATABASE_URL = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
+const DATABASE_URL = testDatabaseUrl();
 
 let set: ShippedRedis | undefined;
 let db: Db | undefined;

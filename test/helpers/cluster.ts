@@ -62,7 +62,8 @@ export interface RedisCluster {
 }
 
 const HOST = '127.0.0.1';
-const REDIS_CLI = process.env.REDIS_CLI_BIN ?? 'redis-cli';
+/** Read at each call, not at import: test/setup sets it after the bench imported this. */
+const redisCli = (): string => process.env.REDIS_CLI_BIN || 'redis-cli';
 const QUERY = { timeoutMs: 1_000 } as const;
 
 export function parseClusterNodes(text: unknown): ClusterNodeInfo[] {
@@ -89,11 +90,11 @@ export function parseClusterNodes(text: unknown): ClusterNodeInfo[] {
 
 function runCli(args: readonly string[], timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(REDIS_CLI, args, { timeout: timeoutMs }, (err, stdout, stderr) => {
+    execFile(redisCli(), args, { timeout: timeoutMs }, (err, stdout, stderr) => {
       if (!err) resolve(stdout);
       else {
         const why = err.killed ? `timed out after ${timeoutMs} ms` : err.message;
-        reject(new Error(`${REDIS_CLI} ${args.join(' ')}: ${why}\n${stdout}\n${stderr}`));
+        reject(new Error(`${redisCli()} ${args.join(' ')}: ${why}\n${stdout}\n${stderr}`));
       }
     });
   });

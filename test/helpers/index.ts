@@ -6,6 +6,7 @@ export {
   type StartClusterOptions,
   startCluster,
 } from './cluster.js';
+export { testDatabaseUrl } from './database.js';
 export { busHead, isTombstoned, type KeyReader, liveValue, type StreamReader } from './l2.js';
 export { freePort } from './ports.js';
 export { delay, pingOnce, type RedisProcess, type StartRedisOptions, startRedis } from './redis-server.js';

@@ -40,7 +40,8 @@ export interface StartRedisOptions {
   readonly dir?: string;
 }
 
-const REDIS_BIN = process.env.REDIS_SERVER_BIN ?? 'redis-server';
+/** Read at each start, not at import: the bench imports this before its set-up (test/setup) sets it. */
+const redisBin = (): string => process.env.REDIS_SERVER_BIN || 'redis-server';
 
 export async function startRedis(options: StartRedisOptions = {}): Promise<RedisProcess> {
   const dir = options.dir ?? (await makeTempDir('cachefleet-redis-'));
@@ -165,7 +166,7 @@ export async function spawnRedis(
   logFile?: string,
   auth?: RawCommandOptions['auth'],
 ): Promise<ChildProcess> {
-  const child = spawn(REDIS_BIN, args, { stdio: 'ignore' });
+  const child = spawn(redisBin(), args, { stdio: 'ignore' });
   let exited = false;
   let spawnError: Error | undefined;
   child.once('exit', () => {

@@ -29,14 +29,14 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { type RedisProcess, startRedis, waitUntil } from '../../../test/helpers/index.js';
+import { type RedisProcess, startRedis, testDatabaseUrl, waitUntil } from '../../../test/helpers/index.js';
 import { loadApiConfig, type RunningApi, startApi } from '../src/index.js';
 
 const TAG = randomBytes(4).toString('hex');
 const SCHEMA = `api_${TAG}`;
 const PRODUCTS = 2_000;
 const TOKEN = `api-test-token-${TAG}-0123456789`;
-const DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/test';
+const DATABASE_URL = testDatabaseUrl();
 const CACHE_PREFIX = `api${TAG}:`;
 const QUEUE_PREFIX = `apiq${TAG}`;
 const KEY_BASE = 'product:v1:';

@@ -23,6 +23,7 @@ import {
   type RedisProcess,
   rawCommand,
   startRedis,
+  testDatabaseUrl,
   waitUntil,
 } from '../../../test/helpers/index.js';
 import { startTestRuntime, type TestRuntime } from '../../../test/helpers/runtime.js';
@@ -354,7 +355,7 @@ describe('status and top', { timeout: SLOW }, () => {
         API_PORT: '0',
         ADMIN_TOKEN: API_TOKEN,
         API_CRITICAL_WARM: 'false',
-        DATABASE_URL: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+        DATABASE_URL: testDatabaseUrl(),
         CATALOGUE_SCHEMA: SCHEMA,
         CACHE_REDIS_URL: redis.url,
         CACHE_KEY_PREFIX: `${CACHE_PREFIX}api:`,
@@ -369,7 +370,7 @@ describe('status and top', { timeout: SLOW }, () => {
   afterAll(async () => {
     await api?.close();
     const db = new pg.Client({
-      connectionString: process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
+      connectionString: testDatabaseUrl(),
     });
     await db.connect();
     await db.query(`DROP SCHEMA IF EXISTS "${SCHEMA}" CASCADE`);

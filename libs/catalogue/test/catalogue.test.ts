@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { type Cache, createCache } from '@cachefleet/tiered-cache';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { testDatabaseUrl } from '../../../test/helpers/index.js';
 import {
   type Catalogue,
   CatalogueError,
@@ -15,9 +16,9 @@ import {
   updateProduct,
 } from '../src/index.js';
 
-// The real PostgreSQL of the machine (CI and developers): trust auth, database `test`. Each file
-// works in a schema of its own and drops it, so runs never see each other's rows.
-const DATABASE_URL = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
+// The test run's PostgreSQL (test/setup starts a private one). Each file works in a schema of its
+// own and drops it, so files never see each other's rows.
+const DATABASE_URL = testDatabaseUrl();
 const SCHEMA = `t_${randomBytes(6).toString('hex')}`;
 const COUNT = 10_000;
 

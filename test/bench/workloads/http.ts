@@ -24,9 +24,10 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { connectPg, type Db, DEFAULT_DATABASE_URL, migrate, seed } from '@cachefleet/catalogue';
+import { connectPg, type Db, migrate, seed } from '@cachefleet/catalogue';
 import autocannon from 'autocannon';
 import { z } from 'zod';
+import { testDatabaseUrl } from '../../helpers/index.js';
 import { ChildLines } from '../child.js';
 import { errorMessage } from '../data.js';
 import { errorRow } from '../measure.js';
@@ -44,8 +45,6 @@ const WARMUP_S = 3;
 const TARGET_RATIO = 0.7;
 const TARGET_P99_MS = 10;
 const PLAN_RPS = 5_000;
-/** The PostgreSQL server of the tests (trust auth), as test/fleet.test.ts finds it. */
-const DATABASE_URL = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
 const CHILD = fileURLToPath(new URL('../http-child.ts', import.meta.url));
 const READY_TIMEOUT_MS = 60_000;
 const WARM_TIMEOUT_MS = 120_000;
@@ -477,7 +476,9 @@ export const http: Workload = {
     let db: Db | undefined;
     let servers: Servers | undefined;
     try {
-      db = connectPg(DATABASE_URL);
+      // The tests' PostgreSQL: the private server run.ts started (test/setup), or TEST_DATABASE_URL.
+      const databaseUrl = testDatabaseUrl();
+      db = connectPg(databaseUrl);
       await migrate(db, { schema });
       const t0 = performance.now();
       await seed(db, { schema, count: sizes.items });
@@ -488,7 +489,7 @@ export const http: Workload = {
       ctx.log(`${NAME}: the 10,000 hottest ids carry ${pct(topShare(draws, 10_000))} of the draws`);
       const config: HttpChildConfig = {
         redisPort: ctx.port,
-        databaseUrl: DATABASE_URL,
+        databaseUrl,
         schema,
         adminToken: token,
         prefix,

@@ -34,7 +34,8 @@ const TARGET = 0.5;
 export const FLEET_PREFIX = 'cf:';
 /** The namespace's L2 TTL (3,600 s), for the ioredis floor's PX. */
 const TTL_MS = 3_600_000;
-const BENCHMARK_BIN = process.env.REDIS_BENCHMARK_BIN ?? 'redis-benchmark';
+/** Read at run time: run.ts's set-up (test/setup) sets it after this module is imported. */
+const benchmarkBin = (): string => process.env.REDIS_BENCHMARK_BIN || 'redis-benchmark';
 const DEFINITIONS = fileURLToPath(new URL('../warm-definitions.ts', import.meta.url));
 /** The queue Redis is the same server, another database: FLUSHDB of the cache's db 0 leaves it alone. */
 const QUEUE_DB = 1;
@@ -148,8 +149,8 @@ function runBenchmark(port: number, n: number): Promise<string> {
   const args = ['-h', '127.0.0.1', '-p', String(port), '-t', 'set', '-P', String(PIPELINE)];
   args.push('-n', String(n), '-r', '1000000', '-q', '-d', String(VALUE_BYTES));
   return new Promise((resolve, reject) => {
-    execFile(BENCHMARK_BIN, args, { timeout: 300_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${BENCHMARK_BIN} ${args.join(' ')}: ${err.message}\n${stderr}`));
+    execFile(benchmarkBin(), args, { timeout: 300_000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${benchmarkBin()} ${args.join(' ')}: ${err.message}\n${stderr}`));
       else resolve(stdout);
     });
   });
