@@ -281,6 +281,10 @@ describe('hot keys', () => {
     expect(await b.fleet.decayHotKeys(ns, 0.5)).toEqual({ ok: true, value: 1 });
     expect(scores(await a.fleet.hotKeys(ns, 10))).toEqual(['a=30', 'c=17.5', 'b=10']);
     expect(await raw.zcard(cacheKeys(p).hot('hot'))).toBe(3);
+    // The namespaces with counts, as `cachefleet top` lists them: this prefix's only.
+    await raw.zincrby(cacheKeys('fw-hot-other:').hot('elsewhere'), 1, 'x');
+    await raw.zincrby(cacheKeys(p).hot('second'), 1, 'y');
+    expect(await a.fleet.hotNamespaces()).toEqual({ ok: true, value: ['hot', 'second'] });
   });
 
   it('scales sampled counts by the sample rate', async () => {
