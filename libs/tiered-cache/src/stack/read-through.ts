@@ -23,7 +23,7 @@ export interface Tiers {
  * The read and write paths over whichever tiers the active store has: L1 → L2 → one loader
  * call per key across the fleet (in-process single-flight, then a Redis lock whose waiters poll
  * L2 instead of calling the loader). Fills are fenced against concurrent invalidations
- * (DESIGN invariant 2): see WriteMode.
+ * (DESIGN invariant 2): see fill.ts.
  */
 export class ReadThrough {
   #l1: MemoryStore | undefined;
