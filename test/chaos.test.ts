@@ -3,6 +3,8 @@
  * redis-server per test that the test kills (SIGKILL), hangs (SIGSTOP) and restarts. Every read must
  * come back ok with the loader's value, within a bound, and the cache must recover by itself.
  */
+
+import { cacheKeys } from '@cachefleet/redis';
 import {
   type Cache,
   type CacheOptions,
@@ -92,7 +94,7 @@ function l2Hits(cache: Cache, ns: Namespace<Item>): number {
 }
 
 function keyOf(prefix: string, ns: Namespace<Item>, id: string): string {
-  return `${prefix}${ns.name}:v${ns.version}:${id}`;
+  return cacheKeys(prefix).entryOf(ns, id);
 }
 
 interface ReadLog {

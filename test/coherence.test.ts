@@ -14,6 +14,8 @@
  *
  * Tests 5, 5b, 7 and 8 fail today: each names the library defect it exposes (see their comments).
  */
+
+import { cacheKeys } from '@cachefleet/redis';
 import {
   type Cache,
   type CacheOptions,
@@ -34,7 +36,8 @@ const PODS = 8;
 const CUT = 3;
 const RUN = `coh${Date.now()}`;
 const PREFIX = `${RUN}:`;
-const STREAM = `${PREFIX}__bus`;
+const KEYS = cacheKeys(PREFIX);
+const STREAM = KEYS.bus;
 const SOURCE = `src:${PREFIX}`;
 const COUNTERS = `loads:${PREFIX}`;
 const NS = 'item';
@@ -364,7 +367,7 @@ describe('coherence: an invalidation in one pod reaches every pod (8 processes, 
 
     const gen = await ok(pod(4), { cmd: 'invalidateNamespace' });
     expect(gen.value).toEqual(expect.any(Number));
-    expect(await client().hget(`${PREFIX}__gen`, NS)).toBe(String(gen.value));
+    expect(await client().hget(KEYS.generations, NS)).toBe(String(gen.value));
     await caughtUp(pods);
     expectFresh(pods, await readAll(pods, ids), ids, 2);
   });
@@ -696,13 +699,13 @@ describe('coherence after the cache is cleared', () => {
   // a generation every pod already has, and every L1 would keep its stale copy.
   it('8. store.clear() then invalidateNamespace: every pod serves the new version', async () => {
     const ids = ['w-1', 'w-2'];
-    const generationBefore = Number(await client().hget(`${PREFIX}__gen`, NS));
+    const generationBefore = Number(await client().hget(KEYS.generations, NS));
     expect(generationBefore).toBeGreaterThanOrEqual(1); // test 2c moved it
 
     // An operator empties L2 (the A1 contract's clear(): everything under the prefix)…
     const admin = await inProcessCache(`${RUN}-admin`, {});
     expect((await admin.store.clear()).ok).toBe(true);
-    const generationAfter = await client().hget(`${PREFIX}__gen`, NS);
+    const generationAfter = await client().hget(KEYS.generations, NS);
     // …the pods go on (one event so that every pod has resynchronised with the bus)…
     await ok(pod(1), { cmd: 'delete', ids: ['w-sync'] });
     await caughtUp(pods);
@@ -713,7 +716,7 @@ describe('coherence after the cache is cleared', () => {
     await setSource(ids, 2);
     const gen = await ok(pod(0), { cmd: 'invalidateNamespace' });
     console.log(
-      `clear(): ${PREFIX}__gen[${NS}] ${generationBefore} → ${JSON.stringify(generationAfter)}; ` +
+      `clear(): ${KEYS.generations}[${NS}] ${generationBefore} → ${JSON.stringify(generationAfter)}; ` +
         `invalidateNamespace then answered generation ${String(gen.value)}`,
     );
     await caughtUp(pods);

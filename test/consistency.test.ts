@@ -9,6 +9,8 @@
  * 3. Minimised interleavings: the failures the fleet found, reduced to deterministic scenarios with
  *    caches in this process (same Redis, same bus), each judged by the same checker.
  */
+
+import { cacheKeys, scopedTag } from '@cachefleet/redis';
 import {
   type Cache,
   createCache,
@@ -514,7 +516,7 @@ describe('minimised interleavings (each was found by the fleet run)', () => {
     const store = a.store;
     if (!(store instanceof TieredStore)) throw new Error('expected a tiered store');
     const client = store.l2.client;
-    const tagKey = `${s.prefix}__tag:item:g1`;
+    const tagKey = cacheKeys(s.prefix).tag(scopedTag('item', 'g1'));
     expect(await s.read(a, 'k1')).toBe(0); // cached and indexed under g1
     await s.write(a, 'tags', 'g1', ['k1'], () => a.invalidateTags(s.ns, ['g1']));
     // The walk used to UNLINK the index at its end, dropping entries refilled during the walk

@@ -35,6 +35,7 @@ import {
   sliceResultSchema,
   warmResultSchema,
 } from '@cachefleet/jobs';
+import { cacheKeys } from '@cachefleet/redis';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -320,7 +321,7 @@ describe('worker fleet, end to end (worker and pod processes)', () => {
     // Every read is counted (sample rate 1): ids 1..20 ten times in all, 21..40 once.
     await podA.read([...hot, ...hot, ...hot, ...hot, ...hot, ...lukewarm]);
     await podB.read([...hot, ...hot, ...hot, ...hot, ...hot]);
-    const hotKey = `${s.prefix}__hot:product`;
+    const hotKey = cacheKeys(s.prefix).hot('product');
     const scores = async () => {
       const flat = await rawClient().zrange(hotKey, 0, -1, 'WITHSCORES');
       const out = new Map<string, number>();

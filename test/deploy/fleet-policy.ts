@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { loadApiConfig } from '@cachefleet/api';
 import { loadCatalogueEnv } from '@cachefleet/catalogue';
 import { loadQueueConfig, QUEUE_NAMES } from '@cachefleet/jobs';
+import { cacheKeys } from '@cachefleet/redis';
 import { loadCacheConfig } from '@cachefleet/tiered-cache';
 import { loadWorkerConfig } from '@cachefleet/worker';
 import { ScaledObject, TriggerAuthentication } from '@kubernetes-models/keda/keda.sh/v1alpha1';
@@ -244,7 +245,7 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
       const prefix = env.CACHE_KEY_PREFIX ?? '';
       expect(scope(aclUser(cacheAcl, 'default'))).toEqual({
         keys: [`~${prefix}*`],
-        channels: [`&${prefix}__bus`],
+        channels: [`&${cacheKeys(prefix).busChannel}`],
         resets: ['resetkeys', 'resetchannels'],
       });
       expect(aclUser(cacheAcl, 'default')).toContain('-@dangerous');

@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { cacheKeys } from '@cachefleet/redis';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { pairsToRecord, rawCommand } from '../helpers/resp.js';
@@ -163,7 +164,7 @@ describe('ACL users (deploy/redis/*-users.acl)', () => {
   test('the fleet’s cache user reaches the cache prefix and the bus channel only', async () => {
     const c = client(shipped().cache.port, 'default', SECRETS.cacheApp);
     expect(await attempt(c.set('cf:product:v1:1', '1'))).toBe('OK');
-    expect(await attempt(c.publish('cf:__bus', '{}'))).toBe(0);
+    expect(await attempt(c.publish(cacheKeys('cf:').busChannel, '{}'))).toBe(0);
     expect(await attempt(c.publish('cf:other', '{}'))).toBe('NOPERM');
     expect(await attempt(c.set('cachefleet:warm:x', '1'))).toBe('NOPERM');
     expect(await attempt(c.flushdb())).toBe('NOPERM');

@@ -1,3 +1,5 @@
+import { cacheKeys } from '@cachefleet/redis';
+
 /** Reads a cache entry straight from Redis, as the library would: a tombstone (`~t…`) is no value. */
 export interface KeyReader {
   get(key: string): Promise<string | null>;
@@ -25,6 +27,6 @@ export interface StreamReader {
 
 /** The id of the newest event on a cache's bus stream (`<prefix>__bus`), or '0-0'. */
 export async function busHead(redis: StreamReader, prefix: string): Promise<string> {
-  const last = await redis.xrevrange(`${prefix}__bus`, '+', '-', 'COUNT', 1);
+  const last = await redis.xrevrange(cacheKeys(prefix).bus, '+', '-', 'COUNT', 1);
   return last[0]?.[0] ?? '0-0';
 }

@@ -1,6 +1,6 @@
 import { createConnection } from 'node:net';
 import { JobClient, loadQueueConfig } from '@cachefleet/jobs';
-import type { RedisClient, ResolvedRedisConnection } from '@cachefleet/tiered-cache';
+import type { RedisClient, ResolvedRedisConnection } from '@cachefleet/redis';
 import { CliError } from './errors.js';
 
 /**

@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { type RunningApi, startApi } from '@cachefleet/api';
 import type { Definitions, JobClient } from '@cachefleet/jobs';
+import { cacheKeys } from '@cachefleet/redis';
 import { defineNamespace, type Namespace } from '@cachefleet/tiered-cache';
 import pg from 'pg';
 import { pino } from 'pino';
@@ -414,7 +415,7 @@ describe('status and top', { timeout: SLOW }, () => {
   });
 
   it('top: the hottest ids of the hot set, highest first; every namespace without --namespace', async () => {
-    const hot = `${CACHE_PREFIX}__hot:product`;
+    const hot = cacheKeys(CACHE_PREFIX).hot('product');
     await rawCommand(redis.port, ['ZINCRBY', hot, 5, 'a001']);
     await rawCommand(redis.port, ['ZINCRBY', hot, 9, 'b002']);
     await rawCommand(redis.port, ['ZINCRBY', hot, 1, 'b003']);

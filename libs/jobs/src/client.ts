@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { issueMessage } from '@cachefleet/config';
-import { createRedisClient, type RedisClient } from '@cachefleet/tiered-cache';
+import { createRedisClient, type RedisClient } from '@cachefleet/redis';
 import { type JobState, type JobsOptions, Queue } from 'bullmq';
 import {
   dedupeId,

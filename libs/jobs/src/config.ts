@@ -1,5 +1,5 @@
 import { type Env, hostListSchema, issueMessage, parseEnv } from '@cachefleet/config';
-import { type ResolvedRedisConnection, redisConnectionSchema } from '@cachefleet/tiered-cache';
+import { type ResolvedRedisConnection, redisConnectionSchema } from '@cachefleet/redis';
 import { z } from 'zod';
 import { JobError } from './errors.js';
 

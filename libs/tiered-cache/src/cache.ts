@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import { entryGlob, scopedTag } from '@cachefleet/redis';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { EventBus } from './bus/event-bus.js';
+import { assemble, tiersOf } from './assembly.js';
+import type { EventBus } from './bus/event-bus.js';
 import type { CacheEvent, CacheEventInput, EventBody } from './bus/events.js';
 import {
   type CacheImpl,
@@ -10,20 +12,18 @@ import {
   type ResolvedCacheOptions,
   resolveCacheOptions,
 } from './config.js';
-import { MemoryStore } from './drivers/memory.js';
-import { NullStore } from './drivers/null.js';
-import { escapeGlob, RedisStore } from './drivers/redis.js';
-import { TieredStore } from './drivers/tiered.js';
+import type { RedisStore } from './drivers/redis/store.js';
 import { CacheError } from './errors.js';
 import { FleetOps, ID_PATTERN } from './fleet.js';
 import { registerCacheMetrics } from './metrics/prometheus.js';
 import type { Namespace } from './namespace.js';
-import { createRedisClient } from './redis/factory.js';
 import { CacheRegistry, type CacheStatus } from './registry.js';
 import { err, ok, type Result } from './result.js';
-import { applyToL1, globToRegExp } from './stack/coherence.js';
-import { ReadThrough, type Tiers } from './stack/read-through.js';
-import { type NamespaceState, totals } from './stack/state.js';
+import { busHandlers, loadGenerations, prewarmHere } from './stack/bus-handlers.js';
+import { globToRegExp } from './stack/coherence.js';
+import { ReadThrough } from './stack/read-through.js';
+import { totals } from './stack/state.js';
+import { type NamespaceStats, namespaceStats, type TierStats, tierStats } from './stats.js';
 import type { CacheStore } from './types.js';
 
 export interface CacheDeps {
@@ -31,30 +31,6 @@ export interface CacheDeps {
   readonly metricsRegistry?: Registry;
   /** pino logger for breaker changes, bus gaps and degraded starts; silent by default. */
   readonly logger?: Logger;
-}
-
-export interface TierStats {
-  readonly l1:
-    | {
-        readonly entries: number;
-        readonly bytes: number;
-        readonly maxEntries: number;
-        readonly maxBytes: number;
-        readonly evictions: number;
-      }
-    | undefined;
-  readonly l2: { readonly available: boolean; readonly breaker: string } | undefined;
-}
-
-/** Per-namespace, per-tier counters for `GET /cache/stats` (G1). */
-export interface NamespaceStats {
-  readonly namespace: string;
-  readonly l1: { readonly hits: number; readonly misses: number; readonly hitRate: number };
-  readonly l2: { readonly hits: number; readonly misses: number; readonly hitRate: number };
-  readonly loads: number;
-  readonly combinedHitRate: number;
-  /** Fills not cached because an invalidation overtook them. */
-  readonly fencedFills: number;
 }
 
 /**
@@ -72,7 +48,6 @@ export class Cache {
   readonly #breakerTransitions: Record<string, number> = {};
   readonly #listeners = new Set<(event: CacheEvent) => void>();
   readonly #buses = new WeakMap<CacheStore, EventBus>();
-  #tiers: Tiers = { l1: undefined, l2: undefined };
   #closed = false;
   #hotTimer: NodeJS.Timeout | undefined;
   /** Primitives of the worker fleet: warm batches, bulk invalidation steps, hot keys. */
@@ -86,26 +61,26 @@ export class Cache {
     const timing = registerCacheMetrics(this.metrics, {
       impl: () => this.registry.store.impl,
       states: () => this.#rt.states,
-      l1: () => this.#tiers.l1,
-      l2: () => this.#tiers.l2,
+      l1: () => this.#rt.l1,
+      l2: () => this.#rt.l2,
       breakerTransitions: () => this.#breakerTransitions,
       bus: () => this.bus,
     });
-    this.#rt = new ReadThrough(options, timing);
+    // A fill that retracted its own L2 entry (Cluster only) is announced: other pods drop it from L1.
+    this.#rt = new ReadThrough(options, timing, (namespace, id) => {
+      const bus = this.bus;
+      if (bus) void bus.publish(this.#event({ event_type: 'invalidate', namespace, keys: [id] }));
+    });
     this.fleet = new FleetOps({
       rt: this.#rt,
-      l2: () => this.#tiers.l2,
+      l2: () => this.#rt.l2,
       announce: (body) => this.#announce(body, ok(undefined)),
       sampleRate: options.l1TimingSampleRate,
       hotKeep: options.hotKeys.keep,
     });
-    this.#rt.onRetract = (namespace, id) => {
-      const bus = this.bus;
-      if (bus) void bus.publish(this.#event({ event_type: 'invalidate', namespace, keys: [id] }));
-    };
     const store = this.#build(options.impl);
     this.registry = new CacheRegistry(store, () => totals(this.#rt.states));
-    this.#useTiers(store);
+    this.#rt.useTiers(tiersOf(store));
   }
 
   /** Connects the active store and its bus. Never rejects because Redis is down: it starts degraded. */
@@ -115,7 +90,7 @@ export class Cache {
       this.#hotTimer = setInterval(() => void this.fleet.flushHotKeys(), this.options.hotKeys.flushMs);
       this.#hotTimer.unref();
     }
-    const l2 = this.#tiers.l2;
+    const l2 = this.#rt.l2;
     if (l2 && !l2.available) {
       this.#logger?.warn(
         { impl: this.registry.store.impl },
@@ -182,11 +157,11 @@ export class Cache {
   /** Invalidates every entry of the namespace carrying any of the tags (tag index: no SCAN). */
   async invalidateTags<T>(ns: Namespace<T>, tags: readonly string[]): Promise<Result<number>> {
     if (tags.length === 0) return ok(0);
-    const scoped = tags.map((t) => `${ns.name}:${t}`);
+    const scoped = tags.map((t) => scopedTag(ns.name, t));
     return this.#invalidateWalk(
       ns,
-      () => this.#tiers.l1?.removeTags(scoped) ?? 0,
-      (l2) => l2.invalidateTags(scoped),
+      () => this.#rt.l1?.removeTags(scoped) ?? 0,
+      (l2) => l2.fence.invalidateTags(scoped),
       { event_type: 'invalidate', namespace: ns.name, tags: [...tags] },
     );
   }
@@ -206,8 +181,8 @@ export class Cache {
     const keyBase = this.#rt.state(ns as Namespace<unknown>).keyBase;
     return this.#invalidateWalk(
       ns,
-      () => this.#tiers.l1?.removeWhere(keyBase, (id) => re.test(id)) ?? 0,
-      (l2) => l2.invalidateMatching(`${escapeGlob(keyBase)}${pattern}`),
+      () => this.#rt.l1?.removeWhere(keyBase, (id) => re.test(id)) ?? 0,
+      (l2) => l2.fence.invalidateMatching(entryGlob(keyBase, pattern)),
       { event_type: 'invalidate', namespace: ns.name, key_pattern: pattern },
     );
   }
@@ -231,9 +206,9 @@ export class Cache {
       return local();
     };
     let removed = clear();
-    const l2 = this.#tiers.l2;
+    const l2 = this.#rt.l2;
     if (l2) {
-      const bumped = await l2.bumpInvalidations(ns.name);
+      const bumped = await l2.fence.bumpInvalidations(ns.name);
       if (!bumped.ok) return bumped;
       const r = await walk(l2);
       removed = Math.max(removed, clear());
@@ -250,10 +225,10 @@ export class Cache {
    */
   async invalidateNamespace<T>(ns: Namespace<T>): Promise<Result<number>> {
     const st = this.#rt.state(ns as Namespace<unknown>);
-    const l2 = this.#tiers.l2;
+    const l2 = this.#rt.l2;
     let generation: number;
     if (l2) {
-      const r = await l2.bumpGeneration(ns.name);
+      const r = await l2.fence.bumpGeneration(ns.name);
       if (!r.ok) return r;
       generation = r.value;
     } else generation = this.#rt.generation(ns.name) + 1;
@@ -270,7 +245,7 @@ export class Cache {
     const bus = this.bus;
     if (!bus)
       return err(new CacheError('E_CACHE_L2_UNAVAILABLE', 'prewarm needs the bus (impl tiered or redis)'));
-    const r = await this.#prewarmHere(ns.name, ids);
+    const r = await prewarmHere(this.#rt, ns.name, ids);
     if (!r.ok) return r;
     return bus.publish(this.#event({ event_type: 'prewarm', namespace: ns.name, keys: [...ids] }));
   }
@@ -298,7 +273,7 @@ export class Cache {
     const next = this.#build(impl);
     await this.#startStore(next);
     const previous = this.registry.swap(next);
-    this.#useTiers(next);
+    this.#rt.useTiers(tiersOf(next));
     this.#logger?.info({ from: previous.impl, to: impl }, 'cache implementation swapped');
     await this.#closeStore(previous);
   }
@@ -309,48 +284,24 @@ export class Cache {
 
   /** Size and state of each tier of the active store (G1), beside the per-namespace counters. */
   tiers(): TierStats {
-    const { l1, l2 } = this.#tiers;
-    return {
-      l1: l1
-        ? {
-            entries: l1.entries,
-            bytes: l1.bytes,
-            maxEntries: l1.maxEntries,
-            maxBytes: l1.maxBytes,
-            evictions: l1.stats.evictions,
-          }
-        : undefined,
-      l2: l2 ? { available: l2.available, breaker: l2.breakerState } : undefined,
-    };
+    return tierStats(this.#rt);
   }
 
   stats(): NamespaceStats[] {
-    return this.#rt.states.filter((s): s is NamespaceState => s !== undefined).map(namespaceStats);
+    return namespaceStats(this.#rt.states);
   }
 
   async #startStore(store: CacheStore): Promise<void> {
     await store.start();
     // Without Redis, start degraded at once: the bus connects (and replays) when Redis is back.
-    const reachable = this.#l2Of(store)?.available ?? false;
-    if (reachable) await this.#loadGenerations();
+    const reachable = tiersOf(store).l2?.available ?? false;
+    if (reachable) await loadGenerations(this.#rt);
     await this.#buses.get(store)?.start(reachable ? this.options.l2.connectTimeoutMs : 0);
-  }
-
-  #l2Of(store: CacheStore): RedisStore | undefined {
-    return store instanceof TieredStore ? store.l2 : store instanceof RedisStore ? store : undefined;
   }
 
   async #closeStore(store: CacheStore): Promise<void> {
     await this.#buses.get(store)?.close();
     await store.close();
-  }
-
-  /** Namespaces invalidated as a whole before this pod started (or while it was cut off). */
-  async #loadGenerations(): Promise<void> {
-    const l2 = this.#tiers.l2;
-    if (!l2) return;
-    const r = await l2.generations();
-    if (r.ok) for (const [name, g] of r.value) this.#rt.setGeneration(name, g);
   }
 
   #event(body: EventBody): CacheEventInput {
@@ -365,141 +316,25 @@ export class Cache {
     return p.ok ? done : p;
   }
 
-  async #prewarmHere(name: string, ids: readonly string[]): Promise<Result<number>> {
-    const l2 = this.#tiers.l2;
-    if (!l2 || !this.#tiers.l1) return ok(0);
-    let filled = 0;
-    for (const st of this.#rt.statesNamed(name)) {
-      const epoch = this.#rt.epoch;
-      const keys = ids.map((id) => st.keyBase + id);
-      const r = await l2.readMany(keys);
-      if (!r.ok) return r;
-      r.value.forEach((e, i) => {
-        if (e === undefined) return;
-        this.#rt.putL1(st, keys[i] as string, ok(e.value), e.size, epoch);
-        filled++;
-      });
-    }
-    return ok(filled);
-  }
-
-  #useTiers(store: CacheStore): void {
-    this.#tiers = {
-      l1: store instanceof TieredStore ? store.l1 : store instanceof MemoryStore ? store : undefined,
-      l2: this.#l2Of(store),
-    };
-    this.#rt.useTiers(this.#tiers);
-  }
-
   #build(impl: CacheImpl): CacheStore {
-    const o = this.options;
-    const memory = () =>
-      new MemoryStore({
-        maxEntries: o.l1.maxEntries,
-        maxBytes: o.l1.maxBytes,
-        defaultTtlSeconds: o.l1.defaultTtlSeconds,
-      });
-    const redis = (): RedisStore => {
-      if (o.redis === undefined) {
-        throw new CacheError('E_CACHE_CONFIG', `redis: required when impl is "${impl}"`);
-      }
-      const client = createRedisClient(o.redis, {
-        role: 'cache',
-        connectTimeoutMs: o.l2.connectTimeoutMs,
-        connectionName: `cachefleet:cache:${this.podId}`,
-        onError: (error) => this.#logger?.debug({ err: error.message }, 'cache redis connection error'),
-      });
-      return new RedisStore({
-        client,
-        prefix: o.prefix,
-        defaultTtlSeconds: o.defaultTtlSeconds,
-        compressionThreshold: o.l2.compressionThreshold,
-        connectTimeoutMs: o.l2.connectTimeoutMs,
-        commandTimeoutMs: o.l2.commandTimeoutMs,
-        breaker: o.breaker,
-        maxPendingDeletes: o.maxPendingDeletes,
-        tombstoneTtlMs: o.bus.tombstoneTtlMs,
-        onBreakerChange: (from, to) => {
-          this.#breakerTransitions[to] = (this.#breakerTransitions[to] ?? 0) + 1;
-          this.#logger?.warn({ from, to }, 'cache L2 circuit breaker changed state');
-        },
-      });
-    };
-    switch (impl) {
-      case 'null':
-        return new NullStore();
-      case 'memory':
-        return memory();
-      case 'redis': {
-        const l2 = redis();
-        return this.#withBus(l2, l2);
-      }
-      case 'tiered': {
-        const l2 = redis();
-        return this.#withBus(new TieredStore(memory(), l2, o.l1.defaultTtlSeconds), l2);
-      }
-    }
-  }
-
-  #withBus<S extends CacheStore>(store: S, l2: RedisStore): S {
-    const o = this.options;
-    if (!o.bus.enabled || o.redis === undefined) return store;
-    const sub = createRedisClient(o.redis, {
-      role: 'queue',
-      connectTimeoutMs: o.l2.connectTimeoutMs,
-      connectionName: `cachefleet:bus:${this.podId}`,
+    const { store, bus } = assemble(impl, {
+      options: this.options,
+      podId: this.podId,
+      logger: this.#logger,
+      onBreakerChange: (from, to) => {
+        this.#breakerTransitions[to] = (this.#breakerTransitions[to] ?? 0) + 1;
+        this.#logger?.warn({ from, to }, 'cache L2 circuit breaker changed state');
+      },
+      handlers: busHandlers({
+        rt: this.#rt,
+        disconnectedTtlMs: this.options.bus.disconnectedTtlMs,
+        listeners: this.#listeners,
+        logger: this.#logger,
+      }),
     });
-    const bus = new EventBus(
-      l2.client,
-      sub,
-      {
-        stream: `${o.prefix}__bus`,
-        channel: `${o.prefix}__bus`,
-        maxLen: o.bus.maxLen,
-        podId: this.podId,
-        disconnectedTtlMs: o.bus.disconnectedTtlMs,
-        ...(this.#logger ? { logger: this.#logger } : {}),
-      },
-      {
-        apply: (event, own) => {
-          if (own) return;
-          if (event.event_type === 'prewarm') void this.#prewarmHere(event.namespace, event.keys);
-          else applyToL1(this.#rt, event);
-          for (const listener of this.#listeners) listener(event);
-        },
-        flush: (reason) => {
-          this.#logger?.warn({ reason }, 'bus events were lost: L1 flushed');
-          this.#rt.invalidated();
-          this.#tiers.l1?.removeAll();
-          void this.#loadGenerations();
-        },
-        disconnected: (cut) => {
-          this.#rt.capL1Ttl(cut ? o.bus.disconnectedTtlMs : Number.POSITIVE_INFINITY);
-          // Back on the bus (or on it for the first time after a degraded start): catch up on
-          // whole-namespace invalidations too.
-          if (!cut) void this.#loadGenerations();
-        },
-      },
-    );
-    this.#buses.set(store, bus);
+    if (bus) this.#buses.set(store, bus);
     return store;
   }
-}
-
-function rate(hits: number, misses: number): number {
-  return hits + misses === 0 ? 0 : hits / (hits + misses);
-}
-
-function namespaceStats(s: NamespaceState): NamespaceStats {
-  const l1Misses = s.l2Hits + s.misses;
-  return {
-    namespace: s.ns.name,
-    l1: { hits: s.l1Hits, misses: l1Misses, hitRate: rate(s.l1Hits, l1Misses) },
-    l2: { hits: s.l2Hits, misses: s.misses, hitRate: rate(s.l2Hits, s.misses) },
-    loads: s.loads,
-    combinedHitRate: rate(s.l1Hits + s.l2Hits, s.misses),
-    fencedFills: s.fencedFills,
-  };
 }
 
 /** Validates the options (a bad one throws E_CACHE_CONFIG naming the field) and builds the cache. */

@@ -1,17 +1,8 @@
+import { entryGlob } from '@cachefleet/redis';
 import type { EventBody } from './bus/events.js';
-import { escapeGlob, type RedisStore } from './drivers/redis.js';
-import {
-  decayHotKeys,
-  flushHotCounts,
-  type HotKey,
-  masterNames,
-  topHotKeys,
-  type UnlinkStep,
-  unlinkStep,
-  type WarmEntry,
-  warmSnapshot,
-  warmWrite,
-} from './drivers/redis-bulk.js';
+import type { HotKey, UnlinkStep } from './drivers/redis/bulk.js';
+import type { RedisStore } from './drivers/redis/store.js';
+import type { WarmEntry } from './drivers/redis/warm.js';
 import { CacheError } from './errors.js';
 import type { Namespace } from './namespace.js';
 import { err, ok, type Result } from './result.js';
@@ -90,7 +81,7 @@ export class FleetOps {
     if (valid.length === 0) return ok(last);
     for (let attempt = 0; attempt < WARM_ATTEMPTS; attempt++) {
       const keys = valid.map((id) => st.keyBase + id);
-      const snapshot = await warmSnapshot(l2, ns.name, keys);
+      const snapshot = await l2.bulk.warmSnapshot(ns.name, keys);
       if (!snapshot.ok) return snapshot;
       const loaded = await loadAll(st, valid);
       if (!loaded.ok) return loaded;
@@ -112,7 +103,7 @@ export class FleetOps {
         });
         was.push(snapshot.value.was[i] ?? null);
       });
-      const w = await warmWrite(l2, ns.name, entries, { was, inv: snapshot.value.inv }, st.l2TtlMs);
+      const w = await l2.bulk.warmWrite(ns.name, entries, { was, inv: snapshot.value.inv }, st.l2TtlMs);
       if (!w.ok) return w;
       if (w.value.retracted.length > 0) {
         const idsOf = w.value.retracted.map((k) => k.slice(st.keyBase.length));
@@ -135,14 +126,24 @@ export class FleetOps {
   async hotKeys(ns: Namespace<unknown> | string, n: number): Promise<Result<HotKey[]>> {
     const l2 = this.#l2();
     if (!l2.ok) return l2;
-    return topHotKeys(l2.value, typeof ns === 'string' ? ns : ns.name, n);
+    return l2.value.bulk.topHotKeys(typeof ns === 'string' ? ns : ns.name, n);
+  }
+
+  /**
+   * The namespaces that have hot-key counts (SCAN on every master, never KEYS), sorted; stops
+   * looking once `limit` were found.
+   */
+  async hotNamespaces(limit = 1_000): Promise<Result<string[]>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.hotNamespaces(limit);
   }
 
   /** Ages a namespace's hot counts (each hot warm halves them, so old favourites fade). */
   async decayHotKeys(ns: Namespace<unknown> | string, factor = 0.5): Promise<Result<number>> {
     const l2 = this.#l2();
     if (!l2.ok) return l2;
-    return decayHotKeys(l2.value, typeof ns === 'string' ? ns : ns.name, factor);
+    return l2.value.bulk.decayHotKeys(typeof ns === 'string' ? ns : ns.name, factor);
   }
 
   /** Sends this pod's sampled read counts to Redis and starts counting afresh. */
@@ -158,13 +159,13 @@ export class FleetOps {
       st.hot = new Map();
     }
     if (counts.size === 0) return ok(0);
-    return flushHotCounts(l2, counts, this.#d.sampleRate, this.#d.hotKeep);
+    return l2.bulk.flushHotCounts(counts, this.#d.sampleRate, this.#d.hotKeep);
   }
 
   /** The masters a bulk walk visits, one child job each (`host:port`). */
   masters(): Result<string[]> {
     const l2 = this.#l2();
-    return l2.ok ? ok(masterNames(l2.value)) : l2;
+    return l2.ok ? ok(l2.value.bulk.masterNames()) : l2;
   }
 
   /**
@@ -180,11 +181,11 @@ export class FleetOps {
     }
     const l2 = this.#l2();
     if (!l2.ok) return l2;
-    const bumped = await l2.value.bumpInvalidations(ns.name);
+    const bumped = await l2.value.fence.bumpInvalidations(ns.name);
     if (!bumped.ok) return bumped;
     const st = this.#d.rt.state(ns);
     this.#clearLocal(st, pattern);
-    return ok(escapeGlob(st.keyBase) + pattern);
+    return ok(entryGlob(st.keyBase, pattern));
   }
 
   /** One SCAN + UNLINK batch on `master`; keep the returned cursor until it is '0'. */
@@ -196,7 +197,7 @@ export class FleetOps {
   ): Promise<Result<UnlinkStep>> {
     const l2 = this.#l2();
     if (!l2.ok) return l2;
-    return unlinkStep(l2.value, master, match, cursor, count);
+    return l2.value.bulk.unlinkStep(master, match, cursor, count);
   }
 
   /** Ends a bulk invalidation: one event makes every pod drop the pattern from its L1. */

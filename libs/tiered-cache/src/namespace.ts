@@ -1,4 +1,5 @@
 import { issueMessage } from '@cachefleet/config';
+import { entryBase } from '@cachefleet/redis';
 import { z } from 'zod';
 import { CacheError } from './errors.js';
 
@@ -80,6 +81,6 @@ export function defineNamespace<T>(definition: NamespaceDefinition<T>): Namespac
     idSchema: idSchema ?? DEFAULT_ID_SCHEMA,
     isValidId: idSchema ? (id: string) => idSchema.safeParse(id).success : isDefaultId,
     index: nextIndex++,
-    keyBase: `${definition.name}:v${definition.version}:`,
+    keyBase: entryBase(definition.name, definition.version),
   });
 }

@@ -1,3 +1,4 @@
+import { cacheKeys } from '@cachefleet/redis';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -227,7 +228,7 @@ describe('warm', () => {
     const r = unwrap(await w.fleet.warm(ns, range(50, 'o')));
     expect(r).toMatchObject({ loaded: 50, written: 50, changed: 0, overtaken: false });
     expect(calls.many).toBe(2);
-    expect(await raw.get(`${p}__inv:item`)).toBe('1');
+    expect(await raw.get(cacheKeys(p).invalidations('item'))).toBe('1');
     expect(await value(p, ns, 'o0')).toEqual({ id: 'o0', v: 2 });
     expect(await value(p, ns, 'o49')).toEqual({ id: 'o49', v: 2 });
   });
@@ -279,7 +280,11 @@ describe('hot keys', () => {
     expect(scores(await a.fleet.hotKeys('hot', 10))).toEqual(['a=60', 'c=35', 'b=20', 'd=1']);
     expect(await b.fleet.decayHotKeys(ns, 0.5)).toEqual({ ok: true, value: 1 });
     expect(scores(await a.fleet.hotKeys(ns, 10))).toEqual(['a=30', 'c=17.5', 'b=10']);
-    expect(await raw.zcard(`${p}__hot:hot`)).toBe(3);
+    expect(await raw.zcard(cacheKeys(p).hot('hot'))).toBe(3);
+    // The namespaces with counts, as `cachefleet top` lists them: this prefix's only.
+    await raw.zincrby(cacheKeys('fw-hot-other:').hot('elsewhere'), 1, 'x');
+    await raw.zincrby(cacheKeys(p).hot('second'), 1, 'y');
+    expect(await a.fleet.hotNamespaces()).toEqual({ ok: true, value: ['hot', 'second'] });
   });
 
   it('scales sampled counts by the sample rate', async () => {
@@ -301,17 +306,17 @@ describe('hot keys', () => {
     await read(off, ns, { a: 5 });
     expect(await off.fleet.flushHotKeys()).toEqual({ ok: true, value: 0 });
     await off.close();
-    expect(await raw.exists('fw-hot-off:__hot:hot')).toBe(0);
+    expect(await raw.exists(cacheKeys('fw-hot-off:').hot('hot'))).toBe(0);
 
     const closing = await newCache('fw-hot-close:', sampled());
     await read(closing, ns, { z: 4 });
     await closing.close();
-    expect(await raw.zscore('fw-hot-close:__hot:hot', 'z')).toBe('4');
+    expect(await raw.zscore(cacheKeys('fw-hot-close:').hot('hot'), 'z')).toBe('4');
 
     const timed = await newCache('fw-hot-timer:', sampled({ flushMs: 100 }));
     await read(timed, ns, { t: 3 });
     await waitUntil('the timer flushes the counts', async () =>
-      (await raw.zscore('fw-hot-timer:__hot:hot', 't')) === '3' ? true : undefined,
+      (await raw.zscore(cacheKeys('fw-hot-timer:').hot('hot'), 't')) === '3' ? true : undefined,
     );
   });
 });
@@ -343,7 +348,7 @@ describe('bulk pattern invalidation (single node)', () => {
     expect(w.fleet.masters()).toEqual({ ok: true, value: [`127.0.0.1:${server.port}`] });
     const match = unwrap(await w.fleet.beginWalk(alpha, 'u*'));
     expect(match).toBe('alpha:v1:u*');
-    expect(await raw.get(`${p}__inv:alpha`)).toBe('1');
+    expect(await raw.get(cacheKeys(p).invalidations('alpha'))).toBe('1');
     const done = await walk(w, match);
     expect(done.unlinked).toBe(20_000);
     expect(done.steps).toBeGreaterThan(1);
@@ -371,7 +376,7 @@ describe('bulk pattern invalidation (single node)', () => {
       const r = await w.fleet.beginWalk(alpha, bad);
       expect(!r.ok && r.error.code).toBe('E_CACHE_INVALID_ID');
     }
-    expect(await raw.get('fw-badpat:__inv:alpha')).toBeNull();
+    expect(await raw.get(cacheKeys('fw-badpat:').invalidations('alpha'))).toBeNull();
   });
 
   it('endWalk makes another pod drop the pattern from its L1, and only the pattern', async () => {

@@ -1,3 +1,4 @@
+import { createRedisClient, type RedisConnection } from '@cachefleet/redis';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -13,10 +14,8 @@ import {
 import {
   type Cache,
   createCache,
-  createRedisClient,
   defineNamespace,
   MemoryStore,
-  type RedisConnection,
   RedisStore,
   TieredStore,
 } from '../src/index.js';

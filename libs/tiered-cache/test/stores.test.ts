@@ -1,7 +1,8 @@
+import { createRedisClient } from '@cachefleet/redis';
 import { Redis } from 'ioredis';
 import { afterAll } from 'vitest';
 import { startRedis } from '../../../test/helpers/index.js';
-import { createRedisClient, MemoryStore, NullStore, RedisStore, TieredStore } from '../src/index.js';
+import { MemoryStore, NullStore, RedisStore, TieredStore } from '../src/index.js';
 import { describeStoreConformance } from './conformance.js';
 
 const server = await startRedis();

@@ -1,14 +1,5 @@
 import { parseArgs } from 'node:util';
-import {
-  type Cache,
-  createCache,
-  escapeGlob,
-  type HotKey,
-  loadCacheConfig,
-  ok,
-  RedisStore,
-  type Result,
-} from '@cachefleet/tiered-cache';
+import { createCache, type HotKey, loadCacheConfig, type Result } from '@cachefleet/tiered-cache';
 import { z } from 'zod';
 import { check, commaList, flagName, parseFlags, wholeNumber } from '../args.js';
 import type { Command } from '../command.js';
@@ -72,11 +63,10 @@ Flags:
     const cache = createCache({ ...config, l2: { ...config.l2, connectTimeoutMs: CONNECT_TIMEOUT_MS } });
     session.onClose(() => cache.close());
     await cache.start(); // never throws: it starts degraded when Redis does not answer
-    const store = cache.registry.store;
-    if (store instanceof RedisStore && !store.available) {
+    if (cache.tiers().l2?.available === false) {
       throw new CliError('E_CLI_UNREACHABLE', `${what} did not answer within ${CONNECT_TIMEOUT_MS} ms`);
     }
-    const namespaces = flags.namespace ?? must(await hotNamespaces(cache));
+    const namespaces = flags.namespace ?? must(await cache.fleet.hotNamespaces(MAX_DISCOVERED));
     const hottest: Record<string, HotKey[]> = {};
     for (const ns of namespaces) hottest[ns] = must(await cache.fleet.hotKeys(ns, flags.limit));
     if (flags.json) {
@@ -103,26 +93,4 @@ Flags:
 function must<T>(r: Result<T>): T {
   if (!r.ok) throw r.error;
   return r.value;
-}
-
-/** Namespaces with a hot set, found with SCAN (never KEYS) on every master. */
-async function hotNamespaces(cache: Cache): Promise<Result<string[]>> {
-  const store = cache.registry.store;
-  if (!(store instanceof RedisStore)) return ok([]);
-  const base = `${cache.options.prefix}__hot:`;
-  const match = `${escapeGlob(base)}*`;
-  return store.guarded(async () => {
-    const client = store.client;
-    const nodes = 'nodes' in client ? client.nodes('master') : [client];
-    const found = new Set<string>();
-    for (const node of nodes) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await node.scan(cursor, 'MATCH', match, 'COUNT', 1_000);
-        cursor = next;
-        for (const key of keys) found.add(key.slice(base.length));
-      } while (cursor !== '0' && found.size < MAX_DISCOVERED);
-    }
-    return [...found].sort();
-  });
 }

@@ -1,6 +1,6 @@
+import { defineScripts, loadScripts, type RedisClient } from '@cachefleet/redis';
 import type { Logger } from 'pino';
 import { CacheError } from '../errors.js';
-import { type RedisClient, scripts } from '../redis/factory.js';
 import { err, ok, type Result } from '../result.js';
 import {
   type CacheEvent,
@@ -45,6 +45,12 @@ export interface BusStats {
 
 const REPLAY_BATCH = 1000;
 
+interface BusScripts {
+  busPublish(stream: string, channel: string, maxLen: number, event: string): Promise<string>;
+}
+
+const BUS_SCRIPTS = loadScripts<BusScripts>(new URL('./', import.meta.url), { busPublish: 'bus-publish-1' });
+
 /**
  * Invalidate / update / prewarm / config events between pods (REQUIREMENTS D2). Each event goes to a
  * Redis Stream and over pub/sub in one script; the pub/sub message names the id before it, so a pod
@@ -62,6 +68,7 @@ export class EventBus {
     invalid: 0,
   };
   readonly #pub: RedisClient;
+  readonly #scripts: BusScripts;
   readonly #sub: RedisClient;
   readonly #opts: EventBusOptions;
   readonly #handlers: BusHandlers;
@@ -78,6 +85,7 @@ export class EventBus {
 
   constructor(pub: RedisClient, sub: RedisClient, options: EventBusOptions, handlers: BusHandlers) {
     this.#pub = pub;
+    this.#scripts = defineScripts(pub, BUS_SCRIPTS);
     this.#sub = sub;
     this.#opts = options;
     this.#handlers = handlers;
@@ -132,7 +140,7 @@ export class EventBus {
       );
     }
     try {
-      const id = await scripts(this.#pub).busPublish(
+      const id = await this.#scripts.busPublish(
         this.#opts.stream,
         this.#opts.channel,
         this.#opts.maxLen,

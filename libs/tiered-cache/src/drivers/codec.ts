@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 
 /**
@@ -44,4 +45,15 @@ function stringify(value: unknown): string {
   const json = JSON.stringify(value);
   if (json === undefined) throw new TypeError('value is not JSON-serialisable');
   return json;
+}
+
+const T = 116;
+/** Tombstones are `~t` + a random token; JSON never starts with `~`, compressed values use `~z`. */
+export function isTombstone(wire: string): boolean {
+  return wire.charCodeAt(0) === TILDE && wire.charCodeAt(1) === T;
+}
+
+/** Unique per invalidation, so a fill that saw an older tombstone cannot mistake this one (no ABA). */
+export function newTombstone(): string {
+  return `~t${randomBytes(9).toString('base64url')}`;
 }

@@ -1,5 +1,5 @@
+import { HangWatchdog, type RedisClient } from '@cachefleet/redis';
 import { CacheError } from '../errors.js';
-import { dropConnections, type RedisClient } from '../redis/factory.js';
 import { type Err, err, ok, type Result } from '../result.js';
 import { type BreakerState, CircuitBreaker } from './breaker.js';
 
@@ -13,13 +13,11 @@ export interface L2GuardOptions {
   readonly onBreakerChange?: (from: BreakerState, to: BreakerState) => void;
 }
 
-/** Watchdog ticks per commandTimeoutMs; one more quiet tick than this declares a hang. */
-const QUIET_TICKS_TO_HANG = 4;
-
 /**
- * Everything that stands between the cache and a sick Redis: the circuit breaker, the hang
- * watchdog and the fault counters. Every L2 call goes through `run` (or, on the L2 hit path, the
- * same steps inlined with `inFlight` / `completions`).
+ * The cache's policy towards a sick Redis: the circuit breaker and the fault counters, over the
+ * hang watchdog of `@cachefleet/redis` (which only detects a hang and drops the sockets; here a
+ * hang counts as a timeout and opens the breaker). Every L2 call goes through `run` (or, on the L2
+ * hit path, the same steps inlined with the watchdog's `inFlight` / `completions`).
  */
 export class L2Guard {
   readonly breaker: CircuitBreaker;
@@ -30,54 +28,21 @@ export class L2Guard {
     command: 0,
     corrupt: 0,
   };
-  /** Commands sent and not answered; replies counted. Read by the watchdog. */
-  inFlight = 0;
-  completions = 0;
-  readonly #client: RedisClient;
-  readonly #timeoutMs: number;
-  #completionsSeen = 0;
-  #quietTicks = 0;
-  #watchdog: NodeJS.Timeout | undefined;
+  readonly watchdog: HangWatchdog;
 
   constructor(client: RedisClient, options: L2GuardOptions) {
-    this.#client = client;
-    this.#timeoutMs = options.commandTimeoutMs;
     this.breaker = new CircuitBreaker({
       ...options.breaker,
       ...(options.clock ? { clock: options.clock } : {}),
       ...(options.onBreakerChange ? { onChange: options.onBreakerChange } : {}),
     });
-  }
-
-  startWatchdog(): void {
-    this.#watchdog = setInterval(() => this.#checkHang(), Math.max(5, this.#timeoutMs / QUIET_TICKS_TO_HANG));
-    this.#watchdog.unref();
-  }
-
-  stopWatchdog(): void {
-    clearInterval(this.#watchdog);
-  }
-
-  /**
-   * One timer per client instead of ioredis's `commandTimeout`, which arms a timer per command
-   * (5% of an L2 hit in the bench). A hung server (SIGSTOP, a long script, a stalled link) shows as
-   * commands outstanding and no reply at all for a whole timeout. Replies come in order, so that
-   * means the oldest command has waited at least commandTimeoutMs — the same bound ioredis's timer
-   * gives — and a slow link with replies still flowing never trips it. Ticks every timeout/4 and
-   * fires on the 5th quiet one: seen between 1× and 1.25× the timeout. Destroying the sockets (not
-   * `disconnect()`, whose graceful end waits for a FIN a stopped server never sends) rejects those
-   * commands at once (maxRetriesPerRequest 0), the breaker opens, and ioredis reconnects.
-   */
-  #checkHang(): void {
-    const quiet = this.inFlight > 0 && this.completions === this.#completionsSeen;
-    this.#completionsSeen = this.completions;
-    this.#quietTicks = quiet ? this.#quietTicks + 1 : 0;
-    if (this.#quietTicks > QUIET_TICKS_TO_HANG && this.#client.status === 'ready') {
-      this.#quietTicks = 0;
-      this.errors.timeout++;
-      this.breaker.trip();
-      dropConnections(this.#client);
-    }
+    this.watchdog = new HangWatchdog(client, {
+      timeoutMs: options.commandTimeoutMs,
+      onHang: () => {
+        this.errors.timeout++;
+        this.breaker.trip();
+      },
+    });
   }
 
   /**
@@ -90,7 +55,7 @@ export class L2Guard {
       return this.unavailable();
     }
     try {
-      const value = await this.track(op());
+      const value = await this.watchdog.track(op());
       this.breaker.success();
       return ok(value);
     } catch (cause) {
@@ -100,14 +65,8 @@ export class L2Guard {
   }
 
   /** Counts a command for the hang watchdog. */
-  async track<T>(command: Promise<T>): Promise<T> {
-    this.inFlight++;
-    try {
-      return await command;
-    } finally {
-      this.inFlight--;
-      this.completions++;
-    }
+  track<T>(command: Promise<T>): Promise<T> {
+    return this.watchdog.track(command);
   }
 
   unavailable(): Err<CacheError> {

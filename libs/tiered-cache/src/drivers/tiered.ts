@@ -1,7 +1,7 @@
 import { OK_UNDEFINED, ok, type Result } from '../result.js';
 import type { CacheStore, SetOptions, StoreHealth } from '../types.js';
 import type { MemoryStore } from './memory.js';
-import type { RedisStore } from './redis.js';
+import type { RedisStore } from './redis/store.js';
 
 /**
  * The A1 contract over L1 + L2 for raw keys. Reads fill L1 from L2; writes go to both; a

@@ -1,7 +1,7 @@
 import { Counter, Gauge, type Metric, type Registry } from 'prom-client';
 import type { EventBus } from '../bus/event-bus.js';
 import type { MemoryStore } from '../drivers/memory.js';
-import type { RedisStore } from '../drivers/redis.js';
+import type { RedisStore } from '../drivers/redis/store.js';
 import type { NamespaceState } from '../stack/state.js';
 import type { TimingSink } from '../stack/timing.js';
 import type { CacheImplName } from '../types.js';

@@ -1,15 +1,77 @@
-import { isTombstone } from '../drivers/redis.js';
+import { isTombstone } from '../drivers/codec.js';
 import { CacheError } from '../errors.js';
+import type { Namespace } from '../namespace.js';
 import { err, OK_UNDEFINED, ok, type Result } from '../result.js';
-import type { ReadThrough, WriteMode } from './read-through.js';
+import { loadAndStore, store, type WriteMode } from './fill.js';
+import type { ReadThrough } from './read-through.js';
 import type { NamespaceState } from './state.js';
+
+/**
+ * Batched read-through: L1 first, then one L2 round trip for the rest, then `loadBatch` for what
+ * is still missing. Aligned with `ids`.
+ */
+export async function getMany<T>(
+  rt: ReadThrough,
+  ns: Namespace<T>,
+  ids: readonly string[],
+): Promise<Result<(T | undefined)[]>> {
+  const st = rt.state(ns as Namespace<unknown>);
+  const epoch = rt.epoch;
+  const startedAt = performance.now();
+  const out: unknown[] = new Array(ids.length);
+  const todo: number[] = [];
+  const l1 = rt.l1;
+  for (let i = 0; i < ids.length; i++) {
+    const hit = l1?.peek(st.keyBase + ids[i]);
+    if (hit !== undefined) {
+      st.l1Hits++;
+      out[i] = hit.value;
+    } else todo.push(i);
+  }
+  if (todo.length === 0) return ok(out as T[]);
+  for (const i of todo) if (!ns.isValidId(ids[i] as string)) return rt.invalidId(st, ids[i] as string);
+  let missing = todo;
+  const l2 = rt.l2;
+  if (l2 !== undefined) {
+    const keys = todo.map((i) => st.keyBase + ids[i]);
+    const r = await l2.readMany(keys);
+    st.timers.l2.observe((performance.now() - startedAt) / 1000);
+    if (r.ok) {
+      missing = [];
+      todo.forEach((i, j) => {
+        const e = r.value[j];
+        if (e === undefined) missing.push(i);
+        else {
+          st.l2Hits++;
+          const entry = ok(e.value);
+          rt.putL1(st, keys[j] as string, entry, e.size, epoch);
+          out[i] = entry.value;
+        }
+      });
+    } else st.l2Errors++;
+  }
+  if (missing.length > 0) {
+    const loaded = await loadBatch(
+      rt,
+      st,
+      missing.map((i) => ids[i] as string),
+      epoch,
+      startedAt,
+    );
+    if (!loaded.ok) return loaded;
+    missing.forEach((i, j) => {
+      out[i] = loaded.value[j];
+    });
+  }
+  return ok(out as (T | undefined)[]);
+}
 
 /**
  * The misses of a `getMany`: ids already loading in this process join that load; ids whose fleet
  * lock this process wins are re-read from L2 (a previous holder may just have filled them) and the
  * rest loaded with one `loadMany`; ids locked elsewhere wait for their holders like a single get.
  */
-export async function loadBatch(
+async function loadBatch(
   rt: ReadThrough,
   st: NamespaceState,
   ids: readonly string[],
@@ -48,7 +110,7 @@ async function loadMine(
 ): Promise<void> {
   const l2 = rt.l2;
   const tokens = l2
-    ? await Promise.all(mine.map((i) => l2.acquireLock(keys[i] as string, rt.lock.ttlMs)))
+    ? await Promise.all(mine.map((i) => l2.locks.acquire(keys[i] as string, rt.lock.ttlMs)))
     : undefined;
   const tokenOf = new Map<number, string>();
   let owned: number[] = [];
@@ -60,14 +122,14 @@ async function loadMine(
   });
   const release = (i: number) => {
     const token = tokenOf.get(i);
-    if (l2 && token !== undefined) void l2.releaseLock(keys[i] as string, token);
+    if (l2 && token !== undefined) void l2.locks.release(keys[i] as string, token);
   };
   const expected = new Map<number, string>();
   let inv: number | undefined;
   if (l2 && owned.length > 0) {
     const [again, counter] = await Promise.all([
       Promise.all(owned.map((i) => l2.readWire(keys[i] as string))),
-      l2.invalidations(st.ns.name),
+      l2.fence.invalidations(st.ns.name),
     ]);
     if (counter.ok) inv = counter.value;
     const still: number[] = [];
@@ -129,7 +191,7 @@ async function loadOwned(
   if (loadMany === undefined) {
     return all(
       await Promise.all(
-        owned.map((i) => rt.loadAndStore(st, ids[i] as string, keys[i] as string, modeOf(i))),
+        owned.map((i) => loadAndStore(rt, st, ids[i] as string, keys[i] as string, modeOf(i))),
       ),
     );
   }
@@ -148,7 +210,7 @@ async function loadOwned(
     await Promise.all(
       owned.map((i) => {
         const v = found.get(ids[i] as string);
-        return v === undefined ? OK_UNDEFINED : rt.store(st, keys[i] as string, v, modeOf(i));
+        return v === undefined ? OK_UNDEFINED : store(rt, st, keys[i] as string, v, modeOf(i));
       }),
     ),
   );

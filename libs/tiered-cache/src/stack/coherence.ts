@@ -1,3 +1,4 @@
+import { scopedTag } from '@cachefleet/redis';
 import type { CacheEvent } from '../bus/events.js';
 import type { ReadThrough } from './read-through.js';
 
@@ -29,7 +30,7 @@ export function applyToL1(rt: ReadThrough, event: CacheEvent): boolean {
           rt.dropInflight(st.keyBase);
         }
       }
-      if (event.tags) l1?.removeTags(event.tags.map((t) => `${event.namespace}:${t}`));
+      if (event.tags) l1?.removeTags(event.tags.map((t) => scopedTag(event.namespace, t)));
       return true;
     }
     case 'update': {

@@ -1,10 +1,13 @@
+import { scopedTag } from '@cachefleet/redis';
 import type { ResolvedCacheOptions } from '../config.js';
+import { isTombstone } from '../drivers/codec.js';
 import type { MemoryStore } from '../drivers/memory.js';
-import { isTombstone, type RedisStore } from '../drivers/redis.js';
+import type { RedisStore } from '../drivers/redis/store.js';
 import { CacheError } from '../errors.js';
 import type { Namespace } from '../namespace.js';
 import { err, OK_UNDEFINED, type Ok, ok, type Result } from '../result.js';
-import { loadBatch } from './batch.js';
+import { getMany } from './batch.js';
+import { loadAndStore, store, type WriteMode } from './fill.js';
 import { keyBaseAt, type NamespaceState, newState } from './state.js';
 import { jitter, sleep, type TimingSink } from './timing.js';
 
@@ -17,29 +20,10 @@ export interface Tiers {
 }
 
 /**
- * How a value reaches the tiers. A fill came from a miss: it is written to L2 only if the entry is
- * still what the miss saw (`expected`), and to L1 only if no invalidation was applied in this pod
- * since the read began (`epoch`). An explicit set is authoritative and writes unconditionally.
- */
-export type WriteMode =
-  | { readonly kind: 'set' }
-  | {
-      readonly kind: 'fill';
-      readonly expected: string;
-      readonly epoch: number;
-      readonly startedAt: number;
-      /**
-       * The namespace's walk counter read before loading (see RedisStore.bumpInvalidations). A fill
-       * without it writes L1 only: it cannot tell whether a pattern or tag walk missed its key.
-       */
-      readonly inv?: number;
-    };
-
-/**
  * The read and write paths over whichever tiers the active store has: L1 → L2 → one loader
  * call per key across the fleet (in-process single-flight, then a Redis lock whose waiters poll
  * L2 instead of calling the loader). Fills are fenced against concurrent invalidations
- * (DESIGN invariant 2): see WriteMode.
+ * (DESIGN invariant 2): see fill.ts.
  */
 export class ReadThrough {
   #l1: MemoryStore | undefined;
@@ -48,7 +32,8 @@ export class ReadThrough {
   readonly #generations = new Map<string, number>();
   readonly inflight = new Map<string, Promise<Result<unknown>>>();
   readonly lock: ResolvedCacheOptions['lock'];
-  readonly #tombstoneTtlMs: number;
+  /** A fill older than a tombstone's life could have missed it: it is cached nowhere. */
+  readonly tombstoneTtlMs: number;
   readonly #timing: TimingSink;
   readonly #sampleMask: number;
   readonly #countHot: boolean;
@@ -58,11 +43,16 @@ export class ReadThrough {
   /** Upper bound on L1 lifetimes while the bus is cut off (Infinity when connected). */
   #l1TtlCapMs = Number.POSITIVE_INFINITY;
   /** Told when a fill retracted its own L2 entry (Cluster only), so that pods drop it from L1. */
-  onRetract: ((namespace: string, id: string) => void) | undefined;
+  readonly onRetract: ((namespace: string, id: string) => void) | undefined;
 
-  constructor(options: ResolvedCacheOptions, timing: TimingSink) {
+  constructor(
+    options: ResolvedCacheOptions,
+    timing: TimingSink,
+    onRetract?: (namespace: string, id: string) => void,
+  ) {
     this.lock = options.lock;
-    this.#tombstoneTtlMs = options.bus.tombstoneTtlMs;
+    this.tombstoneTtlMs = options.bus.tombstoneTtlMs;
+    this.onRetract = onRetract;
     this.#timing = timing;
     this.#sampleMask = options.l1TimingSampleRate - 1;
     this.#countHot = options.hotKeys.enabled;
@@ -112,6 +102,11 @@ export class ReadThrough {
   /** While the bus is cut off, nothing enters L1 for longer than `capMs`. */
   capL1Ttl(capMs: number): void {
     this.#l1TtlCapMs = capMs;
+  }
+
+  /** The L1 lifetime of a namespace's entries now (capped while the bus is cut off). */
+  l1Ttl(st: NamespaceState): number {
+    return Math.min(st.l1TtlMs, this.#l1TtlCapMs);
   }
 
   generation(name: string): number {
@@ -192,7 +187,7 @@ export class ReadThrough {
       const l2 = this.#l2;
       if (l2 === undefined) {
         st.misses++;
-        return await this.loadAndStore(st, id, key, { kind: 'fill', expected: '', epoch, startedAt });
+        return await loadAndStore(this, st, id, key, { kind: 'fill', expected: '', epoch, startedAt });
       }
       const wire = await l2.readWire(key);
       st.timers.l2.observe((performance.now() - startedAt) / 1000);
@@ -208,7 +203,7 @@ export class ReadThrough {
         // Redis is failing: load, keep it in L1 only, and do not fight for a lock we cannot take.
         st.l2Errors++;
         st.misses++;
-        return await this.loadAndStore(st, id, key, { kind: 'fill', expected: '', epoch, startedAt });
+        return await loadAndStore(this, st, id, key, { kind: 'fill', expected: '', epoch, startedAt });
       }
       const expected = wire === null || !isTombstone(wire) ? '' : wire;
       return await this.#loadLocked(st, l2, id, key, { kind: 'fill', expected, epoch, startedAt });
@@ -234,14 +229,14 @@ export class ReadThrough {
     const deadline = performance.now() + this.lock.maxWaitMs;
     let backoff = this.lock.retryMs;
     for (;;) {
-      const lock = await l2.acquireLock(key, this.lock.ttlMs);
-      if (!lock.ok) return this.loadAndStore(st, id, key, mode);
+      const lock = await l2.locks.acquire(key, this.lock.ttlMs);
+      if (!lock.ok) return loadAndStore(this, st, id, key, mode);
       const token = lock.value;
       if (token !== null) {
         try {
           // The previous holder may have filled L2 between our miss and our lock.
-          const [again, inv] = await Promise.all([l2.readWire(key), l2.invalidations(st.ns.name)]);
-          if (again === undefined) return await this.loadAndStore(st, id, key, mode);
+          const [again, inv] = await Promise.all([l2.readWire(key), l2.fence.invalidations(st.ns.name)]);
+          if (again === undefined) return await loadAndStore(this, st, id, key, mode);
           if (again !== null && !isTombstone(again)) {
             const decoded = l2.decode(key, again);
             if (decoded.ok) {
@@ -250,25 +245,25 @@ export class ReadThrough {
             }
           }
           const expected = again === null || !isTombstone(again) ? '' : again;
-          return await this.loadAndStore(st, id, key, {
+          return await loadAndStore(this, st, id, key, {
             ...mode,
             expected,
             ...(inv.ok ? { inv: inv.value } : {}),
           });
         } finally {
-          await l2.releaseLock(key, token);
+          await l2.locks.release(key, token);
         }
       }
       st.lockWaits++;
       if (performance.now() >= deadline) {
         st.lockTimeouts++;
-        const inv = await l2.invalidations(st.ns.name);
-        return this.loadAndStore(st, id, key, inv.ok ? { ...mode, inv: inv.value } : mode);
+        const inv = await l2.fence.invalidations(st.ns.name);
+        return loadAndStore(this, st, id, key, inv.ok ? { ...mode, inv: inv.value } : mode);
       }
       await sleep(jitter(backoff));
       backoff = Math.min(backoff * 2, 200);
       const polled = await l2.readWire(key);
-      if (polled === undefined) return this.loadAndStore(st, id, key, mode);
+      if (polled === undefined) return loadAndStore(this, st, id, key, mode);
       if (polled !== null && !isTombstone(polled)) {
         const decoded = l2.decode(key, polled);
         if (decoded.ok) {
@@ -277,110 +272,6 @@ export class ReadThrough {
         }
       }
     }
-  }
-
-  async loadAndStore(st: NamespaceState, id: string, key: string, mode: WriteMode): Promise<Result<unknown>> {
-    st.loads++;
-    const t0 = performance.now();
-    let loaded: unknown;
-    try {
-      loaded = await st.ns.load(id);
-    } catch (cause) {
-      st.loaderErrors++;
-      return err(
-        new CacheError('E_CACHE_LOADER_FAILED', `loader of ${st.ns.name} failed for ${id}`, { cause }),
-      );
-    } finally {
-      st.timers.l3.observe((performance.now() - t0) / 1000);
-    }
-    if (loaded === undefined) return OK_UNDEFINED;
-    return this.store(st, key, loaded, mode);
-  }
-
-  /**
-   * Validates, then writes L2 (awaited: lock waiters read it) and L1. Never throws. A fill that an
-   * invalidation overtook is returned to its reader (it began before the invalidation) but cached
-   * nowhere. An explicit `set` returns an L2 failure, and queues an invalidation of the key for
-   * replay, so the value it meant to replace cannot outlive the outage in L2.
-   */
-  async store(st: NamespaceState, key: string, value: unknown, mode: WriteMode): Promise<Result<unknown>> {
-    const parsed = st.ns.schema.safeParse(value);
-    if (!parsed.success) {
-      st.invalidInputs++;
-      return err(
-        new CacheError('E_CACHE_INVALID_VALUE', `invalid value for ${st.ns.name}: ${parsed.error.message}`, {
-          cause: parsed.error,
-        }),
-      );
-    }
-    const result = ok(parsed.data);
-    const tags = this.tagsOf(st, parsed.data);
-    let size: number | undefined;
-    const l2 = this.#l2;
-    if (l2 !== undefined) {
-      let encoded: { wire: string; size: number };
-      try {
-        encoded = l2.encode(parsed.data);
-      } catch (cause) {
-        st.invalidInputs++;
-        return err(
-          new CacheError('E_CACHE_INVALID_VALUE', `value of ${st.ns.name} is not JSON-serialisable`, {
-            cause,
-          }),
-        );
-      }
-      size = encoded.size;
-      const t0 = performance.now();
-      if (mode.kind === 'set') {
-        const w = await l2.write(key, encoded.wire, st.l2TtlMs, tags);
-        st.timers.writeL2.observe((performance.now() - t0) / 1000);
-        if (!w.ok) {
-          st.l2Errors++;
-          this.#l1?.remove(key);
-          await l2.invalidate([key]);
-          return w;
-        }
-      } else {
-        // A fill that never read the walk counter (Redis was failing) could be missed by a walk:
-        // it stays in this pod's L1. One older than a tombstone's life could miss the tombstone
-        // that fences it: it is cached nowhere.
-        if (mode.inv === undefined) {
-          this.putL1(st, key, result, size, mode.epoch);
-          return result;
-        }
-        if (performance.now() - mode.startedAt >= this.#tombstoneTtlMs) {
-          st.fencedFills++;
-          return result;
-        }
-        const fence = { namespace: st.ns.name, inv: mode.inv };
-        const w = await l2.fill(key, mode.expected, encoded.wire, st.l2TtlMs, tags, fence);
-        st.timers.writeL2.observe((performance.now() - t0) / 1000);
-        if (!w.ok) st.l2Errors++;
-        else if (!w.value || (!l2.fencesWalks && !(await this.#noWalkSince(st, l2, key, mode.inv)))) {
-          st.fencedFills++;
-          return result;
-        }
-      }
-    }
-    if (mode.kind === 'set') {
-      this.#l1?.put(key, result, Math.min(st.l1TtlMs, this.#l1TtlCapMs), size, tags);
-    } else this.putL1(st, key, result, size, mode.epoch);
-    st.sets++;
-    return result;
-  }
-
-  /**
-   * Cluster only (elsewhere `fill` checks this atomically): after a fill wrote, did a pattern or
-   * tag invalidation of the namespace start since the fill began loading? Its walk may have missed
-   * our key, so we retract the entry ourselves and announce it: another pod may have read it in the
-   * instant between.
-   */
-  async #noWalkSince(st: NamespaceState, l2: RedisStore, key: string, inv: number): Promise<boolean> {
-    const now = await l2.invalidations(st.ns.name);
-    if (now.ok && now.value === inv) return true;
-    await l2.invalidate([key]);
-    if (key.startsWith(st.keyBase)) this.onRetract?.(st.ns.name, key.slice(st.keyBase.length));
-    return false;
   }
 
   /** Forgets loads in flight under `keyBase` (matching `match`): readers from now on start afresh. */
@@ -395,61 +286,15 @@ export class ReadThrough {
     const tags = st.ns.tags;
     if (tags === undefined) return undefined;
     try {
-      return tags(value).map((t) => `${st.ns.name}:${t}`);
+      return tags(value).map((t) => scopedTag(st.ns.name, t));
     } catch {
       return undefined;
     }
   }
 
-  async getMany<T>(ns: Namespace<T>, ids: readonly string[]): Promise<Result<(T | undefined)[]>> {
-    const st = this.state(ns as Namespace<unknown>);
-    const epoch = this.#epoch;
-    const startedAt = performance.now();
-    const out: unknown[] = new Array(ids.length);
-    const todo: number[] = [];
-    for (let i = 0; i < ids.length; i++) {
-      const hit = this.#l1?.peek(st.keyBase + ids[i]);
-      if (hit !== undefined) {
-        st.l1Hits++;
-        out[i] = hit.value;
-      } else todo.push(i);
-    }
-    if (todo.length === 0) return ok(out as T[]);
-    for (const i of todo) if (!ns.isValidId(ids[i] as string)) return this.invalidId(st, ids[i] as string);
-    let missing = todo;
-    const l2 = this.#l2;
-    if (l2 !== undefined) {
-      const keys = todo.map((i) => st.keyBase + ids[i]);
-      const r = await l2.readMany(keys);
-      st.timers.l2.observe((performance.now() - startedAt) / 1000);
-      if (r.ok) {
-        missing = [];
-        todo.forEach((i, j) => {
-          const e = r.value[j];
-          if (e === undefined) missing.push(i);
-          else {
-            st.l2Hits++;
-            const entry = ok(e.value);
-            this.putL1(st, keys[j] as string, entry, e.size, epoch);
-            out[i] = entry.value;
-          }
-        });
-      } else st.l2Errors++;
-    }
-    if (missing.length > 0) {
-      const loaded = await loadBatch(
-        this,
-        st,
-        missing.map((i) => ids[i] as string),
-        epoch,
-        startedAt,
-      );
-      if (!loaded.ok) return loaded;
-      missing.forEach((i, j) => {
-        out[i] = loaded.value[j];
-      });
-    }
-    return ok(out as (T | undefined)[]);
+  /** Batched read-through: L1, then one L2 round trip, then one `loadMany` (batch.ts). */
+  getMany<T>(ns: Namespace<T>, ids: readonly string[]): Promise<Result<(T | undefined)[]>> {
+    return getMany(this, ns, ids);
   }
 
   async set<T>(ns: Namespace<T>, id: string, value: T): Promise<Result<void>> {
@@ -459,7 +304,7 @@ export class ReadThrough {
     // A write supersedes any load in flight for this key in this process.
     this.inflight.delete(key);
     this.#epoch++;
-    const r = await this.store(st, key, value, { kind: 'set' });
+    const r = await store(this, st, key, value, { kind: 'set' });
     return r.ok ? OK_UNDEFINED : r;
   }
 
@@ -477,7 +322,7 @@ export class ReadThrough {
     st.dels += keys.length;
     const l2 = this.#l2;
     if (l2 === undefined) return ok(removed);
-    const r = await l2.invalidate(keys);
+    const r = await l2.fence.invalidate(keys);
     // A read in this pod that fetched the old value during that round trip must not keep it.
     this.#epoch++;
     for (const key of keys) {

@@ -1,3 +1,4 @@
+import { entryBase } from '@cachefleet/redis';
 import type { Namespace } from '../namespace.js';
 import type { NamespaceTimers } from './timing.js';
 
@@ -7,7 +8,7 @@ import type { NamespaceTimers } from './timing.js';
  */
 export interface NamespaceState {
   readonly ns: Namespace<unknown>;
-  /** `name:v<version>:` or, after whole-namespace invalidations, `name:v<version>:g<generation>:`. */
+  /** The namespace's entry base at its current generation (`entryBase` of @cachefleet/redis). */
   keyBase: string;
   readonly l1TtlMs: number;
   readonly l2TtlMs: number;
@@ -35,7 +36,7 @@ export interface NamespaceState {
 }
 
 export function keyBaseAt(ns: Namespace<unknown>, generation: number): string {
-  return generation === 0 ? ns.keyBase : `${ns.keyBase}g${generation}:`;
+  return generation === 0 ? ns.keyBase : entryBase(ns.name, ns.version, generation);
 }
 
 export function newState(

@@ -1,6 +1,6 @@
 -- Writes a batch of warmed entries, each only if it is still what the warm read before loading,
 -- and none if a pattern or tag invalidation of the namespace began since (DESIGN invariant 2: the
--- read-through fill's fence, batched; see fill-fenced-2.lua). Single node / Sentinel only.
+-- read-through fill's fence, batched; see fill-n.lua). Single node / Sentinel only.
 -- KEYS[1]      the namespace's invalidation (walk) counter
 -- KEYS[2..]    the entries
 -- ARGV[1]      the counter as read before loading

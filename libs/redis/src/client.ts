@@ -1,6 +1,5 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import type { ResolvedRedisConnection } from '../config.js';
-import { SCRIPTS } from './scripts.js';
+import type { ResolvedRedisConnection } from './connection.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -16,7 +15,7 @@ export interface RedisClientOptions {
   readonly role: RedisRole;
   /**
    * Cache role: arm ioredis's per-command timer (a `setTimeout` per command). The cache's own
-   * RedisStore leaves it off and runs one watchdog per client instead (see RedisStore).
+   * store leaves it off and runs one HangWatchdog per client instead.
    */
   readonly commandTimeoutMs?: number;
   readonly connectTimeoutMs?: number;
@@ -37,7 +36,10 @@ function readonlyAfterFailover(error: Error): 2 | false {
   return error.message.startsWith('READONLY') ? 2 : false;
 }
 
-/** The one place Redis clients are made. No I/O here: call `connect()` when starting. */
+/**
+ * The one place Redis clients are made. No I/O here: call `connect()` when starting. Scripts are
+ * not registered here: each owner registers its own (`defineScripts`).
+ */
 export function createRedisClient(conn: ResolvedRedisConnection, options: RedisClientOptions): RedisClient {
   const base: RedisOptions = {
     lazyConnect: true,
@@ -94,48 +96,13 @@ export function createRedisClient(conn: ResolvedRedisConnection, options: RedisC
       });
       break;
   }
-  for (const script of SCRIPTS) {
-    client.defineCommand(script.name, {
-      ...(script.numberOfKeys !== undefined ? { numberOfKeys: script.numberOfKeys } : {}),
-      lua: script.lua,
-    });
-  }
   if (options.onError) client.on('error', options.onError);
   else client.on('error', () => {});
   return client;
 }
 
-/** The masters to SCAN: every master of a Cluster, or the one node otherwise. */
-export function scanTargets(client: RedisClient): Redis[] {
-  return client instanceof Cluster ? client.nodes('master') : [client];
-}
-
 export function isCluster(client: RedisClient): client is Cluster {
   return client instanceof Cluster;
-}
-
-/** Typed access to the commands registered from SCRIPTS. */
-export interface ScriptCommands {
-  lockRelease(key: string, token: string): Promise<number>;
-  tagAdd(tagKey: string, entryKey: string, ttlMs: number): Promise<number>;
-  tagAddMany(tagKey: string, ttlMs: number, ...entryKeys: string[]): Promise<number>;
-  busPublish(stream: string, channel: string, maxLen: number, event: string): Promise<string>;
-  fill(entry: string, expected: string, wire: string, ttlMs: number): Promise<number>;
-  fillFenced(
-    entry: string,
-    counter: string,
-    expected: string,
-    wire: string,
-    ttlMs: number,
-    inv: number,
-  ): Promise<number>;
-  invalidate(entry: string, tombstone: string, ttlMs: number): Promise<number>;
-  /** `numKeys` first (counter + entries), then the keys, then the arguments: see warm-n.lua. */
-  warm(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<number>;
-}
-
-export function scripts(client: RedisClient): ScriptCommands {
-  return client as unknown as ScriptCommands;
 }
 
 /**

@@ -1,0 +1,24 @@
+export {
+  createRedisClient,
+  dropConnections,
+  isCluster,
+  type RedisClient,
+  type RedisClientOptions,
+  type RedisRole,
+} from './client.js';
+export { type RedisConnection, type ResolvedRedisConnection, redisConnectionSchema } from './connection.js';
+export { CacheKeys, cacheKeys, entryBase, entryGlob, scopedTag } from './keys.js';
+export {
+  type CommandTracker,
+  escapeGlob,
+  findMaster,
+  masterName,
+  masters,
+  SCAN_COUNT,
+  type ScanOptions,
+  type ScanStep,
+  scanMasters,
+  scanStep,
+} from './scan.js';
+export { defineScripts, loadScripts, type ScriptFile, type ScriptSet, type ScriptSource } from './scripts.js';
+export { HangWatchdog, type HangWatchdogOptions } from './watchdog.js';

@@ -1,0 +1,150 @@
+import { findMaster, masterName, masters, scanMasters, scanStep } from '@cachefleet/redis';
+import { CacheError } from '../../errors.js';
+import { err, ok, type Result } from '../../result.js';
+import type { L2Connection } from './connection.js';
+import type { Fencing } from './fencing.js';
+import { type WarmEntry, type WarmSnapshot, type WarmWriteResult, warmSnapshot, warmWrite } from './warm.js';
+
+export interface UnlinkStep {
+  /** SCAN cursor to continue from; '0' when the master has been walked completely. */
+  readonly cursor: string;
+  readonly scanned: number;
+  readonly unlinked: number;
+}
+
+export interface HotKey {
+  readonly id: string;
+  /** Sampled reads (scaled to an estimate of all reads), decayed by each hot warm. */
+  readonly score: number;
+}
+
+/**
+ * Bulk operations of the worker fleet on the cache Redis: warming batches, stepwise SCAN + UNLINK
+ * over one master, hot-key counts. Each runs under the store's breaker and hang watchdog.
+ */
+export class Bulk {
+  readonly #c: L2Connection;
+  readonly #fence: Fencing;
+
+  constructor(connection: L2Connection, fence: Fencing) {
+    this.#c = connection;
+    this.#fence = fence;
+  }
+
+  /** Reads the entries a warm batch will write and the walk counter, before loading. */
+  warmSnapshot(namespace: string, keys: readonly string[]): Promise<Result<WarmSnapshot>> {
+    return warmSnapshot(this.#c, namespace, keys);
+  }
+
+  /** Writes a warm batch loaded after `snapshot`, fenced like a read-through fill (warm.ts). */
+  warmWrite(
+    namespace: string,
+    entries: readonly WarmEntry[],
+    snapshot: WarmSnapshot,
+    ttlMs: number,
+  ): Promise<Result<WarmWriteResult>> {
+    return warmWrite(this.#c, this.#fence, namespace, entries, snapshot, ttlMs);
+  }
+
+  /** The cache masters a bulk walk visits, as `host:port`. */
+  masterNames(): string[] {
+    return masters(this.#c.client).map(masterName);
+  }
+
+  /**
+   * One SCAN iteration on one master (`MATCH prefix + match`, never KEYS) and an UNLINK of what it
+   * returned. Stateless: the caller keeps the cursor (a worker saves it in its job), and SCAN still
+   * returns every key present for the whole walk when it is resumed after a crash.
+   */
+  unlinkStep(master: string, match: string, cursor: string, count: number): Promise<Result<UnlinkStep>> {
+    const c = this.#c;
+    const node = findMaster(c.client, master);
+    if (node === undefined) {
+      // Not a Redis fault (the breaker must not count it): the topology changed since the walk began.
+      return Promise.resolve(
+        err(
+          new CacheError(
+            'E_CACHE_L2_UNAVAILABLE',
+            `no cache master ${master} (failover since the walk began?)`,
+          ),
+        ),
+      );
+    }
+    return c.guard.run(async () => {
+      const step = await scanStep(node, c.keys.entryMatch(match), cursor, count);
+      const keys = step.keys;
+      let unlinked = 0;
+      if (keys.length > 0) {
+        if (c.cluster) {
+          // Keys of one master span many slots: one UNLINK each, pipelined to that master.
+          const counts = await Promise.all(keys.map((k) => node.unlink(k)));
+          for (const n of counts) unlinked += n;
+        } else unlinked = await node.unlink(...keys);
+      }
+      return { cursor: step.cursor, scanned: keys.length, unlinked };
+    });
+  }
+
+  /** Adds sampled read counts to each namespace's hot set, then trims it to the top `keep`. */
+  flushHotCounts(
+    counts: ReadonlyMap<string, ReadonlyMap<string, number>>,
+    scale: number,
+    keep: number,
+  ): Promise<Result<number>> {
+    const c = this.#c;
+    return c.guard.run(async () => {
+      const calls: Promise<unknown>[] = [];
+      let n = 0;
+      for (const [namespace, ids] of counts) {
+        const key = c.keys.hot(namespace);
+        for (const [id, count] of ids) {
+          calls.push(c.client.zincrby(key, count * scale, id));
+          n++;
+        }
+        calls.push(c.client.zremrangebyrank(key, 0, -(keep + 1)));
+      }
+      await Promise.all(calls);
+      return n;
+    });
+  }
+
+  topHotKeys(namespace: string, n: number): Promise<Result<HotKey[]>> {
+    if (n < 1) return Promise.resolve(ok([]));
+    const c = this.#c;
+    return c.guard.run(async () => {
+      const flat = await c.client.zrevrange(c.keys.hot(namespace), 0, n - 1, 'WITHSCORES');
+      const out: HotKey[] = [];
+      for (let i = 0; i + 1 < flat.length; i += 2)
+        out.push({ id: flat[i] as string, score: Number(flat[i + 1]) });
+      return out;
+    });
+  }
+
+  /** Multiplies every score by `factor` (< 1) and drops ids that fell below one read. */
+  decayHotKeys(namespace: string, factor: number): Promise<Result<number>> {
+    const c = this.#c;
+    const key = c.keys.hot(namespace);
+    return c.guard.run(async () => {
+      await c.client.zunionstore(key, 1, key, 'WEIGHTS', factor);
+      return c.client.zremrangebyscore(key, '-inf', '(1');
+    });
+  }
+
+  /** Namespaces that have a hot set, found with SCAN on every master (at least `limit` when there are). */
+  hotNamespaces(limit: number): Promise<Result<string[]>> {
+    const c = this.#c;
+    const found = new Set<string>();
+    return c.guard.run(async () => {
+      await scanMasters(
+        c.client,
+        c.keys.hotMatch,
+        (keys) => {
+          for (const key of keys) found.add(c.keys.hotNamespace(key));
+          return 0;
+        },
+        { tracker: c.guard.watchdog, enough: () => found.size >= limit },
+      );
+      return [...found].sort();
+    });
+  }
+}

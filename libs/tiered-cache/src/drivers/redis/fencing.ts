@@ -1,0 +1,193 @@
+import { scanMasters } from '@cachefleet/redis';
+import { ok, type Result } from '../../result.js';
+import { newTombstone } from '../codec.js';
+import { type L2Connection, UNLINK_BATCH } from './connection.js';
+
+export interface FencingOptions {
+  /** Lifetime of an invalidation tombstone; fills older than this never write. */
+  readonly tombstoneTtlMs: number;
+  readonly maxPendingDeletes: number;
+}
+
+export interface DeleteStats {
+  /** Deletes that could not reach Redis and were replayed after it came back. */
+  replayedDeletes: number;
+  /** Deletes dropped because the replay list was full (documented limit). */
+  droppedDeletes: number;
+}
+
+/**
+ * How L2 keeps invalidations ahead of fills (DESIGN invariant 2): tombstones instead of deletes,
+ * compare-and-set fills, the per-namespace walk counter, namespace generations, and the deletes
+ * that could not reach Redis, kept and replayed once it answers (an invalidation made during an
+ * outage is not lost). See docs/design-coherence.md.
+ */
+export class Fencing {
+  /** Full keys whose invalidation has not reached Redis yet: reads treat them as misses. */
+  readonly pending = new Set<string>();
+  /**
+   * Whether `fill` checks the walk counter in the same script as the entry. Not on Cluster (two
+   * slots): there the read-through checks it after writing and retracts, announcing the retraction.
+   */
+  readonly fencesWalks: boolean;
+  readonly #c: L2Connection;
+  readonly #opts: FencingOptions;
+  readonly #stats: DeleteStats;
+  #replaying = false;
+
+  constructor(connection: L2Connection, options: FencingOptions, stats: DeleteStats) {
+    this.#c = connection;
+    this.#opts = options;
+    this.#stats = stats;
+    this.fencesWalks = !connection.cluster;
+  }
+
+  /**
+   * A read-through fill: written only if the entry is still what the miss saw (`expected`: ''
+   * for no key, or the tombstone read) and, given `inv` (the namespace's walk counter read before
+   * loading) and `fencesWalks`, only if no pattern or tag invalidation began since. Resolves false
+   * when an invalidation got there first.
+   */
+  async fill(
+    key: string,
+    expected: string,
+    wire: string,
+    ttlMs: number,
+    tags?: readonly string[],
+    fence?: { readonly namespace: string; readonly inv: number },
+  ): Promise<Result<boolean>> {
+    const c = this.#c;
+    const full = c.keys.entry(key);
+    const ttl = Math.max(1, Math.round(ttlMs));
+    const r = await c.guard.run(() =>
+      Promise.all([
+        fence !== undefined && this.fencesWalks
+          ? c.scripts.fillFenced(full, c.keys.invalidations(fence.namespace), expected, wire, ttl, fence.inv)
+          : c.scripts.fill(full, expected, wire, ttl),
+        ...c.tagAdds(full, ttlMs, tags),
+      ]),
+    );
+    return r.ok ? ok(r.value[0] === 1) : r;
+  }
+
+  /**
+   * Replaces entries by unique tombstones: a fill that started before this call finds a different
+   * value at its compare-and-set and does not write. Resolves how many live values were replaced.
+   * A call Redis cannot take is remembered and replayed.
+   */
+  async invalidate(keys: readonly string[]): Promise<Result<number>> {
+    if (keys.length === 0) return ok(0);
+    const full = keys.map((k) => this.#c.keys.entry(k));
+    return this.#c.guard.run(
+      () => this.tombstone(full),
+      () => this.remember(full),
+    );
+  }
+
+  /** Tombstones full keys (one script call each, auto-pipelined); resolves the live values replaced. */
+  async tombstone(fullKeys: readonly string[]): Promise<number> {
+    const c = this.#c;
+    const ttl = this.#opts.tombstoneTtlMs;
+    const counts = await c.guard.track(
+      Promise.all(fullKeys.map((k) => c.scripts.invalidate(k, newTombstone(), ttl))),
+    );
+    let n = 0;
+    for (const x of counts) n += x;
+    return n;
+  }
+
+  /** Keeps deletes Redis could not take (up to maxPendingDeletes) for `replay`. */
+  remember(fullKeys: readonly string[]): void {
+    for (const k of fullKeys) {
+      if (this.pending.size >= this.#opts.maxPendingDeletes) {
+        this.#stats.droppedDeletes++;
+        continue;
+      }
+      this.pending.add(k);
+    }
+  }
+
+  /** Keys leave the pending set only once their tombstone is written: until then reads treat them as misses. */
+  async replay(): Promise<void> {
+    if (this.pending.size === 0 || this.#replaying) return;
+    this.#replaying = true;
+    try {
+      while (this.pending.size > 0) {
+        const batch = [...this.pending].slice(0, UNLINK_BATCH);
+        await this.tombstone(batch);
+        for (const k of batch) this.pending.delete(k);
+        this.#stats.replayedDeletes += batch.length;
+      }
+    } catch {
+      // Still unreachable: the keys stay pending for the next 'ready' or breaker close.
+    } finally {
+      this.#replaying = false;
+    }
+  }
+
+  /**
+   * Tombstones every entry in the tags' indexes. SSCAN rather than SMEMBERS: a tag on a million
+   * entries must not block Redis. The sets are kept: entries refilled meanwhile have added
+   * themselves to them, and the next invalidation of the tag must find them (they expire with
+   * their entries).
+   */
+  async invalidateTags(tags: readonly string[]): Promise<Result<number>> {
+    const c = this.#c;
+    return c.guard.run(async () => {
+      let removed = 0;
+      for (const tag of tags) {
+        const tagKey = c.keys.tag(tag);
+        let cursor = '0';
+        do {
+          const [next, members] = await c.guard.track(c.client.sscan(tagKey, cursor, 'COUNT', UNLINK_BATCH));
+          cursor = next;
+          if (members.length > 0) removed += await this.tombstone(members);
+        } while (cursor !== '0');
+      }
+      return removed;
+    });
+  }
+
+  /**
+   * SCAN every master for `prefix + pattern` (never KEYS; the pattern cannot leave the prefix) and
+   * tombstone what it finds, so concurrent fills are fenced. For pattern invalidations.
+   */
+  async invalidateMatching(pattern: string): Promise<Result<number>> {
+    const c = this.#c;
+    return c.guard.run(() =>
+      scanMasters(c.client, c.keys.entryMatch(pattern), (keys) => this.tombstone(keys), {
+        tracker: c.guard.watchdog,
+      }),
+    );
+  }
+
+  /** Current generation of every namespace that was ever invalidated as a whole. */
+  async generations(): Promise<Result<Map<string, number>>> {
+    const c = this.#c;
+    const r = await c.guard.run(() => c.client.hgetall(c.keys.generations));
+    return r.ok ? ok(new Map(Object.entries(r.value).map(([ns, g]) => [ns, Number(g)]))) : r;
+  }
+
+  /** O(1) invalidation of a whole namespace: its keys move to a new generation. */
+  async bumpGeneration(namespace: string): Promise<Result<number>> {
+    const c = this.#c;
+    return c.guard.run(() => c.client.hincrby(c.keys.generations, namespace, 1));
+  }
+
+  /**
+   * Counts pattern and tag invalidations of a namespace. They walk existing keys (SCAN, SSCAN), so
+   * a fill of a key they could not see — absent from L2, or not yet in a tag's index — is fenced
+   * by this counter instead: bumped before the walk, read by the fill before loading and again
+   * after writing (or in the fill's script); if it moved, the fill does not stand.
+   */
+  async bumpInvalidations(namespace: string): Promise<Result<number>> {
+    const c = this.#c;
+    return c.guard.run(() => c.client.incr(c.keys.invalidations(namespace)));
+  }
+
+  async invalidations(namespace: string): Promise<Result<number>> {
+    const c = this.#c;
+    const r = await c.guard.run(() => c.client.get(c.keys.invalidations(namespace)));
+    return r.ok ? ok(Number(r.value ?? 0)) : r;
+  }
+}

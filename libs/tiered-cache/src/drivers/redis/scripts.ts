@@ -1,0 +1,32 @@
+import { loadScripts } from '@cachefleet/redis';
+
+/** The cache's Lua scripts (files in ./scripts), typed. Registered by the store on its client. */
+export interface CacheScripts {
+  lockRelease(key: string, token: string): Promise<number>;
+  tagAdd(tagKey: string, entryKey: string, ttlMs: number): Promise<number>;
+  tagAddMany(tagKey: string, ttlMs: number, ...entryKeys: string[]): Promise<number>;
+  /** fill-n.lua with one key: the entry's compare-and-set (Cluster: the counter is in another slot). */
+  fill(entry: string, expected: string, wire: string, ttlMs: number): Promise<number>;
+  /** fill-n.lua with two keys: the walk counter is checked in the same script. */
+  fillFenced(
+    entry: string,
+    counter: string,
+    expected: string,
+    wire: string,
+    ttlMs: number,
+    inv: number,
+  ): Promise<number>;
+  invalidate(entry: string, tombstone: string, ttlMs: number): Promise<number>;
+  /** `numKeys` first (counter + entries), then the keys, then the arguments: see warm-n.lua. */
+  warm(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<number>;
+}
+
+export const CACHE_SCRIPTS = loadScripts<CacheScripts>(new URL('./scripts/', import.meta.url), {
+  lockRelease: 'lock-release-1',
+  tagAdd: 'tag-add-1',
+  tagAddMany: 'tag-add-many-1',
+  fill: { file: 'fill-n', keys: 1 },
+  fillFenced: { file: 'fill-n', keys: 2 },
+  invalidate: 'invalidate-1',
+  warm: 'warm-n',
+});

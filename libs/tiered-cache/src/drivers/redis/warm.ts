@@ -1,0 +1,137 @@
+import { createHash } from 'node:crypto';
+import { ok, type Result } from '../../result.js';
+import { isTombstone } from '../codec.js';
+import type { L2Connection } from './connection.js';
+import type { Fencing } from './fencing.js';
+
+/** Entries per warm script call: one EVALSHA writes them all, and no call holds Redis long. */
+const WARM_CHUNK = 500;
+
+/** What a warm batch saw before loading: each entry's current wire (null: absent) and the walk counter. */
+export interface WarmSnapshot {
+  readonly was: readonly (string | null)[];
+  readonly inv: number;
+}
+
+export interface WarmEntry {
+  /** Key without the store prefix (as the read-through uses it). */
+  readonly key: string;
+  readonly wire: string;
+  readonly tags: readonly string[] | undefined;
+}
+
+export interface WarmWriteResult {
+  readonly written: number;
+  /** Entries left unwritten because they changed since the snapshot (a write or an invalidation). */
+  readonly changed: number;
+  /** A pattern or tag invalidation of the namespace began since the snapshot: redo the batch. */
+  readonly walked: boolean;
+  /** Cluster only: keys written and then retracted because the walk counter moved. */
+  readonly retracted: readonly string[];
+}
+
+export function warmSnapshot(
+  c: L2Connection,
+  namespace: string,
+  keys: readonly string[],
+): Promise<Result<WarmSnapshot>> {
+  const full = keys.map((k) => c.keys.entry(k));
+  return c.guard.run(async () => {
+    const [was, inv] = await Promise.all([c.getAll(full), c.client.get(c.keys.invalidations(namespace))]);
+    return { was, inv: Number(inv ?? 0) };
+  });
+}
+
+/**
+ * Writes a batch whose values were loaded after `snapshot`: each entry only if it is unchanged
+ * since, and (single node) none if the walk counter moved — all in `warm-n.lua`. On a Cluster
+ * entries and counter live in different slots: each entry is written by `fill-n.lua` with one
+ * key, then the counter is read again and, if it moved, the written entries are tombstoned and
+ * reported.
+ */
+export async function warmWrite(
+  c: L2Connection,
+  fence: Fencing,
+  namespace: string,
+  entries: readonly WarmEntry[],
+  snapshot: WarmSnapshot,
+  ttlMs: number,
+): Promise<Result<WarmWriteResult>> {
+  const ttl = Math.max(1, Math.round(ttlMs));
+  const cmds = c.scripts;
+  // One call per tag of the batch, not one per entry and tag: it halved the warm with one tag each.
+  const byTag = new Map<string, string[]>();
+  for (const e of entries) {
+    for (const tag of e.tags ?? []) {
+      const members = byTag.get(tag);
+      if (members === undefined) byTag.set(tag, [c.keys.entry(e.key)]);
+      else members.push(c.keys.entry(e.key));
+    }
+  }
+  const tagAdds = (): Promise<number>[] =>
+    [...byTag].flatMap(([tag, members]) => {
+      const calls: Promise<number>[] = [];
+      for (let at = 0; at < members.length; at += WARM_CHUNK)
+        calls.push(cmds.tagAddMany(c.keys.tag(tag), ttl, ...members.slice(at, at + WARM_CHUNK)));
+      return calls;
+    });
+  const inv = c.keys.invalidations(namespace);
+  if (c.cluster) {
+    const r = await c.guard.run(() =>
+      Promise.all([
+        Promise.all(
+          entries.map((e, i) => cmds.fill(c.keys.entry(e.key), snapshot.was[i] ?? '', e.wire, ttl)),
+        ),
+        Promise.all(tagAdds()),
+        // Read after the fills were sent: a walk that began before any of them is seen.
+      ]).then(async ([fills]) => ({ fills, inv: Number((await c.client.get(inv)) ?? 0) })),
+    );
+    if (!r.ok) return r;
+    const written = entries.filter((_, i) => r.value.fills[i] === 1).map((e) => e.key);
+    if (r.value.inv !== snapshot.inv && written.length > 0) {
+      const t = await fence.invalidate(written);
+      if (!t.ok) return t;
+      return ok({ written: 0, changed: 0, walked: true, retracted: written });
+    }
+    return ok({
+      written: written.length,
+      changed: entries.length - written.length,
+      walked: r.value.inv !== snapshot.inv,
+      retracted: [],
+    });
+  }
+  // Sent inside `run` only: with the breaker open nothing is sent (and nothing left unawaited).
+  const send = (): Promise<number>[] => {
+    const calls: Promise<number>[] = [];
+    for (let at = 0; at < entries.length; at += WARM_CHUNK) {
+      const chunk = entries.slice(at, at + WARM_CHUNK);
+      const keys = chunk.map((e) => c.keys.entry(e.key));
+      const args: string[] = [String(snapshot.inv), String(ttl)];
+      chunk.forEach((e, j) => {
+        args.push(fingerprint(snapshot.was[at + j] ?? null, e.wire), e.wire);
+      });
+      calls.push(cmds.warm(keys.length + 1, inv, ...keys, ...args));
+    }
+    return calls;
+  };
+  const r = await c.guard.run(() => Promise.all([Promise.all(send()), Promise.all(tagAdds())]));
+  if (!r.ok) return r;
+  let written = 0;
+  let walked = false;
+  for (const n of r.value[0]) {
+    if (n < 0) walked = true;
+    else written += n;
+  }
+  return ok({ written, changed: walked ? 0 : entries.length - written, walked, retracted: [] });
+}
+
+/**
+ * '' for absent, a tombstone as is, '=' for a live value equal to the new one, '#' + SHA-1 for
+ * another live value (warm-n.lua compares these).
+ */
+function fingerprint(wire: string | null, next: string): string {
+  if (wire === null) return '';
+  if (isTombstone(wire)) return wire;
+  if (wire === next) return '=';
+  return `#${createHash('sha1').update(wire).digest('hex')}`;
+}

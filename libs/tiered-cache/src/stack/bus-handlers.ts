@@ -1,0 +1,71 @@
+import type { Logger } from 'pino';
+import type { BusHandlers } from '../bus/event-bus.js';
+import type { CacheEvent } from '../bus/events.js';
+import { ok, type Result } from '../result.js';
+import { applyToL1 } from './coherence.js';
+import type { ReadThrough } from './read-through.js';
+
+export interface BusHandlingDeps {
+  readonly rt: ReadThrough;
+  /** While cut off from the bus, L1 keeps nothing longer than this, ms. */
+  readonly disconnectedTtlMs: number;
+  /** Told every event from another pod, after it was applied here. */
+  readonly listeners: ReadonlySet<(event: CacheEvent) => void>;
+  readonly logger: Logger | undefined;
+}
+
+/** What this pod does with the bus: apply other pods' events, flush L1 when it lost some, cap L1 while cut off. */
+export function busHandlers(deps: BusHandlingDeps): BusHandlers {
+  const { rt } = deps;
+  return {
+    apply: (event, own) => {
+      if (own) return;
+      if (event.event_type === 'prewarm') void prewarmHere(rt, event.namespace, event.keys);
+      else applyToL1(rt, event);
+      for (const listener of deps.listeners) listener(event);
+    },
+    flush: (reason) => {
+      deps.logger?.warn({ reason }, 'bus events were lost: L1 flushed');
+      rt.invalidated();
+      rt.l1?.removeAll();
+      void loadGenerations(rt);
+    },
+    disconnected: (cut) => {
+      rt.capL1Ttl(cut ? deps.disconnectedTtlMs : Number.POSITIVE_INFINITY);
+      // Back on the bus (or on it for the first time after a degraded start): catch up on
+      // whole-namespace invalidations too.
+      if (!cut) void loadGenerations(rt);
+    },
+  };
+}
+
+/** Namespaces invalidated as a whole before this pod started (or while it was cut off). */
+export async function loadGenerations(rt: ReadThrough): Promise<void> {
+  const l2 = rt.l2;
+  if (!l2) return;
+  const r = await l2.fence.generations();
+  if (r.ok) for (const [name, g] of r.value) rt.setGeneration(name, g);
+}
+
+/** Copies ids of a namespace from L2 into this pod's L1 (a prewarm event, or this pod's own prewarm). */
+export async function prewarmHere(
+  rt: ReadThrough,
+  name: string,
+  ids: readonly string[],
+): Promise<Result<number>> {
+  const l2 = rt.l2;
+  if (!l2 || !rt.l1) return ok(0);
+  let filled = 0;
+  for (const st of rt.statesNamed(name)) {
+    const epoch = rt.epoch;
+    const keys = ids.map((id) => st.keyBase + id);
+    const r = await l2.readMany(keys);
+    if (!r.ok) return r;
+    r.value.forEach((e, i) => {
+      if (e === undefined) return;
+      rt.putL1(st, keys[i] as string, ok(e.value), e.size, epoch);
+      filled++;
+    });
+  }
+  return ok(filled);
+}

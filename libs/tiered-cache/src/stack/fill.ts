@@ -1,0 +1,146 @@
+import type { RedisStore } from '../drivers/redis/store.js';
+import { CacheError } from '../errors.js';
+import { err, OK_UNDEFINED, ok, type Result } from '../result.js';
+import type { ReadThrough } from './read-through.js';
+import type { NamespaceState } from './state.js';
+
+/**
+ * How a value reaches the tiers. A fill came from a miss: it is written to L2 only if the entry is
+ * still what the miss saw (`expected`), and to L1 only if no invalidation was applied in this pod
+ * since the read began (`epoch`). An explicit set is authoritative and writes unconditionally.
+ */
+export type WriteMode =
+  | { readonly kind: 'set' }
+  | {
+      readonly kind: 'fill';
+      readonly expected: string;
+      readonly epoch: number;
+      readonly startedAt: number;
+      /**
+       * The namespace's walk counter read before loading (see Fencing.bumpInvalidations). A fill
+       * without it writes L1 only: it cannot tell whether a pattern or tag walk missed its key.
+       */
+      readonly inv?: number;
+    };
+
+/** Calls the namespace's loader for one id and stores what it returns (`undefined`: not found, not cached). */
+export async function loadAndStore(
+  rt: ReadThrough,
+  st: NamespaceState,
+  id: string,
+  key: string,
+  mode: WriteMode,
+): Promise<Result<unknown>> {
+  st.loads++;
+  const t0 = performance.now();
+  let loaded: unknown;
+  try {
+    loaded = await st.ns.load(id);
+  } catch (cause) {
+    st.loaderErrors++;
+    return err(
+      new CacheError('E_CACHE_LOADER_FAILED', `loader of ${st.ns.name} failed for ${id}`, { cause }),
+    );
+  } finally {
+    st.timers.l3.observe((performance.now() - t0) / 1000);
+  }
+  if (loaded === undefined) return OK_UNDEFINED;
+  return store(rt, st, key, loaded, mode);
+}
+
+/**
+ * Validates, then writes L2 (awaited: lock waiters read it) and L1. Never throws. A fill that an
+ * invalidation overtook is returned to its reader (it began before the invalidation) but cached
+ * nowhere. An explicit `set` returns an L2 failure, and queues an invalidation of the key for
+ * replay, so the value it meant to replace cannot outlive the outage in L2.
+ */
+export async function store(
+  rt: ReadThrough,
+  st: NamespaceState,
+  key: string,
+  value: unknown,
+  mode: WriteMode,
+): Promise<Result<unknown>> {
+  const parsed = st.ns.schema.safeParse(value);
+  if (!parsed.success) {
+    st.invalidInputs++;
+    return err(
+      new CacheError('E_CACHE_INVALID_VALUE', `invalid value for ${st.ns.name}: ${parsed.error.message}`, {
+        cause: parsed.error,
+      }),
+    );
+  }
+  const result = ok(parsed.data);
+  const tags = rt.tagsOf(st, parsed.data);
+  let size: number | undefined;
+  const l2 = rt.l2;
+  if (l2 !== undefined) {
+    let encoded: { wire: string; size: number };
+    try {
+      encoded = l2.encode(parsed.data);
+    } catch (cause) {
+      st.invalidInputs++;
+      return err(
+        new CacheError('E_CACHE_INVALID_VALUE', `value of ${st.ns.name} is not JSON-serialisable`, {
+          cause,
+        }),
+      );
+    }
+    size = encoded.size;
+    const t0 = performance.now();
+    if (mode.kind === 'set') {
+      const w = await l2.write(key, encoded.wire, st.l2TtlMs, tags);
+      st.timers.writeL2.observe((performance.now() - t0) / 1000);
+      if (!w.ok) {
+        st.l2Errors++;
+        rt.l1?.remove(key);
+        await l2.fence.invalidate([key]);
+        return w;
+      }
+    } else {
+      // A fill that never read the walk counter (Redis was failing) could be missed by a walk:
+      // it stays in this pod's L1. One older than a tombstone's life could miss the tombstone
+      // that fences it: it is cached nowhere.
+      if (mode.inv === undefined) {
+        rt.putL1(st, key, result, size, mode.epoch);
+        return result;
+      }
+      if (performance.now() - mode.startedAt >= rt.tombstoneTtlMs) {
+        st.fencedFills++;
+        return result;
+      }
+      const fence = { namespace: st.ns.name, inv: mode.inv };
+      const w = await l2.fence.fill(key, mode.expected, encoded.wire, st.l2TtlMs, tags, fence);
+      st.timers.writeL2.observe((performance.now() - t0) / 1000);
+      if (!w.ok) st.l2Errors++;
+      else if (!w.value || (!l2.fence.fencesWalks && !(await noWalkSince(rt, st, l2, key, mode.inv)))) {
+        st.fencedFills++;
+        return result;
+      }
+    }
+  }
+  if (mode.kind === 'set') rt.l1?.put(key, result, rt.l1Ttl(st), size, tags);
+  else rt.putL1(st, key, result, size, mode.epoch);
+  st.sets++;
+  return result;
+}
+
+/**
+ * Cluster only (elsewhere the fill script checks this atomically): after a fill wrote, did a
+ * pattern or tag invalidation of the namespace start since the fill began loading? Its walk may
+ * have missed our key, so we retract the entry ourselves and announce it: another pod may have
+ * read it in the instant between.
+ */
+async function noWalkSince(
+  rt: ReadThrough,
+  st: NamespaceState,
+  l2: RedisStore,
+  key: string,
+  inv: number,
+): Promise<boolean> {
+  const now = await l2.fence.invalidations(st.ns.name);
+  if (now.ok && now.value === inv) return true;
+  await l2.fence.invalidate([key]);
+  if (key.startsWith(st.keyBase)) rt.onRetract?.(st.ns.name, key.slice(st.keyBase.length));
+  return false;
+}

@@ -1,0 +1,62 @@
+import type { Tiers } from './stack/read-through.js';
+import type { NamespaceState } from './stack/state.js';
+
+export interface TierStats {
+  readonly l1:
+    | {
+        readonly entries: number;
+        readonly bytes: number;
+        readonly maxEntries: number;
+        readonly maxBytes: number;
+        readonly evictions: number;
+      }
+    | undefined;
+  readonly l2: { readonly available: boolean; readonly breaker: string } | undefined;
+}
+
+/** Per-namespace, per-tier counters for `GET /cache/stats` (G1). */
+export interface NamespaceStats {
+  readonly namespace: string;
+  readonly l1: { readonly hits: number; readonly misses: number; readonly hitRate: number };
+  readonly l2: { readonly hits: number; readonly misses: number; readonly hitRate: number };
+  readonly loads: number;
+  readonly combinedHitRate: number;
+  /** Fills not cached because an invalidation overtook them. */
+  readonly fencedFills: number;
+}
+
+/** Size and state of each tier of the active store (G1). */
+export function tierStats({ l1, l2 }: Tiers): TierStats {
+  return {
+    l1: l1
+      ? {
+          entries: l1.entries,
+          bytes: l1.bytes,
+          maxEntries: l1.maxEntries,
+          maxBytes: l1.maxBytes,
+          evictions: l1.stats.evictions,
+        }
+      : undefined,
+    l2: l2 ? { available: l2.available, breaker: l2.breakerState } : undefined,
+  };
+}
+
+export function namespaceStats(states: readonly (NamespaceState | undefined)[]): NamespaceStats[] {
+  return states.filter((s): s is NamespaceState => s !== undefined).map(statsOf);
+}
+
+function rate(hits: number, misses: number): number {
+  return hits + misses === 0 ? 0 : hits / (hits + misses);
+}
+
+function statsOf(s: NamespaceState): NamespaceStats {
+  const l1Misses = s.l2Hits + s.misses;
+  return {
+    namespace: s.ns.name,
+    l1: { hits: s.l1Hits, misses: l1Misses, hitRate: rate(s.l1Hits, l1Misses) },
+    l2: { hits: s.l2Hits, misses: s.misses, hitRate: rate(s.l2Hits, s.misses) },
+    loads: s.loads,
+    combinedHitRate: rate(s.l1Hits + s.l2Hits, s.misses),
+    fencedFills: s.fencedFills,
+  };
+}
