@@ -3,6 +3,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import { JOB_NAMES, JOBS, type JobClient, QUEUE_NAMES, type QueueName } from '@cachefleet/jobs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { guardServerErrors } from './http-errors.js';
 
 export const DASHBOARD_PATH = '/admin/queues';
 
@@ -36,6 +37,7 @@ export async function registerDashboard(
   await app.register(
     async (scope) => {
       scope.addHook('onRequest', guard);
+      guardServerErrors(scope);
       await scope.register(serverAdapter.registerPlugin());
     },
     { prefix: DASHBOARD_PATH },

@@ -68,6 +68,7 @@ export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<
       adminToken: config.adminToken,
       production: config.production,
       edgeMaxAgeSeconds: config.edgeMaxAgeSeconds,
+      requestLogs: config.requestLogs,
       logger,
     });
     app = built;

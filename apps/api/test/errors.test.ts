@@ -1,0 +1,119 @@
+/**
+ * What a caller can get wrong, and what the pod says about its own faults (issue 9, bugs 1, 2, 4
+ * and 5), on a real pod (harness.ts: PostgreSQL, a private redis-server):
+ *
+ *  1. a malformed `cf_admin` cookie is no token (401), never a 500; a 500 logs its cause with the
+ *     request id and its body carries neither a stack nor the database's words; API_REQUEST_LOGS
+ *
+ * Each test pins a bug found from outside (issue 9); its comment says what it proves.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { loadApiConfig } from '../src/index.js';
+import { startTestPod, type TestPod } from './harness.js';
+
+const ErrorJson = z.strictObject({ error: z.string(), message: z.string() });
+
+/** Words of a database or a runtime that must never reach a caller. */
+const INTERNALS = [/\bat [^\n]*:\d+:\d+/, /SQLSTATE/i, /\b(23505|22021|42P01)\b/, /_key\b/, /relation/];
+
+let pod: TestPod;
+
+beforeAll(async () => {
+  pod = await startTestPod();
+});
+
+afterAll(async () => {
+  await pod?.close();
+});
+
+describe('1. a malformed admin cookie, and the 500s', () => {
+  // BUG (issue 9.1): `cf_admin=%E0%A4%A` made decodeURIComponent throw "URI malformed" in the guard:
+  // a 500 on every admin route and the dashboard, for anybody, without a token.
+  it('a cookie that is not valid percent-encoding is no token: 401 on every admin route', async () => {
+    for (const cookie of ['cf_admin=%E0%A4%A', 'cf_admin=%', 'a=1; cf_admin=%zz']) {
+      for (const [method, path] of [
+        ['GET', '/cache/stats'],
+        ['GET', '/jobs/1'],
+        ['GET', '/admin/queues'],
+        ['GET', '/admin/queues/api/queues'],
+        ['POST', '/cache/invalidate'],
+        ['PATCH', '/products/1'],
+      ] as const) {
+        const res = await pod.call(path, { method, headers: { cookie } });
+        expect(res.status, `${cookie} ${method} ${path}: ${res.text}`).toBe(401);
+        expect(ErrorJson.parse(res.json).error).toBe('unauthorized');
+      }
+    }
+  });
+
+  // BUG (issue 9.1): a 500 showed Fastify's serialisation of the error (the database's code and
+  // message) and the log said only "request failed", without the cause. Caused for real: the
+  // table is dropped under a running pod, so the next write fails in PostgreSQL.
+  it('a 500 answers a generic message with the request id and logs its cause under that id', async () => {
+    const spare = await startTestPod();
+    try {
+      await spare.db.query(`DROP TABLE "${spare.schema}".products`);
+      const res = await spare.call('/products/1', {
+        method: 'PATCH',
+        token: spare.token,
+        body: { stock: 1 },
+        headers: { 'x-request-id': 'trace-500-cause' },
+      });
+      expect(res.status).toBe(500);
+      const body = ErrorJson.parse(res.json);
+      expect(body.error).toBe('internal');
+      expect(body.message).toContain('trace-500-cause');
+      for (const word of INTERNALS) expect(res.text, String(word)).not.toMatch(word);
+      const logged = spare.logs.filter((l) => l.reqId === 'trace-500-cause' && l.level === 50);
+      expect(logged, JSON.stringify(spare.logs.slice(-5))).toHaveLength(1);
+      const err = z.object({ message: z.string(), stack: z.string() }).parse(logged[0]?.err);
+      expect(err.message).toMatch(/relation .* does not exist/);
+      expect(err.stack).toMatch(/\bat /);
+    } finally {
+      await spare.close();
+    }
+  });
+});
+
+describe('1b. request logs (API_REQUEST_LOGS)', () => {
+  const requestLines = (p: TestPod) =>
+    p.logs.filter((l) => l.msg === 'request' || l.msg === 'request failed');
+
+  it('default `errors`: no line for a request that went well', async () => {
+    const before = requestLines(pod).length;
+    expect((await pod.call('/healthz')).status).toBe(200);
+    expect((await pod.call('/products/1')).status).toBe(200);
+    expect(requestLines(pod).length).toBe(before);
+  });
+
+  it('`sampled`: one request in API_REQUEST_LOG_SAMPLE, with its id, path and status; never the query', async () => {
+    const spare = await startTestPod({ env: { API_REQUEST_LOGS: 'sampled', API_REQUEST_LOG_SAMPLE: '3' } });
+    try {
+      for (let i = 0; i < 6; i++)
+        await spare.call(`/admin/login?token=${spare.token}`, { headers: { 'x-request-id': `r${i}` } });
+      const lines = requestLines(spare);
+      expect(lines.map((l) => l.reqId)).toEqual(['r2', 'r5']);
+      expect(lines[0]).toMatchObject({
+        method: 'GET',
+        path: '/admin/login',
+        route: '/admin/login',
+        status: 302,
+      });
+      expect(JSON.stringify(spare.logs)).not.toContain(spare.token);
+    } finally {
+      await spare.close();
+    }
+  });
+
+  it('refuses a mode it does not know, naming the variable', () => {
+    const token = 'x'.repeat(16);
+    expect(() => loadApiConfig({ ADMIN_TOKEN: token, API_REQUEST_LOGS: 'loud' })).toThrow(
+      /^API_REQUEST_LOGS: /,
+    );
+    expect(() => loadApiConfig({ ADMIN_TOKEN: token, API_REQUEST_LOG_SAMPLE: '0' })).toThrow(
+      /^API_REQUEST_LOG_SAMPLE: /,
+    );
+    expect(loadApiConfig({ ADMIN_TOKEN: token }).requestLogs).toEqual({ mode: 'errors', sampleEvery: 100 });
+  });
+});
