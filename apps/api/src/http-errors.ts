@@ -1,4 +1,5 @@
 import { STATUS_CODES } from 'node:http';
+import { CatalogueError } from '@cachefleet/catalogue';
 import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 
 /** What every refusal and failure of the pod answers: our words, never a stack or a driver's. */
@@ -10,13 +11,18 @@ export interface ErrorBody {
 /**
  * The one place where an error that escaped a route becomes an answer. A client's mistake that
  * Fastify itself caught (a body that is not JSON, too large, of a type no parser takes) keeps its
- * 4xx; anything else is ours: a 500 that says only where to look (the request id), while the
+ * 4xx; the catalogue's refusals (it maps the database's errors: libs/catalogue `dbError`) are a
+ * 409 or a 400 with its message, which names the field; anything else is ours: a 500 that says only where to look (the request id), while the
  * error, stack and cause go to the log under that id. Fastify's default handler echoed the
  * error's `code` and message (PostgreSQL's SQLSTATE and constraint names among them) and the log
  * said only "request failed".
  */
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, req, reply) => {
+    if (error instanceof CatalogueError && error.code === 'E_CATALOGUE_CONFLICT')
+      return reply.code(409).send({ error: 'conflict', message: error.message });
+    if (error instanceof CatalogueError && error.code === 'E_CATALOGUE_INVALID_INPUT')
+      return reply.code(400).send({ error: 'invalid_body', message: error.message });
     const status = clientStatus(error);
     if (status !== undefined) return reply.code(status).send(clientError(status, error.message));
     logUnexpected(req, error);

@@ -4,6 +4,7 @@
  *
  *  1. a malformed `cf_admin` cookie is no token (401), never a 500; a 500 logs its cause with the
  *     request id and its body carries neither a stack nor the database's words; API_REQUEST_LOGS
+ *  2. PATCH refusals the database would have made: a taken sku (409), a NUL, an over-long value (400)
  *
  * Each test pins a bug found from outside (issue 9); its comment says what it proves.
  */
@@ -115,5 +116,39 @@ describe('1b. request logs (API_REQUEST_LOGS)', () => {
       /^API_REQUEST_LOG_SAMPLE: /,
     );
     expect(loadApiConfig({ ADMIN_TOKEN: token }).requestLogs).toEqual({ mode: 'errors', sampleEvery: 100 });
+  });
+});
+
+describe('2. PATCH values the database refuses', () => {
+  // BUG (issue 9.2): a duplicate sku was a 500 carrying PostgreSQL's 23505 and the constraint name.
+  it('a sku another product has → 409 naming sku, in our words', async () => {
+    const res = await pod.call('/products/2', {
+      method: 'PATCH',
+      token: true,
+      body: { sku: 'SKU-00000001' },
+    });
+    expect(res.status, res.text).toBe(409);
+    const body = ErrorJson.parse(res.json);
+    expect(body.error).toBe('conflict');
+    expect(body.message).toMatch(/^sku: /);
+    for (const word of INTERNALS) expect(res.text, String(word)).not.toMatch(word);
+    expect((await pod.call('/products/2')).json).toMatchObject({ sku: 'SKU-00000002' });
+  });
+
+  // BUG (issue 9.2): a NUL in a text field was a 500 carrying 22021.
+  it.each([
+    [{ name: 'a\u0000b' }, 'name'],
+    [{ sku: '\u0000' }, 'sku'],
+    [{ category: 'x\u0000' }, 'category'],
+    [{ sku: 'S'.repeat(65) }, 'sku'],
+    [{ name: 'n'.repeat(257) }, 'name'],
+    [{ category: 'c'.repeat(129) }, 'category'],
+  ])('PATCH %j → 400 naming %s', async (body, field) => {
+    const res = await pod.call('/products/3', { method: 'PATCH', token: true, body });
+    expect(res.status, res.text).toBe(400);
+    const e = ErrorJson.parse(res.json);
+    expect(e.error).toBe('invalid_body');
+    expect(e.message).toMatch(new RegExp(`^${field}: `));
+    for (const word of INTERNALS) expect(res.text, String(word)).not.toMatch(word);
   });
 });

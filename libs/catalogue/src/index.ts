@@ -8,7 +8,7 @@ export {
   type Definitions,
   loadCatalogueEnv,
 } from './definitions.js';
-export { CATALOGUE_ERROR_CODES, CatalogueError, type CatalogueErrorCode } from './errors.js';
+export { CATALOGUE_ERROR_CODES, CatalogueError, type CatalogueErrorCode, dbError } from './errors.js';
 export { migrate, SEED_CATEGORIES, type SeedOptions, seed } from './migrate.js';
 export {
   MAX_IDS_PAGE,

@@ -1,7 +1,7 @@
 import { defineNamespace, type Namespace } from '@cachefleet/tiered-cache';
 import { z } from 'zod';
 import type { Db } from './db.js';
-import { parseInput } from './errors.js';
+import { dbError, parseInput } from './errors.js';
 import { productsTable } from './sql.js';
 
 /** Positive integers without leading zeros, at most 18 digits: every one fits a bigint. */
@@ -77,17 +77,32 @@ export function defineProduct(db: Db, schema: string): Namespace<Product> {
   });
 }
 
-/** The columns `updateProduct` may change; `id` is the key and `updated_at` is set by the database. */
+/** Text without NUL: PostgreSQL refuses U+0000 in text (22021). */
+const text = (min: number, max: number) =>
+  z
+    .string()
+    .min(min)
+    .max(max)
+    .refine((s) => !s.includes('\u0000'), 'must not contain NUL (\\u0000)');
+
+/**
+ * The columns `updateProduct` may change; `id` is the key and `updated_at` is set by the database.
+ * Lengths: a sku is a unique key (PostgreSQL refuses a btree entry past ~2.7 kB, 54000); a category
+ * becomes the tag `category:<c>`, and tags travel in events and payloads of at most 256 characters.
+ */
 export const productPatchSchema = z
   .strictObject({
-    sku: z.string().min(1),
-    name: z.string(),
-    category: z.string().min(1),
+    sku: text(1, 64),
+    name: text(0, 256),
+    category: text(1, 128),
     price_cents: z.int32().min(0),
     stock: z.int32().min(0),
   })
   .partial();
 export type ProductPatch = z.infer<typeof productPatchSchema>;
+
+/** The unique constraints of the products table (PostgreSQL's default names) → the patch field. */
+const UNIQUE_FIELDS = { products_sku_key: 'sku' } as const;
 
 /**
  * Writes to the source of truth and returns the new row (undefined when there is no such product).
@@ -103,13 +118,17 @@ export async function updateProduct(
   parseInput(productIdSchema, id, 'id');
   const p = parseInput(productPatchSchema, patch, 'patch');
   // One fixed statement: an absent field keeps its column (COALESCE), so no SQL is built from keys.
-  const { rows } = await db.query<Product>(
-    `UPDATE ${table} SET
+  const { rows } = await db
+    .query<Product>(
+      `UPDATE ${table} SET
   sku = COALESCE($2, sku), name = COALESCE($3, name), category = COALESCE($4, category),
   price_cents = COALESCE($5, price_cents), stock = COALESCE($6, stock), updated_at = now()
 WHERE id = $1::bigint
 RETURNING ${PRODUCT_COLUMNS}`,
-    [id, p.sku ?? null, p.name ?? null, p.category ?? null, p.price_cents ?? null, p.stock ?? null],
-  );
+      [id, p.sku ?? null, p.name ?? null, p.category ?? null, p.price_cents ?? null, p.stock ?? null],
+    )
+    .catch((error: unknown) => {
+      throw dbError(error, 'patch', UNIQUE_FIELDS);
+    });
   return rows[0];
 }
