@@ -1,7 +1,7 @@
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
-import { JOB_NAMES, JOBS, type JobClient, QUEUE_NAMES, type QueueName } from '@cachefleet/jobs';
+import { isJobId, JOB_NAMES, JOBS, type JobClient, QUEUE_NAMES, type QueueName } from '@cachefleet/jobs';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { guardServerErrors } from './http-errors.js';
 
@@ -18,7 +18,7 @@ const MAX_SHOWN = 50;
 
 /**
  * bull-board for every queue at /admin/queues, behind the admin token (header or the cookie set by
- * /admin/login), read-only where a queue should not be edited, job data truncated.
+ * /admin/login), read-only where a queue should not be edited, job data truncated, job ids checked.
  */
 export async function registerDashboard(
   app: FastifyInstance,
@@ -37,6 +37,15 @@ export async function registerDashboard(
   await app.register(
     async (scope) => {
       scope.addHook('onRequest', guard);
+      // bull-board looks any :jobId up as `<prefix>:<queue>:<jobId>`: only ids a job can have get there.
+      scope.addHook('onRequest', (req, reply, done) => {
+        const id = (req.params as { jobId?: unknown }).jobId;
+        if (typeof id === 'string' && !isJobId(id)) {
+          void reply.code(404).send({ error: 'not_found', message: `no job ${JSON.stringify(id)}` });
+          return;
+        }
+        done();
+      });
       guardServerErrors(scope);
       await scope.register(serverAdapter.registerPlugin());
     },

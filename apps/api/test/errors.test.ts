@@ -5,9 +5,11 @@
  *  1. a malformed `cf_admin` cookie is no token (401), never a 500; a 500 logs its cause with the
  *     request id and its body carries neither a stack nor the database's words; API_REQUEST_LOGS
  *  2. PATCH refusals the database would have made: a taken sku (409), a NUL, an over-long value (400)
+ *  4. the dashboard's job routes given a BullMQ key name for an id: 404, never Redis' WRONGTYPE
  *
  * Each test pins a bug found from outside (issue 9); its comment says what it proves.
  */
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { loadApiConfig } from '../src/index.js';
@@ -150,5 +152,48 @@ describe('2. PATCH values the database refuses', () => {
     expect(e.error).toBe('invalid_body');
     expect(e.message).toMatch(new RegExp(`^${field}: `));
     for (const word of INTERNALS) expect(res.text, String(word)).not.toMatch(word);
+  });
+});
+
+describe('4. job ids that are BullMQ key names', () => {
+  // BUG (issue 9.4): bull-board reads `<prefix>:<queue>:<jobId>` as a job hash, so an id naming one
+  // of the queue's own keys (a string, a stream, a list) made Redis answer WRONGTYPE: a 500.
+  // The queue's keys are made for real (an enqueued job writes `wait` and `events`), except
+  // `stalled-check`, which only a worker's stalled checker writes: set here as BullMQ does.
+  it('→ 404 JSON on every job route of the dashboard, and GET /jobs/:id', async () => {
+    const queued = await pod.call('/cache/prewarm', { method: 'POST', token: true, body: { type: 'all' } });
+    expect(queued.status).toBe(202);
+    const jobId = z.object({ jobId: z.string() }).parse(queued.json).jobId;
+    const body = { namespace: 'product', keys: ['1'] };
+    expect((await pod.call('/cache/invalidate', { method: 'POST', token: true, body })).status).toBe(202);
+    const raw = new Redis(pod.redis.url);
+    try {
+      const prefix = `q${pod.schema}`;
+      await raw.set(`${prefix}:warm:stalled-check`, String(Date.now()), 'PX', 60_000);
+      expect(await raw.type(`${prefix}:warm:wait`)).toBe('list');
+      expect(await raw.type(`${prefix}:invalidate:events`)).toBe('stream');
+    } finally {
+      raw.disconnect();
+    }
+    const base = '/admin/queues/api/queues';
+    for (const [method, path] of [
+      ['GET', `${base}/warm/stalled-check`],
+      ['GET', `${base}/invalidate/events`],
+      ['GET', `${base}/warm/wait`],
+      ['GET', `${base}/warm/meta/logs`],
+      ['GET', `${base}/warm/events/flow`],
+      ['PUT', `${base}/warm/wait/retry`],
+      ['PUT', `${base}/warm/events/remove-unprocessed-children`],
+      ['PATCH', `${base}/warm/stalled-check/update-data`],
+      ['GET', `/jobs/stalled-check`],
+      ['GET', `/jobs/${jobId}:lock`],
+    ] as const) {
+      const res = await pod.call(path, { method, token: true, body: method === 'GET' ? undefined : {} });
+      expect(res.status, `${method} ${path}: ${res.text}`).toBe(404);
+      expect(ErrorJson.parse(res.json).error).toBe('not_found');
+    }
+    // Ids of our shapes still reach the dashboard: the job itself, and one that does not exist.
+    expect((await pod.call(`${base}/warm/${jobId}`, { token: true })).status).toBe(200);
+    expect((await pod.call(`${base}/warm/${jobId}-slice-0`, { token: true })).status).toBe(404);
   });
 });

@@ -15,6 +15,7 @@ import {
 } from './catalogue.js';
 import type { QueueConfig } from './config.js';
 import { JobError } from './errors.js';
+import { isJobId } from './job-ids.js';
 
 /** Validates a payload against the catalogue; a bad one throws E_JOB_INVALID_PAYLOAD naming the field. */
 export function parsePayload<N extends JobName>(name: N, payload: unknown): PayloadOf<N> {
@@ -112,8 +113,9 @@ export class JobClient {
     return undefined;
   }
 
-  /** A job by id in a queue known to hold it. */
+  /** A job by id in a queue known to hold it; an id no job can have (`isJobId`) is none. */
   async jobIn(queueName: QueueName, id: string): Promise<JobView | undefined> {
+    if (!isJobId(id)) return undefined;
     const queue = this.queue(queueName);
     // State first, then the job: BullMQ writes a job's result and moves it in one script, so a
     // final state read first always comes with its result or failure reason.

@@ -41,6 +41,7 @@ export {
   type JobHandler,
   type JobHandlers,
 } from './handlers/context.js';
+export { isJobId } from './job-ids.js';
 export { registerQueueMetrics } from './metrics.js';
 export {
   type InvalidateRequest,

@@ -9,6 +9,7 @@ import {
   DEFAULT_QUEUE_LIST,
   dedupeId,
   invalidatePayloadOf,
+  isJobId,
   JobClient,
   JobError,
   loadQueueConfig,
@@ -18,6 +19,7 @@ import {
   QUEUE_ENV_VARS,
   QUEUE_NAMES,
   SCHEDULE_ENV_VARS,
+  sliceId,
   warmPayloadOf,
 } from '../src/index.js';
 
@@ -158,6 +160,44 @@ describe('the producer', () => {
     expect(after.id).not.toBe(first.id);
     expect((await jobs.job(first.id))?.state).toBe('waiting');
     expect(await jobs.job('no-such-job')).toBeUndefined();
+  });
+
+  // BUG (issue 9.4): an id naming one of BullMQ's own keys (`stalled-check`, `events`, `wait`) was
+  // looked up as a job hash: WRONGTYPE, a 500 in the dashboard. isJobId tells job ids from the rest.
+  it('isJobId: every key BullMQ wrote under a queue is a job id exactly when it is a job', async () => {
+    const jobs = client();
+    const warm = jobs.queue('warm');
+    const { id } = await jobs.enqueue('warm', { type: 'all' });
+    const counted = await warm.add('warm', { payload: { type: 'hot' } }); // BullMQ's own counter id
+    await applySchedules(jobs, loadSchedules({}) ?? []); // adds each scheduler's next job
+    const keys: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, found] = await jobs.connection.scan(
+        cursor,
+        'MATCH',
+        `${jobs.prefix}:warm:*`,
+        'COUNT',
+        1000,
+      );
+      keys.push(...found);
+      cursor = next;
+    } while (cursor !== '0');
+    const names = keys.map((k) => k.slice(`${jobs.prefix}:warm:`.length));
+    // A job's hash has a `timestamp`; the queue's other hashes (meta, a scheduler's) do not.
+    const jobNames: string[] = [];
+    for (const name of names) {
+      const key = `${jobs.prefix}:warm:${name}`;
+      if ((await jobs.connection.type(key)) === 'hash' && (await jobs.connection.hexists(key, 'timestamp')))
+        jobNames.push(name);
+    }
+    expect(jobNames).toContain(id);
+    expect(jobNames).toContain(counted.id);
+    expect(jobNames.filter((n) => n.startsWith('repeat:cachefleet-warm-'))).toHaveLength(2);
+    expect(names.filter((n) => isJobId(n)).sort()).toEqual(jobNames.sort());
+    for (const other of ['stalled-check', 'events', 'wait', 'meta', 'id', `${id}:lock`, `${id}:logs`, ''])
+      expect(isJobId(other), other).toBe(false);
+    expect(isJobId(sliceId(id, 3))).toBe(true);
   });
 
   it('stores the validated payload (defaults filled) and the catalogue retry policy', async () => {
