@@ -11,8 +11,9 @@ import {
   withDeadline,
 } from '@cachefleet/jobs';
 import type { Cache } from '@cachefleet/tiered-cache';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
+import type { AdminGuard } from './auth.js';
 
 export interface AdminDeps {
   readonly cache: Cache;
@@ -20,7 +21,7 @@ export interface AdminDeps {
   readonly production: boolean;
   /** The namespaces this pod defines: a request naming another is a 400, not a job that fails. */
   readonly namespaces: readonly string[];
-  readonly guard: (req: FastifyRequest, reply: FastifyReply) => Promise<void>;
+  readonly guard: AdminGuard;
 }
 
 const namespaceName = z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/);
@@ -44,6 +45,9 @@ export const prewarmBody = z.strictObject({
   waitMs: z.number().int().min(100).max(300_000).default(60_000),
 });
 
+/** An invalidation may list many ids (up to 100,000 in the payload): the one body allowed past 16 KiB. */
+export const INVALIDATE_BODY_LIMIT = 1024 * 1024;
+
 const jobIdParams = z.strictObject({ id: z.string().min(1).max(200) });
 
 /**
@@ -52,7 +56,9 @@ const jobIdParams = z.strictObject({ id: z.string().min(1).max(200) });
  */
 export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
   const { cache, jobs } = deps;
-  const preHandler = deps.guard;
+  // The token is checked on request, before any body is read: a caller without one gets a 401,
+  // not a 400/413/415 for a body the pod parsed first.
+  const onRequest = deps.guard;
   const known = new Set(deps.namespaces);
   const unknownNamespace = (reply: FastifyReply, names: readonly string[]): boolean => {
     const bad = names.find((n) => !known.has(n));
@@ -64,7 +70,7 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
     return true;
   };
 
-  app.get('/cache/stats', { preHandler }, async () => {
+  app.get('/cache/stats', { onRequest }, async () => {
     const namespaces = cache.stats();
     const sum = (f: (s: (typeof namespaces)[number]) => number) => namespaces.reduce((a, s) => a + f(s), 0);
     const l1Hits = sum((s) => s.l1.hits);
@@ -84,7 +90,7 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
     };
   });
 
-  app.post('/cache/invalidate', { preHandler }, async (req, reply) => {
+  app.post('/cache/invalidate', { onRequest, bodyLimit: INVALIDATE_BODY_LIMIT }, async (req, reply) => {
     const body = parse(invalidateBody, req.body, reply);
     if (body === undefined || unknownNamespace(reply, [body.namespace])) return reply;
     let payload: PayloadInputOf<'invalidate'>;
@@ -96,7 +102,7 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
     return enqueue(reply, jobs, () => jobs.enqueue('invalidate', payload));
   });
 
-  app.post('/cache/prewarm', { preHandler }, async (req, reply) => {
+  app.post('/cache/prewarm', { onRequest }, async (req, reply) => {
     const body = parse(prewarmBody, req.body, reply);
     if (body === undefined || unknownNamespace(reply, body.namespaces ?? [])) return reply;
     const payload = warmPayloadOf(body);
@@ -117,7 +123,7 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
       .send({ jobId: id, state: done.state, result: done.result, failedReason: done.failedReason });
   });
 
-  app.get('/jobs/:id', { preHandler }, async (req, reply) => {
+  app.get('/jobs/:id', { onRequest }, async (req, reply) => {
     const params = parse(jobIdParams, req.params, reply);
     if (params === undefined) return reply;
     try {
@@ -133,7 +139,7 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
 
   // A7: the registry's status for operators; not served in production.
   if (!deps.production) {
-    app.get('/internal/cache', { preHandler }, async () => cache.status());
+    app.get('/internal/cache', { onRequest }, async () => cache.status());
   }
 }
 

@@ -16,6 +16,9 @@ import { productRoutes } from './products.js';
 import { requestLogger } from './request-log.js';
 import type { Rollout, RolloutMetrics } from './rollout.js';
 
+/** Largest body a route takes unless it says otherwise. */
+export const BODY_LIMIT = 16 * 1024;
+
 export interface AppDeps {
   readonly cache: Cache;
   readonly jobs: JobClient;
@@ -45,6 +48,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
     },
     requestIdHeader: false,
+    // Bodies are small (a patch, a prewarm): 16 KiB unless a route says more (an invalidation
+    // may list many ids; the dashboard edits job data). Fastify's default is 1 MiB.
+    bodyLimit: BODY_LIMIT,
     // Fastify's two lines per request would cost more than a cached read: ours follow
     // API_REQUEST_LOGS (request-log.ts), and every 500 logs its cause (http-errors.ts).
     logController: new LogController({ disableRequestLogging: true }),

@@ -7,18 +7,21 @@ export const ADMIN_COOKIE = 'cf_admin';
  * Bearer-token check for admin routes and the dashboard. Both sides are hashed first so the
  * comparison is constant-time whatever the lengths (timingSafeEqual needs equal lengths). The
  * dashboard is a browser page: it may carry the token in an HttpOnly cookie set by /admin/login.
+ * Run it as an `onRequest` hook: before the body is read.
  */
-export function adminGuard(token: string): (req: FastifyRequest, reply: FastifyReply) => Promise<void> {
+/** The admin check, as an async `onRequest` hook: it answers 401 itself, or lets the request on. */
+export type AdminGuard = (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>;
+
+export function adminGuard(token: string): AdminGuard {
   const expected = digest(token);
   return async (req, reply) => {
     const header = req.headers.authorization;
     const given = header?.startsWith('Bearer ') ? header.slice(7) : cookie(req.headers.cookie, ADMIN_COOKIE);
-    if (given === undefined || !timingSafeEqual(digest(given), expected)) {
-      await reply
-        .code(401)
-        .header('www-authenticate', 'Bearer realm="cachefleet admin"')
-        .send({ error: 'unauthorized', message: 'admin routes need Authorization: Bearer <ADMIN_TOKEN>' });
-    }
+    if (given !== undefined && timingSafeEqual(digest(given), expected)) return undefined;
+    return reply
+      .code(401)
+      .header('www-authenticate', 'Bearer realm="cachefleet admin"')
+      .send({ error: 'unauthorized', message: 'admin routes need Authorization: Bearer <ADMIN_TOKEN>' });
   };
 }
 

@@ -2,7 +2,8 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import { isJobId, JOB_NAMES, JOBS, type JobClient, QUEUE_NAMES, type QueueName } from '@cachefleet/jobs';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
+import type { AdminGuard } from './auth.js';
 import { guardServerErrors } from './http-errors.js';
 
 export const DASHBOARD_PATH = '/admin/queues';
@@ -12,6 +13,9 @@ export const DASHBOARD_PATH = '/admin/queues';
  * one by hand would confuse its parent.
  */
 const READ_ONLY = new Set<QueueName>(JOB_NAMES.filter((n) => JOBS[n].internal).map((n) => JOBS[n].queue));
+
+/** Largest body of the dashboard's own routes (the pod's default is 16 KiB). */
+const DASHBOARD_BODY_LIMIT = 1024 * 1024;
 
 /** Longest string or array shown in the dashboard's job data (ids lists can be 100,000 long). */
 const MAX_SHOWN = 50;
@@ -23,7 +27,7 @@ const MAX_SHOWN = 50;
 export async function registerDashboard(
   app: FastifyInstance,
   jobs: JobClient,
-  guard: (req: FastifyRequest, reply: FastifyReply) => Promise<void>,
+  guard: AdminGuard,
 ): Promise<void> {
   const serverAdapter = new FastifyAdapter();
   const queues = QUEUE_NAMES.map((name) => {
@@ -37,6 +41,10 @@ export async function registerDashboard(
   await app.register(
     async (scope) => {
       scope.addHook('onRequest', guard);
+      // Job data edited in the dashboard may be as large as a payload (100,000 ids).
+      scope.addHook('onRoute', (route) => {
+        route.bodyLimit ??= DASHBOARD_BODY_LIMIT;
+      });
       // bull-board looks any :jobId up as `<prefix>:<queue>:<jobId>`: only ids a job can have get there.
       scope.addHook('onRequest', (req, reply, done) => {
         const id = (req.params as { jobId?: unknown }).jobId;

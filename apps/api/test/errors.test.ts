@@ -6,6 +6,7 @@
  *     request id and its body carries neither a stack nor the database's words; API_REQUEST_LOGS
  *  2. PATCH refusals the database would have made: a taken sku (409), a NUL, an over-long value (400)
  *  4. the dashboard's job routes given a BullMQ key name for an id: 404, never Redis' WRONGTYPE
+ *  5. the token is checked before the body is read; bodies are bounded per route; an empty patch
  *
  * Each test pins a bug found from outside (issue 9); its comment says what it proves.
  */
@@ -195,5 +196,71 @@ describe('4. job ids that are BullMQ key names', () => {
     // Ids of our shapes still reach the dashboard: the job itself, and one that does not exist.
     expect((await pod.call(`${base}/warm/${jobId}`, { token: true })).status).toBe(200);
     expect((await pod.call(`${base}/warm/${jobId}-slice-0`, { token: true })).status).toBe(404);
+  });
+});
+
+describe('5. the token before the body; an empty patch', () => {
+  const writes = [
+    ['POST', '/cache/invalidate'],
+    ['POST', '/cache/prewarm'],
+    ['PATCH', '/products/1'],
+  ] as const;
+
+  // BUG (issue 9.5): the guard ran as a preHandler, after the body (up to 1 MB) was parsed: a caller
+  // without a token got 400, 413 or 415 for its body, and the pod parsed it first.
+  it('without a token, whatever the body: 401', async () => {
+    for (const [method, path] of writes) {
+      for (const [body, type] of [
+        ['{"a":', 'application/json'],
+        ['x'.repeat(2_000_000), 'application/json'],
+        ['hello', 'text/plain'],
+      ] as const) {
+        const res = await pod.call(path, { method, body, headers: { 'content-type': type } });
+        expect(res.status, `${method} ${path} ${type} ${body.length}: ${res.text}`).toBe(401);
+        expect(ErrorJson.parse(res.json).error).toBe('unauthorized');
+      }
+    }
+  });
+
+  it('a body larger than its route needs → 413 JSON: 16 KiB for a patch or a prewarm, 1 MiB for an invalidation', async () => {
+    const big = { type: 'all', namespaces: Array.from({ length: 3_000 }, (_, i) => `ns${i}`) };
+    for (const [path, method, body] of [
+      ['/products/1', 'PATCH', { name: 'n'.repeat(20_000) }],
+      ['/cache/prewarm', 'POST', big],
+      [
+        '/cache/invalidate',
+        'POST',
+        // 80,000 ids of 13 digits: ~1.3 MB, fewer ids than the payload allows.
+        { namespace: 'product', keys: Array.from({ length: 80_000 }, (_, i) => `${1e12 + i}`) },
+      ],
+    ] as const) {
+      const res = await pod.call(path, { method, token: true, body });
+      expect(res.status, `${method} ${path}: ${res.text}`).toBe(413);
+      expect(ErrorJson.parse(res.json).error).toBe('payload_too_large');
+    }
+    // An invalidation of many ids (here 50,000, ~340 kB) is still taken.
+    const keys = Array.from({ length: 50_000 }, (_, i) => `${i + 1}`);
+    const res = await pod.call('/cache/invalidate', {
+      method: 'POST',
+      token: true,
+      body: { namespace: 'product', keys },
+    });
+    expect(res.status, res.text).toBe(202);
+  });
+
+  // BUG (issue 9.5): PATCH with body `null` (or {}) was an update of nothing: 200, and updated_at
+  // moved on.
+  it('a PATCH that changes nothing (null, {}, no body) → 400, and the row is untouched', async () => {
+    const before = await pod.call('/products/5');
+    for (const body of ['null', '{}', undefined]) {
+      const res = await pod.call('/products/5', {
+        method: 'PATCH',
+        token: true,
+        ...(body !== undefined ? { body, headers: { 'content-type': 'application/json' } } : {}),
+      });
+      expect(res.status, `${String(body)}: ${res.text}`).toBe(400);
+      expect(ErrorJson.parse(res.json).error).toBe('invalid_body');
+    }
+    expect((await pod.call('/products/5')).json).toEqual(before.json);
   });
 });

@@ -98,7 +98,11 @@ export const productPatchSchema = z
     price_cents: z.int32().min(0),
     stock: z.int32().min(0),
   })
-  .partial();
+  .partial()
+  // A patch of nothing would still move updated_at: refused.
+  .refine((p) => Object.values(p).some((v) => v !== undefined), {
+    message: 'give at least one field to change (sku, name, category, price_cents, stock)',
+  });
 export type ProductPatch = z.infer<typeof productPatchSchema>;
 
 /** The unique constraints of the products table (PostgreSQL's default names) → the patch field. */
