@@ -133,7 +133,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     cache: deps.cache,
     jobs: deps.jobs,
     production: deps.production,
-    namespaces: deps.catalogue.namespaces.map((ns) => ns.name),
     guard,
   });
   await registerDashboard(app, deps.jobs, guard);

@@ -5,6 +5,7 @@
  *  1. a malformed `cf_admin` cookie is no token (401), never a 500; a 500 logs its cause with the
  *     request id and its body carries neither a stack nor the database's words; API_REQUEST_LOGS
  *  2. PATCH refusals the database would have made: a taken sku (409), a NUL, an over-long value (400)
+ *  3. ids an invalidation names are checked against the namespace's id schema before enqueueing
  *  4. the dashboard's job routes given a BullMQ key name for an id: 404, never Redis' WRONGTYPE
  *  5. the token is checked before the body is read; bodies are bounded per route; an empty patch
  *
@@ -153,6 +154,32 @@ describe('2. PATCH values the database refuses', () => {
     expect(e.error).toBe('invalid_body');
     expect(e.message).toMatch(new RegExp(`^${field}: `));
     for (const word of INTERNALS) expect(res.text, String(word)).not.toMatch(word);
+  });
+});
+
+describe('3. ids checked before anything is enqueued', () => {
+  // BUG (issue 9.3): {keys: ['77777', 'not-an-id']} was accepted (202); the job then failed five
+  // times in the worker and 77777 was never invalidated.
+  it('an id the namespace refuses → 400 naming it; no job', async () => {
+    const raw = new Redis(pod.redis.url);
+    try {
+      const jobsOf = () => raw.llen(`q${pod.schema}:invalidate:wait`);
+      const before = await jobsOf();
+      for (const [body, field] of [
+        [{ namespace: 'product', keys: ['77777', 'not-an-id'] }, /keys\.1: not a product id/],
+        [{ namespace: 'nosuch', keys: ['1'] }, /namespace: no namespace "nosuch"/],
+      ] as const) {
+        const res = await pod.call('/cache/invalidate', { method: 'POST', token: true, body });
+        expect(res.status, res.text).toBe(400);
+        const e = ErrorJson.parse(res.json);
+        expect(e.error).toBe('invalid_body');
+        expect(e.message).toMatch(/^E_JOB_INVALID_PAYLOAD: invalidate: /);
+        expect(e.message).toMatch(field);
+      }
+      expect(await jobsOf()).toBe(before);
+    } finally {
+      raw.disconnect();
+    }
   });
 });
 

@@ -1,5 +1,10 @@
 import { type Env, intSchema, parseEnv, portSchema } from '@cachefleet/config';
-import { DEFAULT_QUEUE_LIST, parseQueueList, type QueueConcurrency } from '@cachefleet/jobs';
+import {
+  DEFAULT_DEFINITIONS,
+  DEFAULT_QUEUE_LIST,
+  parseQueueList,
+  type QueueConcurrency,
+} from '@cachefleet/jobs';
 import { z } from 'zod';
 import { WorkerError } from './errors.js';
 
@@ -34,7 +39,7 @@ const envSchema = z.object({
   WORKER_SHUTDOWN_MS: ms.default(30_000),
   WORKER_LOCK_MS: ms.default(30_000),
   WORKER_STALLED_MS: ms.default(30_000),
-  WORKER_DEFINITIONS: z.string().min(1).default('@cachefleet/catalogue'),
+  WORKER_DEFINITIONS: z.string().min(1).default(DEFAULT_DEFINITIONS),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

@@ -4,7 +4,10 @@ import type { Duplex } from 'node:stream';
 import {
   applySchedules,
   type Definitions,
+  type DefinitionsModule,
+  definitionsModule,
   FleetRuntime,
+  isJobError,
   JobClient,
   loadQueueConfig,
   loadSchedules,
@@ -12,7 +15,6 @@ import {
 import { type Cache, createCache, loadCacheConfig } from '@cachefleet/tiered-cache';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { z } from 'zod';
 import type { WorkerConfig } from './config.js';
 import { WorkerError } from './errors.js';
 
@@ -24,24 +26,16 @@ export interface RunningWorker {
   close(): Promise<void>;
 }
 
-const definitionsModule = z.object({
-  createDefinitions: z.custom<(env: NodeJS.ProcessEnv) => Promise<Definitions>>(
-    (v) => typeof v === 'function',
-    {
-      message: 'must export createDefinitions(env)',
-    },
-  ),
-});
-
 /** Loads the namespace definitions the same way API pods do: one module, one function. */
 export async function loadDefinitions(specifier: string, env: NodeJS.ProcessEnv): Promise<Definitions> {
-  const parsed = definitionsModule.safeParse(await import(specifier));
-  if (!parsed.success)
-    throw new WorkerError(
-      'E_WORKER_CONFIG',
-      `WORKER_DEFINITIONS (${specifier}): must export createDefinitions(env)`,
-    );
-  return parsed.data.createDefinitions(env);
+  let module: DefinitionsModule;
+  try {
+    module = definitionsModule(await import(specifier), specifier);
+  } catch (error) {
+    if (!isJobError(error)) throw error;
+    throw new WorkerError('E_WORKER_CONFIG', error.message, { cause: error });
+  }
+  return module.createDefinitions(env);
 }
 
 /**
@@ -67,7 +61,7 @@ export async function startWorker(
   );
   cache.register(...definitions.namespaces);
   await cache.start();
-  const jobs = new JobClient(loadQueueConfig(env));
+  const jobs = new JobClient(loadQueueConfig(env), { namespaces: definitions.namespaces });
   const runtime = new FleetRuntime(
     { cache, jobs, definitions, logger, metrics },
     {

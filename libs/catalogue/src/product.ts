@@ -9,6 +9,9 @@ export const productIdSchema = z
   .string()
   .regex(/^[1-9][0-9]{0,17}$/, 'product ids are positive integers without leading zeros (max 18 digits)');
 
+/** The product namespace's name and id schema: what a producer checks a payload against (no I/O). */
+export const PRODUCT_IDS = { name: 'product', idSchema: productIdSchema } as const;
+
 /** A product row as JSON: what the cache stores and every pod reads. */
 export const productSchema = z.object({
   id: productIdSchema,
@@ -45,11 +48,11 @@ export function defineProduct(db: Db, schema: string): Namespace<Product> {
   const isId = (id: string) => productIdSchema.safeParse(id).success;
 
   return defineNamespace<Product>({
-    name: 'product',
+    name: PRODUCT_IDS.name,
     version: 1,
     ttl: { l1: 60, l2: 3600 },
     schema: productSchema,
-    idSchema: productIdSchema,
+    idSchema: PRODUCT_IDS.idSchema,
     // The cache checks ids before it loads; these checks keep direct callers (a warm given raw
     // keys) from turning a bad id into a SQL cast error. Such an id names no product.
     async load(id) {

@@ -11,6 +11,7 @@ import {
   type Db,
   DEFAULT_DATABASE_URL,
   dbError,
+  describeNamespaces,
   loadCatalogueEnv,
   migrate,
   seed,
@@ -258,6 +259,10 @@ describe('createDefinitions', () => {
     try {
       expect(defs.namespaces.map((n) => n.name)).toEqual(['product']);
       expect(defs.critical.product).toEqual(Array.from({ length: 100 }, (_, i) => String(i + 1)));
+      // describeNamespaces gives producers (the CLI) the same names and id schemas, without I/O.
+      expect(describeNamespaces().map((n) => [n.name, n.idSchema])).toEqual(
+        defs.namespaces.map((n) => [n.name, n.idSchema]),
+      );
     } finally {
       await defs.close();
     }

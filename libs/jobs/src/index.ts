@@ -30,9 +30,22 @@ export {
   warmPayload,
   warmResultSchema,
 } from './catalogue.js';
-export { type Enqueued, JobClient, type JobView, jobOptions, parsePayload } from './client.js';
+export {
+  type Enqueued,
+  JobClient,
+  type JobClientOptions,
+  type JobView,
+  jobOptions,
+  parsePayload,
+} from './client.js';
 export { loadQueueConfig, QUEUE_ENV_VARS, type QueueConfig } from './config.js';
 export { queueDown, withDeadline } from './deadline.js';
+export {
+  DEFAULT_DEFINITIONS,
+  type DefinitionsModule,
+  definitionsModule,
+  namespaceRulesOf,
+} from './definitions.js';
 export { isJobError, JOB_ERROR_CODES, JobError, type JobErrorCode } from './errors.js';
 export {
   AbortedError,
@@ -43,6 +56,7 @@ export {
 } from './handlers/context.js';
 export { isJobId } from './job-ids.js';
 export { registerQueueMetrics } from './metrics.js';
+export { LISTED_IDS, type NamespaceRule, payloadSchemaWith } from './namespaces.js';
 export {
   type InvalidateRequest,
   invalidatePayloadOf,
