@@ -1,18 +1,18 @@
 /**
- * One API pod for a test file, as `startApi` runs it: real HTTP on a free port, PostgreSQL for the
- * catalogue (a schema of its own, seeded, dropped by `close`), a private redis-server as the cache
+ * One API pod for a test file, as `startApi` runs it: real HTTP on a free port, the run's PostgreSQL
+ * (testDatabaseUrl) for the catalogue (a schema of its own, seeded, dropped by `close`), a private redis-server as the cache
  * and queue Redis, optionally a real worker serving the queues. The pod's pino lines are kept in
  * `logs`, so a test can read what an operator would.
  */
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
-import { connectPg, type Db, DEFAULT_DATABASE_URL, migrate, seed } from '@cachefleet/catalogue';
+import { connectPg, type Db, migrate, seed } from '@cachefleet/catalogue';
 import { loadWorkerConfig, type RunningWorker, startWorker } from '@cachefleet/worker';
 import { pino } from 'pino';
-import { type RedisProcess, startRedis } from '../../../test/helpers/index.js';
+import { type RedisProcess, startRedis, testDatabaseUrl } from '../../../test/helpers/index.js';
 import { type RunningApi, startApi } from '../src/index.js';
 
-export const DATABASE_URL = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
+export const DATABASE_URL = testDatabaseUrl();
 
 export interface Response {
   readonly status: number;

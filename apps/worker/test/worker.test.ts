@@ -1,6 +1,6 @@
 /**
- * One worker (`startWorker`, in this process) over a private redis-server and the catalogue in
- * PostgreSQL (a schema of its own, dropped at the end):
+ * One worker (`startWorker`, in this process) over a private redis-server and the catalogue in the
+ * run's PostgreSQL (a schema of its own, dropped at the end):
  *
  *  1. its HTTP server answers every error as JSON, a request it cannot parse included
  *
@@ -8,13 +8,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createConnection } from 'node:net';
-import { connectPg, DEFAULT_DATABASE_URL } from '@cachefleet/catalogue';
+import { connectPg } from '@cachefleet/catalogue';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RedisProcess, startRedis } from '../../../test/helpers/index.js';
+import { type RedisProcess, startRedis, testDatabaseUrl } from '../../../test/helpers/index.js';
 import { loadWorkerConfig, type RunningWorker, startWorker } from '../src/index.js';
 
-const DATABASE_URL = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
+const DATABASE_URL = testDatabaseUrl();
 const SCHEMA = `wt_${randomBytes(4).toString('hex')}`;
 
 let redis: RedisProcess;
