@@ -1,15 +1,18 @@
 import { createServer, type Server, STATUS_CODES } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { formatError } from '@cachefleet/config';
 import {
-  applySchedules,
   type Definitions,
   type DefinitionsModule,
   definitionsModule,
   FleetRuntime,
+  installSchedules,
   isJobError,
   JobClient,
+  keepSchedules,
   loadQueueConfig,
+  loadScheduleCheckMs,
   loadSchedules,
 } from '@cachefleet/jobs';
 import { type Cache, createCache, loadCacheConfig } from '@cachefleet/tiered-cache';
@@ -73,7 +76,16 @@ export async function startWorker(
   );
   runtime.start();
   const schedules = loadSchedules(env);
-  if (schedules !== undefined) await applySchedules(jobs, schedules);
+  if (schedules !== undefined) await installSchedules(jobs, schedules);
+  // Put back by this running process if the queue Redis loses them (it came back empty).
+  const keeper =
+    schedules === undefined
+      ? undefined
+      : keepSchedules(jobs, schedules, {
+          checkMs: loadScheduleCheckMs(env),
+          onInstalled: () => logger.warn('the queue Redis had lost the schedules: installed them again'),
+          onError: (error) => logger.warn({ err: formatError(error) }, 'schedule check failed'),
+        });
   const server = await listen(config, runtime, cache, metrics);
   const port = (server.address() as AddressInfo).port;
   logger.info(
@@ -92,6 +104,7 @@ export async function startWorker(
     runtime,
     close: () => {
       closing ??= (async () => {
+        keeper?.close();
         await runtime.close();
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await jobs.close();

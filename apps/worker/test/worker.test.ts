@@ -3,15 +3,17 @@
  * run's PostgreSQL (a schema of its own, dropped at the end):
  *
  *  1. its HTTP server answers every error as JSON, a request it cannot parse included
+ *  2. the queue Redis comes back empty: the running workers put the schedules back, one job a tick
  *
  * Each test pins a bug found from outside (issue 9); its comment says what it proves.
  */
 import { randomBytes } from 'node:crypto';
 import { createConnection } from 'node:net';
 import { connectPg } from '@cachefleet/catalogue';
+import { JobClient, loadQueueConfig } from '@cachefleet/jobs';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RedisProcess, startRedis, testDatabaseUrl } from '../../../test/helpers/index.js';
+import { type RedisProcess, startRedis, testDatabaseUrl, waitUntil } from '../../../test/helpers/index.js';
 import { loadWorkerConfig, type RunningWorker, startWorker } from '../src/index.js';
 
 const DATABASE_URL = testDatabaseUrl();
@@ -88,4 +90,55 @@ describe('1. the health and metrics server', () => {
     expect(missing.status).toBe(404);
     expect(missing.headers.get('content-type')).toMatch(/^application\/json/);
   });
+});
+
+describe('2. schedules after the queue Redis lost its data', () => {
+  // BUG (issue 9.6): schedules were installed at start only, so when the queue Redis came back
+  // empty (restarted without persistence, or failed over to an empty replica) the warm schedules
+  // were gone until a worker restarted. Two replicas keep them, as a fleet would.
+  it('the running workers reinstall them, without a restart, and each tick still has one job', async () => {
+    const prefix = `s${SCHEMA}`;
+    const replicas = await Promise.all(
+      [1, 2].map(() =>
+        startWorker(
+          loadWorkerConfig(
+            { WORKER_HTTP_PORT: '0', WORKER_SHUTDOWN_MS: '2000', WORKER_QUEUES: 'warm:1' },
+            [],
+          ),
+          env({ QUEUE_PREFIX: prefix, SCHEDULES_ENABLED: 'true', SCHEDULES_CHECK_MS: '1000' }),
+          pino({ level: 'silent' }),
+        ),
+      ),
+    );
+    const jobs = new JobClient(loadQueueConfig({ QUEUE_REDIS_URL: redis.url, QUEUE_PREFIX: prefix }));
+    jobs.connection.on('error', () => {});
+    try {
+      const warm = jobs.queue('warm');
+      const schedulers = async () => (await warm.getJobSchedulers(0, -1)).map((x) => x.key).sort();
+      const installed = ['cachefleet-warm-all', 'cachefleet-warm-hot'];
+      expect(await schedulers()).toEqual(installed);
+
+      await jobs.connection.set(`${prefix}:probe`, '1');
+      await redis.kill();
+      await redis.restart(); // no persistence: it comes back empty
+      expect(await jobs.connection.exists(`${prefix}:probe`)).toBe(0);
+      await waitUntil(
+        'the schedulers to be back',
+        async (note) => {
+          const now = await schedulers();
+          note(now.join(', ') || 'none');
+          return now.length === installed.length ? now : undefined;
+        },
+        { timeoutMs: 15_000, intervalMs: 200 },
+      );
+      expect(await schedulers()).toEqual(installed);
+      // One next job per scheduler, however many replicas put them back.
+      const next = (await warm.getDelayed()).map((j) => j.repeatJobKey).sort();
+      expect(next).toEqual(installed);
+      for (const r of replicas) expect(r.runtime.ready).toBe(true);
+    } finally {
+      await jobs.close();
+      await Promise.all(replicas.map((r) => r.close()));
+    }
+  }, 60_000);
 });

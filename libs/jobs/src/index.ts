@@ -73,11 +73,16 @@ export {
 } from './runtime.js';
 export {
   applySchedules,
+  installSchedules,
+  keepSchedules,
+  loadScheduleCheckMs,
   loadSchedules,
   SCHEDULE_ENV_VARS,
   SCHEDULE_PREFIX,
   SCHEDULED,
   type Schedule,
   type ScheduledJob,
+  type ScheduleKeeper,
+  schedulesMarker,
 } from './schedules.js';
 export { readSlices, type SliceFamily, type SliceTotals, sliceId } from './slices.js';

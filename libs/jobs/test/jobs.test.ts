@@ -1,17 +1,19 @@
 import { readFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RedisProcess, startRedis } from '../../../test/helpers/index.js';
+import { delay, type RedisProcess, startRedis, waitUntil } from '../../../test/helpers/index.js';
 import {
   applySchedules,
   canonicalJson,
   DEFAULT_CONCURRENCY,
   DEFAULT_QUEUE_LIST,
   dedupeId,
+  installSchedules,
   invalidatePayloadOf,
   isJobId,
   JobClient,
   JobError,
+  keepSchedules,
   loadQueueConfig,
   loadSchedules,
   parsePayload,
@@ -19,6 +21,7 @@ import {
   QUEUE_ENV_VARS,
   QUEUE_NAMES,
   SCHEDULE_ENV_VARS,
+  schedulesMarker,
   sliceId,
   warmPayloadOf,
 } from '../src/index.js';
@@ -282,6 +285,31 @@ describe('schedules', () => {
       'cachefleet-warm-all',
       'their-own',
     ]);
+  });
+
+  it('keepSchedules: puts them back once the queue Redis lost them, not a scheduler removed on purpose', async () => {
+    const jobs = client();
+    const warm = jobs.queue('warm');
+    const ids = async () => (await warm.getJobSchedulers(0, -1)).map((x) => x.key).sort();
+    const mine = loadSchedules({}) ?? [];
+    await installSchedules(jobs, mine);
+    const keeper = keepSchedules(jobs, mine, { checkMs: 1_000 });
+    try {
+      // A replica started with the hot warm turned off removes it for everybody; this replica's
+      // older configuration does not put it back (two checks pass).
+      await installSchedules(jobs, loadSchedules({ SCHEDULE_WARM_HOT: 'off' }) ?? []);
+      await delay(2_500);
+      expect(await ids()).toEqual(['cachefleet-warm-all']);
+      // The data is lost, the marker with it: the keeper installs its own schedules again.
+      await warm.removeJobScheduler('cachefleet-warm-all');
+      await jobs.connection.del(schedulesMarker(jobs));
+      await waitUntil('the schedules to be back', async () =>
+        (await ids()).length === 2 ? true : undefined,
+      );
+      expect(await ids()).toEqual(['cachefleet-warm-all', 'cachefleet-warm-hot']);
+    } finally {
+      keeper.close();
+    }
   });
 
   it('refuses a schedule whose payload is invalid', async () => {
