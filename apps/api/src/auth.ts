@@ -3,14 +3,15 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 
 export const ADMIN_COOKIE = 'cf_admin';
 
+/** The admin check, as an async `onRequest` hook: it answers 401 itself, or lets the request on. */
+export type AdminGuard = (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>;
+
 /**
  * Bearer-token check for admin routes and the dashboard. Both sides are hashed first so the
  * comparison is constant-time whatever the lengths (timingSafeEqual needs equal lengths). The
  * dashboard is a browser page: it may carry the token in an HttpOnly cookie set by /admin/login.
  * Run it as an `onRequest` hook: before the body is read.
  */
-/** The admin check, as an async `onRequest` hook: it answers 401 itself, or lets the request on. */
-export type AdminGuard = (req: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined>;
 
 export function adminGuard(token: string): AdminGuard {
   const expected = digest(token);

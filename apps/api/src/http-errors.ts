@@ -11,11 +11,11 @@ export interface ErrorBody {
 /**
  * The one place where an error that escaped a route becomes an answer. A client's mistake that
  * Fastify itself caught (a body that is not JSON, too large, of a type no parser takes) keeps its
- * 4xx; the catalogue's refusals (it maps the database's errors: libs/catalogue `dbError`) are a
- * 409 or a 400 with its message, which names the field; anything else is ours: a 500 that says only where to look (the request id), while the
- * error, stack and cause go to the log under that id. Fastify's default handler echoed the
- * error's `code` and message (PostgreSQL's SQLSTATE and constraint names among them) and the log
- * said only "request failed".
+ * 4xx; the catalogue's refusals (it maps the database's errors: libs/catalogue `dbError`) are a 409
+ * or a 400 with its message, which names the field; anything else is a 500 that says only where to
+ * look (the request id), while the error, its stack and cause go to the log under that id.
+ * Fastify's default handler echoed the error's `code` and message (PostgreSQL's SQLSTATE and
+ * constraint names among them) and the log said only "request failed".
  */
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, req, reply) => {

@@ -6,9 +6,9 @@ export type RequestLogger = (req: FastifyRequest, reply: FastifyReply) => void;
 
 /**
  * The per-request log line of `API_REQUEST_LOGS`, chosen once at start: a line per request costs
- * more than a cached read, so the default logs the 5xx only and `off` adds nothing to the hot path. The query is left out of the line: it
- * may hold the admin token (/admin/login?token=…). A 500's cause is logged by the error handler
- * whatever this says.
+ * more than a cached read, so the default logs the 5xx only and `off` adds nothing to the hot
+ * path. The query is left out of the line: it may hold the admin token (/admin/login?token=…). A
+ * 500's cause is logged by the error handler whatever this says.
  */
 export function requestLogger(config: RequestLogs): RequestLogger | undefined {
   switch (config.mode) {
