@@ -629,8 +629,9 @@ describe('worker fleet, end to end (worker and pod processes)', () => {
     const ready = await fetch(`http://127.0.0.1:${w1.port}/readyz`);
     expect(ready.status).toBe(200);
     const metrics = await (await fetch(`http://127.0.0.1:${w1.port}/metrics`)).text();
+    // Both refused invalidations: the one its schema refuses, and the one naming no known namespace.
     expect(metrics).toMatch(
-      /cachefleet_job_failures_total\{queue="invalidate",name="invalidate",reason="invalid"\} 1\n/,
+      /cachefleet_job_failures_total\{queue="invalidate",name="invalidate",reason="invalid"\} 2\n/,
     );
     expect(metrics).toMatch(
       /cachefleet_job_failures_total\{queue="invalidate",name="bogus",reason="invalid"\} 1\n/,

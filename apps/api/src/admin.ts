@@ -3,24 +3,25 @@ import {
   invalidatePayloadOf,
   type JobClient,
   JobError,
+  type JobName,
   type JobView,
   type PayloadInputOf,
+  type PayloadOf,
   queueDown,
   readSlices,
   warmPayloadOf,
   withDeadline,
 } from '@cachefleet/jobs';
 import type { Cache } from '@cachefleet/tiered-cache';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
+import type { AdminGuard } from './auth.js';
 
 export interface AdminDeps {
   readonly cache: Cache;
   readonly jobs: JobClient;
   readonly production: boolean;
-  /** The namespaces this pod defines: a request naming another is a 400, not a job that fails. */
-  readonly namespaces: readonly string[];
-  readonly guard: (req: FastifyRequest, reply: FastifyReply) => Promise<void>;
+  readonly guard: AdminGuard;
 }
 
 const namespaceName = z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/);
@@ -44,6 +45,9 @@ export const prewarmBody = z.strictObject({
   waitMs: z.number().int().min(100).max(300_000).default(60_000),
 });
 
+/** An invalidation may list many ids (up to 100,000 in the payload): the one body allowed past 16 KiB. */
+export const INVALIDATE_BODY_LIMIT = 1024 * 1024;
+
 const jobIdParams = z.strictObject({ id: z.string().min(1).max(200) });
 
 /**
@@ -52,19 +56,10 @@ const jobIdParams = z.strictObject({ id: z.string().min(1).max(200) });
  */
 export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
   const { cache, jobs } = deps;
-  const preHandler = deps.guard;
-  const known = new Set(deps.namespaces);
-  const unknownNamespace = (reply: FastifyReply, names: readonly string[]): boolean => {
-    const bad = names.find((n) => !known.has(n));
-    if (bad === undefined) return false;
-    void reply.code(400).send({
-      error: 'invalid_body',
-      message: `namespace: no namespace ${JSON.stringify(bad)} (known: ${[...known].join(', ')})`,
-    });
-    return true;
-  };
-
-  app.get('/cache/stats', { preHandler }, async () => {
+  // The token is checked on request, before any body is read: a caller without one gets a 401,
+  // not a 400/413/415 for a body the pod parsed first.
+  const onRequest = deps.guard;
+  app.get('/cache/stats', { onRequest }, async () => {
     const namespaces = cache.stats();
     const sum = (f: (s: (typeof namespaces)[number]) => number) => namespaces.reduce((a, s) => a + f(s), 0);
     const l1Hits = sum((s) => s.l1.hits);
@@ -84,22 +79,19 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
     };
   });
 
-  app.post('/cache/invalidate', { preHandler }, async (req, reply) => {
+  // The job client knows this pod's namespaces (server.ts): a request naming another, or ids its
+  // id schema refuses, is a 400 naming the field before anything is enqueued, not a job that fails.
+  app.post('/cache/invalidate', { onRequest, bodyLimit: INVALIDATE_BODY_LIMIT }, async (req, reply) => {
     const body = parse(invalidateBody, req.body, reply);
-    if (body === undefined || unknownNamespace(reply, [body.namespace])) return reply;
-    let payload: PayloadInputOf<'invalidate'>;
-    try {
-      payload = invalidatePayloadOf(body);
-    } catch (error) {
-      return badJob(reply, error);
-    }
+    const payload = body && checked(reply, jobs, 'invalidate', () => invalidatePayloadOf(body));
+    if (payload === undefined) return reply;
     return enqueue(reply, jobs, () => jobs.enqueue('invalidate', payload));
   });
 
-  app.post('/cache/prewarm', { preHandler }, async (req, reply) => {
+  app.post('/cache/prewarm', { onRequest }, async (req, reply) => {
     const body = parse(prewarmBody, req.body, reply);
-    if (body === undefined || unknownNamespace(reply, body.namespaces ?? [])) return reply;
-    const payload = warmPayloadOf(body);
+    const payload = body && checked(reply, jobs, 'warm', () => warmPayloadOf(body));
+    if (body === undefined || payload === undefined) return reply;
     if (body.async) return enqueue(reply, jobs, () => jobs.enqueue('warm', payload));
     let id: string;
     try {
@@ -117,7 +109,7 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
       .send({ jobId: id, state: done.state, result: done.result, failedReason: done.failedReason });
   });
 
-  app.get('/jobs/:id', { preHandler }, async (req, reply) => {
+  app.get('/jobs/:id', { onRequest }, async (req, reply) => {
     const params = parse(jobIdParams, req.params, reply);
     if (params === undefined) return reply;
     try {
@@ -133,7 +125,7 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
 
   // A7: the registry's status for operators; not served in production.
   if (!deps.production) {
-    app.get('/internal/cache', { preHandler }, async () => cache.status());
+    app.get('/internal/cache', { onRequest }, async () => cache.status());
   }
 }
 
@@ -160,6 +152,24 @@ async function enqueue(
     return reply.code(202).send({ jobId: r.id, deduplicated: r.deduplicated, follow: `/jobs/${r.id}` });
   } catch (error) {
     return badJob(reply, error);
+  }
+}
+
+/**
+ * The payload `build` makes, as the job client checks it (the catalogue and this pod's namespaces),
+ * or undefined once the 400 naming the field is sent.
+ */
+function checked<N extends JobName>(
+  reply: FastifyReply,
+  jobs: JobClient,
+  name: N,
+  build: () => PayloadInputOf<N>,
+): PayloadOf<N> | undefined {
+  try {
+    return jobs.check(name, build());
+  } catch (error) {
+    badJob(reply, error);
+    return undefined;
   }
 }
 

@@ -7,11 +7,17 @@ import type { Logger } from 'pino';
 import { Histogram, type Registry } from 'prom-client';
 import { adminRoutes } from './admin.js';
 import { ADMIN_COOKIE, adminGuard, tokenMatches } from './auth.js';
+import type { RequestLogs } from './config.js';
 import { DASHBOARD_PATH, registerDashboard } from './dashboard.js';
 import { DEFAULT_SKIP_PREFIXES, edgeCaching } from './edge.js';
+import { installErrorHandler } from './http-errors.js';
 import { boundBy } from './metrics.js';
 import { productRoutes } from './products.js';
+import { requestLogger } from './request-log.js';
 import type { Rollout, RolloutMetrics } from './rollout.js';
+
+/** Largest body a route takes unless it says otherwise. */
+export const BODY_LIMIT = 16 * 1024;
 
 export interface AppDeps {
   readonly cache: Cache;
@@ -24,6 +30,8 @@ export interface AppDeps {
   readonly production: boolean;
   readonly edgeMaxAgeSeconds: number;
   readonly logger: Logger;
+  /** API_REQUEST_LOGS; default: a line for each 5xx. */
+  readonly requestLogs?: RequestLogs;
 }
 
 /**
@@ -40,9 +48,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       return typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
     },
     requestIdHeader: false,
-    // One log line per request would cost more than a cached read; errors are still logged.
+    // Bodies are small (a patch, a prewarm): 16 KiB unless a route says more (an invalidation
+    // may list many ids; the dashboard edits job data). Fastify's default is 1 MiB.
+    bodyLimit: BODY_LIMIT,
+    // Fastify's two lines per request would cost more than a cached read: ours follow
+    // API_REQUEST_LOGS (request-log.ts), and every 500 logs its cause (http-errors.ts).
     logController: new LogController({ disableRequestLogging: true }),
   });
+  installErrorHandler(app);
+  const logRequest = requestLogger(deps.requestLogs ?? { mode: 'errors', sampleEvery: 100 });
   const guard = adminGuard(deps.adminToken);
   const duration = new Histogram({
     name: 'http_request_duration_seconds',
@@ -63,7 +77,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     timerOf(req.routeOptions.url ?? 'unmatched', req.method, String(reply.statusCode)).observe(
       reply.elapsedTime / 1000,
     );
-    if (reply.statusCode >= 500) req.log.warn({ status: reply.statusCode, url: req.url }, 'request failed');
+    logRequest?.(req, reply);
     done();
   });
   // Operational and admin routes are never edge-cached (they change every second or are per caller).
@@ -119,7 +133,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     cache: deps.cache,
     jobs: deps.jobs,
     production: deps.production,
-    namespaces: deps.catalogue.namespaces.map((ns) => ns.name),
     guard,
   });
   await registerDashboard(app, deps.jobs, guard);

@@ -16,7 +16,19 @@ export const API_ENV_VARS = {
   SEED_COUNT: 'products seeded into an empty embedded database (default 100000)',
   API_CRITICAL_WARM: 'enqueue a critical warm when the API starts (default true)',
   EDGE_MAX_AGE_SECONDS: 'max-age of the public Cache-Control on cacheable GET routes (default 60)',
+  API_REQUEST_LOGS:
+    'one log line per request: off, errors (5xx only), sampled (5xx and one in API_REQUEST_LOG_SAMPLE) or all (default errors)',
+  API_REQUEST_LOG_SAMPLE: 'API_REQUEST_LOGS=sampled logs one request in this many (default 100)',
 } as const;
+
+export const REQUEST_LOG_MODES = ['off', 'errors', 'sampled', 'all'] as const;
+export type RequestLogMode = (typeof REQUEST_LOG_MODES)[number];
+
+export interface RequestLogs {
+  readonly mode: RequestLogMode;
+  /** `sampled`: one request in this many (5xx always). */
+  readonly sampleEvery: number;
+}
 
 export interface ApiConfig {
   readonly host: string;
@@ -31,6 +43,7 @@ export interface ApiConfig {
   readonly seedCount: number;
   readonly criticalWarm: boolean;
   readonly edgeMaxAgeSeconds: number;
+  readonly requestLogs: RequestLogs;
 }
 
 const boolish = boolishSchema;
@@ -49,6 +62,8 @@ const envSchema = z.object({
   SEED_COUNT: intSchema.min(0).max(10_000_000).default(100_000),
   API_CRITICAL_WARM: boolish.default(true),
   EDGE_MAX_AGE_SECONDS: intSchema.min(0).max(31_536_000).default(60),
+  API_REQUEST_LOGS: z.enum(REQUEST_LOG_MODES).default('errors'),
+  API_REQUEST_LOG_SAMPLE: intSchema.min(1).max(1_000_000).default(100),
 });
 
 /** Reads and checks the settings; a bad one throws naming the variable. No token → refuse, unless dev. */
@@ -72,5 +87,6 @@ export function loadApiConfig(env: Env): ApiConfig {
     seedCount: e.SEED_COUNT,
     criticalWarm: e.API_CRITICAL_WARM,
     edgeMaxAgeSeconds: e.EDGE_MAX_AGE_SECONDS,
+    requestLogs: { mode: e.API_REQUEST_LOGS, sampleEvery: e.API_REQUEST_LOG_SAMPLE },
   };
 }

@@ -1,8 +1,10 @@
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
-import { JOB_NAMES, JOBS, type JobClient, QUEUE_NAMES, type QueueName } from '@cachefleet/jobs';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { isJobId, JOB_NAMES, JOBS, type JobClient, QUEUE_NAMES, type QueueName } from '@cachefleet/jobs';
+import type { FastifyInstance } from 'fastify';
+import type { AdminGuard } from './auth.js';
+import { guardServerErrors } from './http-errors.js';
 
 export const DASHBOARD_PATH = '/admin/queues';
 
@@ -12,17 +14,20 @@ export const DASHBOARD_PATH = '/admin/queues';
  */
 const READ_ONLY = new Set<QueueName>(JOB_NAMES.filter((n) => JOBS[n].internal).map((n) => JOBS[n].queue));
 
+/** Largest body of the dashboard's own routes (the pod's default is 16 KiB). */
+const DASHBOARD_BODY_LIMIT = 1024 * 1024;
+
 /** Longest string or array shown in the dashboard's job data (ids lists can be 100,000 long). */
 const MAX_SHOWN = 50;
 
 /**
  * bull-board for every queue at /admin/queues, behind the admin token (header or the cookie set by
- * /admin/login), read-only where a queue should not be edited, job data truncated.
+ * /admin/login), read-only where a queue should not be edited, job data truncated, job ids checked.
  */
 export async function registerDashboard(
   app: FastifyInstance,
   jobs: JobClient,
-  guard: (req: FastifyRequest, reply: FastifyReply) => Promise<void>,
+  guard: AdminGuard,
 ): Promise<void> {
   const serverAdapter = new FastifyAdapter();
   const queues = QUEUE_NAMES.map((name) => {
@@ -36,6 +41,20 @@ export async function registerDashboard(
   await app.register(
     async (scope) => {
       scope.addHook('onRequest', guard);
+      // Job data edited in the dashboard may be as large as a payload (100,000 ids).
+      scope.addHook('onRoute', (route) => {
+        route.bodyLimit ??= DASHBOARD_BODY_LIMIT;
+      });
+      // bull-board looks any :jobId up as `<prefix>:<queue>:<jobId>`: only ids a job can have get there.
+      scope.addHook('onRequest', (req, reply, done) => {
+        const id = (req.params as { jobId?: unknown }).jobId;
+        if (typeof id === 'string' && !isJobId(id)) {
+          void reply.code(404).send({ error: 'not_found', message: `no job ${JSON.stringify(id)}` });
+          return;
+        }
+        done();
+      });
+      guardServerErrors(scope);
       await scope.register(serverAdapter.registerPlugin());
     },
     { prefix: DASHBOARD_PATH },

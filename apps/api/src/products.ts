@@ -1,9 +1,10 @@
 import { type Catalogue, type Db, productPatchSchema, updateProduct } from '@cachefleet/catalogue';
 import { formatError } from '@cachefleet/config';
 import type { Cache } from '@cachefleet/tiered-cache';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { parseBody } from './admin.js';
+import type { AdminGuard } from './auth.js';
 import type { Rollout, RolloutMetrics } from './rollout.js';
 
 export interface ProductDeps {
@@ -12,7 +13,7 @@ export interface ProductDeps {
   readonly db: Db;
   /** Who reads through the cache (A8), and the per-cohort counter. */
   readonly rollout: Pick<Rollout, 'enabled'> & RolloutMetrics;
-  readonly guard: (req: FastifyRequest, reply: FastifyReply) => Promise<void>;
+  readonly guard: AdminGuard;
 }
 
 const idParams = z.strictObject({ id: z.string().regex(/^[1-9][0-9]{0,17}$/, 'a positive integer id') });
@@ -63,7 +64,7 @@ export function productRoutes(app: FastifyInstance, deps: ProductDeps): void {
   });
 
   // Writes are admin-only in the sample: the point is the invalidation that follows them.
-  app.patch('/products/:id', { preHandler: deps.guard }, async (req, reply) => {
+  app.patch('/products/:id', { onRequest: deps.guard }, async (req, reply) => {
     const params = parseBody(idParams, req.params, reply);
     if (params === undefined) return reply;
     const patch = parseBody(productPatchSchema, req.body, reply);

@@ -48,7 +48,8 @@ export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<
     cache.register(...catalogue.namespaces);
     opened.push(() => cache.close());
     await cache.start();
-    const queueClient = new JobClient(loadQueueConfig(env));
+    // Given the namespaces, it refuses a payload naming another or an id its schema refuses.
+    const queueClient = new JobClient(loadQueueConfig(env), { namespaces: catalogue.namespaces });
     jobs = queueClient;
     opened.push(() => queueClient.close());
     registerQueueMetrics(metrics, jobs, QUEUE_NAMES);
@@ -68,6 +69,7 @@ export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<
       adminToken: config.adminToken,
       production: config.production,
       edgeMaxAgeSeconds: config.edgeMaxAgeSeconds,
+      requestLogs: config.requestLogs,
       logger,
     });
     app = built;

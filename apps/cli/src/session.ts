@@ -1,5 +1,6 @@
-import type { JobClient } from '@cachefleet/jobs';
+import type { JobClient, NamespaceRule } from '@cachefleet/jobs';
 import { closeJobs, connectJobs } from './connect.js';
+import { loadNamespaceRules } from './definitions.js';
 
 /** Where the CLI writes; process.stdout / process.stderr in the real program. */
 export interface Output {
@@ -23,6 +24,7 @@ export interface Io {
 export class Session {
   readonly io: Io;
   #jobs: Promise<JobClient> | undefined;
+  #rules: Promise<readonly NamespaceRule[]> | undefined;
   readonly #closers: (() => Promise<void>)[] = [];
 
   constructor(io: Io) {
@@ -50,6 +52,12 @@ export class Session {
       return jobs;
     });
     return this.#jobs;
+  }
+
+  /** The namespaces of the definitions module (WORKER_DEFINITIONS), to check payloads with. */
+  namespaceRules(): Promise<readonly NamespaceRule[]> {
+    this.#rules ??= loadNamespaceRules(this.io.env);
+    return this.#rules;
   }
 
   /** Registers something to release at the end of the run (last registered, first closed). */

@@ -10,11 +10,10 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type RunningApi, startApi } from '@cachefleet/api';
-import type { Definitions, JobClient } from '@cachefleet/jobs';
+import type { JobClient } from '@cachefleet/jobs';
 import { cacheKeys } from '@cachefleet/redis';
-import { defineNamespace, type Namespace } from '@cachefleet/tiered-cache';
 import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,6 +27,7 @@ import {
   waitUntil,
 } from '../../../test/helpers/index.js';
 import { startTestRuntime, type TestRuntime } from '../../../test/helpers/runtime.js';
+import { definitions, PRODUCTS } from './definitions.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const TAG = randomBytes(3).toString('hex');
@@ -40,35 +40,8 @@ const KEY_BASE = `${CACHE_PREFIX}product:v1:`;
  */
 const SLOW = 120_000;
 
-/** 20 ids `a001…` and 30 ids `b001…`: the pattern test removes the first group only. */
-const PRODUCTS = new Map<string, { id: string; name: string }>();
-for (let i = 1; i <= 20; i++) PRODUCTS.set(`a${String(i).padStart(3, '0')}`, { id: '', name: `A ${i}` });
-for (let i = 1; i <= 30; i++) PRODUCTS.set(`b${String(i).padStart(3, '0')}`, { id: '', name: `B ${i}` });
-for (const [id, p] of PRODUCTS) p.id = id;
-const SORTED_IDS = [...PRODUCTS.keys()].sort();
-
-const product: Namespace<{ id: string; name: string }> = defineNamespace({
-  name: 'product',
-  version: 1,
-  ttl: { l1: 60, l2: 600 },
-  schema: z.object({ id: z.string(), name: z.string() }),
-  load: async (id) => PRODUCTS.get(id),
-  loadMany: async (ids) => {
-    const out = new Map<string, { id: string; name: string }>();
-    for (const id of ids) {
-      const p = PRODUCTS.get(id);
-      if (p) out.set(id, p);
-    }
-    return out;
-  },
-  ids: async (after, limit) => SORTED_IDS.filter((id) => after === undefined || id > after).slice(0, limit),
-});
-
-const definitions: Definitions = {
-  namespaces: [product],
-  critical: { product: ['a001', 'a002'] },
-  close: async () => {},
-};
+/** The workers' and the CLI's definitions module (its namespace checks ids). */
+const DEFINITIONS = pathToFileURL(fileURLToPath(new URL('./definitions.ts', import.meta.url))).href;
 
 let redis: RedisProcess;
 let worker: TestRuntime;
@@ -124,6 +97,7 @@ function cli(
         QUEUE_PREFIX,
         CACHE_REDIS_URL: redis.url,
         CACHE_KEY_PREFIX: CACHE_PREFIX,
+        WORKER_DEFINITIONS: DEFINITIONS,
         ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -217,7 +191,7 @@ describe('warm', { timeout: SLOW }, () => {
   });
 
   it('warm keys (no --json): the id on stdout, the result after it, progress on stderr', async () => {
-    const run = await cli(['warm', 'keys', '--namespace', 'product', 'a003', 'b004', 'zzz']);
+    const run = await cli(['warm', 'keys', '--namespace', 'product', 'a003', 'b004', 'z999']);
     expect(run.code).toBe(0);
     const [id, result] = run.stdout.trim().split('\n');
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
@@ -281,6 +255,35 @@ describe('invalidate', { timeout: SLOW }, () => {
     expect(await queueTotal('invalidate')).toBe(before);
   });
 
+  // BUG (issue 9.3): ids were checked against nothing but their length, so a bad one became a job
+  // that failed five times in the worker, and the good ids of the same job were never invalidated.
+  it('an id the namespace refuses, or a namespace nobody defines: exit 2 naming the flag, no job', async () => {
+    const before = (await queueTotal('invalidate')) + (await queueTotal('warm'));
+    const keys = await cli(['invalidate', '--namespace', 'product', '--keys', 'b010,not-an-id', '--detach']);
+    expect(keys.code).toBe(2);
+    expect(keys.stderr.trim()).toMatch(
+      /^cachefleet invalidate: E_JOB_INVALID_PAYLOAD: --keys: not a product id: a letter and three digits \(got "not-an-id"\)$/,
+    );
+    const ns = await cli(['invalidate', '--namespace', 'nosuch', '--pattern', '1*', '--detach']);
+    expect(ns.code).toBe(2);
+    expect(ns.stderr).toMatch(/E_JOB_INVALID_PAYLOAD: --namespace: no namespace "nosuch" \(known: product\)/);
+    const warm = await cli(['warm', 'keys', '-n', 'product', 'a001', 'x', '--detach']);
+    expect(warm.code).toBe(2);
+    expect(warm.stderr).toMatch(/E_JOB_INVALID_PAYLOAD: <id>: not a product id/);
+    expect((await queueTotal('invalidate')) + (await queueTotal('warm'))).toBe(before);
+  });
+
+  it('by default the catalogue is the definitions module: its ids are the rule, and no database is needed', async () => {
+    const run = await cli(['invalidate', '--namespace', 'product', '--keys', '77777,not-an-id', '--detach'], {
+      WORKER_DEFINITIONS: '',
+      DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none',
+    });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(
+      /E_JOB_INVALID_PAYLOAD: --keys: not a product id: product ids are positive integers/,
+    );
+  });
+
   it('keys and tags go through too', async () => {
     const keys = await cli(['invalidate', '--namespace', 'product', '--keys', 'b010,b011', '--json']);
     expect(keys.code).toBe(0);
@@ -301,8 +304,11 @@ describe('jobs', { timeout: SLOW }, () => {
   });
 
   it('a failed job: exit 1 when followed, listed as failed, retried on request; other states refused', async () => {
-    // The worker has no namespace "ghost": the job fails at once, without retries.
-    const run = await cli(['warm', 'keys', '--namespace', 'ghost', 'x1', '--json']);
+    // The CLI knows a namespace "ghost" that the worker does not (a newer release's): the job is
+    // taken, and fails at once in the worker, without retries.
+    const run = await cli(['warm', 'keys', '--namespace', 'ghost', 'x1', '--json'], {
+      CLI_TEST_NEWER_NAMESPACE: 'ghost',
+    });
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/E_CLI_JOB_FAILED/);
     const end = EndObject.parse(lastJson(run));

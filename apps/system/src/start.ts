@@ -2,17 +2,20 @@
  * `npm start`: the whole system in one command on a fresh machine — Redis (found, or a private
  * redis-server started under .data/redis), one API pod (with an embedded, seeded PGlite database
  * unless DATABASE_URL is set), one worker process serving every queue and installing the
- * schedules. Prints the URLs and the admin token; Ctrl-C stops everything it started.
+ * schedules. Prints the URLs and the admin token. A child that crashes is restarted with back-off
+ * (supervise.ts); Ctrl-C stops everything it started, workers first.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { issueMessage, pickEnv, portSchema } from '@cachefleet/config';
 import { z } from 'zod';
+import { Service } from './supervise.js';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
 const DATA = resolve(ROOT, process.env.CACHEFLEET_DATA_DIR ?? '.data');
@@ -28,7 +31,8 @@ const envSchema = z.object({
 const env = envSchema.safeParse(pickEnv(process.env, Object.keys(envSchema.shape)));
 if (!env.success) fail(issueMessage(env.error));
 const settings = env.data;
-const children: ChildProcess[] = [];
+/** What was started, in start order; stopped in the reverse order (workers first). */
+const services: Service<unknown>[] = [];
 let stopping = false;
 
 function say(message: string): void {
@@ -54,6 +58,12 @@ function ping(host: string, port: number): Promise<boolean> {
   });
 }
 
+/** Starts `service` and keeps it (restarted after a crash); rejects if its first start fails. */
+async function supervise<R>(service: Service<R>): Promise<R> {
+  services.push(service as Service<unknown>);
+  return service.start();
+}
+
 async function ensureRedis(): Promise<void> {
   const url = new URL(settings.REDIS_URL);
   const host = url.hostname.replace(/^\[|\]$/g, '');
@@ -72,82 +82,83 @@ async function ensureRedis(): Promise<void> {
   const dir = resolve(DATA, 'redis');
   mkdirSync(dir, { recursive: true });
   // The queue role wants persistence and noeviction (DESIGN "two Redis roles"): one server here.
-  const child = spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      host,
-      '--dir',
-      dir,
-      '--appendonly',
-      'yes',
-      '--maxmemory-policy',
-      'noeviction',
-    ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
+  // Restarted after a crash like the others; the append-only file brings its data back.
+  const args = ['--port', String(port), '--bind', host, '--dir', dir, '--appendonly', 'yes'];
+  await supervise(
+    new Service({
+      name: 'the private redis-server',
+      stopGraceMs: 5_000,
+      say,
+      spawn: () => {
+        const child = spawn('redis-server', [...args, '--maxmemory-policy', 'noeviction'], {
+          stdio: ['ignore', 'ignore', 'inherit'],
+        });
+        return { child, ready: answers(host, port) };
+      },
+    }),
   );
-  children.push(child);
-  child.once('exit', (code) => {
-    if (!stopping) fail(`the private redis-server exited (code ${code})`);
-  });
-  for (let i = 0; i < 50 && !(await ping(host, port)); i++) await new Promise((r) => setTimeout(r, 100));
-  if (!(await ping(host, port))) fail(`started redis-server on port ${port} but it does not answer`);
   say(`nothing answered at ${settings.REDIS_URL}: started a private redis-server there, data in ${dir}`);
 }
 
-/** Spawns a service, passes its JSON log lines through, resolves the fields of its ready line. */
-function startService(
+/** Resolves once Redis answers PING at host:port; rejects after 5 s. */
+async function answers(host: string, port: number): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    if (await ping(host, port)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`redis-server on port ${port} does not answer`);
+}
+
+/**
+ * A Node service (API pod, worker): its JSON log lines are passed through, and it is ready when it
+ * logs `readyMsg` (resolving that line's fields). `env` is read at each (re)start.
+ */
+function nodeService(
   name: string,
   script: string,
-  extraEnv: Record<string, string>,
+  env: () => Record<string, string>,
   readyMsg: string,
-): Promise<Record<string, unknown>> {
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, script)], {
-    cwd: ROOT,
-    env: { ...process.env, ...extraEnv },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.push(child);
-  return new Promise((resolveReady, reject) => {
-    child.once('exit', (code) => {
-      if (!stopping) {
-        say(`${name} exited (code ${code}); stopping everything`);
-        void stop(1);
-      }
-      reject(new Error(`${name} exited before it was ready`));
-    });
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      process.stdout.write(`${line}\n`);
-      try {
-        const record = JSON.parse(line) as Record<string, unknown>;
-        if (record.msg === readyMsg) resolveReady(record);
-      } catch {
-        // not JSON: passed through as is
-      }
-    });
+  stopGraceMs: number,
+): Service<Record<string, unknown>> {
+  return new Service({
+    name,
+    stopGraceMs,
+    say,
+    spawn: () => {
+      const child = spawn(process.execPath, ['--import', 'tsx', resolve(ROOT, script)], {
+        cwd: ROOT,
+        env: { ...process.env, ...env() },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      const ready = new Promise<Record<string, unknown>>((resolveReady) => {
+        createInterface({ input: child.stdout as Readable }).on('line', (line) => {
+          process.stdout.write(`${line}\n`);
+          if (!line.includes(readyMsg)) return;
+          try {
+            const record = JSON.parse(line) as Record<string, unknown>;
+            if (record.msg === readyMsg) resolveReady(record);
+          } catch {
+            // not JSON: passed through as is
+          }
+        });
+      });
+      return { child, ready };
+    },
   });
 }
 
+/**
+ * Ctrl-C: workers first (they hand their jobs back), then the API, then Redis if we started it,
+ * each given its own time; a second Ctrl-C kills what is left at once.
+ */
 async function stop(code: number): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  // Workers first (they hand their jobs back), then the API, then Redis if we started it.
-  for (const child of [...children].reverse()) {
-    if (child.exitCode !== null) continue;
-    child.kill('SIGTERM');
-    await new Promise<void>((r) => {
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        r();
-      }, 35_000);
-      child.once('exit', () => {
-        clearTimeout(timer);
-        r();
-      });
-    });
+  if (stopping) {
+    for (const service of services) service.kill();
+    process.exit(code === 0 ? 130 : code);
   }
+  stopping = true;
+  for (const service of services) service.endRestarts();
+  for (const service of [...services].reverse()) await service.stop();
   process.exit(code);
 }
 
@@ -161,23 +172,34 @@ async function main(): Promise<void> {
     QUEUE_REDIS_URL: process.env.QUEUE_REDIS_URL ?? settings.REDIS_URL,
   };
   say('starting the API pod (first start seeds 100,000 products into the embedded database)…');
-  const api = await startService(
-    'api',
-    'apps/api/src/main.ts',
-    {
-      ...shared,
-      ADMIN_TOKEN: adminToken,
-      API_PORT: String(settings.API_PORT),
-      PGLITE_DIR: process.env.PGLITE_DIR ?? resolve(DATA, 'pglite'),
-    },
-    'api ready',
+  // A restarted API serves the embedded database on the port the worker already uses.
+  let pglitePort = process.env.PGLITE_PORT ?? '0';
+  const api = await supervise(
+    nodeService(
+      'api',
+      'apps/api/src/main.ts',
+      () => ({
+        ...shared,
+        ADMIN_TOKEN: adminToken,
+        API_PORT: String(settings.API_PORT),
+        PGLITE_DIR: process.env.PGLITE_DIR ?? resolve(DATA, 'pglite'),
+        PGLITE_PORT: pglitePort,
+      }),
+      'api ready',
+      10_000,
+    ),
   );
   const databaseUrl = String(api.databaseUrl);
-  const worker = await startService(
-    'worker',
-    'apps/worker/src/main.ts',
-    { ...shared, DATABASE_URL: databaseUrl, WORKER_HTTP_PORT: String(settings.WORKER_HTTP_PORT) },
-    'worker ready',
+  if (api.embeddedDatabase === true) pglitePort = new URL(databaseUrl).port;
+  const worker = await supervise(
+    nodeService(
+      'worker',
+      'apps/worker/src/main.ts',
+      () => ({ ...shared, DATABASE_URL: databaseUrl, WORKER_HTTP_PORT: String(settings.WORKER_HTTP_PORT) }),
+      'worker ready',
+      // Its own deadline (WORKER_SHUTDOWN_MS) closes it by force: a margin above that.
+      (Number(process.env.WORKER_SHUTDOWN_MS) || 30_000) + 5_000,
+    ),
   );
   const url = String(api.url);
   const lines = [
@@ -198,6 +220,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: Error) => {
+  if (stopping) return;
   say(`failed to start: ${error.message}`);
   void stop(1);
 });

@@ -1,5 +1,10 @@
 import { type Env, intSchema, parseEnv, portSchema } from '@cachefleet/config';
-import { DEFAULT_QUEUE_LIST, parseQueueList, type QueueConcurrency } from '@cachefleet/jobs';
+import {
+  DEFAULT_DEFINITIONS,
+  DEFAULT_QUEUE_LIST,
+  parseQueueList,
+  type QueueConcurrency,
+} from '@cachefleet/jobs';
 import { z } from 'zod';
 import { WorkerError } from './errors.js';
 
@@ -9,8 +14,10 @@ export const WORKER_ENV_VARS = {
   WORKER_HTTP_HOST: 'address of the health/metrics server (default 127.0.0.1)',
   WORKER_HTTP_PORT: 'port of the health/metrics server; 0 picks a free one (default 9465)',
   WORKER_SHUTDOWN_MS: 'SIGTERM: time to finish or hand back running jobs (default 30000)',
-  WORKER_LOCK_MS: 'job lock; a killed worker loses its jobs after this long (default 30000)',
-  WORKER_STALLED_MS: 'how often expired locks are looked for (default 30000)',
+  WORKER_LOCK_MS:
+    "job lock, renewed every half of it; a killed worker's jobs are taken over within WORKER_LOCK_MS + WORKER_STALLED_MS (default 30000)",
+  WORKER_STALLED_MS:
+    "how often expired locks are looked for; less than WORKER_LOCK_MS (default 5000: a killed worker's jobs move on within 35 s)",
   WORKER_DEFINITIONS: 'module exporting createDefinitions(env) (default @cachefleet/catalogue)',
   LOG_LEVEL: 'pino level (default info)',
 } as const;
@@ -33,8 +40,12 @@ const envSchema = z.object({
   WORKER_HTTP_PORT: portSchema.default(9465),
   WORKER_SHUTDOWN_MS: ms.default(30_000),
   WORKER_LOCK_MS: ms.default(30_000),
-  WORKER_STALLED_MS: ms.default(30_000),
-  WORKER_DEFINITIONS: z.string().min(1).default('@cachefleet/catalogue'),
+  // BullMQ moves a job whose lock expired at a stalled check, and only one an earlier check saw
+  // active: takeover within lock + interval when the interval is below the lock (a killed worker's
+  // job waited 61 s with both at 30 s). A check is one Lua call per queue and process, returning
+  // at once unless it is the fleet's turn; then it reads the active list.
+  WORKER_STALLED_MS: ms.default(5_000),
+  WORKER_DEFINITIONS: z.string().min(1).default(DEFAULT_DEFINITIONS),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -45,6 +56,10 @@ export function loadWorkerConfig(env: Env, argv: readonly string[]): WorkerConfi
   if (at >= 0 && flag === undefined)
     throw configError('--queues: expected a list such as warm:2,invalidate:4');
   const e = parseEnv(envSchema, flag !== undefined ? { ...env, WORKER_QUEUES: flag } : env, configError);
+  if (e.WORKER_STALLED_MS >= e.WORKER_LOCK_MS)
+    throw configError(
+      `WORKER_STALLED_MS: must be less than WORKER_LOCK_MS (${e.WORKER_STALLED_MS} >= ${e.WORKER_LOCK_MS}): a killed worker's jobs move on within lock + interval only then`,
+    );
   let queues: QueueConcurrency[];
   try {
     queues = parseQueueList(e.WORKER_QUEUES);

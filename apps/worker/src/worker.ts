@@ -1,17 +1,23 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, STATUS_CODES } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { formatError } from '@cachefleet/config';
 import {
-  applySchedules,
   type Definitions,
+  type DefinitionsModule,
+  definitionsModule,
   FleetRuntime,
+  installSchedules,
+  isJobError,
   JobClient,
+  keepSchedules,
   loadQueueConfig,
+  loadScheduleCheckMs,
   loadSchedules,
 } from '@cachefleet/jobs';
 import { type Cache, createCache, loadCacheConfig } from '@cachefleet/tiered-cache';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { z } from 'zod';
 import type { WorkerConfig } from './config.js';
 import { WorkerError } from './errors.js';
 
@@ -23,24 +29,16 @@ export interface RunningWorker {
   close(): Promise<void>;
 }
 
-const definitionsModule = z.object({
-  createDefinitions: z.custom<(env: NodeJS.ProcessEnv) => Promise<Definitions>>(
-    (v) => typeof v === 'function',
-    {
-      message: 'must export createDefinitions(env)',
-    },
-  ),
-});
-
 /** Loads the namespace definitions the same way API pods do: one module, one function. */
 export async function loadDefinitions(specifier: string, env: NodeJS.ProcessEnv): Promise<Definitions> {
-  const parsed = definitionsModule.safeParse(await import(specifier));
-  if (!parsed.success)
-    throw new WorkerError(
-      'E_WORKER_CONFIG',
-      `WORKER_DEFINITIONS (${specifier}): must export createDefinitions(env)`,
-    );
-  return parsed.data.createDefinitions(env);
+  let module: DefinitionsModule;
+  try {
+    module = definitionsModule(await import(specifier), specifier);
+  } catch (error) {
+    if (!isJobError(error)) throw error;
+    throw new WorkerError('E_WORKER_CONFIG', error.message, { cause: error });
+  }
+  return module.createDefinitions(env);
 }
 
 /**
@@ -66,7 +64,7 @@ export async function startWorker(
   );
   cache.register(...definitions.namespaces);
   await cache.start();
-  const jobs = new JobClient(loadQueueConfig(env));
+  const jobs = new JobClient(loadQueueConfig(env), { namespaces: definitions.namespaces });
   const runtime = new FleetRuntime(
     { cache, jobs, definitions, logger, metrics },
     {
@@ -78,7 +76,16 @@ export async function startWorker(
   );
   runtime.start();
   const schedules = loadSchedules(env);
-  if (schedules !== undefined) await applySchedules(jobs, schedules);
+  if (schedules !== undefined) await installSchedules(jobs, schedules);
+  // Put back by this running process if the queue Redis loses them (it came back empty).
+  const keeper =
+    schedules === undefined
+      ? undefined
+      : keepSchedules(jobs, schedules, {
+          checkMs: loadScheduleCheckMs(env),
+          onInstalled: () => logger.warn('the queue Redis had lost the schedules: installed them again'),
+          onError: (error) => logger.warn({ err: formatError(error) }, 'schedule check failed'),
+        });
   const server = await listen(config, runtime, cache, metrics);
   const port = (server.address() as AddressInfo).port;
   logger.info(
@@ -97,6 +104,7 @@ export async function startWorker(
     runtime,
     close: () => {
       closing ??= (async () => {
+        keeper?.close();
         await runtime.close();
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await jobs.close();
@@ -136,8 +144,27 @@ function listen(
         return send(404, JSON.stringify({ error: 'not found', routes: ['/healthz', '/readyz', '/metrics'] }));
     }
   });
+  server.on('clientError', answerClientError);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve(server));
   });
+}
+
+/**
+ * A request Node could not parse gets a JSON error like every other answer of this server (Node's
+ * default is a bare status line with an empty body: 431 for over-long headers, 400 otherwise).
+ */
+function answerClientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (!socket.writable) return; // the peer went away (ECONNRESET): nobody to answer
+  const status =
+    error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+  const reason = STATUS_CODES[status] ?? 'Bad Request';
+  const body = JSON.stringify({
+    error: reason.toLowerCase().replace(/\W+/g, '_'),
+    message: `the request could not be read: ${reason.toLowerCase()}`,
+  });
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }

@@ -26,6 +26,9 @@ describe('worker settings', () => {
     for (const [env, argv, message] of [
       [{ WORKER_HTTP_PORT: '70000' }, [], /^WORKER_HTTP_PORT: /],
       [{ WORKER_LOCK_MS: '5' }, [], /^WORKER_LOCK_MS: /],
+      // Only below the lock does the takeover bound (lock + interval) hold: issue 9.7.
+      [{ WORKER_STALLED_MS: '30000' }, [], /^WORKER_STALLED_MS: must be less than WORKER_LOCK_MS/],
+      [{ WORKER_LOCK_MS: '2000', WORKER_STALLED_MS: '2000' }, [], /^WORKER_STALLED_MS: /],
       [{ WORKER_QUEUES: 'warm,backup' }, [], /^WORKER_QUEUES: unknown queue "backup"/],
       [{ WORKER_QUEUES: 'warm' }, ['--queues', 'warm:0'], /^--queues: concurrency of warm/],
       [{}, ['--queues'], /^--queues: expected a list/],

@@ -5,6 +5,7 @@ import { createCatalogue } from './catalogue.js';
 import { connectPg } from './db.js';
 import { CatalogueError } from './errors.js';
 import { migrate } from './migrate.js';
+import { PRODUCT_IDS } from './product.js';
 import { DEFAULT_SCHEMA, schemaNameSchema } from './sql.js';
 
 /**
@@ -67,4 +68,14 @@ export async function createDefinitions(env: NodeJS.ProcessEnv): Promise<Definit
     await db.close();
     throw error;
   }
+}
+
+/**
+ * The catalogue's namespaces as a producer needs them (names and id schemas), without connecting:
+ * the CLI reads them to refuse a bad id before it enqueues anything.
+ */
+export function describeNamespaces(
+  _env?: NodeJS.ProcessEnv,
+): readonly { name: string; idSchema: z.ZodType<string> }[] {
+  return [PRODUCT_IDS];
 }

@@ -6,12 +6,14 @@ export {
   createDefinitions,
   DEFAULT_DATABASE_URL,
   type Definitions,
+  describeNamespaces,
   loadCatalogueEnv,
 } from './definitions.js';
-export { CATALOGUE_ERROR_CODES, CatalogueError, type CatalogueErrorCode } from './errors.js';
+export { CATALOGUE_ERROR_CODES, CatalogueError, type CatalogueErrorCode, dbError } from './errors.js';
 export { migrate, SEED_CATEGORIES, type SeedOptions, seed } from './migrate.js';
 export {
   MAX_IDS_PAGE,
+  PRODUCT_IDS,
   type Product,
   type ProductPatch,
   productIdSchema,

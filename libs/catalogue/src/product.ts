@@ -1,13 +1,16 @@
 import { defineNamespace, type Namespace } from '@cachefleet/tiered-cache';
 import { z } from 'zod';
 import type { Db } from './db.js';
-import { parseInput } from './errors.js';
+import { dbError, parseInput } from './errors.js';
 import { productsTable } from './sql.js';
 
 /** Positive integers without leading zeros, at most 18 digits: every one fits a bigint. */
 export const productIdSchema = z
   .string()
   .regex(/^[1-9][0-9]{0,17}$/, 'product ids are positive integers without leading zeros (max 18 digits)');
+
+/** The product namespace's name and id schema: what a producer checks a payload against (no I/O). */
+export const PRODUCT_IDS = { name: 'product', idSchema: productIdSchema } as const;
 
 /** A product row as JSON: what the cache stores and every pod reads. */
 export const productSchema = z.object({
@@ -45,11 +48,11 @@ export function defineProduct(db: Db, schema: string): Namespace<Product> {
   const isId = (id: string) => productIdSchema.safeParse(id).success;
 
   return defineNamespace<Product>({
-    name: 'product',
+    name: PRODUCT_IDS.name,
     version: 1,
     ttl: { l1: 60, l2: 3600 },
     schema: productSchema,
-    idSchema: productIdSchema,
+    idSchema: PRODUCT_IDS.idSchema,
     // The cache checks ids before it loads; these checks keep direct callers (a warm given raw
     // keys) from turning a bad id into a SQL cast error. Such an id names no product.
     async load(id) {
@@ -77,17 +80,36 @@ export function defineProduct(db: Db, schema: string): Namespace<Product> {
   });
 }
 
-/** The columns `updateProduct` may change; `id` is the key and `updated_at` is set by the database. */
+/** Text without NUL: PostgreSQL refuses U+0000 in text (22021). */
+const text = (min: number, max: number) =>
+  z
+    .string()
+    .min(min)
+    .max(max)
+    .refine((s) => !s.includes('\u0000'), 'must not contain NUL (\\u0000)');
+
+/**
+ * The columns `updateProduct` may change; `id` is the key and `updated_at` is set by the database.
+ * Lengths: a sku is a unique key (PostgreSQL refuses a btree entry past ~2.7 kB, 54000); a category
+ * becomes the tag `category:<c>`, and tags travel in events and payloads of at most 256 characters.
+ */
 export const productPatchSchema = z
   .strictObject({
-    sku: z.string().min(1),
-    name: z.string(),
-    category: z.string().min(1),
+    sku: text(1, 64),
+    name: text(0, 256),
+    category: text(1, 128),
     price_cents: z.int32().min(0),
     stock: z.int32().min(0),
   })
-  .partial();
+  .partial()
+  // A patch of nothing would still move updated_at: refused.
+  .refine((p) => Object.values(p).some((v) => v !== undefined), {
+    message: 'give at least one field to change (sku, name, category, price_cents, stock)',
+  });
 export type ProductPatch = z.infer<typeof productPatchSchema>;
+
+/** The unique constraints of the products table (PostgreSQL's default names) → the patch field. */
+const UNIQUE_FIELDS = { products_sku_key: 'sku' } as const;
 
 /**
  * Writes to the source of truth and returns the new row (undefined when there is no such product).
@@ -103,13 +125,17 @@ export async function updateProduct(
   parseInput(productIdSchema, id, 'id');
   const p = parseInput(productPatchSchema, patch, 'patch');
   // One fixed statement: an absent field keeps its column (COALESCE), so no SQL is built from keys.
-  const { rows } = await db.query<Product>(
-    `UPDATE ${table} SET
+  const { rows } = await db
+    .query<Product>(
+      `UPDATE ${table} SET
   sku = COALESCE($2, sku), name = COALESCE($3, name), category = COALESCE($4, category),
   price_cents = COALESCE($5, price_cents), stock = COALESCE($6, stock), updated_at = now()
 WHERE id = $1::bigint
 RETURNING ${PRODUCT_COLUMNS}`,
-    [id, p.sku ?? null, p.name ?? null, p.category ?? null, p.price_cents ?? null, p.stock ?? null],
-  );
+      [id, p.sku ?? null, p.name ?? null, p.category ?? null, p.price_cents ?? null, p.stock ?? null],
+    )
+    .catch((error: unknown) => {
+      throw dbError(error, 'patch', UNIQUE_FIELDS);
+    });
   return rows[0];
 }

@@ -10,6 +10,8 @@ import {
   createDefinitions,
   type Db,
   DEFAULT_DATABASE_URL,
+  dbError,
+  describeNamespaces,
   loadCatalogueEnv,
   migrate,
   seed,
@@ -176,6 +178,43 @@ describe('the product namespace', () => {
     });
   });
 
+  // BUG (issue 9.2): a duplicate sku reached PostgreSQL and came back as its own error (23505 and
+  // the constraint name), which the API answered as a 500; a NUL in a text field likewise (22021).
+  it('updateProduct refuses a sku another product has (E_CATALOGUE_CONFLICT naming sku), and NULs before SQL', async () => {
+    const taken = await catalogue.product.load('101');
+    const conflict = await updateProduct(db, SCHEMA, '102', { sku: taken?.sku ?? '' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(conflict).toBeInstanceOf(CatalogueError);
+    expect(conflict).toMatchObject({
+      code: 'E_CATALOGUE_CONFLICT',
+      message: expect.stringMatching(/^sku: /),
+    });
+    expect(String((conflict as Error).message)).not.toMatch(/23505|products_sku_key|duplicate key/);
+    for (const field of ['sku', 'name', 'category'] as const) {
+      await expect(updateProduct(db, SCHEMA, '102', { [field]: 'a\u0000b' })).rejects.toMatchObject({
+        code: 'E_CATALOGUE_INVALID_INPUT',
+        message: expect.stringContaining(`patch.${field}`),
+      });
+    }
+    expect((await catalogue.product.load('102'))?.sku).toBe('SKU-00000102');
+  });
+
+  it('dbError: a data exception is invalid input, any other database error is passed on as is', async () => {
+    const nul = await db.query('SELECT $1::text', ['a\u0000b']).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(dbError(nul, 'patch')).toMatchObject({ code: 'E_CATALOGUE_INVALID_INPUT' });
+    expect(String(dbError(nul, 'patch'))).not.toMatch(/22021|byte sequence/);
+    const missing = await db.query('SELECT * FROM no_such_table').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(dbError(missing, 'patch')).toBe(missing);
+  });
+
   it('several catalogues live in one process, each over its own schema', () => {
     const other = createCatalogue({ db, schema: 'catalogue' });
     expect(other.product.index).not.toBe(catalogue.product.index);
@@ -220,6 +259,10 @@ describe('createDefinitions', () => {
     try {
       expect(defs.namespaces.map((n) => n.name)).toEqual(['product']);
       expect(defs.critical.product).toEqual(Array.from({ length: 100 }, (_, i) => String(i + 1)));
+      // describeNamespaces gives producers (the CLI) the same names and id schemas, without I/O.
+      expect(describeNamespaces().map((n) => [n.name, n.idSchema])).toEqual(
+        defs.namespaces.map((n) => [n.name, n.idSchema]),
+      );
     } finally {
       await defs.close();
     }

@@ -89,6 +89,8 @@ export const warmResultSchema = warmTotals.extend({
   namespaces: z.array(z.string()),
   /** Pods asked to copy critical ids into their L1. */
   prewarmed: z.number(),
+  /** `keys`: the first ids the namespace's id schema refused (skipped; `invalid` counts them all). */
+  invalidIds: z.array(z.string()).optional(),
 });
 export type WarmResult = z.output<typeof warmResultSchema>;
 
@@ -102,6 +104,9 @@ export const invalidateResultSchema = z.object({
   scanned: z.number().optional(),
   /** Namespace scope: the namespace's new generation. */
   generation: z.number().optional(),
+  /** Keys scope: ids the namespace's id schema refused (skipped), and the first of them. */
+  invalid: z.number().optional(),
+  invalidIds: z.array(z.string()).optional(),
 });
 export type InvalidateResult = z.output<typeof invalidateResultSchema>;
 

@@ -2,9 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { issueMessage } from '@cachefleet/config';
 import { createRedisClient, type RedisClient } from '@cachefleet/redis';
 import { type JobState, type JobsOptions, Queue } from 'bullmq';
+import type { z } from 'zod';
 import {
   dedupeId,
   isJobName,
+  JOB_NAMES,
   JOBS,
   type JobData,
   type JobName,
@@ -15,10 +17,19 @@ import {
 } from './catalogue.js';
 import type { QueueConfig } from './config.js';
 import { JobError } from './errors.js';
+import { isJobId } from './job-ids.js';
+import { type NamespaceRule, payloadSchemaWith } from './namespaces.js';
 
-/** Validates a payload against the catalogue; a bad one throws E_JOB_INVALID_PAYLOAD naming the field. */
-export function parsePayload<N extends JobName>(name: N, payload: unknown): PayloadOf<N> {
-  const parsed = JOBS[name].payload.safeParse(payload);
+/**
+ * Validates a payload against the catalogue (and `schema`, the catalogue's with the deployment's
+ * namespaces: `payloadSchemaWith`); a bad one throws E_JOB_INVALID_PAYLOAD naming the field.
+ */
+export function parsePayload<N extends JobName>(
+  name: N,
+  payload: unknown,
+  schema: z.ZodType = JOBS[name].payload,
+): PayloadOf<N> {
+  const parsed = schema.safeParse(payload);
   if (!parsed.success) {
     const message = `${name}: ${issueMessage(parsed.error, { root: '(payload)' })}`;
     throw new JobError('E_JOB_INVALID_PAYLOAD', message, { cause: parsed.error });
@@ -64,6 +75,17 @@ export interface JobView {
   readonly finishedAt: number | undefined;
 }
 
+export interface JobClientOptions {
+  /**
+   * The namespaces payloads may name, with their id schemas (a definitions module's namespaces):
+   * a payload naming another, or an id its schema refuses, is refused here. Without them only the
+   * catalogue's rules apply, and the worker is the one to find a bad id (it skips and reports it).
+   */
+  readonly namespaces?: readonly NamespaceRule[];
+  /** A queue connection to share; by default the client makes its own (and closes it). */
+  readonly connection?: RedisClient;
+}
+
 /**
  * The producer side: API pods, the CLI and tests enqueue through it. Every payload is validated
  * here (and again by the worker), so a bad request never becomes a job.
@@ -73,8 +95,13 @@ export class JobClient {
   readonly prefix: string;
   readonly #queues = new Map<QueueName, Queue>();
   readonly #ownsConnection: boolean;
+  /** Per job name, the payload schema with the namespaces' rules (built once), if given. */
+  readonly #schemas: Partial<Record<JobName, z.ZodType>> = {};
 
-  constructor(config: QueueConfig, connection?: RedisClient) {
+  constructor(config: QueueConfig, options: JobClientOptions = {}) {
+    const { connection, namespaces } = options;
+    if (namespaces !== undefined)
+      for (const name of JOB_NAMES) this.#schemas[name] = payloadSchemaWith(name, namespaces);
     this.prefix = config.prefix;
     this.#ownsConnection = connection === undefined;
     this.connection =
@@ -91,11 +118,20 @@ export class JobClient {
     return q;
   }
 
-  async enqueue<N extends JobName>(name: N, payload: PayloadInputOf<N>): Promise<Enqueued> {
+  /**
+   * What `enqueue` checks, without enqueueing (no I/O): the job name, the payload against the
+   * catalogue and the namespaces. Throws E_JOB_UNKNOWN, E_JOB_INTERNAL or E_JOB_INVALID_PAYLOAD.
+   */
+  check<N extends JobName>(name: N, payload: PayloadInputOf<N>): PayloadOf<N> {
     if (!isJobName(name)) throw new JobError('E_JOB_UNKNOWN', `no job named ${JSON.stringify(name)}`);
+    if (JOBS[name].internal)
+      throw new JobError('E_JOB_INTERNAL', `${name} jobs are added by other jobs only`);
+    return parsePayload(name, payload, this.#schemas[name]);
+  }
+
+  async enqueue<N extends JobName>(name: N, payload: PayloadInputOf<N>): Promise<Enqueued> {
+    const parsed = this.check(name, payload);
     const policy = JOBS[name];
-    if (policy.internal) throw new JobError('E_JOB_INTERNAL', `${name} jobs are added by other jobs only`);
-    const parsed = parsePayload(name, payload);
     const jobId = randomUUID();
     const data: JobData = { payload: parsed };
     const job = await this.queue(policy.queue).add(name, data, jobOptions(name, parsed, jobId));
@@ -112,8 +148,9 @@ export class JobClient {
     return undefined;
   }
 
-  /** A job by id in a queue known to hold it. */
+  /** A job by id in a queue known to hold it; an id no job can have (`isJobId`) is none. */
   async jobIn(queueName: QueueName, id: string): Promise<JobView | undefined> {
+    if (!isJobId(id)) return undefined;
     const queue = this.queue(queueName);
     // State first, then the job: BullMQ writes a job's result and moves it in one script, so a
     // final state read first always comes with its result or failure reason.

@@ -30,9 +30,22 @@ export {
   warmPayload,
   warmResultSchema,
 } from './catalogue.js';
-export { type Enqueued, JobClient, type JobView, jobOptions, parsePayload } from './client.js';
+export {
+  type Enqueued,
+  JobClient,
+  type JobClientOptions,
+  type JobView,
+  jobOptions,
+  parsePayload,
+} from './client.js';
 export { loadQueueConfig, QUEUE_ENV_VARS, type QueueConfig } from './config.js';
 export { queueDown, withDeadline } from './deadline.js';
+export {
+  DEFAULT_DEFINITIONS,
+  type DefinitionsModule,
+  definitionsModule,
+  namespaceRulesOf,
+} from './definitions.js';
 export { isJobError, JOB_ERROR_CODES, JobError, type JobErrorCode } from './errors.js';
 export {
   AbortedError,
@@ -41,7 +54,9 @@ export {
   type JobHandler,
   type JobHandlers,
 } from './handlers/context.js';
+export { isJobId } from './job-ids.js';
 export { registerQueueMetrics } from './metrics.js';
+export { LISTED_IDS, type NamespaceRule, payloadSchemaWith } from './namespaces.js';
 export {
   type InvalidateRequest,
   invalidatePayloadOf,
@@ -58,11 +73,16 @@ export {
 } from './runtime.js';
 export {
   applySchedules,
+  installSchedules,
+  keepSchedules,
+  loadScheduleCheckMs,
   loadSchedules,
   SCHEDULE_ENV_VARS,
   SCHEDULE_PREFIX,
   SCHEDULED,
   type Schedule,
   type ScheduledJob,
+  type ScheduleKeeper,
+  schedulesMarker,
 } from './schedules.js';
 export { readSlices, type SliceFamily, type SliceTotals, sliceId } from './slices.js';

@@ -71,6 +71,19 @@ function savedState<N extends JobName>(name: N, saved: unknown, log: Logger): St
   return undefined;
 }
 
+/** The cache's refusals of an input: the same payload is refused again on every attempt. */
+const REFUSED_INPUT: ReadonlySet<string> = new Set(['E_CACHE_INVALID_ID', 'E_CACHE_INVALID_EVENT']);
+
+/**
+ * Whether no retry can mend the error: a catalogue rule broken (an unknown namespace, no valid
+ * id) or an input the cache refuses. An aborted attempt (timeout, cancel) is not one: it continues
+ * from its cursor on the next; nor is a fault of Redis or a loader.
+ */
+function isPermanent(error: unknown): boolean {
+  if (error instanceof AbortedError) return false;
+  return isJobError(error) || (isCodedError(error) && REFUSED_INPUT.has(error.code));
+}
+
 /**
  * What BullMQ is handed to fail an attempt: it keeps the message as the job's failedReason (read
  * by the API and the CLI) and the stack in its stacktrace (what the dashboard shows), so a coded
@@ -241,13 +254,12 @@ export class FleetRuntime {
         await job.moveToDelayed(Date.now(), token);
         throw new DelayedError();
       }
-      const reason = error instanceof AbortedError ? error.reason : 'error';
+      const permanent = isPermanent(error);
+      const reason = error instanceof AbortedError ? error.reason : permanent ? 'invalid' : 'error';
       this.#failures.inc({ queue, name, reason });
       observe('failed');
       log.warn({ err: formatError(error), reason }, 'job attempt failed');
-      // A job that names no known namespace (or breaks another catalogue rule) will never succeed;
-      // an aborted attempt (timeout, cancel) continues from its cursor on the next.
-      throw failureOf(error, isJobError(error) && !(error instanceof AbortedError));
+      throw failureOf(error, permanent);
     } finally {
       clearTimeout(timer);
       this.#shutdown.signal.removeEventListener('abort', onShutdown);

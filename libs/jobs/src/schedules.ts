@@ -1,7 +1,8 @@
-import { boolishSchema, type Env, parseEnv } from '@cachefleet/config';
+import { boolishSchema, type Env, intSchema, parseEnv } from '@cachefleet/config';
 import { z } from 'zod';
 import { canonicalJson, isJobName, JOBS, type JobName, type PayloadInputOf } from './catalogue.js';
 import { type JobClient, jobOptions, parsePayload } from './client.js';
+import { queueDown } from './deadline.js';
 import { JobError } from './errors.js';
 
 /**
@@ -59,6 +60,8 @@ export const SCHEDULED: readonly ScheduledJob[] = [
 
 export const SCHEDULE_ENV_VARS: Readonly<Record<string, string>> = {
   SCHEDULES_ENABLED: 'whether this process installs the schedules (default true)',
+  SCHEDULES_CHECK_MS:
+    'how often a process that installs them checks that the queue Redis still has them, ms (default 30000; also on every reconnect)',
   ...Object.fromEntries(
     SCHEDULED.map((s) => [s.variable, `cron (UTC) of ${s.what}, or "off" (default ${s.cron})`]),
   ),
@@ -69,8 +72,17 @@ const cron = z
   .trim()
   .regex(/^(off|(\S+\s+){4,5}\S+)$/, 'a cron expression of 5 or 6 fields, or "off"');
 
-const enabledSchema = z.object({ SCHEDULES_ENABLED: boolishSchema.default(true) });
+const enabledSchema = z.object({
+  SCHEDULES_ENABLED: boolishSchema.default(true),
+  SCHEDULES_CHECK_MS: intSchema.min(1_000).max(3_600_000).default(30_000),
+});
 const cronsSchema = z.object(Object.fromEntries(SCHEDULED.map((s) => [s.variable, cron.default(s.cron)])));
+
+/** SCHEDULES_CHECK_MS: how often `keepSchedules` looks for the schedules, ms. */
+export function loadScheduleCheckMs(env: Env): number {
+  const fail = (message: string, cause: z.ZodError) => new JobError('E_JOB_CONFIG', message, { cause });
+  return parseEnv(enabledSchema, env, fail).SCHEDULES_CHECK_MS;
+}
 
 /** The schedules of this deployment from the environment; a bad value throws naming the variable. */
 export function loadSchedules(env: Env): Schedule[] | undefined {
@@ -135,4 +147,71 @@ export async function applySchedules(jobs: JobClient, schedules: readonly Schedu
       if (key.startsWith(SCHEDULE_PREFIX) && !wanted.has(key)) await queue.removeJobScheduler(key);
     }
   }
+}
+
+/**
+ * Set once the schedules are installed, under the queue prefix (`__` is no queue name). A queue
+ * Redis that lost its data (restarted without persistence, failed over to an empty replica) has
+ * lost it too: that, and not a scheduler missing, is what makes a running worker install them
+ * again. A scheduler removed on purpose (a replica started with it turned off) stays removed:
+ * replicas whose configuration is older do not put it back.
+ */
+export function schedulesMarker(jobs: JobClient): string {
+  return `${jobs.prefix}:__schedules`;
+}
+
+/** Installs `schedules` (applySchedules), then marks them installed. */
+export async function installSchedules(jobs: JobClient, schedules: readonly Schedule[]): Promise<void> {
+  await applySchedules(jobs, schedules);
+  await jobs.connection.set(
+    schedulesMarker(jobs),
+    JSON.stringify({ ids: schedules.map((s) => s.id), at: new Date().toISOString() }),
+  );
+}
+
+export interface ScheduleKeeper {
+  close(): void;
+}
+
+/**
+ * Keeps the schedules in a queue Redis that may lose its data: on every reconnect and every
+ * `checkMs`, one EXISTS of the marker; when it is gone, `installSchedules` again. Every replica
+ * may do so at once: applySchedules upserts only what is missing, and a tick's job has a fixed id
+ * (`repeat:<scheduler>:<tick>`), so each tick still makes one job.
+ */
+export function keepSchedules(
+  jobs: JobClient,
+  schedules: readonly Schedule[],
+  options: {
+    readonly checkMs: number;
+    readonly onInstalled?: () => void;
+    readonly onError?: (e: unknown) => void;
+  },
+): ScheduleKeeper {
+  const marker = schedulesMarker(jobs);
+  let running = false;
+  const check = () => {
+    if (running || queueDown(jobs.connection.status)) return;
+    running = true;
+    jobs.connection
+      .exists(marker)
+      .then(async (present) => {
+        if (present === 1) return;
+        await installSchedules(jobs, schedules);
+        options.onInstalled?.();
+      })
+      .catch((error: unknown) => options.onError?.(error))
+      .finally(() => {
+        running = false;
+      });
+  };
+  const timer = setInterval(check, options.checkMs);
+  timer.unref();
+  jobs.connection.on('ready', check);
+  return {
+    close: () => {
+      clearInterval(timer);
+      jobs.connection.off('ready', check);
+    },
+  };
 }

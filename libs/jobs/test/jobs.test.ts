@@ -1,16 +1,19 @@
 import { readFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RedisProcess, startRedis } from '../../../test/helpers/index.js';
+import { delay, type RedisProcess, startRedis, waitUntil } from '../../../test/helpers/index.js';
 import {
   applySchedules,
   canonicalJson,
   DEFAULT_CONCURRENCY,
   DEFAULT_QUEUE_LIST,
   dedupeId,
+  installSchedules,
   invalidatePayloadOf,
+  isJobId,
   JobClient,
   JobError,
+  keepSchedules,
   loadQueueConfig,
   loadSchedules,
   parsePayload,
@@ -18,6 +21,8 @@ import {
   QUEUE_ENV_VARS,
   QUEUE_NAMES,
   SCHEDULE_ENV_VARS,
+  schedulesMarker,
+  sliceId,
   warmPayloadOf,
 } from '../src/index.js';
 
@@ -160,6 +165,44 @@ describe('the producer', () => {
     expect(await jobs.job('no-such-job')).toBeUndefined();
   });
 
+  // BUG (issue 9.4): an id naming one of BullMQ's own keys (`stalled-check`, `events`, `wait`) was
+  // looked up as a job hash: WRONGTYPE, a 500 in the dashboard. isJobId tells job ids from the rest.
+  it('isJobId: every key BullMQ wrote under a queue is a job id exactly when it is a job', async () => {
+    const jobs = client();
+    const warm = jobs.queue('warm');
+    const { id } = await jobs.enqueue('warm', { type: 'all' });
+    const counted = await warm.add('warm', { payload: { type: 'hot' } }); // BullMQ's own counter id
+    await applySchedules(jobs, loadSchedules({}) ?? []); // adds each scheduler's next job
+    const keys: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, found] = await jobs.connection.scan(
+        cursor,
+        'MATCH',
+        `${jobs.prefix}:warm:*`,
+        'COUNT',
+        1000,
+      );
+      keys.push(...found);
+      cursor = next;
+    } while (cursor !== '0');
+    const names = keys.map((k) => k.slice(`${jobs.prefix}:warm:`.length));
+    // A job's hash has a `timestamp`; the queue's other hashes (meta, a scheduler's) do not.
+    const jobNames: string[] = [];
+    for (const name of names) {
+      const key = `${jobs.prefix}:warm:${name}`;
+      if ((await jobs.connection.type(key)) === 'hash' && (await jobs.connection.hexists(key, 'timestamp')))
+        jobNames.push(name);
+    }
+    expect(jobNames).toContain(id);
+    expect(jobNames).toContain(counted.id);
+    expect(jobNames.filter((n) => n.startsWith('repeat:cachefleet-warm-'))).toHaveLength(2);
+    expect(names.filter((n) => isJobId(n)).sort()).toEqual(jobNames.sort());
+    for (const other of ['stalled-check', 'events', 'wait', 'meta', 'id', `${id}:lock`, `${id}:logs`, ''])
+      expect(isJobId(other), other).toBe(false);
+    expect(isJobId(sliceId(id, 3))).toBe(true);
+  });
+
   it('stores the validated payload (defaults filled) and the catalogue retry policy', async () => {
     const jobs = client();
     const { id } = await jobs.enqueue('warm', { type: 'hot' });
@@ -242,6 +285,31 @@ describe('schedules', () => {
       'cachefleet-warm-all',
       'their-own',
     ]);
+  });
+
+  it('keepSchedules: puts them back once the queue Redis lost them, not a scheduler removed on purpose', async () => {
+    const jobs = client();
+    const warm = jobs.queue('warm');
+    const ids = async () => (await warm.getJobSchedulers(0, -1)).map((x) => x.key).sort();
+    const mine = loadSchedules({}) ?? [];
+    await installSchedules(jobs, mine);
+    const keeper = keepSchedules(jobs, mine, { checkMs: 1_000 });
+    try {
+      // A replica started with the hot warm turned off removes it for everybody; this replica's
+      // older configuration does not put it back (two checks pass).
+      await installSchedules(jobs, loadSchedules({ SCHEDULE_WARM_HOT: 'off' }) ?? []);
+      await delay(2_500);
+      expect(await ids()).toEqual(['cachefleet-warm-all']);
+      // The data is lost, the marker with it: the keeper installs its own schedules again.
+      await warm.removeJobScheduler('cachefleet-warm-all');
+      await jobs.connection.del(schedulesMarker(jobs));
+      await waitUntil('the schedules to be back', async () =>
+        (await ids()).length === 2 ? true : undefined,
+      );
+      expect(await ids()).toEqual(['cachefleet-warm-all', 'cachefleet-warm-hot']);
+    } finally {
+      keeper.close();
+    }
   });
 
   it('refuses a schedule whose payload is invalid', async () => {

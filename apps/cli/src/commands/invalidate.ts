@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { invalidatePayload, invalidatePayloadOf } from '@cachefleet/jobs';
+import { invalidatePayloadOf, payloadSchemaWith } from '@cachefleet/jobs';
 import { check, commaList, parseFlags, usage } from '../args.js';
 import { type Command, SUBMIT_HELP, SUBMIT_OPTIONS } from '../command.js';
 import { submit } from '../submit.js';
@@ -53,8 +53,10 @@ ${SUBMIT_HELP}`,
       throw usage(`give exactly one of ${SCOPES.join(', ')}`);
     }
     const payload = invalidatePayloadOf({ namespace, pattern: values.pattern, keys, tags, all: values.all });
-    // Checked before any connection: a refused payload never becomes a job (exit 2).
-    const parsed = check(invalidatePayload, payload, flagOf, 'E_JOB_INVALID_PAYLOAD');
+    // Checked before any connection, ids against the namespace's schema too: a refused payload
+    // never becomes a job (exit 2).
+    const schema = payloadSchemaWith('invalidate', await session.namespaceRules());
+    const parsed = check(schema, payload, flagOf, 'E_JOB_INVALID_PAYLOAD');
     return submit(session, 'invalidate', parsed, values);
   },
 };

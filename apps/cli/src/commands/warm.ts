@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { warmPayload, warmPayloadOf } from '@cachefleet/jobs';
+import { payloadSchemaWith, warmPayloadOf } from '@cachefleet/jobs';
 import { z } from 'zod';
 import { check, commaList, flagName, parseFlags, usage, wholeNumber } from '../args.js';
 import { type Command, SUBMIT_HELP, SUBMIT_OPTIONS } from '../command.js';
@@ -74,8 +74,10 @@ ${SUBMIT_HELP}`,
     }
     const { top } = check(z.object({ top: wholeNumber.optional() }), values, flagName);
     const payload = warmPayloadOf({ type: kind, namespaces, top, keys: ids });
-    // Checked here, before any connection: a refused payload never needs Redis (exit 2).
-    const parsed = check(warmPayload, payload, flagOf, 'E_JOB_INVALID_PAYLOAD');
+    // Checked here, before any connection, ids and namespaces against the definitions too: a
+    // refused payload never needs Redis (exit 2).
+    const schema = payloadSchemaWith('warm', await session.namespaceRules());
+    const parsed = check(schema, payload, flagOf, 'E_JOB_INVALID_PAYLOAD');
     return submit(session, 'warm', parsed, values);
   },
 };

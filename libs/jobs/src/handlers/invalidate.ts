@@ -1,5 +1,6 @@
 import { WaitingChildrenError } from 'bullmq';
 import type { InvalidatePayload, InvalidateResult, SliceResult, SliceState } from '../catalogue.js';
+import { LISTED_IDS, usableIds } from '../namespaces.js';
 import { addSlices, countSlices } from '../slices.js';
 import { checkpoint, type JobContext, must } from './context.js';
 
@@ -11,16 +12,20 @@ export async function invalidateHandler(ctx: JobContext<'invalidate'>): Promise<
   const ns = ctx.namespace(p.namespace);
   switch (p.scope) {
     case 'keys': {
+      // The cache refuses a whole delete for one bad id: those are left out and reported.
+      const { valid, invalid } = usableIds('invalidate', ns, p.keys);
       const saved = ctx.state?.step === 'keys' ? ctx.state : undefined;
       let removed = saved?.removed ?? 0;
-      for (let offset = saved?.offset ?? 0; offset < p.keys.length; offset += KEYS_BATCH) {
+      for (let offset = saved?.offset ?? 0; offset < valid.length; offset += KEYS_BATCH) {
         checkpoint(ctx.signal);
-        const ids = p.keys.slice(offset, offset + KEYS_BATCH);
+        const ids = valid.slice(offset, offset + KEYS_BATCH);
         removed += must(await ctx.cache.delete(ns, ...ids));
         await ctx.save({ step: 'keys', offset: offset + ids.length, removed });
-        await ctx.progress({ done: offset + ids.length, total: p.keys.length });
+        await ctx.progress({ done: offset + ids.length, total: valid.length });
       }
-      return { scope: p.scope, namespace: ns.name, removed };
+      const refused =
+        invalid.length > 0 ? { invalid: invalid.length, invalidIds: invalid.slice(0, LISTED_IDS) } : {};
+      return { scope: p.scope, namespace: ns.name, removed, ...refused };
     }
     case 'tags':
       return {

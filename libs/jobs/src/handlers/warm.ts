@@ -1,5 +1,6 @@
 import type { Namespace, WarmBatchResult } from '@cachefleet/tiered-cache';
 import type { WarmResult, WarmState, WarmTotals } from '../catalogue.js';
+import { LISTED_IDS, usableIds } from '../namespaces.js';
 import { checkpoint, type JobContext, must } from './context.js';
 
 /** Ids per batch: one snapshot round trip, one loadMany, one script call per 500 entries. */
@@ -14,7 +15,13 @@ export const WARM_BATCH = 1_000;
 export async function warmHandler(ctx: JobContext<'warm'>): Promise<WarmResult> {
   const p = ctx.payload;
   const names = planNamespaces(ctx);
-  let state: WarmState = ctx.state ?? { index: 0, totals: zero() };
+  // `keys`: ids the namespace refuses are skipped and reported (counted once, at the start).
+  const keys = p.type === 'keys' ? usableIds('warm', ctx.namespace(p.namespace), p.keys) : undefined;
+  const refused = keys?.invalid.length ?? 0;
+  let state: WarmState = ctx.state ?? {
+    index: 0,
+    totals: { ...zero(), requested: refused, invalid: refused },
+  };
   const totals = { ...state.totals };
   let prewarmed = 0;
   for (let index = state.index; index < names.length; index++) {
@@ -88,7 +95,8 @@ export async function warmHandler(ctx: JobContext<'warm'>): Promise<WarmResult> 
       }
     }
   }
-  return { type: p.type, namespaces: names, prewarmed, ...totals };
+  const listed = refused > 0 ? { invalidIds: keys?.invalid.slice(0, LISTED_IDS) ?? [] } : {};
+  return { type: p.type, namespaces: names, prewarmed, ...totals, ...listed };
 }
 
 async function warmBatch(
@@ -123,7 +131,7 @@ async function listOf(ctx: JobContext<'warm'>, ns: Namespace<unknown>): Promise<
   const p = ctx.payload;
   switch (p.type) {
     case 'keys':
-      return p.keys;
+      return usableIds('warm', ns, p.keys).valid;
     case 'critical':
       return ctx.definitions.critical[ns.name] ?? [];
     case 'hot':

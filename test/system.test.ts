@@ -1,0 +1,167 @@
+/**
+ * `npm start` as a user runs it (issue 9.8): the launcher process (the command of the root
+ * package.json's `start` script), with nothing answering at REDIS_URL so that it starts its own
+ * redis-server, and no DATABASE_URL so that the API serves an embedded PGlite catalogue, all under a
+ * data folder of this test. Its children are SIGKILLed as a crash would; Ctrl-C is a SIGINT to the
+ * launcher.
+ */
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { freePort, info, waitUntil } from './helpers/index.js';
+import { makeTempDir, removeTempDir } from './helpers/redis-server.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+/** Variables of the user's shell that would point the system elsewhere than this test's folder. */
+const FOREIGN =
+  /^(CACHE_|QUEUE_|WORKER_|SCHEDULE|API_|PGLITE_|DATABASE_URL$|REDIS_URL$|ADMIN_TOKEN$|CACHEFLEET_)/;
+
+const Line = z.looseObject({ msg: z.string().optional(), pid: z.number().optional() });
+
+interface Launcher {
+  readonly child: ChildProcessWithoutNullStreams;
+  /** The children's JSON log lines (stdout). */
+  readonly lines: z.infer<typeof Line>[];
+  /** The launcher's own lines (stderr). */
+  stderr: string;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+let dir: string;
+let redisPort: number;
+let launcher: Launcher | undefined;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The pids of every `msg` line so far. */
+function pidsOf(l: Launcher, msg: string): number[] {
+  return l.lines.filter((x) => x.msg === msg && x.pid !== undefined).map((x) => x.pid as number);
+}
+
+beforeAll(async () => {
+  dir = await makeTempDir('cachefleet-start-');
+  redisPort = await freePort();
+  const [apiPort, workerPort] = [await freePort(), await freePort()];
+  // What `npm start` runs, from the package.json (so that this test follows it).
+  const script = z
+    .object({ scripts: z.object({ start: z.string() }) })
+    .parse(JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))).scripts.start;
+  const [node, ...args] = script.split(' ');
+  expect(node).toBe('node');
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !FOREIGN.test(k)) env[k] = v;
+  Object.assign(env, {
+    CACHEFLEET_DATA_DIR: dir,
+    REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+    API_PORT: String(apiPort),
+    WORKER_HTTP_PORT: String(workerPort),
+    SEED_COUNT: '300',
+    LOG_LEVEL: 'info',
+  });
+  // Its own process group, as a shell gives a command: Ctrl-C at a terminal signals the whole group.
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    detached: true,
+  });
+  const lines: z.infer<typeof Line>[] = [];
+  const l: Launcher = {
+    child,
+    lines,
+    stderr: '',
+    exited: new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal }))),
+  };
+  launcher = l;
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    l.stderr += d;
+  });
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    try {
+      const parsed = Line.safeParse(JSON.parse(line));
+      if (parsed.success) lines.push(parsed.data);
+    } catch {
+      // not JSON
+    }
+  });
+  await waitUntil(
+    'npm start to say it is running',
+    async () => {
+      if (l.child.exitCode !== null || l.child.signalCode !== null) throw new Error(`exited:\n${l.stderr}`);
+      return l.stderr.includes('cachefleet is running') ? true : undefined;
+    },
+    { timeoutMs: 150_000, intervalMs: 200 },
+  );
+}, 180_000);
+
+afterAll(async () => {
+  const l = launcher;
+  if (l !== undefined && l.child.exitCode === null && l.child.signalCode === null) {
+    l.child.kill('SIGINT');
+    const timer = setTimeout(() => l.child.kill('SIGKILL'), 15_000);
+    await l.exited;
+    clearTimeout(timer);
+  }
+  // Whatever a failed test left running.
+  for (const pid of l ? [...pidsOf(l, 'worker ready'), ...pidsOf(l, 'api ready')] : []) {
+    if (alive(pid)) process.kill(pid, 'SIGKILL');
+  }
+  await removeTempDir(dir);
+});
+
+describe('npm start supervises what it started', () => {
+  // BUG (issue 9.8): a worker killed by a signal was not restarted, and the launcher, reading its
+  // exit code (null for a signal) as "still running", waited 35 s for it before stopping the API:
+  // one worker crash took the whole system down.
+  it('a SIGKILLed worker is restarted (one line says so); the API stays up', async () => {
+    const l = launcher as Launcher;
+    const [first] = pidsOf(l, 'worker ready');
+    const [api] = pidsOf(l, 'api ready');
+    expect(first).toBeDefined();
+    expect(api).toBeDefined();
+    process.kill(first as number, 'SIGKILL');
+    const second = await waitUntil(
+      'a new worker to be ready',
+      async () => pidsOf(l, 'worker ready').find((p) => p !== first),
+      { timeoutMs: 60_000, intervalMs: 200 },
+    );
+    expect(second).not.toBe(first);
+    expect(l.stderr).toMatch(/worker exited \(signal SIGKILL\)[^\n]*; restarting in \d+ s/);
+    expect(alive(api as number)).toBe(true);
+    expect(l.child.exitCode).toBeNull();
+  }, 90_000);
+
+  it('Ctrl-C (SIGINT to the process group) stops everything within seconds, restarts nothing, leaves nothing behind', async () => {
+    const l = launcher as Launcher;
+    const server = await info(redisPort, 'server');
+    const redisPid = Number(server?.process_id);
+    expect(redisPid).toBeGreaterThan(0);
+    const pids = [...pidsOf(l, 'worker ready'), ...pidsOf(l, 'api ready'), redisPid];
+    const started = Date.now();
+    process.kill(-(l.child.pid as number), 'SIGINT');
+    const exit = await waitUntil(
+      'the launcher to exit',
+      async () => (l.child.exitCode !== null ? l.exited : undefined),
+      {
+        timeoutMs: 20_000,
+        intervalMs: 100,
+      },
+    );
+    // A bound on a hang (the old launcher waited 35 s per child it thought alive), not a timing check.
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect(pids.filter(alive)).toEqual([]);
+    // Children that stopped on their own SIGINT before their turn were not started again.
+    expect(l.stderr.match(/restarting in/g)).toHaveLength(1);
+  }, 60_000);
+});
