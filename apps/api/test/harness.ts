@@ -7,12 +7,12 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { connectPg, type Db, migrate, seed } from '@cachefleet/catalogue';
+import { type RedisProcess, startRedis, testDatabaseUrl } from '@cachefleet/test';
 import { loadWorkerConfig, type RunningWorker, startWorker } from '@cachefleet/worker';
 import { pino } from 'pino';
-import { type RedisProcess, startRedis, testDatabaseUrl } from '../../../test/helpers/index.js';
 import { type RunningApi, startApi } from '../src/index.js';
 
-export const DATABASE_URL = testDatabaseUrl();
+const DATABASE_URL = testDatabaseUrl();
 
 export interface Response {
   readonly status: number;
@@ -44,7 +44,7 @@ export interface TestPod {
   close(): Promise<void>;
 }
 
-export interface TestPodOptions {
+interface TestPodOptions {
   readonly products?: number;
   /** Run a worker (in this process) on the pod's queues. */
   readonly worker?: boolean;
