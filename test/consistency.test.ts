@@ -39,7 +39,7 @@ import {
   signatureOfEvent,
   summarize,
 } from './consistency.js';
-import { delay, type RedisProcess, startRedis, waitUntil } from './helpers/index.js';
+import { type Deferred, deferred, delay, type RedisProcess, startRedis, waitUntil } from './helpers/index.js';
 
 let redis: RedisProcess | undefined;
 
@@ -221,19 +221,6 @@ describe('randomized fleet', () => {
 const Item = z.object({ id: z.string(), v: z.number().int().nonnegative() });
 type Item = z.infer<typeof Item>;
 
-interface Deferred {
-  readonly promise: Promise<void>;
-  resolve(): void;
-}
-
-function deferred(): Deferred {
-  let resolve = () => {};
-  const promise = new Promise<void>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
-
 class Scenario {
   readonly prefix = `min${Date.now().toString(36)}${Math.floor(Math.random() * 1e6)}:`;
   readonly db: Redis;
@@ -242,7 +229,7 @@ class Scenario {
   readonly pods: Cache[] = [];
   readonly t0 = hrNow();
   /** When set, the next load holds here after reading the source; `loaded` fires at that point. */
-  hold: { readonly loaded: Deferred; readonly release: Deferred } | undefined;
+  hold: { readonly loaded: Deferred<void>; readonly release: Deferred<void> } | undefined;
 
   constructor(url: string) {
     this.db = new Redis(url);

@@ -67,7 +67,7 @@ export const invalidationOpSchema = z.object({
 export type InvalidationOp = z.infer<typeof invalidationOpSchema>;
 
 /** An event from another pod, as this worker's `onEvent` saw it (after it was applied to L1). */
-export const appliedEventSchema = z.object({
+const appliedEventSchema = z.object({
   kind: z.literal('applied'),
   worker: z.string(),
   sourcePod: z.string(),
@@ -75,9 +75,8 @@ export const appliedEventSchema = z.object({
   signature: z.string(),
   at: z.number(),
 });
-export type AppliedEvent = z.infer<typeof appliedEventSchema>;
 
-export const podLineSchema = z.object({ kind: z.literal('pod'), worker: z.string(), podId: z.string() });
+const podLineSchema = z.object({ kind: z.literal('pod'), worker: z.string(), podId: z.string() });
 
 export const historyLineSchema = z.union([
   readOpSchema,
@@ -88,7 +87,7 @@ export const historyLineSchema = z.union([
 export type HistoryLine = z.infer<typeof historyLineSchema>;
 export type HistoryOp = ReadOp | InvalidationOp;
 
-export function signatureOf(op: Pick<InvalidationOp, 'kind' | 'scope'>): string {
+function signatureOf(op: Pick<InvalidationOp, 'kind' | 'scope'>): string {
   return `${op.kind}:${op.scope}`;
 }
 
@@ -101,7 +100,7 @@ export function signatureOfEvent(e: CacheEvent): string | undefined {
   return `pattern:${e.key_pattern}`;
 }
 
-export interface StaleRead {
+interface StaleRead {
   readonly type: 'stale';
   readonly read: ReadOp;
   /** The acknowledged operation whose version the read missed (the newest one before the read). */
@@ -118,7 +117,7 @@ export interface StaleRead {
   readonly appliedInReader: { readonly own: true } | { readonly own: false; readonly at: number } | undefined;
 }
 
-export interface FutureRead {
+interface FutureRead {
   readonly type: 'future';
   readonly read: ReadOp;
   /** The highest version any write had begun to produce before the read completed. */
@@ -248,7 +247,7 @@ function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
  * receiver Q, signature) the n-th event Q applied from P is paired with the n-th acknowledged
  * operation P made with that signature (stream order ≈ acknowledgement order).
  */
-export function pairDeliveries(lines: readonly HistoryLine[]): Map<InvalidationOp, Map<string, number>> {
+function pairDeliveries(lines: readonly HistoryLine[]): Map<InvalidationOp, Map<string, number>> {
   const podOf = new Map<string, string>();
   const sent = new Map<string, InvalidationOp[]>();
   const got = new Map<string, number[]>();
@@ -282,14 +281,14 @@ export function pairDeliveries(lines: readonly HistoryLine[]): Map<InvalidationO
   return out;
 }
 
-export type ViolationClass = 'after-apply' | 'bus-lag' | 'unknown' | 'future';
+type ViolationClass = 'after-apply' | 'bus-lag' | 'unknown' | 'future';
 
 /**
  * `after-apply`: the reader's pod had applied the invalidation (or made it) before the read began:
  * stale whatever the bus delay. `bus-lag`: the event reached the reader's pod only after the read
  * began, later than the allowance. `unknown`: the history cannot tell. `future`: see checkHistory.
  */
-export function classify(v: Violation): ViolationClass {
+function classify(v: Violation): ViolationClass {
   if (v.type === 'future') return 'future';
   const a = v.appliedInReader;
   if (a === undefined) return 'unknown';
@@ -329,7 +328,7 @@ export function describeViolation(v: Violation, t0 = 0): string {
   );
 }
 
-export interface BusDelayStats {
+interface BusDelayStats {
   readonly samples: number;
   readonly p50: number;
   readonly p99: number;
@@ -366,11 +365,11 @@ export interface Mix {
 }
 
 /** A database read: a few milliseconds. */
-export const DEFAULT_LOAD_MS = 5;
+const DEFAULT_LOAD_MS = 5;
 
-export const DEFAULT_MIX: Mix = { read: 80, write: 17, pattern: 1, tags: 1, namespace: 1 };
+const DEFAULT_MIX: Mix = { read: 80, write: 17, pattern: 1, tags: 1, namespace: 1 };
 
-export function formatMix(mix: Mix): string {
+function formatMix(mix: Mix): string {
   return Object.entries(mix)
     .map(([k, v]) => `${k}=${v}`)
     .join(',');
@@ -411,7 +410,7 @@ export const workerSummarySchema = z.object({
 });
 export type WorkerSummary = z.infer<typeof workerSummarySchema>;
 
-export interface FleetRun {
+interface FleetRun {
   readonly lines: HistoryLine[];
   readonly ops: HistoryOp[];
   readonly summaries: WorkerSummary[];

@@ -20,7 +20,7 @@ import { onPath } from '../setup/install.js';
 
 const run = promisify(execFile);
 
-export interface Kustomizer {
+interface Kustomizer {
   /** Where it came from, for messages: `PATH`, `KUBECTL` or `debian`. */
   readonly source: string;
   readonly kubectl: string;
@@ -28,7 +28,7 @@ export interface Kustomizer {
   readonly version: string;
 }
 
-export const HOW_TO_GET_KUBECTL =
+const HOW_TO_GET_KUBECTL =
   'no kubectl to render deploy/k8s: set KUBECTL=/path/to/kubectl or put kubectl on PATH, or run the tests ' +
   'as root on Debian/Ubuntu (they then fetch Debian\'s "kubernetes-client" with apt-get download into ~/.cache/cachefleet)';
 

@@ -87,7 +87,7 @@ export class Manifests {
 
 /** kustomize's hash suffix: `-` and ten characters of its alphabet. */
 const HASH_SUFFIX = /-[2456789bcdfghkmt]{10}$/;
-export function unhashed(name: string): string {
+function unhashed(name: string): string {
   return name.replace(HASH_SUFFIX, '');
 }
 
@@ -102,12 +102,12 @@ export function name(o: { metadata?: { name?: string } }): string {
 }
 
 /** Stands in for a Secret's value when a container's environment is parsed by the app's loaders. */
-export function fakeSecret(secret: string, key: string): string {
+function fakeSecret(secret: string, key: string): string {
   if (key === 'url') return `postgres://cachefleet:0123456789abcdef@${secret}.example:5432/cachefleet`;
   return `${secret}-${key}-0123456789abcdef`.replace(/[^A-Za-z0-9-]/g, '-');
 }
 
-export interface ContainerEnv {
+interface ContainerEnv {
   /** Name → value as the process sees it (secrets replaced by fakeSecret). */
   readonly env: Record<string, string>;
   /** The container's args after `$(VAR)` expansion. */
@@ -152,7 +152,7 @@ export function containerEnv(m: Manifests, w: Workload, c: IContainer): Containe
   return { env, args: (c.args ?? []).map(expand), unresolved };
 }
 
-export interface LabelSelector {
+interface LabelSelector {
   readonly matchLabels?: Record<string, string>;
   readonly matchExpressions?: readonly { key: string; operator: string; values?: string[] }[];
 }

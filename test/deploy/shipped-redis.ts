@@ -23,7 +23,7 @@ import { pairsToRecord, rawCommand } from '../helpers/resp.js';
 import { waitUntil } from '../helpers/wait.js';
 
 const run = promisify(execFile);
-export const REDIS_DIR = join(import.meta.dirname, '..', '..', 'deploy', 'redis');
+const REDIS_DIR = join(import.meta.dirname, '..', '..', 'deploy', 'redis');
 
 const secret = () => randomBytes(20).toString('hex');
 /** The secrets as the pods' environment holds them (apps use `queueApp` / `cacheApp`). */

@@ -1,3 +1,4 @@
+export { type CachePool, cachesOn } from './caches.js';
 export {
   type ClusterNode,
   type ClusterNodeInfo,
@@ -7,6 +8,7 @@ export {
   startCluster,
 } from './cluster.js';
 export { testDatabaseUrl } from './database.js';
+export { countKeys, type Deferred, deferred, seededRandom, unwrap } from './kit.js';
 export { busHead, isTombstoned, type KeyReader, liveValue, type StreamReader } from './l2.js';
 export { freePort } from './ports.js';
 export { delay, pingOnce, type RedisProcess, type StartRedisOptions, startRedis } from './redis-server.js';
@@ -19,6 +21,7 @@ export {
   rawCommand,
   tryCommand,
 } from './resp.js';
+export { startTestRuntime, type TestRuntime } from './runtime.js';
 export {
   type Address,
   type SentinelSet,

@@ -160,7 +160,7 @@ async function logTail(logFile: string | undefined): Promise<string> {
  * answer comes from this very process (INFO process_id): if the port was taken meanwhile by another
  * server, PING alone would succeed against the wrong one while ours dies with EADDRINUSE.
  */
-export async function spawnRedis(
+async function spawnRedis(
   args: readonly string[],
   port: number,
   logFile?: string,
@@ -195,7 +195,7 @@ export async function spawnRedis(
   throw new Error(`redis-server on port ${port} did not answer PING within 10 s${await logTail(logFile)}`);
 }
 
-export interface LaunchOptions {
+interface LaunchOptions {
   readonly port: number;
   readonly dir: string;
   /** The argument list, built anew for each (re)start so a restart can follow a changed topology. */

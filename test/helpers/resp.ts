@@ -99,7 +99,7 @@ export async function tryCommand(
   }
 }
 
-export function encodeCommand(args: readonly (string | number)[]): Buffer {
+function encodeCommand(args: readonly (string | number)[]): Buffer {
   const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
   for (const arg of args) {
     const b = Buffer.from(String(arg));
@@ -116,7 +116,7 @@ interface Parsed {
 }
 
 /** Parses one reply starting at `start`; undefined if `buf` does not hold a whole reply yet. */
-export function parseReply(buf: Buffer, start: number): Parsed | undefined {
+function parseReply(buf: Buffer, start: number): Parsed | undefined {
   const lineEnd = buf.indexOf('\r\n', start);
   if (lineEnd < 0) return undefined;
   const type = String.fromCharCode(buf[start] ?? 0);

@@ -10,8 +10,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 
 /**
- * A worker inside the test process (not re-exported by index.ts: the cache's own tests need not
- * load BullMQ): an L2-only cache under `prefix:`, the queues under `prefix`, a FleetRuntime serving
+ * A worker inside the test process: an L2-only cache under `prefix:`, the queues under `prefix`, a FleetRuntime serving
  * `queues` over `definitions`. Tests that need real worker processes use test/fixtures instead.
  */
 export interface TestRuntime {

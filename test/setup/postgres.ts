@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { withFreePort } from '../helpers/redis-server.js';
 
 /** A PostgreSQL server of one test (or bench) run: its own folder and loopback port, trust auth. */
-export interface PrivatePostgres {
+interface PrivatePostgres {
   readonly url: string;
   readonly dir: string;
   /** Stops the server and removes its folder; also done at process exit if not called. */

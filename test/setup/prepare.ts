@@ -3,7 +3,7 @@ import { findChromium, findPostgresBin, findRedisServer } from './tools.js';
 
 export { MissingPiece } from './install.js';
 
-export interface PrepareOptions {
+interface PrepareOptions {
   /** The browser test's Chromium (the bench does not need it). */
   readonly chromium: boolean;
   /** A PostgreSQL server for TEST_DATABASE_URL. */
@@ -12,7 +12,7 @@ export interface PrepareOptions {
   readonly say: (line: string) => void;
 }
 
-export interface Prepared {
+interface Prepared {
   /** Stops what prepare() started (the private PostgreSQL). */
   stop(): void;
 }

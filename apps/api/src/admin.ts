@@ -17,7 +17,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import type { AdminGuard } from './auth.js';
 
-export interface AdminDeps {
+interface AdminDeps {
   readonly cache: Cache;
   readonly jobs: JobClient;
   readonly production: boolean;
@@ -27,7 +27,7 @@ export interface AdminDeps {
 const namespaceName = z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/);
 
 /** G2: exactly one of pattern, keys, tags, all (the payload builder says so); `scope` is where it applies. */
-export const invalidateBody = z.strictObject({
+const invalidateBody = z.strictObject({
   namespace: namespaceName,
   pattern: z.string().min(1).max(256).optional(),
   keys: z.array(z.string().min(1).max(256)).min(1).max(100_000).optional(),
@@ -37,7 +37,7 @@ export const invalidateBody = z.strictObject({
 });
 
 /** G3: `async: false` waits for the warm (at most `waitMs`) and answers its result. */
-export const prewarmBody = z.strictObject({
+const prewarmBody = z.strictObject({
   type: z.enum(['critical', 'hot', 'all']),
   namespaces: z.array(namespaceName).max(100).optional(),
   top: z.number().int().min(1).max(100_000).optional(),
@@ -46,7 +46,7 @@ export const prewarmBody = z.strictObject({
 });
 
 /** An invalidation may list many ids (up to 100,000 in the payload): the one body allowed past 16 KiB. */
-export const INVALIDATE_BODY_LIMIT = 1024 * 1024;
+const INVALIDATE_BODY_LIMIT = 1024 * 1024;
 
 const jobIdParams = z.strictObject({ id: z.string().min(1).max(200) });
 

@@ -17,7 +17,7 @@ import { requestLogger } from './request-log.js';
 import type { Rollout, RolloutMetrics } from './rollout.js';
 
 /** Largest body a route takes unless it says otherwise. */
-export const BODY_LIMIT = 16 * 1024;
+const BODY_LIMIT = 16 * 1024;
 
 export interface AppDeps {
   readonly cache: Cache;

@@ -21,7 +21,7 @@ export const API_ENV_VARS = {
   API_REQUEST_LOG_SAMPLE: 'API_REQUEST_LOGS=sampled logs one request in this many (default 100)',
 } as const;
 
-export const REQUEST_LOG_MODES = ['off', 'errors', 'sampled', 'all'] as const;
+const REQUEST_LOG_MODES = ['off', 'errors', 'sampled', 'all'] as const;
 export type RequestLogMode = (typeof REQUEST_LOG_MODES)[number];
 
 export interface RequestLogs {

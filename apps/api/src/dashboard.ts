@@ -62,7 +62,7 @@ export async function registerDashboard(
 }
 
 /** Copies a value with long strings and arrays cut to MAX_SHOWN, saying how much was cut. */
-export function truncate(value: unknown, depth = 0): unknown {
+function truncate(value: unknown, depth = 0): unknown {
   if (depth > 6) return '…';
   if (typeof value === 'string')
     return value.length > 200 ? `${value.slice(0, 200)}… (${value.length} chars)` : value;

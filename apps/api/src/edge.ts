@@ -31,7 +31,7 @@ import { z } from 'zod';
  * - `'personalised'`: never cached, like a path on the skip list.
  * Routes without the field are cacheable for anonymous requests only.
  */
-export type EdgeCachePolicy = 'public' | 'personalised';
+type EdgeCachePolicy = 'public' | 'personalised';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -43,7 +43,7 @@ declare module 'fastify' {
 /** Paths whose responses depend on the user; a prefix also covers longer names (`/api/user` → `/api/users`). */
 export const DEFAULT_SKIP_PREFIXES: readonly string[] = ['/api/user', '/api/profile', '/api/notifications'];
 
-export interface EdgeOptions {
+interface EdgeOptions {
   /** Where the three counters are registered. Required: no process-global default registry. */
   readonly registry: Registry;
   /** `max-age` of `Cache-Control`, seconds, integer 0..31536000. Default 60. */

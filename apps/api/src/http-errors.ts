@@ -3,7 +3,7 @@ import { CatalogueError } from '@cachefleet/catalogue';
 import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 
 /** What every refusal and failure of the pod answers: our words, never a stack or a driver's. */
-export interface ErrorBody {
+interface ErrorBody {
   readonly error: string;
   readonly message: string;
 }

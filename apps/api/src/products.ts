@@ -7,7 +7,7 @@ import { parseBody } from './admin.js';
 import type { AdminGuard } from './auth.js';
 import type { Rollout, RolloutMetrics } from './rollout.js';
 
-export interface ProductDeps {
+interface ProductDeps {
   readonly cache: Cache;
   readonly catalogue: Catalogue;
   readonly db: Db;

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RequestLogs } from './config.js';
 import { pathOf } from './http-errors.js';
 
-export type RequestLogger = (req: FastifyRequest, reply: FastifyReply) => void;
+type RequestLogger = (req: FastifyRequest, reply: FastifyReply) => void;
 
 /**
  * The per-request log line of `API_REQUEST_LOGS`, chosen once at start: a line per request costs

@@ -22,9 +22,9 @@ import { boundBy } from './metrics.js';
 export type Cohort = 'cache' | 'control';
 
 /** What a request without a user id gets while a namespace is strictly between 0% and 100%. */
-export type AnonymousPolicy = Cohort;
+type AnonymousPolicy = Cohort;
 
-export interface RolloutOptions {
+interface RolloutOptions {
   /** Percentage of users (integer 0..100) in the `cache` cohort, by namespace. */
   readonly percentages: Readonly<Record<string, number>>;
   /** Percentage for namespaces not listed. Default 100: a rollout restricts only what it names. */
@@ -46,7 +46,7 @@ export interface Rollout {
 }
 
 /** Environment variables read by `rolloutOptionsFromEnv`, with their defaults. */
-export const ROLLOUT_ENV_VARS = {
+const ROLLOUT_ENV_VARS = {
   CACHE_ROLLOUT:
     'namespace=percent,... e.g. product=10,category=100; `*=N` sets the default for unlisted namespaces (default: empty, every namespace at 100)',
   CACHE_ROLLOUT_ANONYMOUS:

@@ -10,7 +10,7 @@ import { CliError } from './errors.js';
  */
 export const CONNECT_TIMEOUT_MS = 3_000;
 /** One queue call (a few round trips); far above what a healthy Redis needs. */
-export const CALL_TIMEOUT_MS = 5_000;
+const CALL_TIMEOUT_MS = 5_000;
 /** Closing never holds the process: past this, sockets are dropped. */
 const CLOSE_TIMEOUT_MS = 2_000;
 
@@ -88,7 +88,7 @@ function tcpConnect(host: string, port: number, ms: number): Promise<string | un
 }
 
 /** Resolves once `client` is ready; rejects with E_CLI_UNREACHABLE (and the last socket error) after `ms`. */
-export function waitReady(client: RedisClient, ms: number, what: string): Promise<void> {
+function waitReady(client: RedisClient, ms: number, what: string): Promise<void> {
   return new Promise((resolve, reject) => {
     let last: Error | undefined;
     const onError = (error: Error) => {
@@ -134,7 +134,7 @@ export async function deadline<T>(p: Promise<T>, what: string, ms = CALL_TIMEOUT
 }
 
 /** Waits for `p` at most `ms`, whatever its outcome. */
-export async function settle(p: Promise<unknown>, ms: number): Promise<void> {
+async function settle(p: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([
     p.catch(() => undefined),

@@ -63,7 +63,7 @@ const NETWORK_CODES = new Set([
   'EPIPE',
 ]);
 
-export interface Failure {
+interface Failure {
   readonly code: string;
   readonly message: string;
   /** `CODE: message` on one line, as the error line prints it. */
@@ -97,6 +97,6 @@ function errnoOf(error: unknown): string | undefined {
   return typeof error.code === 'string' ? error.code : undefined;
 }
 
-export function oneLine(text: string): string {
+function oneLine(text: string): string {
   return text.replace(/\s*\n\s*/g, ' ').trim();
 }

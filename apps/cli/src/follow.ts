@@ -6,7 +6,7 @@ import { pairs } from './format.js';
 import type { ProgressBar, ProgressState } from './progress.js';
 
 /** How often a followed job is read: a few round trips, invisible to Redis, smooth enough for a bar. */
-export const POLL_MS = 250;
+const POLL_MS = 250;
 
 const FINAL_STATES = new Set(['completed', 'failed']);
 

@@ -14,7 +14,7 @@ export function table(header: readonly string[], rows: readonly (readonly string
   return [line(header), ...rows.map(line)];
 }
 
-export type Scalar = string | number | boolean | null;
+type Scalar = string | number | boolean | null;
 
 /**
  * A JSON value as `path → scalar` pairs: nested objects become dotted paths, and array items are

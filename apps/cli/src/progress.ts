@@ -9,7 +9,7 @@ export interface ProgressState {
 
 const BAR_WIDTH = 24;
 /** Non-TTY output (CI logs, pipes): one line per change at most this often. */
-export const LINE_INTERVAL_MS = 1_000;
+const LINE_INTERVAL_MS = 1_000;
 
 /**
  * A one-line progress display. On a terminal it redraws the line in place (`\r`, erase to the end

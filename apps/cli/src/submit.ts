@@ -6,7 +6,7 @@ import { duration, pairs } from './format.js';
 import { ProgressBar } from './progress.js';
 import type { Session } from './session.js';
 
-export interface SubmitFlags {
+interface SubmitFlags {
   readonly detach?: boolean | undefined;
   readonly json?: boolean | undefined;
 }

@@ -14,19 +14,20 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type RunningApi, startApi } from '@cachefleet/api';
 import type { JobClient } from '@cachefleet/jobs';
 import { cacheKeys } from '@cachefleet/redis';
-import pg from 'pg';
-import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import {
   freePort,
   type RedisProcess,
   rawCommand,
   startRedis,
+  startTestRuntime,
+  type TestRuntime,
   testDatabaseUrl,
   waitUntil,
-} from '../../../test/helpers/index.js';
-import { startTestRuntime, type TestRuntime } from '../../../test/helpers/runtime.js';
+} from '@cachefleet/test';
+import pg from 'pg';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { definitions, PRODUCTS } from './definitions.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));

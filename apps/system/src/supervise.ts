@@ -6,13 +6,13 @@ const MAX_BACKOFF_MS = 30_000;
 /** A run this long was healthy: the next crash restarts after FIRST_BACKOFF_MS again. */
 const HEALTHY_RUN_MS = 60_000;
 
-export interface Spawned<R> {
+interface Spawned<R> {
   readonly child: ChildProcess;
   /** Resolves once the process is ready (with what its ready line said); rejects if it cannot be. */
   readonly ready: Promise<R>;
 }
 
-export interface ServiceOptions<R> {
+interface ServiceOptions<R> {
   readonly name: string;
   /** Spawns the process and says how to know it is ready; called again for each restart. */
   spawn(): Spawned<R>;
@@ -22,13 +22,13 @@ export interface ServiceOptions<R> {
   say(line: string): void;
 }
 
-export interface Exit {
+interface Exit {
   readonly code: number | null;
   readonly signal: NodeJS.Signals | null;
 }
 
 /** `code 1` or `signal SIGKILL`: a child killed by a signal has no exit code. */
-export function describeExit(exit: Exit): string {
+function describeExit(exit: Exit): string {
   return exit.signal !== null ? `signal ${exit.signal}` : `code ${exit.code}`;
 }
 

@@ -11,9 +11,9 @@ import { randomBytes } from 'node:crypto';
 import { createConnection } from 'node:net';
 import { connectPg } from '@cachefleet/catalogue';
 import { JobClient, loadQueueConfig } from '@cachefleet/jobs';
+import { type RedisProcess, startRedis, testDatabaseUrl, waitUntil } from '@cachefleet/test';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RedisProcess, startRedis, testDatabaseUrl, waitUntil } from '../../../test/helpers/index.js';
 import { loadWorkerConfig, type RunningWorker, startWorker } from '../src/index.js';
 
 const DATABASE_URL = testDatabaseUrl();

@@ -29,7 +29,7 @@ export type Product = z.infer<typeof productSchema>;
  * The select list of a product. Ids and timestamps become text in SQL, so a row is already the
  * JSON value whatever the driver does with bigint and timestamptz (pg and PGlite differ).
  */
-export const PRODUCT_COLUMNS = `id::text AS id, sku, name, category, price_cents, stock,
+const PRODUCT_COLUMNS = `id::text AS id, sku, name, category, price_cents, stock,
   to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS updated_at`;
 
 /** Largest page `ids` returns: a warm batch is a few hundred to a few thousand. */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { testDatabaseUrl } from '@cachefleet/test';
 import { type Cache, createCache } from '@cachefleet/tiered-cache';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { testDatabaseUrl } from '../../../test/helpers/index.js';
 import {
   type Catalogue,
   CatalogueError,

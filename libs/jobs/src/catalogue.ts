@@ -131,7 +131,7 @@ export const warmStateSchema = z.object({
 export type WarmState = z.output<typeof warmStateSchema>;
 
 /** A keys invalidation's offset, or a pattern invalidation's step (fence → fan-out → wait). */
-export const invalidateStateSchema = z.discriminatedUnion('step', [
+const invalidateStateSchema = z.discriminatedUnion('step', [
   z.object({ step: z.literal('keys'), offset: z.number().int().min(0), removed: z.number() }),
   z.object({ step: z.literal('fan-out'), match: z.string(), masters: z.array(z.string()) }),
   z.object({ step: z.literal('wait'), masters: z.array(z.string()) }),
@@ -142,7 +142,7 @@ export type InvalidateState = z.output<typeof invalidateStateSchema>;
 export const sliceStateSchema = z.object({ cursor: z.string(), scanned: z.number(), unlinked: z.number() });
 export type SliceState = z.output<typeof sliceStateSchema>;
 
-export interface RetentionPolicy {
+interface RetentionPolicy {
   readonly age: number;
   readonly count: number;
 }

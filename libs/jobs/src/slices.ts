@@ -9,7 +9,7 @@ import { type JobClient, type JobView, jobOptions } from './client.js';
  * The handler adds them, the API's `GET /jobs/:id` lists them and the CLI's follow sums them, all
  * through these functions.
  */
-export const SLICE_JOB = 'invalidate-slice' satisfies JobName;
+const SLICE_JOB = 'invalidate-slice' satisfies JobName;
 const SLICE_QUEUE = JOBS[SLICE_JOB].queue;
 
 export function sliceId(parentId: string, index: number): string {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { delay, type RedisProcess, startRedis, waitUntil } from '@cachefleet/test';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { delay, type RedisProcess, startRedis, waitUntil } from '../../../test/helpers/index.js';
 import {
   applySchedules,
   canonicalJson,

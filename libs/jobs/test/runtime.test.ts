@@ -4,11 +4,16 @@
  * error's code in front, once). A real redis-server, a real FleetRuntime, a tiny namespace.
  */
 import { randomBytes } from 'node:crypto';
+import {
+  type RedisProcess,
+  startRedis,
+  startTestRuntime,
+  type TestRuntime,
+  waitUntil,
+} from '@cachefleet/test';
 import { defineNamespace } from '@cachefleet/tiered-cache';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { type RedisProcess, startRedis, waitUntil } from '../../../test/helpers/index.js';
-import { startTestRuntime, type TestRuntime } from '../../../test/helpers/runtime.js';
 import {
   type Definitions,
   type JobClient,

@@ -11,7 +11,7 @@ import { CacheError } from './errors.js';
 import type { Tiers } from './stack/read-through.js';
 import type { CacheStore } from './types.js';
 
-export interface AssemblyDeps {
+interface AssemblyDeps {
   readonly options: ResolvedCacheOptions;
   readonly podId: string;
   readonly logger: Logger | undefined;
@@ -21,7 +21,7 @@ export interface AssemblyDeps {
   readonly handlers: BusHandlers;
 }
 
-export interface Assembled {
+interface Assembled {
   readonly store: CacheStore;
   readonly bus: EventBus | undefined;
 }

@@ -29,7 +29,7 @@ export interface WarmBatchResult {
   readonly overtaken: boolean;
 }
 
-export interface FleetDeps {
+interface FleetDeps {
   readonly rt: ReadThrough;
   readonly l2: () => RedisStore | undefined;
   /** Publishes an event of this pod on the bus (no-op without a bus). */

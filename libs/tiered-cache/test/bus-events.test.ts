@@ -1,7 +1,7 @@
+import { busHead, startRedis, waitUntil } from '@cachefleet/test';
 import { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
 import { z } from 'zod';
-import { busHead, startRedis, waitUntil } from '../../../test/helpers/index.js';
 import {
   type Cache,
   type CacheEvent,

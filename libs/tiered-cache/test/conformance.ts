@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CacheStore } from '../src/index.js';
 
-export interface ConformanceTarget {
+interface ConformanceTarget {
   readonly store: CacheStore;
   /** Writes a key outside the store's prefix; `clear()` must leave it alone. */
   readonly plantForeignKey?: () => Promise<() => Promise<boolean>>;

@@ -1,7 +1,7 @@
+import { liveValue, startRedis, waitUntil } from '@cachefleet/test';
 import { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
 import { z } from 'zod';
-import { liveValue, startRedis, waitUntil } from '../../../test/helpers/index.js';
 import { createCache, defineNamespace } from '../src/index.js';
 
 // appendonly so the old value survives the kill: the test is about what happens to it afterwards.

@@ -1,15 +1,19 @@
 import { cacheKeys } from '@cachefleet/redis';
-import { Cluster, Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import {
+  cachesOn,
+  countKeys,
+  deferred,
   isTombstoned,
   liveValue,
   type RedisCluster,
   startCluster,
   startRedis,
+  unwrap,
   waitUntil,
-} from '../../../test/helpers/index.js';
+} from '@cachefleet/test';
+import { Cluster, Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import {
   type Cache,
   type CacheOptions,
@@ -25,19 +29,14 @@ import {
 
 const server = await startRedis();
 const raw = new Redis(server.url);
-const caches: Cache[] = [];
+const caches = cachesOn(server.url);
 afterAll(async () => {
-  await Promise.all(caches.map((c) => c.close()));
+  await caches.closeAll();
   raw.disconnect();
   await server.stop();
 });
-
-async function newCache(prefix: string, extra: Partial<CacheOptions> = {}): Promise<Cache> {
-  const cache = createCache({ impl: 'tiered', redis: { mode: 'single', url: server.url }, prefix, ...extra });
-  await cache.start();
-  caches.push(cache);
-  return cache;
-}
+const newCache = (prefix: string, extra: Partial<CacheOptions> = {}): Promise<Cache> =>
+  caches.open(prefix, extra);
 
 const Item = z.object({ id: z.string(), v: z.number() });
 type Item = z.infer<typeof Item>;
@@ -78,35 +77,9 @@ function source(name: string, opts: SourceOptions = {}) {
   return { ns, calls, db };
 }
 
-function unwrap<T>(r: Result<T>): T {
-  if (!r.ok) throw r.error;
-  return r.value;
-}
-
-function deferred<T>() {
-  let resolve: (value: T) => void = () => {};
-  const promise = new Promise<T>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
-
 const range = (n: number, p: string) => Array.from({ length: n }, (_, i) => `${p}${i}`);
 const value = (prefix: string, ns: Namespace<Item>, id: string) =>
   liveValue(raw, `${prefix}${ns.keyBase}${id}`);
-
-async function countKeys(pattern: string, nodes: Redis[] = [raw]): Promise<number> {
-  let n = 0;
-  for (const node of nodes) {
-    let cursor = '0';
-    do {
-      const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-      cursor = next;
-      n += keys.length;
-    } while (cursor !== '0');
-  }
-  return n;
-}
 
 /** What an invalidate-slice job does: unlinkStep from `from` until cursor '0' (or `max` steps). */
 async function walk(c: Cache, match: string, o: { from?: string; max?: number; master?: string } = {}) {
@@ -242,7 +215,7 @@ describe('warm', () => {
     const r = unwrap(await (await newCache(p)).fleet.warm(ns, range(10, 'o')));
     expect(r).toMatchObject({ written: 0, overtaken: true });
     expect(calls.many).toBe(3);
-    expect(await countKeys(`${p}item:*`)).toBe(0);
+    expect(await countKeys(raw, `${p}item:*`)).toBe(0);
   });
 
   it('indexes tags: invalidateTags afterwards removes the warmed entries of the tag', async () => {
@@ -336,9 +309,9 @@ describe('bulk pattern invalidation (single node)', () => {
     await pipe.exec();
   }
   async function expectWalked(p: string): Promise<void> {
-    expect(await countKeys(`${p}alpha:v1:u*`)).toBe(0);
-    expect(await countKeys(`${p}alpha:v1:keep*`)).toBe(300);
-    expect(await countKeys(`${p}beta:v1:*`)).toBe(300);
+    expect(await countKeys(raw, `${p}alpha:v1:u*`)).toBe(0);
+    expect(await countKeys(raw, `${p}alpha:v1:keep*`)).toBe(300);
+    expect(await countKeys(raw, `${p}beta:v1:*`)).toBe(300);
   }
 
   it('unlinks exactly the matching keys of 20,000, in steps of 1,000', async () => {
@@ -489,7 +462,7 @@ describe('Cluster (3 masters)', () => {
     mine.push(c);
     return c;
   }
-  const clusterCount = (match: string) => countKeys(match, client.nodes('master'));
+  const clusterCount = (match: string) => countKeys(client.nodes('master'), match);
 
   it('lists 3 masters; warms 3,000 ids, and a walk over every master removes them all', async () => {
     const p = 'fw-cl:';

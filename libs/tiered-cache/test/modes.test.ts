@@ -1,7 +1,4 @@
 import { createRedisClient, type RedisConnection } from '@cachefleet/redis';
-import { Cluster, Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import {
   busHead,
   liveValue,
@@ -10,7 +7,10 @@ import {
   startCluster,
   startSentinelSet,
   waitUntil,
-} from '../../../test/helpers/index.js';
+} from '@cachefleet/test';
+import { Cluster, Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import {
   type Cache,
   createCache,

@@ -1,7 +1,7 @@
+import { cachesOn, countKeys, isTombstoned, liveValue, startRedis } from '@cachefleet/test';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { isTombstoned, liveValue, startRedis } from '../../../test/helpers/index.js';
 import { type Cache, type CacheOptions, createCache, defineNamespace, type Namespace } from '../src/index.js';
 
 const server = await startRedis();
@@ -42,27 +42,10 @@ function productSource(name = 'product') {
 }
 
 let seq = 0;
-const caches: Cache[] = [];
-async function newCache(extra: Partial<CacheOptions> = {}, prefix = `rt${++seq}:`): Promise<Cache> {
-  const cache = createCache({ impl: 'tiered', redis: { mode: 'single', url: server.url }, prefix, ...extra });
-  await cache.start();
-  caches.push(cache);
-  return cache;
-}
-afterAll(async () => {
-  await Promise.all(caches.map((c) => c.close()));
-});
-
-async function countKeys(pattern: string): Promise<number> {
-  let cursor = '0';
-  let n = 0;
-  do {
-    const [next, keys] = await raw.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    cursor = next;
-    n += keys.length;
-  } while (cursor !== '0');
-  return n;
-}
+const caches = cachesOn(server.url);
+const newCache = (extra: Partial<CacheOptions> = {}, prefix = `rt${++seq}:`): Promise<Cache> =>
+  caches.open(prefix, extra);
+afterAll(() => caches.closeAll());
 
 describe('read-through get', () => {
   it('loads once, writes L2 with the namespace TTL, then serves L1, then L2 for a cold pod', async () => {
@@ -106,7 +89,7 @@ describe('read-through get', () => {
     const { ns, calls } = productSource();
     const cache = createCache({ impl: 'memory' });
     await cache.start();
-    caches.push(cache);
+    caches.track(cache);
     await Promise.all(Array.from({ length: 100 }, () => cache.get(ns, '4')));
     expect(calls.load).toBe(1);
     expect(cache.status()).toMatchObject({ implName: 'memory', hits: 0, misses: 100 });
@@ -149,7 +132,7 @@ describe('bad input changes nothing', () => {
       expect(!s.ok && s.error.code).toBe('E_CACHE_INVALID_ID');
     }
     expect(calls.load).toBe(0);
-    expect(await countKeys('rt-bad:*')).toBe(0);
+    expect(await countKeys(raw, 'rt-bad:*')).toBe(0);
   });
 
   it('refuses a value that fails the schema, from set() or from the loader', async () => {
@@ -165,7 +148,7 @@ describe('bad input changes nothing', () => {
     expect(!viaLoad.ok && viaLoad.error.code).toBe('E_CACHE_INVALID_VALUE');
     const viaSet = await cache.set(bad, 'b', { n: 'x' } as unknown as { n: number });
     expect(!viaSet.ok && viaSet.error.code).toBe('E_CACHE_INVALID_VALUE');
-    expect(await countKeys('rt-badv:*')).toBe(0);
+    expect(await countKeys(raw, 'rt-badv:*')).toBe(0);
     expect(cache.status().misses).toBe(1);
   });
 
@@ -269,7 +252,7 @@ describe('ways out of the cache', () => {
     b.calls.ids.length = 0;
     await late.get(b.ns, '1');
     expect(b.calls.ids).toEqual([]);
-    expect(await countKeys('rt-ns:beta:*')).toBe(2);
+    expect(await countKeys(raw, 'rt-ns:beta:*')).toBe(2);
   });
 
   it('L1 entries expire after the namespace L1 TTL while L2 still serves', async () => {

@@ -1,6 +1,6 @@
+import { startRedis } from '@cachefleet/test';
 import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { startRedis } from '../../../test/helpers/index.js';
 import { createCache, defineNamespace } from '../src/index.js';
 
 const server = await startRedis();

@@ -1,7 +1,7 @@
 import { createRedisClient } from '@cachefleet/redis';
+import { startRedis } from '@cachefleet/test';
 import { Redis } from 'ioredis';
 import { afterAll } from 'vitest';
-import { startRedis } from '../../../test/helpers/index.js';
 import { MemoryStore, NullStore, RedisStore, TieredStore } from '../src/index.js';
 import { describeStoreConformance } from './conformance.js';
 

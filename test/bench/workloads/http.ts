@@ -57,7 +57,7 @@ export const httpChildConfigSchema = z.strictObject({
   /** Cache key prefix and queue prefix of this run: nothing of the other workloads is read. */
   prefix: z.string().regex(/^[A-Za-z0-9_-]{1,40}$/),
 });
-export type HttpChildConfig = z.infer<typeof httpChildConfigSchema>;
+type HttpChildConfig = z.infer<typeof httpChildConfigSchema>;
 
 const readySchema = z.strictObject({ ready: z.literal(true), api: z.string(), bare: z.string() });
 
@@ -105,7 +105,7 @@ function generator(seed: number): () => number {
  * `count` ids in 1…items, rank k drawn with probability ∝ 1/k^s (inverse CDF by binary search);
  * rank k is then id `shuffle[k]`, so the hot ids are spread over the table, not its first pages.
  */
-export function zipfIds(items: number, count: number, s = ZIPF_S, seed = 0x5eed): Uint32Array {
+function zipfIds(items: number, count: number, s = ZIPF_S, seed = 0x5eed): Uint32Array {
   const random = generator(seed);
   const cdf = new Float64Array(items);
   let sum = 0;

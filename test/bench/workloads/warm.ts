@@ -157,7 +157,7 @@ function runBenchmark(port: number, n: number): Promise<string> {
 }
 
 /** `SET: 869565.19 requests per second, p50=0.839 msec` (after `\r` progress lines). */
-export function parseBenchmark(stdout: string): number {
+function parseBenchmark(stdout: string): number {
   const all = [...stdout.matchAll(/SET: ([\d.]+) requests per second/g)];
   const rps = Number(all[all.length - 1]?.[1]);
   if (!(rps > 0)) throw new Error(`no SET rate in redis-benchmark output: ${stdout.slice(-200)}`);

@@ -4,7 +4,7 @@ import { LISTED_IDS, usableIds } from '../namespaces.js';
 import { checkpoint, type JobContext, must } from './context.js';
 
 /** Ids per batch: one snapshot round trip, one loadMany, one script call per 500 entries. */
-export const WARM_BATCH = 1_000;
+const WARM_BATCH = 1_000;
 
 /**
  * Warms namespaces batch by batch (docs/design-fleet.md): `all` pages ids from the definition,

@@ -1,6 +1,6 @@
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
-export interface BreakerOptions {
+interface BreakerOptions {
   readonly failureThreshold: number;
   readonly cooldownMs: number;
   readonly clock?: { now(): number };

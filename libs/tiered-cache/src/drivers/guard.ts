@@ -5,7 +5,7 @@ import { type BreakerState, CircuitBreaker } from './breaker.js';
 
 export type L2ErrorType = 'unavailable' | 'timeout' | 'connection' | 'command' | 'corrupt';
 
-export interface L2GuardOptions {
+interface L2GuardOptions {
   readonly breaker: { readonly failureThreshold: number; readonly cooldownMs: number };
   /** Commands outstanding with no reply for this long means Redis hangs: drop the sockets. */
   readonly commandTimeoutMs: number;

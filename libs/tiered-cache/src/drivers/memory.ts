@@ -10,7 +10,7 @@ export interface MemoryStoreOptions {
   readonly clock?: { now(): number };
 }
 
-export interface L1Stats {
+interface L1Stats {
   evictions: number;
 }
 

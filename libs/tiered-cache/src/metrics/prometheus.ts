@@ -8,7 +8,7 @@ import type { CacheImplName } from '../types.js';
 import { FastHistogram } from './histogram.js';
 
 /** What the collector reads at scrape time. */
-export interface MetricsSource {
+interface MetricsSource {
   impl(): CacheImplName;
   states(): readonly (NamespaceState | undefined)[];
   l1(): MemoryStore | undefined;

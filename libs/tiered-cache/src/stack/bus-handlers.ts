@@ -5,7 +5,7 @@ import { ok, type Result } from '../result.js';
 import { applyToL1 } from './coherence.js';
 import type { ReadThrough } from './read-through.js';
 
-export interface BusHandlingDeps {
+interface BusHandlingDeps {
   readonly rt: ReadThrough;
   /** While cut off from the bus, L1 keeps nothing longer than this, ms. */
   readonly disconnectedTtlMs: number;

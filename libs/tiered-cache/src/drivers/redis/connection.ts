@@ -4,7 +4,7 @@ import { type Codec, createCodec } from '../codec.js';
 import { L2Guard } from '../guard.js';
 import { CACHE_SCRIPTS, type CacheScripts } from './scripts.js';
 
-export interface L2ConnectionOptions {
+interface L2ConnectionOptions {
   readonly client: RedisClient;
   readonly prefix: string;
   readonly compressionThreshold: number;

@@ -3,7 +3,7 @@ import { ok, type Result } from '../../result.js';
 import { newTombstone } from '../codec.js';
 import { type L2Connection, UNLINK_BATCH } from './connection.js';
 
-export interface FencingOptions {
+interface FencingOptions {
   /** Lifetime of an invalidation tombstone; fills older than this never write. */
   readonly tombstoneTtlMs: number;
   readonly maxPendingDeletes: number;

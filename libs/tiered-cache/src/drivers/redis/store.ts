@@ -26,12 +26,12 @@ export interface RedisStoreOptions {
   readonly onBreakerChange?: (from: BreakerState, to: BreakerState) => void;
 }
 
-export interface L2Stats extends DeleteStats {
+interface L2Stats extends DeleteStats {
   readonly errors: Record<L2ErrorType, number>;
 }
 
 /** A decoded L2 read with the entry's JSON length (for L1 size accounting). */
-export interface L2Entry {
+interface L2Entry {
   readonly value: unknown;
   readonly size: number;
 }

@@ -1,0 +1,58 @@
+import type { Redis } from 'ioredis';
+
+/**
+ * Small helpers that many tests wrote for themselves: a promise settled from outside, a Result
+ * unwrapped, a SCAN count, a seeded random stream. Nothing here starts a process.
+ */
+
+/** A promise and the function that settles it, for holding a loader or a step until a test says so. */
+export interface Deferred<T> {
+  readonly promise: Promise<T>;
+  resolve(value: T): void;
+}
+
+export function deferred<T = void>(): Deferred<T> {
+  let resolve: (value: T) => void = () => {};
+  const promise = new Promise<T>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+/** The value of an ok Result; the Result's own error thrown otherwise (so the test fails with it). */
+export function unwrap<T>(
+  r: { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: unknown },
+): T {
+  if (!r.ok) throw r.error;
+  return r.value;
+}
+
+/** How many keys match `pattern` on every node given (SCAN, never KEYS). */
+export async function countKeys(nodes: Redis | readonly Redis[], pattern: string): Promise<number> {
+  let n = 0;
+  for (const node of isList(nodes) ? nodes : [nodes]) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      n += keys.length;
+    } while (cursor !== '0');
+  }
+  return n;
+}
+
+function isList(nodes: Redis | readonly Redis[]): nodes is readonly Redis[] {
+  return Array.isArray(nodes);
+}
+
+/** mulberry32: a small seeded stream in [0, 1), so a run's choices can be replayed from its seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
