@@ -18,6 +18,10 @@ async function counter(name: string, labels: Record<string, string>): Promise<nu
   return found?.value ?? 0;
 }
 
+/** GET /api/products/7 with `If-None-Match: etag`. */
+const getProduct = (etag: string) =>
+  app.inject({ method: 'GET', url: '/api/products/7', headers: { 'if-none-match': etag } });
+
 beforeEach(async () => {
   registry = new Registry();
   app = Fastify();
@@ -77,11 +81,7 @@ describe('edgeCaching: cacheable responses', () => {
   });
 
   it('answers 304 with an empty body and keeps ETag, Cache-Control and Vary when If-None-Match matches', async () => {
-    const res = await app.inject({
-      method: 'GET',
-      url: '/api/products/7',
-      headers: { 'if-none-match': PRODUCT_ETAG },
-    });
+    const res = await getProduct(PRODUCT_ETAG);
     expect(res.statusCode).toBe(304);
     expect(res.body).toBe('');
     expect(res.headers.etag).toBe(PRODUCT_ETAG);
@@ -99,22 +99,14 @@ describe('edgeCaching: cacheable responses', () => {
       `"a", W/${PRODUCT_ETAG}`,
       '*',
     ]) {
-      const res = await app.inject({
-        method: 'GET',
-        url: '/api/products/7',
-        headers: { 'if-none-match': header },
-      });
+      const res = await getProduct(header);
       expect(res.statusCode, header).toBe(304);
     }
   });
 
   it('answers 200 with the body when If-None-Match does not match', async () => {
     for (const header of ['"stale"', '"a", "b"', 'W/"stale"', PRODUCT_ETAG.slice(1, -1), '']) {
-      const res = await app.inject({
-        method: 'GET',
-        url: '/api/products/7',
-        headers: { 'if-none-match': header },
-      });
+      const res = await getProduct(header);
       expect(res.statusCode, header).toBe(200);
       expect(res.body).toBe(PRODUCT_BODY);
       expect(res.headers.etag).toBe(PRODUCT_ETAG);

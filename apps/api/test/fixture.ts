@@ -16,6 +16,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { z } from 'zod';
 import { type RunningApi, startApi } from '../src/index.js';
+import { type CallOptions as PodCallOptions, type Response, request } from './harness.js';
 export const TAG = randomBytes(4).toString('hex');
 export const SCHEMA = `api_${TAG}`;
 export const PRODUCTS = 2_000;
@@ -76,38 +77,13 @@ export function jobClient(prefix: string): JobClient {
   return c;
 }
 
-export interface Response {
-  readonly status: number;
-  readonly headers: Headers;
-  readonly text: string;
-  /** The body parsed as JSON when it is JSON, else undefined. */
-  readonly json: unknown;
-}
-
-export interface CallOptions {
-  readonly method?: string;
-  /** true: the right admin token; a string: that token. */
-  readonly token?: true | string;
-  readonly body?: unknown;
-  readonly headers?: Record<string, string>;
+/** `base`: another pod of this file (default: the file's pod). */
+export interface CallOptions extends PodCallOptions {
   readonly base?: string;
 }
 
-export async function call(path: string, options: CallOptions = {}): Promise<Response> {
-  const headers: Record<string, string> = { ...options.headers };
-  if (options.token !== undefined)
-    headers.authorization = `Bearer ${options.token === true ? TOKEN : options.token}`;
-  if (options.body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(`${options.base ?? api.url}${path}`, {
-    method: options.method ?? 'GET',
-    headers,
-    redirect: 'manual',
-    ...(options.body !== undefined ? { body: JSON.stringify(options.body) } : {}),
-  });
-  const text = await res.text();
-  let json: unknown;
-  if ((res.headers.get('content-type') ?? '').includes('application/json')) json = JSON.parse(text);
-  return { status: res.status, headers: res.headers, text, json };
+export function call(path: string, options: CallOptions = {}): Promise<Response> {
+  return request(options.base ?? api.url, TOKEN, path, options);
 }
 
 export const ProductJson = z.object({

@@ -31,6 +31,33 @@ export interface CallOptions {
   readonly headers?: Record<string, string>;
 }
 
+/** One HTTP request to a pod at `base`, as a test makes it (`token: true` sends `token`). */
+export async function request(
+  base: string,
+  token: string,
+  path: string,
+  o: CallOptions = {},
+): Promise<Response> {
+  const headers: Record<string, string> = { ...o.headers };
+  if (o.token !== undefined) headers.authorization = `Bearer ${o.token === true ? token : o.token}`;
+  let body: string | undefined;
+  if (typeof o.body === 'string') body = o.body;
+  else if (o.body !== undefined) {
+    headers['content-type'] ??= 'application/json';
+    body = JSON.stringify(o.body);
+  }
+  const res = await fetch(`${base}${path}`, {
+    method: o.method ?? 'GET',
+    headers,
+    redirect: 'manual',
+    ...(body !== undefined ? { body } : {}),
+  });
+  const text = await res.text();
+  let json: unknown;
+  if ((res.headers.get('content-type') ?? '').includes('application/json')) json = JSON.parse(text);
+  return { status: res.status, headers: res.headers, text, json };
+}
+
 export interface TestPod {
   readonly api: RunningApi;
   readonly url: string;
@@ -90,26 +117,7 @@ export async function startTestPod(options: TestPodOptions = {}): Promise<TestPo
       pino({ level: 'silent' }),
     );
   }
-  const call = async (path: string, o: CallOptions = {}): Promise<Response> => {
-    const headers: Record<string, string> = { ...o.headers };
-    if (o.token !== undefined) headers.authorization = `Bearer ${o.token === true ? token : o.token}`;
-    let body: string | undefined;
-    if (typeof o.body === 'string') body = o.body;
-    else if (o.body !== undefined) {
-      headers['content-type'] ??= 'application/json';
-      body = JSON.stringify(o.body);
-    }
-    const res = await fetch(`${api.url}${path}`, {
-      method: o.method ?? 'GET',
-      headers,
-      redirect: 'manual',
-      ...(body !== undefined ? { body } : {}),
-    });
-    const text = await res.text();
-    let json: unknown;
-    if ((res.headers.get('content-type') ?? '').includes('application/json')) json = JSON.parse(text);
-    return { status: res.status, headers: res.headers, text, json };
-  };
+  const call = (path: string, o: CallOptions = {}): Promise<Response> => request(api.url, token, path, o);
   return {
     api,
     url: api.url,

@@ -174,6 +174,14 @@ export interface JobPolicy {
 
 const DAY = 24 * 3600;
 
+/** What a job an operator enqueues keeps: a week of results, a month of failures; deduplicated. */
+const USER_JOB = {
+  removeOnComplete: { age: 7 * DAY, count: 1_000 },
+  removeOnFail: { age: 30 * DAY, count: 5_000 },
+  dedupe: 'payload',
+  internal: false,
+} as const;
+
 export const JOBS = {
   warm: {
     queue: 'warm',
@@ -183,10 +191,7 @@ export const JOBS = {
     attempts: 5,
     backoff: { type: 'exponential', delay: 2_000 },
     timeoutMs: 60 * 60_000,
-    removeOnComplete: { age: 7 * DAY, count: 1_000 },
-    removeOnFail: { age: 30 * DAY, count: 5_000 },
-    dedupe: 'payload',
-    internal: false,
+    ...USER_JOB,
   },
   invalidate: {
     queue: 'invalidate',
@@ -196,10 +201,7 @@ export const JOBS = {
     attempts: 5,
     backoff: { type: 'exponential', delay: 1_000 },
     timeoutMs: 10 * 60_000,
-    removeOnComplete: { age: 7 * DAY, count: 1_000 },
-    removeOnFail: { age: 30 * DAY, count: 5_000 },
-    dedupe: 'payload',
-    internal: false,
+    ...USER_JOB,
   },
   'invalidate-slice': {
     queue: 'invalidate',

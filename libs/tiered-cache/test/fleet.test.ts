@@ -77,6 +77,27 @@ function source(name: string, opts: SourceOptions = {}) {
   return { ns, calls, db };
 }
 
+/**
+ * A warming pod `w` and another pod `o` on prefix `p`, over a source whose first batch load runs
+ * `meanwhile(o, ns)` after reading its rows (and first moves the data to version 2 unless told not to).
+ */
+async function warmWhile(
+  p: string,
+  meanwhile: (o: Cache, ns: Namespace<Item>) => Promise<unknown>,
+  { moveData = true } = {},
+) {
+  const w = await newCache(p);
+  const o = await newCache(p);
+  const src = source('item', {
+    during: async (call, ns) => {
+      if (call !== 1) return;
+      if (moveData) src.db.v = 2;
+      await meanwhile(o, ns);
+    },
+  });
+  return { w, o, ...src };
+}
+
 const range = (n: number, p: string) => Array.from({ length: n }, (_, i) => `${p}${i}`);
 const value = (prefix: string, ns: Namespace<Item>, id: string) =>
   liveValue(raw, `${prefix}${ns.keyBase}${id}`);
@@ -139,16 +160,15 @@ describe('warm', () => {
 
   it('never overwrites a set made while it loaded (absent or live before), but refreshes untouched entries', async () => {
     const p = 'fw-newer:';
-    const w = await newCache(p);
-    const o = await newCache(p);
-    const { ns } = source('item', {
-      during: async (call, ns) => {
-        if (call !== 1) return;
+    const { w, o, ns } = await warmWhile(
+      p,
+      async (o, ns) => {
         await o.set(ns, 'k1', { id: 'k1', v: 99 });
         await o.set(ns, 'k3', { id: 'k3', v: 99 });
         await o.set(ns, 'k6', { id: 'k6', v: 99 });
       },
-    });
+      { moveData: false },
+    );
     unwrap(await o.set(ns, 'k3', { id: 'k3', v: 0 }));
     unwrap(await o.set(ns, 'k4', { id: 'k4', v: 0 }));
     // k5 and k6 already hold what the loader returns (the unhashed "same value" path of warm-n.lua);
@@ -169,15 +189,7 @@ describe('warm', () => {
 
   it('does not resurrect a key deleted while it loaded: it stays a tombstone, then read-through loads fresh', async () => {
     const p = 'fw-deleted:';
-    const w = await newCache(p);
-    const o = await newCache(p);
-    const { ns, calls, db } = source('item', {
-      during: async (call, ns) => {
-        if (call !== 1) return;
-        db.v = 2;
-        await o.delete(ns, 'd1', 'd2');
-      },
-    });
+    const { w, o, ns, calls } = await warmWhile(p, (o, ns) => o.delete(ns, 'd1', 'd2'));
     unwrap(await o.set(ns, 'd2', { id: 'd2', v: 0 }));
     expect(unwrap(await w.fleet.warm(ns, ['d1', 'd2']))).toMatchObject({ loaded: 2, written: 0, changed: 2 });
     expect(await isTombstoned(raw, `${p}item:v1:d1`)).toBe(true);
@@ -189,15 +201,7 @@ describe('warm', () => {
 
   it('reloads when a walk begins while it loads, and writes the second load', async () => {
     const p = 'fw-overtaken:';
-    const w = await newCache(p);
-    const o = await newCache(p);
-    const { ns, calls, db } = source('item', {
-      during: async (call, ns) => {
-        if (call !== 1) return;
-        db.v = 2;
-        unwrap(await o.fleet.beginWalk(ns, '*'));
-      },
-    });
+    const { w, ns, calls } = await warmWhile(p, async (o, ns) => unwrap(await o.fleet.beginWalk(ns, '*')));
     const r = unwrap(await w.fleet.warm(ns, range(50, 'o')));
     expect(r).toMatchObject({ loaded: 50, written: 50, changed: 0, overtaken: false });
     expect(calls.many).toBe(2);
