@@ -1,4 +1,15 @@
+import { createInterface } from 'node:readline/promises';
 import { run } from './cli.js';
+
+/** A y/N question on the terminal; only when both stdin and stderr are one (never in a pipe or CI). */
+async function confirm(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
+  }
+}
 
 /**
  * `cachefleet` (bin/cachefleet.js), or `node --import tsx apps/cli/src/main.ts`. The exit code is
@@ -9,4 +20,5 @@ process.exitCode = await run(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
   now: Date.now,
+  ...(process.stdin.isTTY && process.stderr.isTTY ? { confirm } : {}),
 });

@@ -15,6 +15,11 @@ export interface Io {
   readonly stderr: Output;
   /** Injectable for tests of the progress bar. */
   readonly now: () => number;
+  /**
+   * Asks the person at the terminal a yes/no question (true: yes). Undefined when no one can be
+   * asked (stdin or stderr not a terminal): a destructive command then needs --yes.
+   */
+  readonly confirm?: (question: string) => Promise<boolean>;
 }
 
 /**

@@ -121,6 +121,46 @@ function cli(
   });
 }
 
+/**
+ * The CLI at a terminal: script(1) (util-linux) gives it a pty, `answer` is typed once the
+ * question is on the screen. Resolves with everything the terminal showed and the exit code.
+ */
+function inPty(args: readonly string[], answer: string): Promise<{ code: number | null; output: string }> {
+  const quote = (a: string) => `'${a.replaceAll("'", "'\\''")}'`;
+  const command = [process.execPath, '--import', 'tsx', 'apps/cli/src/main.ts', ...args].map(quote).join(' ');
+  return new Promise((resolve, reject) => {
+    const child = spawn('script', ['-qefc', command, '/dev/null'], {
+      cwd: ROOT,
+      env: {
+        ...CLEAN_ENV,
+        QUEUE_REDIS_URL: redis.url,
+        QUEUE_PREFIX,
+        CACHE_REDIS_URL: redis.url,
+        CACHE_KEY_PREFIX: CACHE_PREFIX,
+        WORKER_DEFINITIONS: DEFINITIONS,
+      },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let output = '';
+    let answered = false;
+    const onData = (d: string) => {
+      output += d;
+      if (!answered && output.includes('[y/N]')) {
+        answered = true;
+        child.stdin.write(`${answer}\n`);
+      }
+    };
+    child.stdout.setEncoding('utf8').on('data', onData);
+    child.stderr.setEncoding('utf8').on('data', onData);
+    const guard = setTimeout(() => child.kill('SIGKILL'), 25_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(guard);
+      resolve({ code, output });
+    });
+  });
+}
+
 /** The last line of stdout as JSON (the --json object). */
 function lastJson(run: Run): unknown {
   const lines = run.stdout.trim().split('\n');
@@ -292,6 +332,41 @@ describe('invalidate', { timeout: SLOW }, () => {
     const tags = await cli(['invalidate', '--namespace', 'product', '--tags', 'none', '--json']);
     expect(tags.code).toBe(0);
     expect(EndObject.parse(lastJson(tags)).result).toMatchObject({ scope: 'tags', removed: 0 });
+  });
+
+  it("--all and --pattern '*' empty the namespace: refused without --yes when no terminal can be asked", async () => {
+    const before = await queueTotal('invalidate');
+    const all = await cli(['invalidate', '--namespace', 'product', '--all', '--detach']);
+    expect(all.code).toBe(2);
+    expect(all.stderr.trim()).toMatch(
+      /^cachefleet invalidate: E_CLI_NOT_CONFIRMED: this invalidates every entry of namespace product .*pass --yes/,
+    );
+    const star = await cli(['invalidate', '--namespace', 'product', '--pattern', '**', '--detach']);
+    expect(star.code).toBe(2);
+    expect(star.stderr).toMatch(/E_CLI_NOT_CONFIRMED: .*one by one \(--all does the same in O\(1\)\)/);
+    // An unclosed bracket is refused before the question is asked.
+    const bracket = await cli(['invalidate', '--namespace', 'product', '--pattern', '[']);
+    expect(bracket.code).toBe(2);
+    expect(bracket.stderr).toMatch(/E_JOB_INVALID_PAYLOAD: --pattern: a glob whose every \[ is closed/);
+    expect(await queueTotal('invalidate')).toBe(before);
+
+    const yes = await cli(['invalidate', '--namespace', 'product', '--all', '--yes', '--json']);
+    expect(yes.code).toBe(0);
+    expect(EndObject.parse(lastJson(yes)).result).toMatchObject({ scope: 'namespace', namespace: 'product' });
+  });
+
+  it('at a terminal (a pty from script(1)) it asks: n enqueues nothing, y goes on', async () => {
+    const before = await queueTotal('invalidate');
+    const no = await inPty(['invalidate', '-n', 'product', '--all', '--detach'], 'n');
+    expect(no.output).toMatch(/Invalidate every entry of namespace product .*\? \[y\/N\]/);
+    expect(no.output).toMatch(/E_CLI_NOT_CONFIRMED: not confirmed; nothing was enqueued/);
+    expect(no.code).toBe(2);
+    expect(await queueTotal('invalidate')).toBe(before);
+    const yes = await inPty(['invalidate', '-n', 'product', '--pattern', '*', '--detach'], 'y');
+    expect(yes.output).toMatch(/one by one \(--all does the same in O\(1\)\)\? \[y\/N\]/);
+    expect(yes.code).toBe(0);
+    // The parent and its slice (a pattern fans out).
+    expect(await queueTotal('invalidate')).toBeGreaterThan(before);
   });
 });
 

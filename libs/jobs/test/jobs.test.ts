@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { delay, type RedisProcess, startRedis, waitUntil } from '@cachefleet/test';
 import { Queue } from 'bullmq';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   applySchedules,
@@ -85,6 +86,37 @@ describe('payloads', () => {
       expect((error as JobError).code).toBe('E_JOB_INVALID_PAYLOAD');
       expect((error as JobError).message).toContain(`${name}: ${field}`);
     }
+  });
+
+  it('a pattern is accepted when well formed, refused with an unclosed [ or a lone trailing \\ (generated)', () => {
+    const literal = fc.constantFrom('a', 'b', '1', '9', '-', ':', '_', '.');
+    const token = fc.oneof(
+      literal,
+      fc.constant('*'),
+      fc.constant('?'),
+      fc.constantFrom('\\*', '\\[', '\\]', '\\\\'),
+      fc
+        .tuple(fc.boolean(), fc.array(fc.oneof(literal, fc.constant('\\]')), { minLength: 1, maxLength: 4 }))
+        .map(([not, set]) => `[${not ? '^' : ''}${set.join('')}]`),
+    );
+    const glob = fc.array(token, { minLength: 1, maxLength: 12 }).map((t) => t.join(''));
+    const accepts = (pattern: string) => {
+      try {
+        parsePayload('invalidate', { scope: 'pattern', namespace: 'product', pattern });
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    fc.assert(
+      fc.property(glob, (g) => {
+        expect(accepts(g), g).toBe(g.length <= 256);
+        // An opening bracket that nothing closes, or a backslash with nothing to escape.
+        expect(accepts(`${g}[${g.replaceAll(']', '')}`), `${g}[…`).toBe(false);
+        expect(accepts(`${g}\\`), `${g}\\`).toBe(false);
+      }),
+      { numRuns: 2_000 },
+    );
   });
 
   it('builds the warm and invalidate payloads the API and the CLI both make, from what was asked', () => {

@@ -2,6 +2,8 @@ import { parseArgs } from 'node:util';
 import { invalidatePayloadOf, payloadSchemaWith } from '@cachefleet/jobs';
 import { check, commaList, parseFlags, usage } from '../args.js';
 import { type Command, SUBMIT_HELP, SUBMIT_OPTIONS } from '../command.js';
+import { CliError } from '../errors.js';
+import type { Session } from '../session.js';
 import { submit } from '../submit.js';
 
 const OPTIONS = {
@@ -10,6 +12,7 @@ const OPTIONS = {
   keys: { type: 'string', short: 'k', multiple: true },
   tags: { type: 'string', short: 't', multiple: true },
   all: { type: 'boolean' },
+  yes: { type: 'boolean', short: 'y' },
   ...SUBMIT_OPTIONS,
 } as const;
 
@@ -21,12 +24,38 @@ function flagOf(path: readonly PropertyKey[]): string {
   return typeof head === 'string' && head !== 'scope' ? `--${head}` : SCOPES.join(' | ');
 }
 
+/**
+ * `--all` and a pattern of only `*` empty the whole namespace: asked at a terminal, refused without
+ * --yes elsewhere (a script must say it means it). A pattern `*` is told that --all is O(1).
+ */
+async function confirmWholeNamespace(
+  session: Session,
+  namespace: string,
+  values: { readonly all?: boolean; readonly pattern?: string },
+): Promise<void> {
+  const everyKey = values.pattern !== undefined && /^\*+$/.test(values.pattern);
+  if (values.all !== true && !everyKey) return;
+  const what = everyKey
+    ? `every key of namespace ${namespace}, one by one (--all does the same in O(1))`
+    : `every entry of namespace ${namespace} (it moves to a new generation)`;
+  const ask = session.io.confirm;
+  if (ask === undefined) {
+    throw new CliError(
+      'E_CLI_NOT_CONFIRMED',
+      `this invalidates ${what}; pass --yes to confirm (no terminal to ask)`,
+    );
+  }
+  if (!(await ask(`Invalidate ${what}? [y/N] `))) {
+    throw new CliError('E_CLI_NOT_CONFIRMED', 'not confirmed; nothing was enqueued');
+  }
+}
+
 export const invalidate: Command = {
   name: 'invalidate',
   summary: 'invalidate a pattern, ids, tags or a whole namespace, fleet-wide, and follow the job',
   help: `Usage:
   cachefleet invalidate --namespace <ns> (--pattern <glob> | --keys <id,...> | --tags <tag,...> | --all)
-                        [--detach] [--json]
+                        [--yes] [--detach] [--json]
 
 Enqueues an invalidate job on the invalidate queue, prints its id, then follows it until it ends
 and prints its result (removed, and for a pattern the slices and keys scanned). A pattern
@@ -38,6 +67,8 @@ Flags:
   -k, --keys <ids>      ids, comma-separated or repeated
   -t, --tags <tags>     tags, comma-separated or repeated
   --all                 the whole namespace, in O(1) (it moves to a new generation)
+  -y, --yes             do not ask: --all and a pattern of only * empty the whole namespace, so
+                        they ask for confirmation at a terminal and need --yes anywhere else
 ${SUBMIT_HELP}`,
 
   async run(args, session) {
@@ -57,6 +88,7 @@ ${SUBMIT_HELP}`,
     // never becomes a job (exit 2).
     const schema = payloadSchemaWith('invalidate', await session.namespaceRules());
     const parsed = check(schema, payload, flagOf, 'E_JOB_INVALID_PAYLOAD');
+    if (values.yes !== true) await confirmWholeNamespace(session, namespace, values);
     return submit(session, 'invalidate', parsed, values);
   },
 };
