@@ -5,7 +5,8 @@
  * a private redis-server as cache and queue Redis) and a real worker (`startWorker`) serving both
  * queues. No mocks.
  *
- *  1. /admin/queues without logging in answers 401 (and a wrong login token too)
+ *  1. a dashboard page without logging in sends the browser to the login form; a wrong token is
+ *     refused there, the right one sets a session cookie (not the token) and goes back to the page
  *  2. /admin/login?token=… sets the cookie and redirects to the dashboard, which lists both queues
  *     (`warm`, `invalidate`); the warm queue's failed tab shows a failed job (a warm of a namespace the
  *     worker has no definition for: E_JOB_UNKNOWN_NAMESPACE, not retried by the worker); its "Retry"
@@ -134,17 +135,31 @@ async function failedWarmJob(client: JobClient): Promise<JobView> {
 }
 
 describe('queue dashboard in Chromium', () => {
-  it('answers 401 to a browser that has not logged in', async () => {
+  it('sends a browser that has not logged in to the login form; a wrong token stays there, the right one opens the dashboard', async () => {
     const base = need(api, 'the API').url;
     const context = await need(browser, 'chromium').newContext();
+    context.setDefaultTimeout(UI_TIMEOUT_MS);
     try {
       const page = await context.newPage();
-      const direct = await page.goto(`${base}/admin/queues`);
-      expect(direct?.status()).toBe(401);
-      expect(await page.content()).toContain('unauthorized');
-      const wrong = await page.goto(`${base}/admin/login?token=not-the-token-0123456789`);
-      expect(wrong?.status()).toBe(401);
+      const direct = await page.goto(`${base}/admin/queues/queue/warm`);
+      expect(direct?.status()).toBe(200);
+      expect(new URL(page.url()).pathname).toBe('/admin/login');
+      await page.getByLabel('Admin token', { exact: false }).fill('not-the-token-0123456789');
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.getByText('That is not the admin token.').waitFor({ state: 'visible' });
       expect(await context.cookies()).toEqual([]);
+      const wrongLink = await page.goto(`${base}/admin/login?token=not-the-token-0123456789`);
+      expect(wrongLink?.status()).toBe(401);
+      expect(await context.cookies()).toEqual([]);
+
+      // The form again, with the right token: back to the page asked for first.
+      await page.goto(`${base}/admin/queues/queue/warm`);
+      await page.getByLabel('Admin token', { exact: false }).fill(TOKEN);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.waitForURL(/\/admin\/queues\/queue\/warm$/);
+      const [session] = await context.cookies();
+      expect(session).toMatchObject({ name: 'cf_admin', path: '/admin', httpOnly: true, sameSite: 'Strict' });
+      expect(session?.value).not.toContain(TOKEN);
     } finally {
       await context.close();
     }

@@ -6,7 +6,8 @@
  * launcher.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,6 +34,9 @@ interface Launcher {
 let dir: string;
 let redisPort: number;
 let launcher: Launcher | undefined;
+/** How the launcher was started (a second start reuses them). */
+let startArgs: string[] = [];
+let startEnv: Record<string, string> = {};
 
 function alive(pid: number): boolean {
   try {
@@ -68,6 +72,8 @@ beforeAll(async () => {
     SEED_COUNT: '300',
     LOG_LEVEL: 'info',
   });
+  startArgs = args;
+  startEnv = env;
   // Its own process group, as a shell gives a command: Ctrl-C at a terminal signals the whole group.
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
@@ -119,6 +125,35 @@ afterAll(async () => {
   await removeTempDir(dir);
 });
 
+describe('npm start keeps its token and its folder', () => {
+  it('prints the admin token it keeps (0600) in the data folder', () => {
+    const l = launcher as Launcher;
+    const printed = /admin token {4}(\S+)/.exec(l.stderr)?.[1];
+    expect(printed).toBeDefined();
+    const file = join(dir, 'admin-token');
+    expect(readFileSync(file, 'utf8').trim()).toBe(printed);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(l.stderr).toContain(`admin token made and kept in ${file}`);
+  });
+
+  // BUG (issue 10.4): a second npm start opened the same embedded database while the first ran.
+  it('a second npm start on the same folder is refused at once, naming the first', async () => {
+    const second = spawn(process.execPath, startArgs, {
+      cwd: ROOT,
+      env: startEnv,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    second.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    const code = await new Promise<number | null>((resolve) => second.once('exit', (c) => resolve(c)));
+    expect(code).toBe(1);
+    expect(stderr).toContain(`another npm start (pid ${(launcher as Launcher).child.pid}) is using ${dir}`);
+    expect((launcher as Launcher).child.exitCode).toBeNull();
+  }, 60_000);
+});
+
 describe('npm start supervises what it started', () => {
   // BUG (issue 9.8): a worker killed by a signal was not restarted, and the launcher, reading its
   // exit code (null for a signal) as "still running", waited 35 s for it before stopping the API:
@@ -163,5 +198,7 @@ describe('npm start supervises what it started', () => {
     expect(pids.filter(alive)).toEqual([]);
     // Children that stopped on their own SIGINT before their turn were not started again.
     expect(l.stderr.match(/restarting in/g)).toHaveLength(1);
+    // Its folder is free again for the next start.
+    expect(existsSync(join(dir, 'start.lock'))).toBe(false);
   }, 60_000);
 });

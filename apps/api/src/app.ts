@@ -6,11 +6,12 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { Logger } from 'pino';
 import { Histogram, type Registry } from 'prom-client';
 import { adminRoutes } from './admin.js';
-import { ADMIN_COOKIE, adminGuard, tokenMatches } from './auth.js';
+import { adminGuard, dashboardGuard } from './auth.js';
 import type { RequestLogs } from './config.js';
-import { DASHBOARD_PATH, registerDashboard } from './dashboard.js';
+import { registerDashboard } from './dashboard.js';
 import { DEFAULT_SKIP_PREFIXES, edgeCaching } from './edge.js';
 import { installErrorHandler } from './http-errors.js';
+import { loginRoutes } from './login.js';
 import { boundBy } from './metrics.js';
 import { productRoutes } from './products.js';
 import { requestLogger } from './request-log.js';
@@ -112,15 +113,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     reply.header('content-type', deps.metrics.contentType);
     return deps.metrics.metrics();
   });
-  // The dashboard is a browser page: a login link sets the token as an HttpOnly cookie.
-  app.get('/admin/login', async (req, reply) => {
-    const token = (req.query as { token?: unknown }).token;
-    if (typeof token !== 'string' || !tokenMatches(deps.adminToken, token))
-      return reply.code(401).send({ error: 'unauthorized', message: 'GET /admin/login?token=<ADMIN_TOKEN>' });
-    return reply
-      .header('set-cookie', `${ADMIN_COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/`)
-      .redirect(DASHBOARD_PATH);
-  });
+  // The dashboard is a browser page: a login form (or link) sets a session cookie for it alone.
+  loginRoutes(app, deps.adminToken);
 
   productRoutes(app, {
     cache: deps.cache,
@@ -135,6 +129,6 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     production: deps.production,
     guard,
   });
-  await registerDashboard(app, deps.jobs, guard);
+  await registerDashboard(app, deps.jobs, dashboardGuard(deps.adminToken));
   return app;
 }

@@ -55,14 +55,16 @@ describe('2. admin auth', () => {
     expect(page.text).toContain('<html');
   });
 
-  it('GET /admin/login?token= sets an HttpOnly cookie and redirects; the cookie opens the dashboard', async () => {
+  it('GET /admin/login?token= sets a session cookie (not the token) for the dashboard only, and redirects', async () => {
     const login = await call(`/admin/login?token=${encodeURIComponent(TOKEN)}`);
-    expect([302, 303]).toContain(login.status);
+    expect(login.status).toBe(303);
     expect(login.headers.get('location')).toBe('/admin/queues');
     const setCookie = login.headers.get('set-cookie') ?? '';
-    expect(setCookie).toMatch(/^cf_admin=/);
+    expect(setCookie).toMatch(/^cf_admin=\d+\.[\w-]{43};/);
     expect(setCookie).toMatch(/;\s*HttpOnly/i);
     expect(setCookie).toMatch(/;\s*SameSite=Strict/i);
+    expect(setCookie).toMatch(/;\s*Path=\/admin(;|$)/);
+    expect(setCookie).not.toContain(encodeURIComponent(TOKEN));
     const cookie = setCookie.split(';')[0] ?? '';
 
     const page = await call('/admin/queues', { headers: { cookie } });
@@ -70,23 +72,84 @@ describe('2. admin auth', () => {
     expect(page.headers.get('content-type')).toMatch(/^text\/html/);
     const queues = await call('/admin/queues/api/queues', { headers: { cookie } });
     expect(queues.status).toBe(200);
-    // Reached with the cookie (no Authorization header), an admin answer must never be marked
+    // Reached with the cookie (no Authorization header), a dashboard answer must never be marked
     // cacheable by shared caches: it would be served to the next anonymous caller.
-    for (const res of [page, queues, await call('/cache/stats', { headers: { cookie } })]) {
-      expect(res.status).toBe(200);
-      expect(res.headers.get('cache-control') ?? '').not.toMatch(/public/);
+    for (const res of [page, queues]) expect(res.headers.get('cache-control') ?? '').not.toMatch(/public/);
+    // BUG (issue 10.7): the cookie held the raw token and opened every admin route. It grants the
+    // dashboard only: the admin API wants the bearer token.
+    for (const [method, path] of [
+      ['GET', '/cache/stats'],
+      ['GET', '/internal/cache'],
+      ['POST', '/cache/invalidate'],
+      ['PATCH', '/products/1'],
+    ] as const) {
+      const res = await call(path, {
+        method,
+        headers: { cookie },
+        ...(method === 'GET' ? {} : { body: {} }),
+      });
+      expect(res.status, `${method} ${path}`).toBe(401);
     }
-    // Another cookie (or a wrong value) is not the token.
-    expect((await call('/admin/queues', { headers: { cookie: 'cf_admin=nope' } })).status).toBe(401);
-    expect((await call('/admin/queues', { headers: { cookie: `other=${TOKEN}` } })).status).toBe(401);
+    // The token itself as a cookie, a forged or expired session, another cookie: none is a session.
+    for (const bad of [
+      `cf_admin=${encodeURIComponent(TOKEN)}`,
+      'cf_admin=nope',
+      `cf_admin=${Date.now() + 60_000}.${'A'.repeat(43)}`,
+      `cf_admin=1.${cookie.split('.')[1] ?? ''}`,
+      `other=${cookie.slice('cf_admin='.length)}`,
+    ]) {
+      expect((await call('/admin/queues/api/queues', { headers: { cookie: bad } })).status, bad).toBe(401);
+    }
   });
 
-  it('refuses /admin/login with a wrong or missing token (401, no cookie)', async () => {
-    for (const q of ['?token=wrong-token-wrong-token', '?token=', '']) {
+  it('a browser without a session is sent to the login form, which signs in by POST and goes back', async () => {
+    const html = { accept: 'text/html,application/xhtml+xml' };
+    const bounced = await call('/admin/queues/queue/warm?status=failed', { headers: html });
+    expect(bounced.status).toBe(303);
+    expect(bounced.headers.get('location')).toBe(
+      `/admin/login?next=${encodeURIComponent('/admin/queues/queue/warm?status=failed')}`,
+    );
+    const form = await call('/admin/login?next=%2Fadmin%2Fqueues%2Fqueue%2Fwarm', { headers: html });
+    expect(form.status).toBe(200);
+    expect(form.text).toContain('<form method="post" action="/admin/login">');
+    expect(form.text).toContain('name="next" value="/admin/queues/queue/warm"');
+
+    const post = (body: string) =>
+      call('/admin/login', {
+        method: 'POST',
+        body,
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      });
+    const wrong = await post('token=wrong-token-wrong-token&next=%2Fadmin%2Fqueues');
+    expect(wrong.status).toBe(401);
+    expect(wrong.text).toContain('That is not the admin token.');
+    expect(wrong.headers.get('set-cookie')).toBeNull();
+    const right = await post(`token=${encodeURIComponent(TOKEN)}&next=%2Fadmin%2Fqueues%2Fqueue%2Fwarm`);
+    expect(right.status).toBe(303);
+    expect(right.headers.get('location')).toBe('/admin/queues/queue/warm');
+    expect(right.headers.get('set-cookie')).toMatch(/^cf_admin=/);
+    // `next` never leaves the dashboard (no open redirect), and the form escapes what it echoes.
+    for (const next of ['https://evil.example/', '//evil.example/', '/products/1', '/admin/login']) {
+      const r = await post(`token=${encodeURIComponent(TOKEN)}&next=${encodeURIComponent(next)}`);
+      expect(r.headers.get('location'), next).toBe('/admin/queues');
+    }
+    const echoed = await call(`/admin/login?next=${encodeURIComponent('/admin/"><script>')}`, {
+      headers: html,
+    });
+    expect(echoed.text).not.toContain('<script>');
+    // A JSON client still gets the API's 401.
+    expect((await call('/admin/queues/api/queues')).status).toBe(401);
+  });
+
+  it('refuses /admin/login?token= with a wrong or empty token (401, no cookie); without one it shows the form', async () => {
+    for (const q of ['?token=wrong-token-wrong-token', '?token=']) {
       const res = await call(`/admin/login${q}`);
       expect(res.status, q).toBe(401);
       expect(res.headers.get('set-cookie'), q).toBeNull();
     }
+    const form = await call('/admin/login');
+    expect(form.status).toBe(200);
+    expect(form.headers.get('set-cookie')).toBeNull();
   });
 });
 

@@ -103,7 +103,7 @@ describe('1b. request logs (API_REQUEST_LOGS)', () => {
         method: 'GET',
         path: '/admin/login',
         route: '/admin/login',
-        status: 302,
+        status: 303,
       });
       expect(JSON.stringify(spare.logs)).not.toContain(spare.token);
     } finally {

@@ -6,7 +6,6 @@
  * (supervise.ts); Ctrl-C stops everything it started, workers first.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { resolve } from 'node:path';
@@ -15,6 +14,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { issueMessage, pickEnv, portSchema } from '@cachefleet/config';
 import { z } from 'zod';
+import { adminTokenIn, lockDataDir } from './data-dir.js';
 import { Service } from './supervise.js';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
@@ -162,11 +162,29 @@ async function stop(code: number): Promise<void> {
   process.exit(code);
 }
 
+function keptToken(): string {
+  const kept = adminTokenIn(DATA);
+  const file = resolve(DATA, 'admin-token');
+  say(
+    `admin token ${kept.created ? 'made and kept in' : 'read from'} ${file} (npm run rotate-token replaces it)`,
+  );
+  return kept.token;
+}
+
 async function main(): Promise<void> {
+  const lock = lockDataDir(DATA);
+  if (!lock.ok) {
+    fail(
+      `another npm start (pid ${lock.holder}) is using ${DATA}; stop it first, or give this one its own ` +
+        'folder with CACHEFLEET_DATA_DIR (and other ports: API_PORT, WORKER_HTTP_PORT, REDIS_URL)',
+    );
+  }
+  process.on('exit', () => lock.release());
   process.on('SIGINT', () => void stop(0));
   process.on('SIGTERM', () => void stop(0));
   await ensureRedis();
-  const adminToken = process.env.ADMIN_TOKEN ?? randomBytes(18).toString('base64url');
+  // ADMIN_TOKEN, else the one kept in the data folder since the first start (npm run rotate-token).
+  const adminToken = process.env.ADMIN_TOKEN ?? keptToken();
   const shared = {
     CACHE_REDIS_URL: process.env.CACHE_REDIS_URL ?? settings.REDIS_URL,
     QUEUE_REDIS_URL: process.env.QUEUE_REDIS_URL ?? settings.REDIS_URL,
