@@ -7,6 +7,7 @@
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -200,5 +201,37 @@ describe('npm start supervises what it started', () => {
     expect(l.stderr.match(/restarting in/g)).toHaveLength(1);
     // Its folder is free again for the next start.
     expect(existsSync(join(dir, 'start.lock'))).toBe(false);
+  }, 60_000);
+});
+
+describe('npm start when the Redis port is held by something else', () => {
+  // BUG (issue 10.4): a port held by something that is not Redis gave only "the private
+  // redis-server exited (code 1)": its output, which says why, was discarded.
+  it("fails with the private redis-server's own last lines", async () => {
+    const holder = createServer((socket) => socket.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as AddressInfo).port;
+    const own = await makeTempDir('cachefleet-start-held-');
+    try {
+      const child = spawn(process.execPath, startArgs, {
+        cwd: ROOT,
+        env: { ...startEnv, CACHEFLEET_DATA_DIR: own, REDIS_URL: `redis://127.0.0.1:${port}` },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => {
+        stderr += d;
+      });
+      child.stdout.resume();
+      const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+      expect(code).toBe(1);
+      expect(stderr).toMatch(
+        /the private redis-server exited \(code 1\) before it was ready; its last lines:/,
+      );
+      expect(stderr).toMatch(/Address already in use/);
+    } finally {
+      holder.close();
+      await removeTempDir(own);
+    }
   }, 60_000);
 });

@@ -84,6 +84,13 @@ async function ensureRedis(): Promise<void> {
   // The queue role wants persistence and noeviction (DESIGN "two Redis roles"): one server here.
   // Restarted after a crash like the others; the append-only file brings its data back.
   const args = ['--port', String(port), '--bind', host, '--dir', dir, '--appendonly', 'yes'];
+  // Its last lines, to say why when it cannot start (a port held by something else, a bad folder).
+  const tail: string[] = [];
+  const keep = (stream: Readable) =>
+    createInterface({ input: stream }).on('line', (line) => {
+      tail.push(line);
+      if (tail.length > 8) tail.shift();
+    });
   await supervise(
     new Service({
       name: 'the private redis-server',
@@ -91,12 +98,16 @@ async function ensureRedis(): Promise<void> {
       say,
       spawn: () => {
         const child = spawn('redis-server', [...args, '--maxmemory-policy', 'noeviction'], {
-          stdio: ['ignore', 'ignore', 'inherit'],
+          stdio: ['ignore', 'pipe', 'pipe'],
         });
+        keep(child.stdout);
+        keep(child.stderr);
         return { child, ready: answers(host, port) };
       },
     }),
-  );
+  ).catch((error: Error) => {
+    throw new Error(`${error.message}; its last lines:\n${tail.map((l) => `    ${l}`).join('\n')}`);
+  });
   say(`nothing answered at ${settings.REDIS_URL}: started a private redis-server there, data in ${dir}`);
 }
 

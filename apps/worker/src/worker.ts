@@ -9,6 +9,7 @@ import {
   FleetRuntime,
   installSchedules,
   isJobError,
+  JOBS,
   JobClient,
   keepSchedules,
   loadQueueConfig,
@@ -75,7 +76,10 @@ export async function startWorker(
     },
   );
   runtime.start();
-  const schedules = loadSchedules(env);
+  // A worker installs only the schedules of the queues it serves: an invalidate-only worker
+  // scheduling warms would enqueue work nobody it knows of runs.
+  const served = new Set(config.queues.map((q) => q.queue));
+  const schedules = loadSchedules(env)?.filter((s) => served.has(JOBS[s.name].queue));
   if (schedules !== undefined) await installSchedules(jobs, schedules);
   // Put back by this running process if the queue Redis loses them (it came back empty).
   const keeper =

@@ -92,6 +92,35 @@ describe('1. the health and metrics server', () => {
   });
 });
 
+describe('1b. which schedules a worker installs', () => {
+  // BUG (issue 10.2): an invalidate-only worker installed the warm schedules too.
+  it('only those of the queues it serves: none for an invalidate-only worker, both for a warm one', async () => {
+    const prefix = `o${SCHEMA}`;
+    const start = (queues: string) =>
+      startWorker(
+        loadWorkerConfig({ WORKER_HTTP_PORT: '0', WORKER_SHUTDOWN_MS: '2000', WORKER_QUEUES: queues }, []),
+        env({ QUEUE_PREFIX: prefix, SCHEDULES_ENABLED: 'true' }),
+        pino({ level: 'silent' }),
+      );
+    const jobs = new JobClient(loadQueueConfig({ QUEUE_REDIS_URL: redis.url, QUEUE_PREFIX: prefix }));
+    const schedulers = async () =>
+      (await jobs.queue('warm').getJobSchedulers(0, -1)).map((x) => x.key).sort();
+    const invalidateOnly = await start('invalidate:2');
+    try {
+      expect(await schedulers()).toEqual([]);
+      const warm = await start('warm:1');
+      try {
+        expect(await schedulers()).toEqual(['cachefleet-warm-all', 'cachefleet-warm-hot']);
+      } finally {
+        await warm.close();
+      }
+    } finally {
+      await invalidateOnly.close();
+      await jobs.close();
+    }
+  });
+});
+
 describe('2. schedules after the queue Redis lost its data', () => {
   // BUG (issue 9.6): schedules were installed at start only, so when the queue Redis came back
   // empty (restarted without persistence, or failed over to an empty replica) the warm schedules
