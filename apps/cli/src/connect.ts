@@ -93,6 +93,16 @@ function waitReady(client: RedisClient, ms: number, what: string): Promise<void>
     let last: Error | undefined;
     const onError = (error: Error) => {
       last = error;
+      // Something answered, but not in Redis's protocol (an HTTP port, say): retrying cannot help.
+      if (/Protocol error/i.test(error.message)) {
+        cleanup();
+        reject(
+          new CliError(
+            'E_CLI_UNREACHABLE',
+            `${what} answered, but not as Redis does (is that the port of another service, an HTTP server?)`,
+          ),
+        );
+      }
     };
     const cleanup = () => {
       clearTimeout(timer);

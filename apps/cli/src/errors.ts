@@ -24,7 +24,8 @@ export const CLI_ERROR_CODES = {
   E_CLI_NOT_RETRYABLE: 'jobs retry: the job is not in the failed state',
   E_CLI_JOB_FAILED: 'the followed job ended in the failed state (the message holds its failedReason)',
   E_CLI_UNREACHABLE: 'the queue or cache Redis did not answer within the connect timeout (3 s)',
-  E_CLI_API: 'the admin API (CACHEFLEET_API_URL) did not answer, refused the token or sent no JSON object',
+  E_CLI_API: 'the admin API (CACHEFLEET_API_URL) did not answer or sent no JSON object',
+  E_CLI_API_TOKEN: 'the admin API refused CACHEFLEET_ADMIN_TOKEN (wrong or unset)',
   E_CLI_NOT_FOUND: 'no job with that id in any queue',
   E_CLI_NOT_CONFIRMED:
     'a command that empties a whole namespace (`invalidate --all`, `--pattern *`) was not confirmed: answer y at the prompt, or pass --yes',
@@ -40,6 +41,7 @@ const EXIT_OF_CODE: Readonly<Record<string, ExitCode>> = {
   E_CLI_JOB_FAILED: EXIT.JOB_FAILED,
   E_CLI_UNREACHABLE: EXIT.UNREACHABLE,
   E_CLI_API: EXIT.UNREACHABLE,
+  E_CLI_API_TOKEN: EXIT.USAGE,
   E_CLI_NOT_FOUND: EXIT.NOT_FOUND,
   E_CLI_NOT_CONFIRMED: EXIT.USAGE,
   E_CLI_INTERNAL: EXIT.JOB_FAILED,

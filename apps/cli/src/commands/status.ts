@@ -105,7 +105,7 @@ Flags:
   },
 };
 
-/** GET /cache/stats; anything but a JSON object within 3 s is E_CLI_API (exit 3). */
+/** GET /cache/stats; a refused token is E_CLI_API_TOKEN (exit 2), anything else but a JSON object within 3 s E_CLI_API (exit 3). */
 async function cacheStats(base: string, session: Session): Promise<Record<string, unknown>> {
   let url: URL;
   try {
@@ -126,8 +126,14 @@ async function cacheStats(base: string, session: Session): Promise<Record<string
   }
   if (!response.ok) {
     await response.body?.cancel();
-    const hint = response.status === 401 || response.status === 403 ? ' (check CACHEFLEET_ADMIN_TOKEN)' : '';
-    throw new CliError('E_CLI_API', `GET ${url.href}: ${response.status} ${response.statusText}${hint}`);
+    // A refused token is a setting to fix (exit 2), not an API that is down (exit 3).
+    if (response.status === 401 || response.status === 403) {
+      throw new CliError(
+        'E_CLI_API_TOKEN',
+        `GET ${url.href}: ${response.status} ${response.statusText}: CACHEFLEET_ADMIN_TOKEN ${token ? 'is not the admin token' : 'is unset'}`,
+      );
+    }
+    throw new CliError('E_CLI_API', `GET ${url.href}: ${response.status} ${response.statusText}`);
   }
   let body: unknown;
   try {
