@@ -21,6 +21,7 @@ import { CacheRegistry, type CacheStatus } from './registry.js';
 import { err, ok, type Result } from './result.js';
 import { busHandlers, loadGenerations, prewarmHere } from './stack/bus-handlers.js';
 import { globToRegExp } from './stack/coherence.js';
+import type { DeepReadonly } from './stack/freeze.js';
 import { ReadThrough } from './stack/read-through.js';
 import { totals } from './stack/state.js';
 import { type NamespaceStats, namespaceStats, type TierStats, tierStats } from './stats.js';
@@ -128,13 +129,13 @@ export class Cache {
   }
 
   /** Read-through: L1 → L2 → the namespace loader (once per key across the fleet). */
-  get<T>(ns: Namespace<T>, id: string): Promise<Result<T | undefined>> {
-    return this.#rt.get(ns, id);
+  get<T>(ns: Namespace<T>, id: string): Promise<Result<DeepReadonly<T> | undefined>> {
+    return this.#rt.get(ns, id) as Promise<Result<DeepReadonly<T> | undefined>>;
   }
 
   /** Batched read-through: one L2 round trip, one `loadMany` for what is left. Aligned with `ids`. */
-  getMany<T>(ns: Namespace<T>, ids: readonly string[]): Promise<Result<(T | undefined)[]>> {
-    return this.#rt.getMany(ns, ids);
+  getMany<T>(ns: Namespace<T>, ids: readonly string[]): Promise<Result<(DeepReadonly<T> | undefined)[]>> {
+    return this.#rt.getMany(ns, ids) as Promise<Result<(DeepReadonly<T> | undefined)[]>>;
   }
 
   /** Validates and writes L2 then L1, then tells the other pods to drop their copy. */

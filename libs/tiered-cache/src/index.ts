@@ -33,5 +33,6 @@ export { DEFAULT_ID_SCHEMA, defineNamespace, type Namespace, type NamespaceDefin
 export { CacheRegistry, type CacheStatus } from './registry.js';
 export { type Err, err, type Ok, ok, type Result } from './result.js';
 export { globToRegExp } from './stack/coherence.js';
+export { type DeepReadonly, deepFreeze } from './stack/freeze.js';
 export type { NamespaceStats, TierStats } from './stats.js';
 export type { CacheImplName, CacheStore, SetOptions, StoreHealth } from './types.js';

@@ -33,6 +33,11 @@ export interface NamespaceDefinition<T> {
   readonly ids?: (after: string | undefined, limit: number) => Promise<readonly string[]>;
   /** Ids accepted by this namespace. Default: 1–256 printable characters without glob metacharacters. */
   readonly idSchema?: z.ZodType<string>;
+  /**
+   * Values are deep-frozen when they enter the cache and handed out as `DeepReadonly<T>`: a caller
+   * cannot change what the next reader gets. Default true (docs/design-read-path.md).
+   */
+  readonly immutable?: boolean;
 }
 
 export interface Namespace<T> extends NamespaceDefinition<T> {
@@ -41,6 +46,7 @@ export interface Namespace<T> extends NamespaceDefinition<T> {
   /** `name:v<version>:`, built once so a key is one concatenation. */
   readonly keyBase: string;
   readonly idSchema: z.ZodType<string>;
+  readonly immutable: boolean;
   /** The id check the read path runs on a miss: a precompiled test for the default schema. */
   readonly isValidId: (id: string) => boolean;
 }
@@ -79,6 +85,7 @@ export function defineNamespace<T>(definition: NamespaceDefinition<T>): Namespac
   return Object.freeze({
     ...definition,
     idSchema: idSchema ?? DEFAULT_ID_SCHEMA,
+    immutable: definition.immutable ?? true,
     isValidId: idSchema ? (id: string) => idSchema.safeParse(id).success : isDefaultId,
     index: nextIndex++,
     keyBase: entryBase(definition.name, definition.version),

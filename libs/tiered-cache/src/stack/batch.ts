@@ -43,7 +43,7 @@ export async function getMany<T>(
         if (e === undefined) missing.push(i);
         else {
           st.l2Hits++;
-          const entry = ok(e.value);
+          const entry = ok(rt.frozen(st, e.value));
           rt.putL1(st, keys[j] as string, entry, e.size, epoch);
           out[i] = entry.value;
         }
@@ -136,7 +136,7 @@ async function loadMine(
     owned.forEach((i, j) => {
       const wire = again[j];
       if (typeof wire === 'string' && !isTombstone(wire)) {
-        const decoded = l2.decode(keys[i] as string, wire);
+        const decoded = rt.decode(st, l2, keys[i] as string, wire);
         if (decoded.ok) {
           rt.putL1(st, keys[i] as string, decoded, wire.length, epoch);
           results[i] = Promise.resolve(decoded);

@@ -63,7 +63,7 @@ export async function prewarmHere(
     if (!r.ok) return r;
     r.value.forEach((e, i) => {
       if (e === undefined) return;
-      rt.putL1(st, keys[i] as string, ok(e.value), e.size, epoch);
+      rt.putL1(st, keys[i] as string, ok(rt.frozen(st, e.value)), e.size, epoch);
       filled++;
     });
   }

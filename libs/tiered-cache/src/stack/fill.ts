@@ -70,7 +70,8 @@ export async function store(
       }),
     );
   }
-  const result = ok(parsed.data);
+  // Frozen before anything keeps or returns it: the first reader cannot change the next one's value.
+  const result = ok(rt.frozen(st, parsed.data));
   const tags = rt.tagsOf(st, parsed.data);
   let size: number | undefined;
   const l2 = rt.l2;

@@ -8,6 +8,7 @@ import type { Namespace } from '../namespace.js';
 import { err, OK_UNDEFINED, type Ok, ok, type Result } from '../result.js';
 import { getMany } from './batch.js';
 import { loadAndStore, store, type WriteMode } from './fill.js';
+import { deepFreeze } from './freeze.js';
 import { keyBaseAt, type NamespaceState, newState } from './state.js';
 import { jitter, sleep, type TimingSink } from './timing.js';
 
@@ -192,7 +193,7 @@ export class ReadThrough {
       const wire = await l2.readWire(key);
       st.timers.l2.observe((performance.now() - startedAt) / 1000);
       if (typeof wire === 'string' && !isTombstone(wire)) {
-        const decoded = l2.decode(key, wire);
+        const decoded = this.decode(st, l2, key, wire);
         if (decoded.ok) {
           st.l2Hits++;
           this.putL1(st, key, decoded, wire.length, epoch);
@@ -210,6 +211,18 @@ export class ReadThrough {
     } finally {
       this.inflight.delete(key);
     }
+  }
+
+  /** Decodes an L2 value for this namespace (deep-frozen when it is immutable: paid once, here). */
+  decode(st: NamespaceState, l2: RedisStore, key: string, wire: string): Result<unknown> {
+    const r = l2.decode(key, wire);
+    if (r.ok && st.ns.immutable) deepFreeze(r.value);
+    return r;
+  }
+
+  /** A value about to be handed out or kept in L1, frozen when the namespace is immutable. */
+  frozen(st: NamespaceState, value: unknown): unknown {
+    return st.ns.immutable ? deepFreeze(value) : value;
   }
 
   /** Fills L1 unless an invalidation was applied since the read began (then the value may be old). */
@@ -238,7 +251,7 @@ export class ReadThrough {
           const [again, inv] = await Promise.all([l2.readWire(key), l2.fence.invalidations(st.ns.name)]);
           if (again === undefined) return await loadAndStore(this, st, id, key, mode);
           if (again !== null && !isTombstone(again)) {
-            const decoded = l2.decode(key, again);
+            const decoded = this.decode(st, l2, key, again);
             if (decoded.ok) {
               this.putL1(st, key, decoded, again.length, mode.epoch);
               return decoded;
@@ -265,7 +278,7 @@ export class ReadThrough {
       const polled = await l2.readWire(key);
       if (polled === undefined) return loadAndStore(this, st, id, key, mode);
       if (polled !== null && !isTombstone(polled)) {
-        const decoded = l2.decode(key, polled);
+        const decoded = this.decode(st, l2, key, polled);
         if (decoded.ok) {
           this.putL1(st, key, decoded, polled.length, mode.epoch);
           return decoded;
