@@ -21,6 +21,7 @@ import { CacheRegistry, type CacheStatus } from './registry.js';
 import { err, ok, type Result } from './result.js';
 import { busHandlers, loadGenerations, prewarmHere } from './stack/bus-handlers.js';
 import { globToRegExp } from './stack/coherence.js';
+import type { ReadOptions } from './stack/fail-safe.js';
 import type { DeepReadonly } from './stack/freeze.js';
 import { ReadThrough } from './stack/read-through.js';
 import { totals } from './stack/state.js';
@@ -128,9 +129,13 @@ export class Cache {
     return this;
   }
 
-  /** Read-through: L1 → L2 → the namespace loader (once per key across the fleet). */
-  get<T>(ns: Namespace<T>, id: string): Promise<Result<DeepReadonly<T> | undefined>> {
-    return this.#rt.get(ns, id) as Promise<Result<DeepReadonly<T> | undefined>>;
+  /**
+   * Read-through: L1 → L2 → the namespace loader (once per key across the fleet). `options`
+   * override the namespace's grace and loader timeouts for this call; a value served past its TTL
+   * has `stale` set (docs/design-read-path.md).
+   */
+  get<T>(ns: Namespace<T>, id: string, options?: ReadOptions): Promise<Result<DeepReadonly<T> | undefined>> {
+    return this.#rt.get(ns, id, options) as Promise<Result<DeepReadonly<T> | undefined>>;
   }
 
   /** Batched read-through: one L2 round trip, one `loadMany` for what is left. Aligned with `ids`. */
