@@ -1,7 +1,9 @@
+import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { delay, startRedis, waitUntil } from '../../../test/helpers/index.js';
+import { createCodec, entryTimes, envelope } from '../src/drivers/codec.js';
 import {
   type Cache,
   type CacheOptions,
@@ -424,5 +426,105 @@ describe('TTL spread, adaptive TTL, early refresh', () => {
     // One refresh per window in the fleet, not one per pod: 5 s of 2 s entries refreshed at 1 s.
     expect(refreshes).toBeLessThanOrEqual(5);
     expect(state.calls).toBe(1 + refreshes);
+  });
+});
+
+describe('early refresh without L1, and bad input', () => {
+  it('impl redis: an L2 hit in the last part of the TTL refreshes the entry in the background', async () => {
+    const state = { calls: 0 };
+    const ns = defineNamespace<Product>({
+      name: 'early-l2',
+      version: 1,
+      ttl: { l1: 60, l2: 1 },
+      earlyRefresh: 0.5,
+      schema: Product,
+      load: async (id) => {
+        state.calls++;
+        return { id, price: state.calls, tags: [], meta: { rev: state.calls } };
+      },
+    });
+    const pod = await newCache({ impl: 'redis' }, 'erl2:');
+    const first = await pod.get(ns, 'x');
+    expect(first.ok && first.value?.price).toBe(1);
+    await delay(650);
+    const hit = await pod.get(ns, 'x');
+    // The hit is served at once (the old value); the refresh follows.
+    expect(hit.ok && hit.value?.price).toBe(1);
+    const fresh = await waitUntil('the background refresh', async () => {
+      const r = await pod.get(ns, 'x');
+      return r.ok && r.value?.price === 2 ? r : undefined;
+    });
+    expect(fresh.ok).toBe(true);
+    expect(statsOf(pod, 'early-l2').earlyRefreshes).toBe(1);
+    expect(statsOf(pod, 'early-l2').l2.misses).toBe(1);
+  });
+
+  it('defineNamespace accepts valid read-path options and refuses any other with E_CACHE_INVALID_NAMESPACE', () => {
+    const base = { version: 1, ttl: { l1: 1, l2: 2 }, schema: Product, load: async () => undefined };
+    fc.assert(
+      fc.property(
+        fc.record(
+          {
+            grace: fc.record(
+              { seconds: fc.double({ noNaN: false }), backoffSeconds: fc.double() },
+              { requiredKeys: ['seconds'] },
+            ),
+            timeouts: fc.record({ softMs: fc.integer(), hardMs: fc.integer() }, { requiredKeys: [] }),
+            earlyRefresh: fc.double(),
+            ttlSpread: fc.double(),
+          },
+          { requiredKeys: [] },
+        ),
+        (options) => {
+          const g = options.grace;
+          const t = options.timeouts;
+          const valid =
+            (g === undefined ||
+              (g.seconds > 0 &&
+                Number.isFinite(g.seconds) &&
+                (g.backoffSeconds === undefined || g.backoffSeconds > 0) &&
+                (g.backoffSeconds === undefined || Number.isFinite(g.backoffSeconds)))) &&
+            (t === undefined ||
+              ((t.softMs === undefined || t.softMs > 0) &&
+                (t.hardMs === undefined || t.hardMs > 0) &&
+                (t.softMs === undefined || t.hardMs === undefined || t.softMs <= t.hardMs))) &&
+            (options.earlyRefresh === undefined || (options.earlyRefresh > 0 && options.earlyRefresh < 1)) &&
+            (options.ttlSpread === undefined || (options.ttlSpread >= 0 && options.ttlSpread <= 0.5));
+          let error: unknown;
+          try {
+            defineNamespace<Product>({ ...base, name: 'prop', ...options });
+          } catch (e) {
+            error = e;
+          }
+          if (valid) expect(error).toBeUndefined();
+          else expect(error).toMatchObject({ code: 'E_CACHE_INVALID_NAMESPACE' });
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('an enveloped L2 value round-trips its times and value; garbage after ~g is a corrupt entry, never a throw', () => {
+    const codec = createCodec(64);
+    fc.assert(
+      fc.property(
+        fc.jsonValue(),
+        fc.integer({ min: 0, max: 2 ** 45 }),
+        fc.integer({ min: 0, max: 2 ** 45 }),
+        (value, loadedAt, expiresAt) => {
+          const { wire } = codec.encode(value);
+          const wrapped = envelope(wire, { loadedAt, expiresAt });
+          expect(entryTimes(wrapped)).toEqual({ loadedAt, expiresAt });
+          expect(codec.decode(wrapped)).toEqual(JSON.parse(JSON.stringify(value)));
+          expect(entryTimes(wire)).toBeUndefined();
+        },
+      ),
+    );
+    fc.assert(
+      fc.property(fc.string(), (tail) => {
+        const wire = `~g${tail}`;
+        expect(() => entryTimes(wire)).not.toThrow();
+      }),
+    );
   });
 });

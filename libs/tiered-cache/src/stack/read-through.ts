@@ -233,6 +233,7 @@ export class ReadThrough {
   async #leader(st: NamespaceState, id: string, key: string): Promise<Result<unknown>> {
     const epoch = this.#epoch;
     const startedAt = performance.now();
+    let refresh = false;
     try {
       const l2 = this.#l2;
       if (l2 === undefined) {
@@ -248,12 +249,12 @@ export class ReadThrough {
           if (times === undefined || Date.now() < times.expiresAt) {
             st.l2Hits++;
             this.putL1(st, key, decoded, wire.length, epoch, times);
-            if (times !== undefined && this.failSafe.dueForRefresh(st, times))
-              this.failSafe.refresh(st, id, key);
+            // Started once this read left `inflight` (a refresh does not start beside a load).
+            refresh = times !== undefined && this.failSafe.dueForRefresh(st, times);
             return decoded;
           }
           // Past its TTL, within its grace: a stale candidate; the fill must replace exactly it.
-          this.failSafe.saw(key, { entry: decoded, ...times, source: 'l2', wire, epoch });
+          if (st.graceMs > 0) this.failSafe.saw(key, { entry: decoded, ...times, source: 'l2', wire, epoch });
           return await this.#loadLocked(st, l2, id, key, { kind: 'fill', expected: wire, epoch, startedAt });
         }
       }
@@ -267,6 +268,7 @@ export class ReadThrough {
       return await this.#loadLocked(st, l2, id, key, { kind: 'fill', expected, epoch, startedAt });
     } finally {
       this.inflight.delete(key);
+      if (refresh) this.failSafe.refresh(st, id, key);
     }
   }
 
