@@ -161,9 +161,13 @@ export class ReadThrough {
     key: string,
     options: ReadOptions | undefined,
   ): Promise<Result<unknown>> {
-    if ((++this.#tick & this.#sampleMask) === 0 && this.#countHot && st.hot.size < HOT_IDS_PER_FLUSH)
-      if (st.ns.isValidId(id)) st.hot.set(id, (st.hot.get(id) ?? 0) + 1);
+    // Sampled as on the plain path: one read in 64 is timed and counted for the hot warm.
+    const sampled = (++this.#tick & this.#sampleMask) === 0;
+    if (sampled && this.#countHot && st.hot.size < HOT_IDS_PER_FLUSH && st.ns.isValidId(id))
+      st.hot.set(id, (st.hot.get(id) ?? 0) + 1);
+    const t0 = sampled ? performance.now() : 0;
     const hit = this.#l1?.peek(key);
+    if (sampled && this.#l1 !== undefined) st.timers.l1.observe((performance.now() - t0) / 1000);
     let candidate: Candidate | undefined;
     if (hit !== undefined) {
       const times = timesOf(hit);
