@@ -391,6 +391,11 @@ export interface FleetOptions {
    * database read would (default 5). It is the window in which a loaded value becomes old.
    */
   readonly loadMs?: number;
+  /**
+   * Grace on: the namespace's L2 TTL, ms (values expire during the run, kept 60 s longer), and the
+   * share of loads that fail, so that stale values are served between invalidations.
+   */
+  readonly grace?: { readonly ttlMs: number; readonly failRate: number };
   readonly seed?: number;
   readonly prefix?: string;
   readonly log?: (message: string) => void;
@@ -407,6 +412,7 @@ export const workerSummarySchema = z.object({
   loads: z.number(),
   l1Hits: z.number(),
   l2Hits: z.number(),
+  staleServed: z.number(),
 });
 export type WorkerSummary = z.infer<typeof workerSummarySchema>;
 
@@ -518,6 +524,9 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
       `--mix=${formatMix(options.mix ?? DEFAULT_MIX)}`,
       `--load-ms=${options.loadMs ?? DEFAULT_LOAD_MS}`,
       `--seed=${seed + i}`,
+      ...(options.grace
+        ? [`--grace-ttl-ms=${options.grace.ttlMs}`, `--fail-rate=${options.grace.failRate}`]
+        : []),
     ];
     return new WorkerProcess(name, spawn(process.execPath, args, { cwd: ROOT, stdio: 'pipe' }));
   });

@@ -28,4 +28,5 @@ export {
   type StartSentinelSetOptions,
   startSentinelSet,
 } from './sentinel.js';
+export { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 export { type WaitOptions, waitUntil } from './wait.js';

@@ -8,7 +8,8 @@ export interface KeyReader {
 export async function liveValue(redis: KeyReader, key: string): Promise<unknown> {
   const wire = await redis.get(key);
   if (wire === null || wire.startsWith('~t')) return undefined;
-  return JSON.parse(wire) as unknown;
+  // Entries with grace or early refresh carry their times first: `~g<loadedAt>.<expiresAt>:`.
+  return JSON.parse(wire.startsWith('~g') ? wire.slice(wire.indexOf(':') + 1) : wire) as unknown;
 }
 
 export async function isTombstoned(redis: KeyReader, key: string): Promise<boolean> {

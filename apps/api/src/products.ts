@@ -1,7 +1,7 @@
 import { type Catalogue, type Db, productPatchSchema, updateProduct } from '@cachefleet/catalogue';
 import { formatError } from '@cachefleet/config';
-import type { Cache } from '@cachefleet/tiered-cache';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Cache, Staleness } from '@cachefleet/tiered-cache';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { parseBody } from './admin.js';
 import type { AdminGuard } from './auth.js';
@@ -46,6 +46,7 @@ export function productRoutes(app: FastifyInstance, deps: ProductDeps): void {
     }
     if (r.value === undefined)
       return reply.code(404).send({ error: 'not_found', message: `no product ${params.id}` });
+    if (r.stale) markStale(reply, r.stale);
     return r.value;
   });
 
@@ -60,6 +61,7 @@ export function productRoutes(app: FastifyInstance, deps: ProductDeps): void {
       return reply
         .code(503)
         .send({ error: 'unavailable', message: 'the catalogue cannot be read right now' });
+    if (r.stale) markStale(reply, r.stale);
     return { items: r.value.filter((v) => v !== undefined) };
   });
 
@@ -89,6 +91,17 @@ export function productRoutes(app: FastifyInstance, deps: ProductDeps): void {
   }
 }
 
+/**
+ * A value served past its TTL because the database failed or was slow (the cache's grace):
+ * `Age` says how old it is, `Warning: 110` that it is stale (RFC 7234 §5.5.1), and `no-store`
+ * keeps edge caches from keeping it as if it were fresh.
+ */
+function markStale(reply: FastifyReply, stale: Staleness): void {
+  reply.header('age', String(stale.ageSeconds));
+  reply.header('warning', '110 - "Response is Stale"');
+  reply.header('cache-control', 'no-store');
+}
+
 /** The user a request is for (rollout bucket); anonymous requests have none. */
 function userOf(req: FastifyRequest): string | undefined {
   const h = req.headers['x-user-id'];
@@ -97,7 +110,7 @@ function userOf(req: FastifyRequest): string | undefined {
 
 async function direct<T>(
   load: () => Promise<T>,
-): Promise<{ ok: true; value: T } | { ok: false; error: Error }> {
+): Promise<{ ok: true; value: T; stale?: undefined } | { ok: false; error: Error }> {
   try {
     return { ok: true, value: await load() };
   } catch (error) {

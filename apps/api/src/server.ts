@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { createCatalogue, loadCatalogueEnv } from '@cachefleet/catalogue';
+import { createCatalogue, loadCatalogueEnv, readOptionsOf } from '@cachefleet/catalogue';
 import { formatError } from '@cachefleet/config';
 import { JobClient, loadQueueConfig, QUEUE_NAMES, registerQueueMetrics } from '@cachefleet/jobs';
 import { createCache, loadCacheConfig } from '@cachefleet/tiered-cache';
@@ -27,7 +27,8 @@ export interface RunningApi {
 /** Starts one API pod from the environment; see README "The API pod" for every setting. */
 export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<RunningApi> {
   const config = loadApiConfig(env);
-  const schema = loadCatalogueEnv(env).CATALOGUE_SCHEMA;
+  const catalogueEnv = loadCatalogueEnv(env);
+  const schema = catalogueEnv.CATALOGUE_SCHEMA;
   const metrics = new Registry();
   const cache = createCache(
     loadCacheConfig({ ...env, CACHE_REDIS_URL: env.CACHE_REDIS_URL ?? 'redis://127.0.0.1:6379' }),
@@ -44,7 +45,7 @@ export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<
   try {
     database = await openDatabase(config, schema, logger);
     opened.push(() => database.close());
-    const catalogue = createCatalogue({ db: database.db, schema });
+    const catalogue = createCatalogue({ db: database.db, schema, read: readOptionsOf(catalogueEnv) });
     cache.register(...catalogue.namespaces);
     opened.push(() => cache.close());
     await cache.start();

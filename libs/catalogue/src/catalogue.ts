@@ -1,12 +1,14 @@
 import type { Namespace } from '@cachefleet/tiered-cache';
 import type { Db } from './db.js';
-import { defineProduct, type Product } from './product.js';
+import { defineProduct, type Product, type ProductReadOptions } from './product.js';
 import { DEFAULT_SCHEMA } from './sql.js';
 
 export interface CatalogueOptions {
   readonly db: Db;
   /** Postgres schema holding the tables; default `catalogue`. */
   readonly schema?: string;
+  /** TTLs, grace, timeouts of the product namespace; default DEFAULT_PRODUCT_READ (or `readOptionsOf(env)`). */
+  readonly read?: ProductReadOptions;
 }
 
 export interface Catalogue {
@@ -22,6 +24,6 @@ export interface Catalogue {
  */
 export function createCatalogue(options: CatalogueOptions): Catalogue {
   const schema = options.schema ?? DEFAULT_SCHEMA;
-  const product = defineProduct(options.db, schema);
+  const product = defineProduct(options.db, schema, options.read);
   return Object.freeze({ schema, product, namespaces: Object.freeze([product]) });
 }

@@ -5,7 +5,7 @@ import { createCatalogue } from './catalogue.js';
 import { connectPg } from './db.js';
 import { CatalogueError } from './errors.js';
 import { migrate } from './migrate.js';
-import { PRODUCT_IDS } from './product.js';
+import { DEFAULT_PRODUCT_READ, PRODUCT_IDS, type ProductReadOptions } from './product.js';
 import { DEFAULT_SCHEMA, schemaNameSchema } from './sql.js';
 
 /**
@@ -28,13 +28,57 @@ export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/test';
 /** How many products (the lowest ids) a critical warm loads. */
 export const CRITICAL_PRODUCTS = 100;
 
+const seconds = z.coerce.number().positive();
+const millis = z.coerce.number().int().min(0);
+
 const envSchema = z.object({
   DATABASE_URL: z
     .url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// or postgresql:// URL' })
     .default(DEFAULT_DATABASE_URL),
   CATALOGUE_SCHEMA: schemaNameSchema.default(DEFAULT_SCHEMA),
+  CATALOGUE_TTL_L1: seconds.default(DEFAULT_PRODUCT_READ.ttl.l1),
+  CATALOGUE_TTL_L2: seconds.default(DEFAULT_PRODUCT_READ.ttl.l2),
+  CATALOGUE_GRACE_SECONDS: z.coerce
+    .number()
+    .min(0)
+    .default(DEFAULT_PRODUCT_READ.grace?.seconds ?? 0),
+  CATALOGUE_GRACE_BACKOFF_SECONDS: seconds.default(DEFAULT_PRODUCT_READ.grace?.backoffSeconds ?? 5),
+  CATALOGUE_SOFT_TIMEOUT_MS: millis.default(DEFAULT_PRODUCT_READ.timeouts?.softMs ?? 0),
+  CATALOGUE_HARD_TIMEOUT_MS: millis.default(DEFAULT_PRODUCT_READ.timeouts?.hardMs ?? 0),
+  CATALOGUE_EARLY_REFRESH: z.coerce
+    .number()
+    .min(0)
+    .lt(1)
+    .default(DEFAULT_PRODUCT_READ.earlyRefresh ?? 0),
+  CATALOGUE_TTL_SPREAD: z.coerce
+    .number()
+    .min(0)
+    .max(0.5)
+    .default(DEFAULT_PRODUCT_READ.ttlSpread ?? 0),
 });
 export type CatalogueEnv = z.output<typeof envSchema>;
+
+/** The product namespace's read options from CATALOGUE_* settings (0 turns grace, a timeout, early refresh off). */
+export function readOptionsOf(e: CatalogueEnv): ProductReadOptions {
+  const softMs = e.CATALOGUE_SOFT_TIMEOUT_MS || undefined;
+  const hardMs = e.CATALOGUE_HARD_TIMEOUT_MS || undefined;
+  if (softMs !== undefined && hardMs !== undefined && softMs > hardMs)
+    throw new CatalogueError(
+      'E_CATALOGUE_CONFIG',
+      'CATALOGUE_SOFT_TIMEOUT_MS: must not exceed CATALOGUE_HARD_TIMEOUT_MS',
+    );
+  return {
+    ttl: { l1: e.CATALOGUE_TTL_L1, l2: e.CATALOGUE_TTL_L2 },
+    ...(e.CATALOGUE_GRACE_SECONDS > 0
+      ? { grace: { seconds: e.CATALOGUE_GRACE_SECONDS, backoffSeconds: e.CATALOGUE_GRACE_BACKOFF_SECONDS } }
+      : {}),
+    ...(softMs !== undefined || hardMs !== undefined
+      ? { timeouts: { ...(softMs ? { softMs } : {}), ...(hardMs ? { hardMs } : {}) } }
+      : {}),
+    ...(e.CATALOGUE_EARLY_REFRESH > 0 ? { earlyRefresh: e.CATALOGUE_EARLY_REFRESH } : {}),
+    ...(e.CATALOGUE_TTL_SPREAD > 0 ? { ttlSpread: e.CATALOGUE_TTL_SPREAD } : {}),
+  };
+}
 
 /**
  * Reads DATABASE_URL and CATALOGUE_SCHEMA (empty counts as unset). A bad value throws
@@ -57,7 +101,7 @@ export async function createDefinitions(env: NodeJS.ProcessEnv): Promise<Definit
   const db = connectPg(config.DATABASE_URL);
   try {
     await migrate(db, { schema: config.CATALOGUE_SCHEMA });
-    const catalogue = createCatalogue({ db, schema: config.CATALOGUE_SCHEMA });
+    const catalogue = createCatalogue({ db, schema: config.CATALOGUE_SCHEMA, read: readOptionsOf(config) });
     const critical = await catalogue.product.ids?.(undefined, CRITICAL_PRODUCTS);
     return Object.freeze({
       namespaces: catalogue.namespaces,

@@ -8,14 +8,17 @@ export {
   type Definitions,
   describeNamespaces,
   loadCatalogueEnv,
+  readOptionsOf,
 } from './definitions.js';
 export { CATALOGUE_ERROR_CODES, CatalogueError, type CatalogueErrorCode, dbError } from './errors.js';
 export { migrate, SEED_CATEGORIES, type SeedOptions, seed } from './migrate.js';
 export {
+  DEFAULT_PRODUCT_READ,
   MAX_IDS_PAGE,
   PRODUCT_IDS,
   type Product,
   type ProductPatch,
+  type ProductReadOptions,
   productIdSchema,
   productPatchSchema,
   productSchema,

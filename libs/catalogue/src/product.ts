@@ -1,4 +1,4 @@
-import { defineNamespace, type Namespace } from '@cachefleet/tiered-cache';
+import { defineNamespace, type Namespace, type NamespaceDefinition } from '@cachefleet/tiered-cache';
 import { z } from 'zod';
 import type { Db } from './db.js';
 import { dbError, parseInput } from './errors.js';
@@ -36,8 +36,34 @@ const PRODUCT_COLUMNS = `id::text AS id, sku, name, category, price_cents, stock
 export const MAX_IDS_PAGE = 100_000;
 const limitSchema = z.number().int().min(1).max(MAX_IDS_PAGE);
 
+/**
+ * How the product namespace reads (issue 11): TTLs and the read-path options of `defineNamespace`.
+ * The sample serves stale products for `grace` when the database fails or is slower than the soft
+ * timeout (docs/design-read-path.md).
+ */
+export interface ProductReadOptions {
+  readonly ttl: { readonly l1: number; readonly l2: number };
+  readonly grace?: NamespaceDefinition<Product>['grace'];
+  readonly timeouts?: NamespaceDefinition<Product>['timeouts'];
+  readonly earlyRefresh?: number;
+  readonly ttlSpread?: number;
+}
+
+/** The defaults of CATALOGUE_* settings (definitions.ts): an hour in Redis, 6 hours of grace. */
+export const DEFAULT_PRODUCT_READ: ProductReadOptions = {
+  ttl: { l1: 60, l2: 3600 },
+  grace: { seconds: 6 * 3600, backoffSeconds: 5 },
+  timeouts: { softMs: 250, hardMs: 3000 },
+  earlyRefresh: 0.2,
+  ttlSpread: 0.1,
+};
+
 /** The product namespace over `"<schema>".products`. Its SQL is built once, here. */
-export function defineProduct(db: Db, schema: string): Namespace<Product> {
+export function defineProduct(
+  db: Db,
+  schema: string,
+  read: ProductReadOptions = DEFAULT_PRODUCT_READ,
+): Namespace<Product> {
   const table = productsTable(schema);
   const byId = `SELECT ${PRODUCT_COLUMNS} FROM ${table} WHERE id = $1::bigint`;
   const byIds = `SELECT ${PRODUCT_COLUMNS} FROM ${table} WHERE id = ANY($1::bigint[])`;
@@ -50,7 +76,11 @@ export function defineProduct(db: Db, schema: string): Namespace<Product> {
   return defineNamespace<Product>({
     name: PRODUCT_IDS.name,
     version: 1,
-    ttl: { l1: 60, l2: 3600 },
+    ttl: read.ttl,
+    ...(read.grace ? { grace: read.grace } : {}),
+    ...(read.timeouts ? { timeouts: read.timeouts } : {}),
+    ...(read.earlyRefresh ? { earlyRefresh: read.earlyRefresh } : {}),
+    ...(read.ttlSpread ? { ttlSpread: read.ttlSpread } : {}),
     schema: productSchema,
     idSchema: PRODUCT_IDS.idSchema,
     // The cache checks ids before it loads; these checks keep direct callers (a warm given raw

@@ -10,10 +10,12 @@ import {
   createDefinitions,
   type Db,
   DEFAULT_DATABASE_URL,
+  DEFAULT_PRODUCT_READ,
   dbError,
   describeNamespaces,
   loadCatalogueEnv,
   migrate,
+  readOptionsOf,
   seed,
   updateProduct,
 } from '../src/index.js';
@@ -271,8 +273,35 @@ describe('createDefinitions', () => {
   it('defaults DATABASE_URL and CATALOGUE_SCHEMA when unset or empty', () => {
     const defaults = { DATABASE_URL: DEFAULT_DATABASE_URL, CATALOGUE_SCHEMA: 'catalogue' };
     expect(DEFAULT_DATABASE_URL).toBe('postgres://postgres@127.0.0.1:5432/test');
-    expect(loadCatalogueEnv({})).toEqual(defaults);
-    expect(loadCatalogueEnv({ DATABASE_URL: '', CATALOGUE_SCHEMA: '' })).toEqual(defaults);
+    expect(loadCatalogueEnv({})).toMatchObject(defaults);
+    expect(loadCatalogueEnv({ DATABASE_URL: '', CATALOGUE_SCHEMA: '' })).toMatchObject(defaults);
+  });
+
+  it('reads the product read path (TTLs, grace, timeouts) from CATALOGUE_*, defaults documented', () => {
+    expect(readOptionsOf(loadCatalogueEnv({}))).toEqual(DEFAULT_PRODUCT_READ);
+    const off = readOptionsOf(
+      loadCatalogueEnv({
+        CATALOGUE_GRACE_SECONDS: '0',
+        CATALOGUE_SOFT_TIMEOUT_MS: '0',
+        CATALOGUE_HARD_TIMEOUT_MS: '0',
+        CATALOGUE_EARLY_REFRESH: '0',
+        CATALOGUE_TTL_SPREAD: '0',
+        CATALOGUE_TTL_L2: '120',
+      }),
+    );
+    expect(off).toEqual({ ttl: { l1: 60, l2: 120 } });
+    for (const [name, value] of [
+      ['CATALOGUE_TTL_L2', '0'],
+      ['CATALOGUE_GRACE_SECONDS', '-1'],
+      ['CATALOGUE_EARLY_REFRESH', '1'],
+      ['CATALOGUE_TTL_SPREAD', '0.9'],
+      ['CATALOGUE_SOFT_TIMEOUT_MS', 'soon'],
+    ] as const) {
+      expect(() => loadCatalogueEnv({ [name]: value })).toThrow(new RegExp(name));
+    }
+    expect(() =>
+      readOptionsOf(loadCatalogueEnv({ CATALOGUE_SOFT_TIMEOUT_MS: '500', CATALOGUE_HARD_TIMEOUT_MS: '100' })),
+    ).toThrow(/CATALOGUE_SOFT_TIMEOUT_MS/);
   });
 
   it('refuses a DATABASE_URL that is not a postgres URL, naming the variable, not the value', async () => {

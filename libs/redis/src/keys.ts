@@ -9,6 +9,7 @@ import { escapeGlob } from './scan.js';
  * | key                                                | type          | what                                                        |
  * | -------------------------------------------------- | ------------- | ----------------------------------------------------------- |
  * | `<prefix><name>:v<version>:<id>`                   | string        | an entry (JSON, `~z` deflated, or a `~t` tombstone)         |
+ * |                                                    |               | (`~g<loadedAt>.<expiresAt>:` first with grace/early refresh) |
  * | `<prefix><name>:v<version>:g<generation>:<id>`     | string        | the same after `invalidateNamespace` moved the generation   |
  * | `<prefix>__tag:<namespace>:<tag>`                  | set           | entry keys carrying the tag (lives as long as its entries)  |
  * | `<prefix>__lock:<entry key without prefix>`        | string, PX    | the fleet load lock of one entry (an owner token)           |

@@ -21,6 +21,8 @@ import { CacheRegistry, type CacheStatus } from './registry.js';
 import { err, ok, type Result } from './result.js';
 import { busHandlers, loadGenerations, prewarmHere } from './stack/bus-handlers.js';
 import { globToRegExp } from './stack/coherence.js';
+import type { ReadOptions } from './stack/fail-safe.js';
+import type { DeepReadonly } from './stack/freeze.js';
 import { ReadThrough } from './stack/read-through.js';
 import { totals } from './stack/state.js';
 import { type NamespaceStats, namespaceStats, type TierStats, tierStats } from './stats.js';
@@ -127,14 +129,18 @@ export class Cache {
     return this;
   }
 
-  /** Read-through: L1 → L2 → the namespace loader (once per key across the fleet). */
-  get<T>(ns: Namespace<T>, id: string): Promise<Result<T | undefined>> {
-    return this.#rt.get(ns, id);
+  /**
+   * Read-through: L1 → L2 → the namespace loader (once per key across the fleet). `options`
+   * override the namespace's grace and loader timeouts for this call; a value served past its TTL
+   * has `stale` set (docs/design-read-path.md).
+   */
+  get<T>(ns: Namespace<T>, id: string, options?: ReadOptions): Promise<Result<DeepReadonly<T> | undefined>> {
+    return this.#rt.get(ns, id, options) as Promise<Result<DeepReadonly<T> | undefined>>;
   }
 
   /** Batched read-through: one L2 round trip, one `loadMany` for what is left. Aligned with `ids`. */
-  getMany<T>(ns: Namespace<T>, ids: readonly string[]): Promise<Result<(T | undefined)[]>> {
-    return this.#rt.getMany(ns, ids);
+  getMany<T>(ns: Namespace<T>, ids: readonly string[]): Promise<Result<(DeepReadonly<T> | undefined)[]>> {
+    return this.#rt.getMany(ns, ids) as Promise<Result<(DeepReadonly<T> | undefined)[]>>;
   }
 
   /** Validates and writes L2 then L1, then tells the other pods to drop their copy. */

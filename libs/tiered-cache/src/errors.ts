@@ -14,6 +14,8 @@ export const ERROR_CODES = {
   E_CACHE_INVALID_ID: "An id does not satisfy the namespace's id schema; nothing was read or written.",
   E_CACHE_INVALID_VALUE: "A value does not satisfy the namespace's value schema; nothing was written.",
   E_CACHE_LOADER_FAILED: "The namespace's loader threw or rejected; `cause` holds its error.",
+  E_CACHE_LOADER_TIMEOUT:
+    "The namespace's loader did not answer within the hard timeout and no stale value could be served; the load goes on in the background.",
   E_CACHE_CORRUPT_ENTRY: 'An L2 entry could not be decoded; it is treated as a miss and deleted.',
   E_CACHE_INVALID_EVENT:
     'A bus event does not satisfy its schema; it was not published (or, received, not applied).',

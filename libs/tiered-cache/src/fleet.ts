@@ -1,5 +1,6 @@
 import { entryGlob } from '@cachefleet/redis';
 import type { EventBody } from './bus/events.js';
+import { envelope } from './drivers/codec.js';
 import type { HotKey, UnlinkStep } from './drivers/redis/bulk.js';
 import type { RedisStore } from './drivers/redis/store.js';
 import type { WarmEntry } from './drivers/redis/warm.js';
@@ -7,6 +8,7 @@ import { CacheError } from './errors.js';
 import type { Namespace } from './namespace.js';
 import { err, ok, type Result } from './result.js';
 import { globToRegExp } from './stack/coherence.js';
+import { spread } from './stack/entry-times.js';
 import type { ReadThrough } from './stack/read-through.js';
 import type { NamespaceState } from './stack/state.js';
 
@@ -96,10 +98,16 @@ export class FleetOps {
           invalid++;
           return;
         }
+        // Spread (so a full warm does not expire in one second) and, with grace or early refresh,
+        // the entry's times in its header, as a read-through fill writes them.
+        const ttlMs = spread(st.l2TtlMs, st.ttlSpread);
+        const now = Date.now();
+        const wire = l2.encode(parsed.data).wire;
         entries.push({
           key: keys[i] as string,
-          wire: l2.encode(parsed.data).wire,
+          wire: st.timed ? envelope(wire, { loadedAt: now, expiresAt: now + ttlMs }) : wire,
           tags: this.#d.rt.tagsOf(st, parsed.data),
+          ttlMs: ttlMs + st.graceMs,
         });
         was.push(snapshot.value.was[i] ?? null);
       });

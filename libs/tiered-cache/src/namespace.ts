@@ -16,8 +16,12 @@ export interface NamespaceDefinition<T> {
   readonly ttl: { readonly l1: number; readonly l2: number };
   /** Checked on every write and every loader result. */
   readonly schema: z.ZodType<T>;
-  /** Reads one value from the source of truth; `undefined` means "does not exist" (not cached). */
-  readonly load: (id: string) => Promise<T | undefined>;
+  /**
+   * Reads one value from the source of truth; `undefined` means "does not exist" (not cached).
+   * `ctx` (given by the read-through, absent for direct calls) sets this entry's TTL and tags from
+   * the value it loaded (adaptive TTL).
+   */
+  readonly load: (id: string, ctx?: LoadContext) => Promise<T | undefined>;
   /** Reads many at once; ids absent from the map do not exist. Falls back to `load` per id. */
   readonly loadMany?: (ids: readonly string[]) => Promise<ReadonlyMap<string, T>>;
   /**
@@ -33,6 +37,38 @@ export interface NamespaceDefinition<T> {
   readonly ids?: (after: string | undefined, limit: number) => Promise<readonly string[]>;
   /** Ids accepted by this namespace. Default: 1–256 printable characters without glob metacharacters. */
   readonly idSchema?: z.ZodType<string>;
+  /**
+   * Values are deep-frozen when they enter the cache and handed out as `DeepReadonly<T>`: a caller
+   * cannot change what the next reader gets. Default true (docs/design-read-path.md).
+   */
+  readonly immutable?: boolean;
+  /**
+   * Fail-safe: entries are kept this long past their TTL (in L2 and L1), and served, marked stale,
+   * when the loader fails or times out; then the loader is left alone for that key for
+   * `backoffSeconds` (default 10). Invalidated entries are never served. Default: none.
+   */
+  readonly grace?: { readonly seconds: number; readonly backoffSeconds?: number };
+  /**
+   * Loader time limits, from the start of the read: at `softMs` a caller with a stale copy (grace)
+   * gets it while the load goes on and fills the cache; at `hardMs` it gets its stale copy or
+   * E_CACHE_LOADER_TIMEOUT. Default: none (wait for the loader).
+   */
+  readonly timeouts?: { readonly softMs?: number; readonly hardMs?: number };
+  /**
+   * A hit in the last `earlyRefresh` fraction of the entry's L2 TTL (e.g. 0.2) starts one background
+   * refresh per key in the fleet (the load lock, not waited for). Default: none.
+   */
+  readonly earlyRefresh?: number;
+  /** Each entry's L1 and L2 TTLs are multiplied by a uniform 1 ± ttlSpread (0–0.5). Default 0. */
+  readonly ttlSpread?: number;
+}
+
+/** What a loader may tell the cache about the value it loaded (adaptive TTL). */
+export interface LoadContext {
+  /** This entry's TTLs, seconds (either tier; the other keeps the namespace's). */
+  setTtl(ttl: { readonly l1?: number; readonly l2?: number }): void;
+  /** This entry's tags, instead of the namespace's `tags(value)`. */
+  setTags(tags: readonly string[]): void;
 }
 
 export interface Namespace<T> extends NamespaceDefinition<T> {
@@ -41,6 +77,7 @@ export interface Namespace<T> extends NamespaceDefinition<T> {
   /** `name:v<version>:`, built once so a key is one concatenation. */
   readonly keyBase: string;
   readonly idSchema: z.ZodType<string>;
+  readonly immutable: boolean;
   /** The id check the read path runs on a miss: a precompiled test for the default schema. */
   readonly isValidId: (id: string) => boolean;
 }
@@ -56,6 +93,20 @@ const definitionSchema = z.object({
   name: z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/, 'name must match [a-z][a-z0-9_-]{0,63}'),
   version: z.number().int().min(1),
   ttl: z.object({ l1: z.number().positive(), l2: z.number().positive() }),
+  grace: z
+    .object({ seconds: z.number().positive(), backoffSeconds: z.number().positive().optional() })
+    .optional(),
+  timeouts: z
+    .object({
+      softMs: z.number().int().positive().optional(),
+      hardMs: z.number().int().positive().optional(),
+    })
+    .refine((t) => t.softMs === undefined || t.hardMs === undefined || t.softMs <= t.hardMs, {
+      message: 'softMs must not exceed hardMs',
+    })
+    .optional(),
+  earlyRefresh: z.number().gt(0).lt(1).optional(),
+  ttlSpread: z.number().min(0).max(0.5).optional(),
 });
 
 const FORBIDDEN_ID_CHARS = /[\s*?[\]\\{}]/;
@@ -79,6 +130,7 @@ export function defineNamespace<T>(definition: NamespaceDefinition<T>): Namespac
   return Object.freeze({
     ...definition,
     idSchema: idSchema ?? DEFAULT_ID_SCHEMA,
+    immutable: definition.immutable ?? true,
     isValidId: idSchema ? (id: string) => idSchema.safeParse(id).success : isDefaultId,
     index: nextIndex++,
     keyBase: entryBase(definition.name, definition.version),

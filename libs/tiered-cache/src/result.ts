@@ -5,6 +5,16 @@ export type Result<T, E = CacheError> = Ok<T> | Err<E>;
 export interface Ok<T> {
   readonly ok: true;
   readonly value: T;
+  /** Present when the value is past its TTL, served because the loader failed or was too slow (grace). */
+  readonly stale?: Staleness;
+}
+
+/** How old a stale value is: for `Age` and `Warning: 110` headers. */
+export interface Staleness {
+  /** Seconds since the value was loaded (whole seconds, for an `Age` header). */
+  readonly ageSeconds: number;
+  /** How long ago its TTL ended, ms (0 when only its L1 copy had expired). */
+  readonly expiredMs: number;
 }
 export interface Err<E> {
   readonly ok: false;

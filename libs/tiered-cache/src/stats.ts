@@ -23,6 +23,12 @@ export interface NamespaceStats {
   readonly combinedHitRate: number;
   /** Fills not cached because an invalidation overtook them. */
   readonly fencedFills: number;
+  /** Reads answered with a value past its TTL (grace), and loader timeouts (soft: stale served). */
+  readonly staleServed: number;
+  readonly softTimeouts: number;
+  readonly hardTimeouts: number;
+  /** Background refreshes started by hits near the end of an entry's TTL (this pod took the lock). */
+  readonly earlyRefreshes: number;
 }
 
 /** Size and state of each tier of the active store (G1). */
@@ -58,5 +64,9 @@ function statsOf(s: NamespaceState): NamespaceStats {
     loads: s.loads,
     combinedHitRate: rate(s.l1Hits + s.l2Hits, s.misses),
     fencedFills: s.fencedFills,
+    staleServed: s.staleServed,
+    softTimeouts: s.softTimeouts,
+    hardTimeouts: s.hardTimeouts,
+    earlyRefreshes: s.earlyRefreshes,
   };
 }

@@ -16,10 +16,11 @@ export interface Codec {
 }
 
 export function createCodec(compressionThreshold: number): Codec {
-  const decode = (wire: string): unknown =>
-    wire.charCodeAt(0) === TILDE
-      ? JSON.parse(inflateRawSync(Buffer.from(wire.slice(MARK.length), 'base64')).toString('utf8'))
-      : JSON.parse(wire);
+  const decode = (wire: string): unknown => {
+    if (wire.charCodeAt(0) !== TILDE) return JSON.parse(wire);
+    if (wire.charCodeAt(1) === G) return decode(wire.slice(bodyStart(wire)));
+    return JSON.parse(inflateRawSync(Buffer.from(wire.slice(MARK.length), 'base64')).toString('utf8'));
+  };
   if (compressionThreshold === 0) {
     return {
       encode: (value) => {
@@ -48,6 +49,39 @@ function stringify(value: unknown): string {
 }
 
 const T = 116;
+const G = 103;
+
+/**
+ * When an entry was loaded and when it logically expires (wall-clock ms). Entries of namespaces with
+ * grace or early refresh carry it in front of the value: `~g<loadedAt>.<expiresAt>:` (base 36) then
+ * the JSON or `~z` wire; Redis keeps such a key past `expiresAt` (its grace). Entries without the
+ * header are plain values, fresh until Redis expires them (the format before issue 11).
+ */
+export interface EntryTimes {
+  readonly loadedAt: number;
+  readonly expiresAt: number;
+}
+
+export function envelope(wire: string, times: EntryTimes): string {
+  return `~g${Math.round(times.loadedAt).toString(36)}.${Math.round(times.expiresAt).toString(36)}:${wire}`;
+}
+
+/** The header of an enveloped wire; undefined for a plain value (or a malformed header). */
+export function entryTimes(wire: string): EntryTimes | undefined {
+  if (wire.charCodeAt(0) !== TILDE || wire.charCodeAt(1) !== G) return undefined;
+  const dot = wire.indexOf('.', 2);
+  const colon = wire.indexOf(':', 2);
+  if (dot < 0 || colon < dot) return undefined;
+  const loadedAt = Number.parseInt(wire.slice(2, dot), 36);
+  const expiresAt = Number.parseInt(wire.slice(dot + 1, colon), 36);
+  return Number.isFinite(loadedAt) && Number.isFinite(expiresAt) ? { loadedAt, expiresAt } : undefined;
+}
+
+function bodyStart(wire: string): number {
+  const colon = wire.indexOf(':', 2);
+  if (colon < 0) throw new SyntaxError('entry header without its end');
+  return colon + 1;
+}
 /** Tombstones are `~t` + a random token; JSON never starts with `~`, compressed values use `~z`. */
 export function isTombstone(wire: string): boolean {
   return wire.charCodeAt(0) === TILDE && wire.charCodeAt(1) === T;

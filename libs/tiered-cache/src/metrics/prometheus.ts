@@ -158,6 +158,27 @@ export function registerCacheMetrics(registry: Registry, source: MetricsSource):
     },
   );
   counter(
+    'cache_stale_served_total',
+    'Reads answered with a value past its TTL because the loader failed or was slow (grace).',
+    ['namespace'],
+    perNs((c, _impl, s) => c({ namespace: s.ns.name }, s.staleServed)),
+  );
+  counter(
+    'cache_loader_timeouts_total',
+    'Reads that hit a loader timeout: soft (a stale value was served) or hard.',
+    ['namespace', 'kind'],
+    perNs((c, _impl, s) => {
+      c({ namespace: s.ns.name, kind: 'soft' }, s.softTimeouts);
+      c({ namespace: s.ns.name, kind: 'hard' }, s.hardTimeouts);
+    }),
+  );
+  counter(
+    'cache_early_refreshes_total',
+    'Background refreshes this pod ran for entries near the end of their TTL.',
+    ['namespace'],
+    perNs((c, _impl, s) => c({ namespace: s.ns.name }, s.earlyRefreshes)),
+  );
+  counter(
     'cache_fenced_fills_total',
     'Fills not cached because an invalidation overtook them.',
     ['namespace'],

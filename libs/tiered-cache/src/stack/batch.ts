@@ -1,7 +1,9 @@
-import { isTombstone } from '../drivers/codec.js';
+import { entryTimes, isTombstone } from '../drivers/codec.js';
 import { CacheError } from '../errors.js';
 import type { Namespace } from '../namespace.js';
-import { err, OK_UNDEFINED, ok, type Result } from '../result.js';
+import { err, OK_UNDEFINED, type Ok, ok, type Result } from '../result.js';
+import { timesOf } from './entry-times.js';
+import type { Candidate } from './fail-safe.js';
 import { loadAndStore, store, type WriteMode } from './fill.js';
 import type { ReadThrough } from './read-through.js';
 import type { NamespaceState } from './state.js';
@@ -21,12 +23,20 @@ export async function getMany<T>(
   const out: unknown[] = new Array(ids.length);
   const todo: number[] = [];
   const l1 = rt.l1;
+  // Values past their TTL (grace), by index: served only if the load fails.
+  const stale = new Map<number, Candidate>();
+  const now = performance.now();
   for (let i = 0; i < ids.length; i++) {
     const hit = l1?.peek(st.keyBase + ids[i]);
-    if (hit !== undefined) {
+    const times = hit !== undefined && st.timed ? timesOf(hit) : undefined;
+    if (hit !== undefined && (times === undefined || now < times.freshUntil)) {
       st.l1Hits++;
       out[i] = hit.value;
-    } else todo.push(i);
+    } else {
+      if (hit !== undefined && times !== undefined)
+        stale.set(i, { entry: hit, ...times, source: 'l1', epoch });
+      todo.push(i);
+    }
   }
   if (todo.length === 0) return ok(out as T[]);
   for (const i of todo) if (!ns.isValidId(ids[i] as string)) return rt.invalidId(st, ids[i] as string);
@@ -38,13 +48,18 @@ export async function getMany<T>(
     st.timers.l2.observe((performance.now() - startedAt) / 1000);
     if (r.ok) {
       missing = [];
+      const wall = Date.now();
       todo.forEach((i, j) => {
         const e = r.value[j];
         if (e === undefined) missing.push(i);
-        else {
+        else if (st.timed && e.times !== undefined && wall >= e.times.expiresAt) {
+          if (!stale.has(i))
+            stale.set(i, { entry: ok(rt.frozen(st, e.value)), ...e.times, source: 'l2', epoch });
+          missing.push(i);
+        } else {
           st.l2Hits++;
-          const entry = ok(e.value);
-          rt.putL1(st, keys[j] as string, entry, e.size, epoch);
+          const entry = ok(rt.frozen(st, e.value));
+          rt.putL1(st, keys[j] as string, entry, e.size, epoch, st.timed ? e.times : undefined);
           out[i] = entry.value;
         }
       });
@@ -58,7 +73,19 @@ export async function getMany<T>(
       epoch,
       startedAt,
     );
-    if (!loaded.ok) return loaded;
+    if (!loaded.ok) {
+      if (st.graceMs === 0 || loaded.error.code !== 'E_CACHE_LOADER_FAILED') return loaded;
+      // Fail-safe: served only if every id left has a stale copy that is still current.
+      let oldest: Ok<unknown> | undefined;
+      for (const i of missing) {
+        const served = await rt.failSafe.fallback(st, st.keyBase + ids[i], stale.get(i));
+        if (served === undefined) return loaded;
+        out[i] = served.value;
+        if (oldest === undefined || (served.stale?.ageSeconds ?? 0) > (oldest.stale?.ageSeconds ?? 0))
+          oldest = served;
+      }
+      return { ok: true, value: out as (T | undefined)[], ...(oldest?.stale ? { stale: oldest.stale } : {}) };
+    }
     missing.forEach((i, j) => {
       out[i] = loaded.value[j];
     });
@@ -136,9 +163,16 @@ async function loadMine(
     owned.forEach((i, j) => {
       const wire = again[j];
       if (typeof wire === 'string' && !isTombstone(wire)) {
-        const decoded = l2.decode(keys[i] as string, wire);
+        const times = st.timed ? entryTimes(wire) : undefined;
+        if (times !== undefined && Date.now() >= times.expiresAt) {
+          // Past its TTL: load it, replacing exactly this value.
+          expected.set(i, wire);
+          still.push(i);
+          return;
+        }
+        const decoded = rt.decode(st, l2, keys[i] as string, wire);
         if (decoded.ok) {
-          rt.putL1(st, keys[i] as string, decoded, wire.length, epoch);
+          rt.putL1(st, keys[i] as string, decoded, wire.length, epoch, times);
           results[i] = Promise.resolve(decoded);
           release(i);
           return;

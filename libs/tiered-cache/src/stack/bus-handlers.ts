@@ -61,9 +61,19 @@ export async function prewarmHere(
     const keys = ids.map((id) => st.keyBase + id);
     const r = await l2.readMany(keys);
     if (!r.ok) return r;
+    const now = Date.now();
     r.value.forEach((e, i) => {
       if (e === undefined) return;
-      rt.putL1(st, keys[i] as string, ok(e.value), e.size, epoch);
+      // An entry past its TTL (within its grace) is not copied: the next read reloads it.
+      if (st.timed && e.times !== undefined && now >= e.times.expiresAt) return;
+      rt.putL1(
+        st,
+        keys[i] as string,
+        ok(rt.frozen(st, e.value)),
+        e.size,
+        epoch,
+        st.timed ? e.times : undefined,
+      );
       filled++;
     });
   }

@@ -1,6 +1,9 @@
+import { type EntryTimes, envelope } from '../drivers/codec.js';
 import type { RedisStore } from '../drivers/redis/store.js';
 import { CacheError } from '../errors.js';
+import type { LoadContext } from '../namespace.js';
 import { err, OK_UNDEFINED, ok, type Result } from '../result.js';
+import { spread } from './entry-times.js';
 import type { ReadThrough } from './read-through.js';
 import type { NamespaceState } from './state.js';
 
@@ -34,8 +37,9 @@ export async function loadAndStore(
   st.loads++;
   const t0 = performance.now();
   let loaded: unknown;
+  const ctx = new Adaptive(st);
   try {
-    loaded = await st.ns.load(id);
+    loaded = await st.ns.load(id, ctx);
   } catch (cause) {
     st.loaderErrors++;
     return err(
@@ -45,7 +49,40 @@ export async function loadAndStore(
     st.timers.l3.observe((performance.now() - t0) / 1000);
   }
   if (loaded === undefined) return OK_UNDEFINED;
-  return store(rt, st, key, loaded, mode);
+  return store(rt, st, key, loaded, mode, ctx);
+}
+
+/** What a loader said about the entry it loaded (adaptive TTL and tags); checked when it says it. */
+export class Adaptive implements LoadContext {
+  l1Ms: number | undefined;
+  l2Ms: number | undefined;
+  tags: readonly string[] | undefined;
+  readonly #st: NamespaceState;
+
+  constructor(st: NamespaceState) {
+    this.#st = st;
+  }
+
+  setTtl(ttl: { readonly l1?: number; readonly l2?: number }): void {
+    for (const s of [ttl.l1, ttl.l2]) {
+      if (s !== undefined && !(Number.isFinite(s) && s > 0))
+        throw new CacheError(
+          'E_CACHE_INVALID_VALUE',
+          `ctx.setTtl of ${this.#st.ns.name}: TTLs are positive seconds`,
+        );
+    }
+    if (ttl.l1 !== undefined) this.l1Ms = ttl.l1 * 1000;
+    if (ttl.l2 !== undefined) this.l2Ms = ttl.l2 * 1000;
+  }
+
+  setTags(tags: readonly string[]): void {
+    if (!tags.every((t) => typeof t === 'string' && t.length > 0))
+      throw new CacheError(
+        'E_CACHE_INVALID_VALUE',
+        `ctx.setTags of ${this.#st.ns.name}: tags are non-empty strings`,
+      );
+    this.tags = [...tags];
+  }
 }
 
 /**
@@ -60,6 +97,7 @@ export async function store(
   key: string,
   value: unknown,
   mode: WriteMode,
+  adaptive?: Adaptive,
 ): Promise<Result<unknown>> {
   const parsed = st.ns.schema.safeParse(value);
   if (!parsed.success) {
@@ -70,8 +108,16 @@ export async function store(
       }),
     );
   }
-  const result = ok(parsed.data);
-  const tags = rt.tagsOf(st, parsed.data);
+  // Frozen before anything keeps or returns it: the first reader cannot change the next one's value.
+  const result = ok(rt.frozen(st, parsed.data));
+  const tags = adaptive?.tags !== undefined ? rt.scopeTags(st, adaptive.tags) : rt.tagsOf(st, parsed.data);
+  // This entry's TTLs (the loader's, or the namespace's), spread; with grace or early refresh the
+  // L2 value carries its times and Redis keeps it `grace` longer.
+  const l1Ms = spread(adaptive?.l1Ms ?? st.l1TtlMs, st.ttlSpread);
+  const l2Ms = spread(adaptive?.l2Ms ?? st.l2TtlMs, st.ttlSpread);
+  const now = Date.now();
+  const times: EntryTimes | undefined = st.timed ? { loadedAt: now, expiresAt: now + l2Ms } : undefined;
+  const keepMs = l2Ms + st.graceMs;
   let size: number | undefined;
   const l2 = rt.l2;
   if (l2 !== undefined) {
@@ -87,9 +133,10 @@ export async function store(
       );
     }
     size = encoded.size;
+    const wire = times ? envelope(encoded.wire, times) : encoded.wire;
     const t0 = performance.now();
     if (mode.kind === 'set') {
-      const w = await l2.write(key, encoded.wire, st.l2TtlMs, tags);
+      const w = await l2.write(key, wire, keepMs, tags);
       st.timers.writeL2.observe((performance.now() - t0) / 1000);
       if (!w.ok) {
         st.l2Errors++;
@@ -102,7 +149,7 @@ export async function store(
       // it stays in this pod's L1. One older than a tombstone's life could miss the tombstone
       // that fences it: it is cached nowhere.
       if (mode.inv === undefined) {
-        rt.putL1(st, key, result, size, mode.epoch);
+        rt.putL1(st, key, result, size, mode.epoch, times, l1Ms, tags);
         return result;
       }
       if (performance.now() - mode.startedAt >= rt.tombstoneTtlMs) {
@@ -110,7 +157,7 @@ export async function store(
         return result;
       }
       const fence = { namespace: st.ns.name, inv: mode.inv };
-      const w = await l2.fence.fill(key, mode.expected, encoded.wire, st.l2TtlMs, tags, fence);
+      const w = await l2.fence.fill(key, mode.expected, wire, keepMs, tags, fence);
       st.timers.writeL2.observe((performance.now() - t0) / 1000);
       if (!w.ok) st.l2Errors++;
       else if (!w.value || (!l2.fence.fencesWalks && !(await noWalkSince(rt, st, l2, key, mode.inv)))) {
@@ -119,8 +166,8 @@ export async function store(
       }
     }
   }
-  if (mode.kind === 'set') rt.l1?.put(key, result, rt.l1Ttl(st), size, tags);
-  else rt.putL1(st, key, result, size, mode.epoch);
+  if (mode.kind === 'set') rt.storeL1(st, key, result, size, tags, times, l1Ms);
+  else rt.putL1(st, key, result, size, mode.epoch, times, l1Ms, tags);
   st.sets++;
   return result;
 }

@@ -1,13 +1,16 @@
 import { scopedTag } from '@cachefleet/redis';
 import type { ResolvedCacheOptions } from '../config.js';
-import { isTombstone } from '../drivers/codec.js';
+import { type EntryTimes, entryTimes, isTombstone } from '../drivers/codec.js';
 import type { MemoryStore } from '../drivers/memory.js';
 import type { RedisStore } from '../drivers/redis/store.js';
 import { CacheError } from '../errors.js';
 import type { Namespace } from '../namespace.js';
 import { err, OK_UNDEFINED, type Ok, ok, type Result } from '../result.js';
 import { getMany } from './batch.js';
+import { spread, timesOf, withTimes } from './entry-times.js';
+import { type Candidate, FailSafe, type ReadOptions } from './fail-safe.js';
 import { loadAndStore, store, type WriteMode } from './fill.js';
+import { deepFreeze } from './freeze.js';
 import { keyBaseAt, type NamespaceState, newState } from './state.js';
 import { jitter, sleep, type TimingSink } from './timing.js';
 
@@ -44,6 +47,8 @@ export class ReadThrough {
   #l1TtlCapMs = Number.POSITIVE_INFINITY;
   /** Told when a fill retracted its own L2 entry (Cluster only), so that pods drop it from L1. */
   readonly onRetract: ((namespace: string, id: string) => void) | undefined;
+  /** Grace, timeouts and early refresh (fail-safe.ts). */
+  readonly failSafe: FailSafe;
 
   constructor(
     options: ResolvedCacheOptions,
@@ -56,6 +61,7 @@ export class ReadThrough {
     this.#timing = timing;
     this.#sampleMask = options.l1TimingSampleRate - 1;
     this.#countHot = options.hotKeys.enabled;
+    this.failSafe = new FailSafe(this);
   }
 
   /** Points the paths at a new store's tiers (registry swap). */
@@ -124,9 +130,12 @@ export class ReadThrough {
     this.#epoch++;
   }
 
-  get<T>(ns: Namespace<T>, id: string): Promise<Result<T | undefined>> {
+  get<T>(ns: Namespace<T>, id: string, options?: ReadOptions): Promise<Result<T | undefined>> {
     const st = this.#states[ns.index] ?? this.state(ns as Namespace<unknown>);
     const key = st.keyBase + id;
+    // Namespaces with grace, timeouts or early refresh (and calls with options) take the longer path.
+    if (st.timed || st.guarded || options !== undefined)
+      return this.#policyGet(st, id, key, options) as Promise<Result<T | undefined>>;
     // One read in 64 is timed and counted for the hot warm: no clock read or map update per hit.
     if ((++this.#tick & this.#sampleMask) === 0)
       return this.#sampled(st, id, key) as Promise<Result<T | undefined>>;
@@ -141,6 +150,51 @@ export class ReadThrough {
     return this.miss(st, id, key) as Promise<Result<T | undefined>>;
   }
 
+  /**
+   * The read of a timed or guarded namespace: an L1 copy past its freshness is not a hit but a
+   * stale candidate (served only if the loader fails or is slow), and a fresh hit in the last part
+   * of its TTL starts an early refresh.
+   */
+  #policyGet(
+    st: NamespaceState,
+    id: string,
+    key: string,
+    options: ReadOptions | undefined,
+  ): Promise<Result<unknown>> {
+    // Sampled as on the plain path: one read in 64 is timed and counted for the hot warm.
+    const sampled = (++this.#tick & this.#sampleMask) === 0;
+    if (sampled && this.#countHot && st.hot.size < HOT_IDS_PER_FLUSH && st.ns.isValidId(id))
+      st.hot.set(id, (st.hot.get(id) ?? 0) + 1);
+    const t0 = sampled ? performance.now() : 0;
+    const hit = this.#l1?.peek(key);
+    if (sampled && this.#l1 !== undefined) st.timers.l1.observe((performance.now() - t0) / 1000);
+    let candidate: Candidate | undefined;
+    if (hit !== undefined) {
+      const times = timesOf(hit);
+      if (times === undefined) {
+        st.l1Hits++;
+        return Promise.resolve(hit);
+      }
+      const now = performance.now();
+      if (now < times.freshUntil) {
+        st.l1Hits++;
+        if (now >= times.refreshAt) {
+          times.refreshAt = Number.POSITIVE_INFINITY;
+          this.failSafe.refresh(st, id, key);
+        }
+        return Promise.resolve(hit);
+      }
+      candidate = {
+        entry: hit,
+        loadedAt: times.loadedAt,
+        expiresAt: times.expiresAt,
+        source: 'l1',
+        epoch: this.#epoch,
+      };
+    }
+    if (!st.guarded && options === undefined) return this.miss(st, id, key);
+    return this.failSafe.read(st, id, key, candidate, options);
+  }
   async #sampled(st: NamespaceState, id: string, key: string): Promise<Result<unknown>> {
     if (this.#countHot && st.hot.size < HOT_IDS_PER_FLUSH && st.ns.isValidId(id))
       st.hot.set(id, (st.hot.get(id) ?? 0) + 1);
@@ -183,6 +237,7 @@ export class ReadThrough {
   async #leader(st: NamespaceState, id: string, key: string): Promise<Result<unknown>> {
     const epoch = this.#epoch;
     const startedAt = performance.now();
+    let refresh = false;
     try {
       const l2 = this.#l2;
       if (l2 === undefined) {
@@ -192,11 +247,19 @@ export class ReadThrough {
       const wire = await l2.readWire(key);
       st.timers.l2.observe((performance.now() - startedAt) / 1000);
       if (typeof wire === 'string' && !isTombstone(wire)) {
-        const decoded = l2.decode(key, wire);
+        const decoded = this.decode(st, l2, key, wire);
         if (decoded.ok) {
-          st.l2Hits++;
-          this.putL1(st, key, decoded, wire.length, epoch);
-          return decoded;
+          const times = st.timed ? entryTimes(wire) : undefined;
+          if (times === undefined || Date.now() < times.expiresAt) {
+            st.l2Hits++;
+            this.putL1(st, key, decoded, wire.length, epoch, times);
+            // Started once this read left `inflight` (a refresh does not start beside a load).
+            refresh = times !== undefined && this.failSafe.dueForRefresh(st, times);
+            return decoded;
+          }
+          // Past its TTL, within its grace: a stale candidate; the fill must replace exactly it.
+          if (st.graceMs > 0) this.failSafe.saw(key, { entry: decoded, ...times, source: 'l2', wire, epoch });
+          return await this.#loadLocked(st, l2, id, key, { kind: 'fill', expected: wire, epoch, startedAt });
         }
       }
       if (wire === undefined) {
@@ -209,13 +272,78 @@ export class ReadThrough {
       return await this.#loadLocked(st, l2, id, key, { kind: 'fill', expected, epoch, startedAt });
     } finally {
       this.inflight.delete(key);
+      if (refresh) this.failSafe.refresh(st, id, key);
     }
   }
 
+  /** Decodes an L2 value for this namespace (deep-frozen when it is immutable: paid once, here). */
+  decode(st: NamespaceState, l2: RedisStore, key: string, wire: string): Result<unknown> {
+    const r = l2.decode(key, wire);
+    if (r.ok && st.ns.immutable) deepFreeze(r.value);
+    return r;
+  }
+
+  /** A value about to be handed out or kept in L1, frozen when the namespace is immutable. */
+  frozen(st: NamespaceState, value: unknown): unknown {
+    return st.ns.immutable ? deepFreeze(value) : value;
+  }
+
   /** Fills L1 unless an invalidation was applied since the read began (then the value may be old). */
-  putL1(st: NamespaceState, key: string, entry: Ok<unknown>, size: number | undefined, epoch: number): void {
+  putL1(
+    st: NamespaceState,
+    key: string,
+    entry: Ok<unknown>,
+    size: number | undefined,
+    epoch: number,
+    times?: EntryTimes,
+    l1TtlMs?: number,
+    tags?: readonly string[],
+  ): void {
     if (this.#l1 === undefined || this.#epoch !== epoch) return;
-    this.#l1.put(key, entry, Math.min(st.l1TtlMs, this.#l1TtlCapMs), size, this.tagsOf(st, entry.value));
+    this.storeL1(st, key, entry, size, tags ?? this.tagsOf(st, entry.value), times, l1TtlMs);
+  }
+
+  /**
+   * Writes L1 unconditionally. An entry with times (grace, early refresh) is stored as a new `Ok`
+   * carrying them, fresh for its L1 TTL but never past its logical expiry, and kept `grace` longer
+   * as a stale candidate; everything is capped while the bus is cut off.
+   */
+  storeL1(
+    st: NamespaceState,
+    key: string,
+    entry: Ok<unknown>,
+    size: number | undefined,
+    tags: readonly string[] | undefined,
+    times: EntryTimes | undefined,
+    l1TtlMs = spread(st.l1TtlMs, st.ttlSpread),
+  ): void {
+    const l1 = this.#l1;
+    if (l1 === undefined) return;
+    if (times === undefined || !st.timed) {
+      l1.put(key, entry, Math.min(l1TtlMs, this.#l1TtlCapMs), size, tags);
+      return;
+    }
+    const left = times.expiresAt - Date.now();
+    const fresh = Math.max(0, Math.min(l1TtlMs, left));
+    const life = Math.min(fresh + st.graceMs, this.#l1TtlCapMs);
+    if (life <= 0) return;
+    const now = performance.now();
+    const refreshIn =
+      st.earlyRefresh > 0
+        ? left - st.earlyRefresh * (times.expiresAt - times.loadedAt)
+        : Number.POSITIVE_INFINITY;
+    l1.put(
+      key,
+      withTimes(entry, {
+        loadedAt: times.loadedAt,
+        expiresAt: times.expiresAt,
+        freshUntil: now + fresh,
+        refreshAt: now + refreshIn,
+      }),
+      life,
+      size,
+      tags,
+    );
   }
 
   async #loadLocked(
@@ -237,14 +365,25 @@ export class ReadThrough {
           // The previous holder may have filled L2 between our miss and our lock.
           const [again, inv] = await Promise.all([l2.readWire(key), l2.fence.invalidations(st.ns.name)]);
           if (again === undefined) return await loadAndStore(this, st, id, key, mode);
+          let expected = again === null || !isTombstone(again) ? '' : again;
           if (again !== null && !isTombstone(again)) {
-            const decoded = l2.decode(key, again);
+            const decoded = this.decode(st, l2, key, again);
             if (decoded.ok) {
-              this.putL1(st, key, decoded, again.length, mode.epoch);
-              return decoded;
+              const times = st.timed ? entryTimes(again) : undefined;
+              if (times === undefined || Date.now() < times.expiresAt) {
+                this.putL1(st, key, decoded, again.length, mode.epoch, times);
+                return decoded;
+              }
+              this.failSafe.saw(key, {
+                entry: decoded,
+                ...times,
+                source: 'l2',
+                wire: again,
+                epoch: mode.epoch,
+              });
+              expected = again;
             }
           }
-          const expected = again === null || !isTombstone(again) ? '' : again;
           return await loadAndStore(this, st, id, key, {
             ...mode,
             expected,
@@ -265,10 +404,14 @@ export class ReadThrough {
       const polled = await l2.readWire(key);
       if (polled === undefined) return loadAndStore(this, st, id, key, mode);
       if (polled !== null && !isTombstone(polled)) {
-        const decoded = l2.decode(key, polled);
-        if (decoded.ok) {
-          this.putL1(st, key, decoded, polled.length, mode.epoch);
-          return decoded;
+        const times = st.timed ? entryTimes(polled) : undefined;
+        // An expired value is what the holder is replacing: keep waiting for its fill.
+        if (times === undefined || Date.now() < times.expiresAt) {
+          const decoded = this.decode(st, l2, key, polled);
+          if (decoded.ok) {
+            this.putL1(st, key, decoded, polled.length, mode.epoch, times);
+            return decoded;
+          }
         }
       }
     }
@@ -280,6 +423,11 @@ export class ReadThrough {
       if (key.startsWith(keyBase) && (match === undefined || match(key.slice(keyBase.length))))
         this.inflight.delete(key);
     }
+  }
+
+  /** A loader's own tags (ctx.setTags), scoped to the namespace like `tagsOf`. */
+  scopeTags(st: NamespaceState, tags: readonly string[]): readonly string[] {
+    return tags.map((t) => scopedTag(st.ns.name, t));
   }
 
   tagsOf(st: NamespaceState, value: unknown): readonly string[] | undefined {

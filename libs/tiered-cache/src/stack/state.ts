@@ -12,6 +12,23 @@ export interface NamespaceState {
   keyBase: string;
   readonly l1TtlMs: number;
   readonly l2TtlMs: number;
+  /** How long entries are kept past their TTL (0: no grace), and the loader back-off after a failure. */
+  readonly graceMs: number;
+  readonly backoffMs: number;
+  readonly softMs: number | undefined;
+  readonly hardMs: number | undefined;
+  /** Fraction of the L2 TTL at its end where a hit refreshes in the background (0: off). */
+  readonly earlyRefresh: number;
+  readonly ttlSpread: number;
+  /** Entries carry their load and expiry times (grace or early refresh): L1 hits check them. */
+  readonly timed: boolean;
+  /** Reads go through the fail-safe and timeout path (grace or timeouts). */
+  readonly guarded: boolean;
+  /** Reads answered with a stale value (grace). */
+  staleServed: number;
+  softTimeouts: number;
+  hardTimeouts: number;
+  earlyRefreshes: number;
   readonly timers: NamespaceTimers;
   l1Hits: number;
   l2Hits: number;
@@ -44,12 +61,28 @@ export function newState(
   timers: NamespaceTimers,
   generation: number,
 ): NamespaceState {
+  const graceMs = (ns.grace?.seconds ?? 0) * 1000;
+  const earlyRefresh = ns.earlyRefresh ?? 0;
+  const softMs = ns.timeouts?.softMs;
+  const hardMs = ns.timeouts?.hardMs;
   return {
     ns,
     timers,
     keyBase: keyBaseAt(ns, generation),
     l1TtlMs: ns.ttl.l1 * 1000,
     l2TtlMs: ns.ttl.l2 * 1000,
+    graceMs,
+    backoffMs: (ns.grace?.backoffSeconds ?? 10) * 1000,
+    softMs,
+    hardMs,
+    earlyRefresh,
+    ttlSpread: ns.ttlSpread ?? 0,
+    timed: graceMs > 0 || earlyRefresh > 0,
+    guarded: graceMs > 0 || softMs !== undefined || hardMs !== undefined,
+    staleServed: 0,
+    softTimeouts: 0,
+    hardTimeouts: 0,
+    earlyRefreshes: 0,
     l1Hits: 0,
     l2Hits: 0,
     misses: 0,

@@ -3,7 +3,7 @@ import { CacheError } from '../../errors.js';
 import { err, OK_UNDEFINED, ok, type Result } from '../../result.js';
 import type { CacheStore, SetOptions, StoreHealth } from '../../types.js';
 import type { BreakerState, CircuitBreaker } from '../breaker.js';
-import { type Codec, isTombstone } from '../codec.js';
+import { type Codec, type EntryTimes, entryTimes, isTombstone } from '../codec.js';
 import type { L2ErrorType, L2Guard } from '../guard.js';
 import { Bulk } from './bulk.js';
 import { L2Connection } from './connection.js';
@@ -34,6 +34,8 @@ interface L2Stats extends DeleteStats {
 interface L2Entry {
   readonly value: unknown;
   readonly size: number;
+  /** Load and expiry times of an entry written with them (grace, early refresh). */
+  readonly times?: EntryTimes;
 }
 
 /**
@@ -206,7 +208,11 @@ export class RedisStore implements CacheStore {
       )
         continue;
       const decoded = this.decode(keys[i] as string, wire);
-      out[i] = decoded.ok ? { value: decoded.value, size: wire.length } : undefined;
+      if (!decoded.ok) continue;
+      const times = entryTimes(wire);
+      out[i] = times
+        ? { value: decoded.value, size: wire.length, times }
+        : { value: decoded.value, size: wire.length };
     }
     return ok(out);
   }

@@ -18,6 +18,8 @@ export interface WarmEntry {
   readonly key: string;
   readonly wire: string;
   readonly tags: readonly string[] | undefined;
+  /** This entry's TTL (spread, plus grace), ms; the batch's `ttlMs` when absent. */
+  readonly ttlMs?: number;
 }
 
 export interface WarmWriteResult {
@@ -58,6 +60,9 @@ export async function warmWrite(
   ttlMs: number,
 ): Promise<Result<WarmWriteResult>> {
   const ttl = Math.max(1, Math.round(ttlMs));
+  const ttlOf = (e: WarmEntry) => (e.ttlMs === undefined ? ttl : Math.max(1, Math.round(e.ttlMs)));
+  // Tag sets must outlive the longest entry they index.
+  const tagTtl = entries.reduce((m, e) => Math.max(m, ttlOf(e)), ttl);
   const cmds = c.scripts;
   // One call per tag of the batch, not one per entry and tag: it halved the warm with one tag each.
   const byTag = new Map<string, string[]>();
@@ -72,7 +77,7 @@ export async function warmWrite(
     [...byTag].flatMap(([tag, members]) => {
       const calls: Promise<number>[] = [];
       for (let at = 0; at < members.length; at += WARM_CHUNK)
-        calls.push(cmds.tagAddMany(c.keys.tag(tag), ttl, ...members.slice(at, at + WARM_CHUNK)));
+        calls.push(cmds.tagAddMany(c.keys.tag(tag), tagTtl, ...members.slice(at, at + WARM_CHUNK)));
       return calls;
     });
   const inv = c.keys.invalidations(namespace);
@@ -80,7 +85,7 @@ export async function warmWrite(
     const r = await c.guard.run(() =>
       Promise.all([
         Promise.all(
-          entries.map((e, i) => cmds.fill(c.keys.entry(e.key), snapshot.was[i] ?? '', e.wire, ttl)),
+          entries.map((e, i) => cmds.fill(c.keys.entry(e.key), snapshot.was[i] ?? '', e.wire, ttlOf(e))),
         ),
         Promise.all(tagAdds()),
         // Read after the fills were sent: a walk that began before any of them is seen.
@@ -106,9 +111,9 @@ export async function warmWrite(
     for (let at = 0; at < entries.length; at += WARM_CHUNK) {
       const chunk = entries.slice(at, at + WARM_CHUNK);
       const keys = chunk.map((e) => c.keys.entry(e.key));
-      const args: string[] = [String(snapshot.inv), String(ttl)];
+      const args: string[] = [String(snapshot.inv)];
       chunk.forEach((e, j) => {
-        args.push(fingerprint(snapshot.was[at + j] ?? null, e.wire), e.wire);
+        args.push(fingerprint(snapshot.was[at + j] ?? null, e.wire), e.wire, String(ttlOf(e)));
       });
       calls.push(cmds.warm(keys.length + 1, inv, ...keys, ...args));
     }

@@ -4,16 +4,17 @@
 -- KEYS[1]      the namespace's invalidation (walk) counter
 -- KEYS[2..]    the entries
 -- ARGV[1]      the counter as read before loading
--- ARGV[2]      TTL, ms
--- ARGV[2i-1], ARGV[2i] for entry KEYS[i] (i >= 2): what it was ('' absent, the tombstone itself,
---              '=' for a live value equal to the new one, or '#' .. sha1 of another live value),
---              then the new value (wire format)
+-- ARGV[3i-4], ARGV[3i-3], ARGV[3i-2] for entry KEYS[i] (i >= 2): what it was ('' absent, the
+--              tombstone itself, '=' for a live value equal to the new one, or '#' .. sha1 of another
+--              live value), the new value (wire format), and its TTL in ms (each entry its own: the
+--              TTL spread)
 -- returns      entries written, or -1 if the counter moved (nothing written)
 local inv = redis.call('GET', KEYS[1])
 if (inv or '0') ~= ARGV[1] then return -1 end
 local written = 0
 for i = 2, #KEYS do
-  local was = ARGV[2 * i - 1]
+  local was = ARGV[3 * i - 4]
+  local new = ARGV[3 * i - 3]
   local cur = redis.call('GET', KEYS[i])
   local same
   if cur == false then
@@ -22,12 +23,12 @@ for i = 2, #KEYS do
     same = cur == was
   elseif was == '=' then
     -- A refresh of an unchanged value (the daily full warm, mostly): no hashing on either side.
-    same = cur == ARGV[2 * i]
+    same = cur == new
   else
     same = string.sub(was, 1, 1) == '#' and redis.sha1hex(cur) == string.sub(was, 2)
   end
   if same then
-    redis.call('SET', KEYS[i], ARGV[2 * i], 'PX', ARGV[2])
+    redis.call('SET', KEYS[i], new, 'PX', ARGV[3 * i - 2])
     written = written + 1
   end
 end
