@@ -5,7 +5,10 @@
  * `inject` (the whole request path but the socket). Seeded (FUZZ_SEED to replay another run).
  *
  * What must hold for every request: no 5xx, and no answer carrying a stack, a Redis or PostgreSQL
- * error, a constraint name, or an SQLSTATE the request did not itself contain.
+ * error, a constraint name, or an SQLSTATE the request did not itself contain. A refused request
+ * (4xx) changes nothing: the products table is the same row for row, and no job was added to a
+ * queue (the queues' event streams say `added` for every job). At the end every key in Redis is
+ * under the pod's cache or queue prefix (issue 9, invariant 7).
  *
  * The routes are read from the pod itself (`printRoutes`), so a route added later is fuzzed too.
  * Before the fixes, this seed failed on a dashboard job id naming a BullMQ key (run 40: WRONGTYPE)
@@ -14,6 +17,7 @@
  */
 import fc from 'fast-check';
 import type { InjectOptions } from 'fastify';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestPod, type TestPod } from './harness.js';
 
@@ -241,15 +245,56 @@ const query = absentOneIn(
 
 let pod: TestPod;
 let routes: Route[];
+let raw: Redis;
 
 beforeAll(async () => {
   pod = await startTestPod({ worker: true });
   routes = routesOf(pod.api.app.printRoutes({ commonPrefix: false }));
+  raw = new Redis(pod.redis.url);
 }, 90_000);
 
 afterAll(async () => {
+  raw?.disconnect();
   await pod?.close();
 });
+
+/** What a refused request must leave as it was: every product row, and the queues' job additions. */
+interface Snapshot {
+  readonly products: string;
+  /** Per queue, the newest entry of its event stream. */
+  readonly events: readonly string[];
+}
+
+const QUEUES = ['warm', 'invalidate'] as const;
+const eventsKey = (queue: string) => `q${pod.schema}:${queue}:events`;
+
+async function snapshot(): Promise<Snapshot> {
+  const { rows } = await pod.db.query<{ n: string; h: string }>(
+    `SELECT count(*)::text AS n, coalesce(sum(hashtext(p::text)::bigint), 0)::text AS h FROM "${pod.schema}".products p`,
+  );
+  const events = await Promise.all(
+    QUEUES.map(async (q) => (await raw.xrevrange(eventsKey(q), '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0'),
+  );
+  return { products: `${rows[0]?.n}/${rows[0]?.h}`, events };
+}
+
+/**
+ * Jobs added to a queue since `before` by a producer (the API): the worker adds the slices of a
+ * pattern invalidation on its own, later, and those are not the request's doing.
+ */
+async function jobsAddedSince(before: Snapshot): Promise<string[]> {
+  const added: string[] = [];
+  for (const [i, q] of QUEUES.entries()) {
+    const entries = await raw.xrange(eventsKey(q), `(${before.events[i] ?? '0-0'}`, '+');
+    for (const [, fields] of entries) {
+      const f = new Map<string, string>();
+      for (let j = 0; j + 1 < fields.length; j += 2) f.set(fields[j] ?? '', fields[j + 1] ?? '');
+      if (f.get('event') === 'added' && f.get('name') !== 'invalidate-slice')
+        added.push(`${q}/${f.get('name')}`);
+    }
+  }
+  return added;
+}
 
 describe('generated bad input at every route', () => {
   it('the route list is read from the pod', () => {
@@ -259,7 +304,9 @@ describe('generated bad input at every route', () => {
     expect(routes.length).toBeGreaterThan(40);
   });
 
-  it(`${RUNS} requests: no 5xx, no internals in any answer`, async () => {
+  it(`${RUNS} requests: no 5xx, no internals in any answer, nothing changed by a refused one`, async () => {
+    let refused = 0;
+    let enqueued = 0;
     const request = fc
       .record({
         // Our own routes weigh as much as the dashboard's forty, and those that take a body as much again.
@@ -301,9 +348,15 @@ describe('generated bad input at every route', () => {
       });
     await fc.assert(
       fc.asyncProperty(request, async (req) => {
+        const before = await snapshot();
         const res = await pod.api.app.inject(req);
         const said = `${req.method} ${req.url} ${JSON.stringify(req.headers)} ${String(req.payload)} → ${res.statusCode} ${res.body.slice(0, 300)}`;
         expect(res.statusCode, said).toBeLessThan(500);
+        if (res.statusCode >= 400) {
+          refused++;
+          expect((await snapshot()).products, `products changed by ${said}`).toBe(before.products);
+          expect(await jobsAddedSince(before), `jobs added by ${said}`).toEqual([]);
+        } else if ((await jobsAddedSince(before)).length > 0) enqueued++;
         const type = String(res.headers['content-type'] ?? '');
         if (!type.includes('json') && res.statusCode < 400) return;
         for (const word of INTERNALS) expect(res.body, `${said}\n${word}`).not.toMatch(word);
@@ -315,5 +368,23 @@ describe('generated bad input at every route', () => {
       }),
       { seed: SEED, numRuns: RUNS, endOnFailure: true },
     );
+    console.log(
+      `${RUNS} requests: ${refused} refused (each changed nothing), ${enqueued} accepted ones enqueued a job`,
+    );
+    // Not vacuous: most requests are refused, and the check does see a job when one is added.
+    expect(refused).toBeGreaterThan(RUNS / 2);
+    expect(enqueued).toBeGreaterThan(0);
   }, 300_000);
+
+  it('every key in Redis is under the pod’s cache or queue prefix', async () => {
+    const outside: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await raw.scan(cursor, 'COUNT', 1000);
+      cursor = next;
+      for (const k of keys)
+        if (!k.startsWith(`${pod.schema}:`) && !k.startsWith(`q${pod.schema}:`)) outside.push(k);
+    } while (cursor !== '0');
+    expect(outside).toEqual([]);
+  });
 });

@@ -157,7 +157,16 @@ const invalidateStateSchema = z.discriminatedUnion('step', [
 export type InvalidateState = z.output<typeof invalidateStateSchema>;
 
 /** One master's walk: the SCAN cursor and the counts so far. */
-export const sliceStateSchema = z.object({ cursor: z.string(), scanned: z.number(), unlinked: z.number() });
+export const sliceStateSchema = z.object({
+  cursor: z.string(),
+  scanned: z.number(),
+  unlinked: z.number(),
+  /**
+   * The slice's master was gone (a failover promoted a replica under another address): every master
+   * of the new topology is walked instead, in turn; `cursor` is then `masters[index]`'s.
+   */
+  rewalk: z.object({ masters: z.array(z.string()).min(1), index: z.number().int().min(0) }).optional(),
+});
 export type SliceState = z.output<typeof sliceStateSchema>;
 
 interface RetentionPolicy {

@@ -170,10 +170,20 @@ export class FleetOps {
     return l2.bulk.flushHotCounts(counts, this.#d.sampleRate, this.#d.hotKeep);
   }
 
-  /** The masters a bulk walk visits, one child job each (`host:port`). */
+  /**
+   * The masters a bulk walk visits, one child job each (`host:port`). E_CACHE_L2_UNAVAILABLE while
+   * they do not own every slot (a Cluster failover in progress): a walk of them would miss keys.
+   */
   masters(): Result<string[]> {
     const l2 = this.#l2();
-    return l2.ok ? ok(l2.value.bulk.masterNames()) : l2;
+    if (!l2.ok) return l2;
+    const names = l2.value.bulk.masterNames();
+    if (!l2.value.bulk.coversAllSlots(names)) {
+      return err(
+        new CacheError('E_CACHE_L2_UNAVAILABLE', 'the known cache masters do not own every slot (failover?)'),
+      );
+    }
+    return ok(names);
   }
 
   /**

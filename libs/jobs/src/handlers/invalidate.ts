@@ -1,3 +1,4 @@
+import { CacheError } from '@cachefleet/tiered-cache';
 import { WaitingChildrenError } from 'bullmq';
 import type { InvalidatePayload, InvalidateResult, SliceResult, SliceState } from '../catalogue.js';
 import { LISTED_IDS, usableIds } from '../namespaces.js';
@@ -88,22 +89,47 @@ async function patternSteps(
   return { scope: 'pattern', namespace: ns.name, removed, slices: values.length, scanned };
 }
 
-/** SCAN + UNLINK one master in batches; the cursor is saved after each (resumable after SIGKILL). */
+/**
+ * SCAN + UNLINK one master in batches; the cursor is saved after each (resumable after SIGKILL).
+ * If the master is no longer one (a Cluster failover promoted its replica, under another address),
+ * its slots are now served by some master of the new topology: the slice walks every current master
+ * instead, in turn (UNLINK is idempotent; the others are walked twice, failovers are rare). Until the
+ * client has learnt the new topology, a step on the dead master fails and the job is retried.
+ */
 export async function invalidateSliceHandler(ctx: JobContext<'invalidate-slice'>): Promise<SliceResult> {
   const p = ctx.payload;
   let state: SliceState = ctx.state ?? { cursor: '0', scanned: 0, unlinked: 0 };
-  let first = ctx.state === undefined;
-  while (first || state.cursor !== '0') {
-    first = false;
+  // A saved cursor of '0' means the current target was walked to its end; a fresh target has none.
+  let fresh = ctx.state === undefined;
+  for (;;) {
     checkpoint(ctx.signal);
-    const step = must(await ctx.cache.fleet.unlinkStep(p.master, p.match, state.cursor, p.count));
+    const target = state.rewalk === undefined ? p.master : state.rewalk.masters[state.rewalk.index];
+    const now = must(ctx.cache.fleet.masters());
+    if (target === undefined || !now.includes(target)) {
+      if (now.length === 0)
+        throw new CacheError('E_CACHE_L2_UNAVAILABLE', 'no cache master known yet (a failover?): retried');
+      // Not saved until its first step: a restart before it finds the master gone again.
+      state = { ...state, cursor: '0', rewalk: { masters: now, index: 0 } };
+      fresh = true;
+      continue;
+    }
+    if (!fresh && state.cursor === '0') {
+      const rewalk = state.rewalk;
+      if (rewalk === undefined || rewalk.index + 1 >= rewalk.masters.length) break;
+      state = { ...state, rewalk: { ...rewalk, index: rewalk.index + 1 } };
+      fresh = true;
+      continue;
+    }
+    fresh = false;
+    const step = must(await ctx.cache.fleet.unlinkStep(target, p.match, state.cursor, p.count));
     state = {
+      ...state,
       cursor: step.cursor,
       scanned: state.scanned + step.scanned,
       unlinked: state.unlinked + step.unlinked,
     };
     await ctx.save(state);
-    await ctx.progress({ master: p.master, scanned: state.scanned, unlinked: state.unlinked });
+    await ctx.progress({ master: target, scanned: state.scanned, unlinked: state.unlinked });
   }
   return { master: p.master, scanned: state.scanned, unlinked: state.unlinked };
 }

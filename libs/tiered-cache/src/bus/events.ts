@@ -45,8 +45,11 @@ export const cacheEventSchema = z.discriminatedUnion('event_type', [
 export type CacheEvent = z.output<typeof cacheEventSchema>;
 export type CacheEventInput = z.input<typeof cacheEventSchema>;
 
+/** A Redis stream id (`<ms>-<seq>`); anything else on the channel was not sent by the publish script. */
+const streamId = z.string().regex(/^\d{1,20}-\d{1,20}$/);
+
 /** What travels over pub/sub: the stream id, the id before it (gap detection), the event. */
-export const wireMessageSchema = z.object({ id: z.string(), prev: z.string(), event: z.unknown() });
+export const wireMessageSchema = z.object({ id: streamId, prev: streamId, event: z.unknown() });
 
 /** Stream ids compare as (ms, seq) pairs; '0-0' is "before everything". */
 export function compareStreamIds(a: string, b: string): number {

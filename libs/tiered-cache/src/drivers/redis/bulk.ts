@@ -1,9 +1,11 @@
-import { findMaster, masterName, masters, scanMasters, scanStep } from '@cachefleet/redis';
+import { findMaster, isCluster, masterName, masters, scanMasters, scanStep } from '@cachefleet/redis';
 import { CacheError } from '../../errors.js';
 import { err, ok, type Result } from '../../result.js';
 import type { L2Connection } from './connection.js';
 import type { Fencing } from './fencing.js';
 import { type WarmEntry, type WarmSnapshot, type WarmWriteResult, warmSnapshot, warmWrite } from './warm.js';
+
+const CLUSTER_SLOTS = 16_384;
 
 export interface UnlinkStep {
   /** SCAN cursor to continue from; '0' when the master has been walked completely. */
@@ -49,6 +51,27 @@ export class Bulk {
   /** The cache masters a bulk walk visits, as `host:port`. */
   masterNames(): string[] {
     return masters(this.#c.client).map(masterName);
+  }
+
+  /**
+   * Whether every one of the 16,384 slots is owned by a master the client knows (always, off a
+   * Cluster). Not during a failover: the dead master has left the list while its replica is not
+   * promoted yet, and a walk of the masters listed then would miss its slots. When not, the client
+   * is asked to read the slot map again: walks address masters directly, never by slot, so no
+   * MOVED reply would ever tell it of the new master.
+   */
+  coversAllSlots(names: readonly string[]): boolean {
+    const client = this.#c.client;
+    if (!isCluster(client)) return true;
+    const known = new Set(names);
+    for (let slot = 0; slot < CLUSTER_SLOTS; slot++) {
+      const owner = client.slots[slot]?.[0];
+      if (owner === undefined || !known.has(owner)) {
+        client.refreshSlotsCache();
+        return false;
+      }
+    }
+    return true;
   }
 
   /**
