@@ -12,7 +12,7 @@ import { loadWorkerConfig, type RunningWorker, startWorker } from '@cachefleet/w
 import { pino } from 'pino';
 import { type RunningApi, startApi } from '../src/index.js';
 
-const DATABASE_URL = testDatabaseUrl();
+export const DATABASE_URL = testDatabaseUrl();
 
 export interface Response {
   readonly status: number;
