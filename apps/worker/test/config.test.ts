@@ -16,6 +16,8 @@ describe('worker settings', () => {
     expect(loadWorkerConfig({}, []).queues).toEqual([
       { queue: 'warm', concurrency: 2 },
       { queue: 'invalidate', concurrency: 4 },
+      { queue: 'migrate', concurrency: 1 },
+      { queue: 'sweep', concurrency: 1 },
     ]);
     expect(loadWorkerConfig({ WORKER_QUEUES: 'warm:3' }, ['--queues', 'invalidate:1']).queues).toEqual([
       { queue: 'invalidate', concurrency: 1 },

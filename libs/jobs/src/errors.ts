@@ -9,6 +9,8 @@ export const JOB_ERROR_CODES = {
   E_JOB_UNKNOWN_NAMESPACE: 'the payload names a namespace the worker has no definition for',
   E_JOB_QUEUE_UNAVAILABLE:
     'the queue Redis is not connected or did not answer in time (nothing was enqueued, or it may be once Redis is back)',
+  E_JOB_MIGRATION:
+    "a migration cannot run: the worker's definition of the namespace is not at the version asked (deploy the new definitions first)",
   E_JOB_ABORTED:
     'an attempt was stopped at a batch boundary, its cursor saved: its timeout passed or it was cancelled (retried), or the worker shut down (handed back)',
 } as const;

@@ -56,6 +56,14 @@ export const SCHEDULED: readonly ScheduledJob[] = [
     cron: '0 */6 * * *',
     what: 'the hot warm (every 6 h)',
   }),
+  scheduled({
+    variable: 'SCHEDULE_SWEEP',
+    id: 'sweep',
+    name: 'sweep',
+    payload: {},
+    cron: '30 3 * * *',
+    what: 'the sweep of unreachable versions and generations (daily 03:30)',
+  }),
 ];
 
 export const SCHEDULE_ENV_VARS: Readonly<Record<string, string>> = {

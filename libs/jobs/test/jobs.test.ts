@@ -257,12 +257,16 @@ describe('configuration', () => {
 });
 
 describe('schedules', () => {
-  it('defaults to the full warm at 02:00 UTC and the hot warm every 6 h; "off" drops one', () => {
+  it('defaults to the full warm at 02:00 UTC, the hot warm every 6 h, the sweep at 03:30; "off" drops one', () => {
     expect(loadSchedules({})?.map((s) => [s.id, s.pattern])).toEqual([
       ['cachefleet-warm-all', '0 2 * * *'],
       ['cachefleet-warm-hot', '0 */6 * * *'],
+      ['cachefleet-sweep', '30 3 * * *'],
     ]);
-    expect(loadSchedules({ SCHEDULE_WARM_ALL: 'off' })?.map((s) => s.id)).toEqual(['cachefleet-warm-hot']);
+    expect(loadSchedules({ SCHEDULE_WARM_ALL: 'off' })?.map((s) => s.id)).toEqual([
+      'cachefleet-warm-hot',
+      'cachefleet-sweep',
+    ]);
     expect(loadSchedules({ SCHEDULES_ENABLED: 'false' })).toBeUndefined();
   });
 

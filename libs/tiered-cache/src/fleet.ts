@@ -4,6 +4,15 @@ import type { HotKey, UnlinkStep } from './drivers/redis/bulk.js';
 import type { RedisStore } from './drivers/redis/store.js';
 import type { WarmEntry } from './drivers/redis/warm.js';
 import { CacheError } from './errors.js';
+import {
+  isUnreachable,
+  type MigrateStepOptions,
+  type MigrateStepResult,
+  migrateStep,
+  migrateTotal,
+  type SweepStepOptions,
+  sweepMatch,
+} from './lifecycle.js';
 import type { Namespace } from './namespace.js';
 import { err, ok, type Result } from './result.js';
 import { globToRegExp } from './stack/coherence.js';
@@ -204,6 +213,55 @@ export class FleetOps {
   async endWalk(ns: Namespace<unknown>, pattern: string): Promise<Result<unknown>> {
     this.#clearLocal(this.#d.rt.state(ns), pattern);
     return this.#d.announce({ event_type: 'invalidate', namespace: ns.name, key_pattern: pattern });
+  }
+
+  /** The namespace's generation as Redis holds it now (0 before its first whole invalidation). */
+  async generation(name: string): Promise<Result<number>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    const r = await l2.value.fence.generations();
+    return r.ok ? ok(r.value.get(name) ?? 0) : r;
+  }
+
+  /** Entries of `from` at `generation` on every master now (SCAN only): a migration's progress total. */
+  async migrateTotal(ns: Namespace<unknown>, from: number, generation: number): Promise<Result<number>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return migrateTotal(l2.value, ns.name, from, generation);
+  }
+
+  /**
+   * One step of a version migration on one master (docs/design-lifecycle.md): SCAN `count` keys of
+   * `options.from`, convert each with `ns.migrations[from]` (or reload them with the loader),
+   * validate with `ns.schema` and write them at `ns.version` with their remaining TTL, fenced
+   * against invalidations. Keep the returned cursor until it is '0'; a step that says `redo` is
+   * done again from the same cursor.
+   */
+  async migrateStep<T>(ns: Namespace<T>, options: MigrateStepOptions): Promise<Result<MigrateStepResult>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    const st = this.#d.rt.state(ns as Namespace<unknown>);
+    return migrateStep({ l2: l2.value, rt: this.#d.rt, load: (ids) => loadAll(st, ids) }, ns, options);
+  }
+
+  /**
+   * One step of a sweep on one master: SCAN `count` keys of the namespace at any version and
+   * UNLINK those no pod at `ns.version` and the namespace's current generation can reach (older
+   * versions and generations; never a newer version).
+   */
+  async sweepStep(ns: Namespace<unknown>, options: SweepStepOptions): Promise<Result<UnlinkStep>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    const g = await this.generation(ns.name);
+    if (!g.ok) return g;
+    const at = l2.value.prefix.length;
+    return l2.value.bulk.sweepStep(
+      options.master,
+      sweepMatch(ns.name),
+      options.cursor,
+      options.count,
+      (key) => isUnreachable(ns.name, ns.version, g.value, key.slice(at)),
+    );
   }
 
   #clearLocal(st: NamespaceState, pattern: string): void {

@@ -3,6 +3,16 @@ import { CacheError } from '../../errors.js';
 import { err, ok, type Result } from '../../result.js';
 import type { L2Connection } from './connection.js';
 import type { Fencing } from './fencing.js';
+import {
+  countKeys,
+  type MigratePair,
+  type MigrateRead,
+  type MigrateWrite,
+  migrateRead,
+  migrateWrite,
+  type SweepStep,
+  sweepStep,
+} from './lifecycle.js';
 import { type WarmEntry, type WarmSnapshot, type WarmWriteResult, warmSnapshot, warmWrite } from './warm.js';
 
 export interface UnlinkStep {
@@ -83,6 +93,39 @@ export class Bulk {
       }
       return { cursor: step.cursor, scanned: keys.length, unlinked };
     });
+  }
+
+  /** A migration step's read: SCAN on `master`, the walk counter, GET + PTTL of the keys `keep` picks. */
+  migrateRead(
+    namespace: string,
+    master: string,
+    match: string,
+    cursor: string,
+    count: number,
+    keep: (fullKey: string) => boolean,
+  ): Promise<Result<MigrateRead>> {
+    return migrateRead(this.#c, namespace, master, match, cursor, count, keep);
+  }
+
+  /** A migration step's fenced write (lifecycle.ts). */
+  migrateWrite(namespace: string, pairs: readonly MigratePair[], inv: number): Promise<Result<MigrateWrite>> {
+    return migrateWrite(this.#c, this.#fence, namespace, pairs, inv);
+  }
+
+  /** Keys matching on every master (SCAN only), for a progress total. */
+  countKeys(match: string, keep: (fullKey: string) => boolean): Promise<Result<number>> {
+    return countKeys(this.#c, match, keep);
+  }
+
+  /** One SCAN step on `master` and an UNLINK of the keys `unreachable` picks. */
+  sweepStep(
+    master: string,
+    match: string,
+    cursor: string,
+    count: number,
+    unreachable: (fullKey: string) => boolean,
+  ): Promise<Result<SweepStep>> {
+    return sweepStep(this.#c, master, match, cursor, count, unreachable);
   }
 
   /** Adds sampled read counts to each namespace's hot set, then trims it to the top `keep`. */

@@ -19,6 +19,8 @@ export interface CacheScripts {
   invalidate(entry: string, tombstone: string, ttlMs: number): Promise<number>;
   /** `numKeys` first (counter + entries), then the keys, then the arguments: see warm-n.lua. */
   warm(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<number>;
+  /** `numKeys` first (counter + old/new pairs), then the keys, then the arguments: see migrate-n.lua. */
+  migrate(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<number | number[]>;
 }
 
 export const CACHE_SCRIPTS = loadScripts<CacheScripts>(new URL('./scripts/', import.meta.url), {
@@ -29,4 +31,5 @@ export const CACHE_SCRIPTS = loadScripts<CacheScripts>(new URL('./scripts/', imp
   fillFenced: { file: 'fill-n', keys: 2 },
   invalidate: 'invalidate-1',
   warm: 'warm-n',
+  migrate: 'migrate-n',
 });
