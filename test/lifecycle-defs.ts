@@ -4,6 +4,7 @@
  * converted by `migrations[1]`), and a version 2 without a migration that reloads from its source.
  * Titles `throw` make the migration throw; an empty title fails the v2 schema.
  */
+import type { Definitions } from '@cachefleet/jobs';
 import { defineNamespace, type Namespace } from '@cachefleet/tiered-cache';
 import { z } from 'zod';
 
@@ -56,4 +57,13 @@ export function itemV2Reload(): Namespace<ItemV2> {
     load: async (id) => ({ id, name: `reloaded-${id}`, priceCents: 1 }),
     loadMany: async (ids) => new Map(ids.map((id) => [id, { id, name: `reloaded-${id}`, priceCents: 1 }])),
   });
+}
+
+/**
+ * As a WORKER_DEFINITIONS module (real worker processes, the CLI): `item` at LIFECYCLE_VERSION
+ * (default 2, with its migration; 1 for the old definition).
+ */
+export async function createDefinitions(env: NodeJS.ProcessEnv): Promise<Definitions> {
+  const ns = env.LIFECYCLE_VERSION === '1' ? itemV1() : itemV2();
+  return { namespaces: [ns as Namespace<unknown>], critical: {}, close: async () => {} };
 }
