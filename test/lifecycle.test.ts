@@ -14,7 +14,9 @@
  *  4. invalidations during a (throttled) migration — keys from a v1 pod, keys from a v2 pod, a
  *     pattern from a v1 pod — are not undone: none of those ids has a live v2 value at the end
  *  5. a worker at the wrong version refuses the job (E_JOB_MIGRATION), without retries
- *  6. sweep after a namespace invalidation: old generation and old version unlinked, the current
+ *  6. a rollout: a v1 pod and a v2 pod read their own version; an invalidation from the v1 pod
+ *     reaches the v2 pod's L1
+ *  7. sweep after a namespace invalidation: old generation and old version unlinked, the current
  *     and a newer version kept
  */
 import { randomBytes } from 'node:crypto';
@@ -363,6 +365,48 @@ describe.each(SETUPS)('migrate and sweep on $name', (setup) => {
 
 describe('refusals and the sweep', () => {
   const setup = SETUPS[0] as Setup;
+
+  it('during a rollout a v1 pod and a v2 pod each read their own version, and an invalidation reaches both L1s', async () => {
+    const w = await world(setup, itemV2() as Namespace<unknown>);
+    const pods: Cache[] = [];
+    try {
+      const ns1 = itemV1();
+      const ns2 = itemV2();
+      const tiered = async (ns: Namespace<unknown>) => {
+        const c = createCache({
+          impl: 'tiered',
+          redis: setup.connection(),
+          prefix: w.prefix,
+          hotKeys: { enabled: false },
+        });
+        c.register(ns);
+        await c.start();
+        pods.push(c);
+        return c;
+      };
+      const pod1 = await tiered(ns1 as Namespace<unknown>);
+      const pod2 = await tiered(ns2 as Namespace<unknown>);
+      await w.raw.set(w.key(1, 3), JSON.stringify(v1Value(3)), 'PX', TTL_MS);
+      await w.raw.set(w.key(2, 3), JSON.stringify(convert(v1Value(3))), 'PX', TTL_MS);
+      // Each reads its own version's entry (into its L1).
+      expect(await pod1.get(ns1, '3')).toEqual({ ok: true, value: v1Value(3) });
+      expect(await pod2.get(ns2, '3')).toEqual({ ok: true, value: convert(v1Value(3)) });
+      // Behind the L1s' back, L2's v2 entry changes: an L1 hit still shows the old one.
+      const marker = { id: '3', name: 'from L2', priceCents: 0 };
+      await w.raw.set(w.key(2, 3), JSON.stringify(marker), 'PX', TTL_MS);
+      expect(await pod2.get(ns2, '3')).toEqual({ ok: true, value: convert(v1Value(3)) });
+      // A v1 pod's invalidation (an event naming ids, not versions) drops the v2 pod's L1 entry.
+      expect((await pod1.delete(ns1, '3')).ok).toBe(true);
+      await waitUntil('the v2 pod to drop its L1 entry', async () => {
+        const r = await pod2.get(ns2, '3');
+        return r.ok && JSON.stringify(r.value) === JSON.stringify(marker) ? true : undefined;
+      });
+      expect(live(await w.raw.get(w.key(1, 3)))).toBeUndefined();
+    } finally {
+      await Promise.all(pods.map((p) => p.close()));
+      await w.close();
+    }
+  });
 
   it('a worker whose definition is not at the version asked refuses the job without retries', async () => {
     const w = await world(setup, itemV2() as Namespace<unknown>);
