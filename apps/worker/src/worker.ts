@@ -11,6 +11,7 @@ import {
   isJobError,
   JobClient,
   keepSchedules,
+  loadBackupConfig,
   loadQueueConfig,
   loadScheduleCheckMs,
   loadSchedules,
@@ -51,6 +52,7 @@ export async function startWorker(
   env: NodeJS.ProcessEnv,
   logger: Logger,
 ): Promise<RunningWorker> {
+  const backups = loadBackupConfig(env);
   const definitions = await loadDefinitions(config.definitions, env);
   const metrics = new Registry();
   const cache = createCache(
@@ -66,7 +68,7 @@ export async function startWorker(
   await cache.start();
   const jobs = new JobClient(loadQueueConfig(env), { namespaces: definitions.namespaces });
   const runtime = new FleetRuntime(
-    { cache, jobs, definitions, logger, metrics },
+    { cache, jobs, definitions, logger, metrics, backups },
     {
       queues: config.queues,
       lockDurationMs: config.lockDurationMs,

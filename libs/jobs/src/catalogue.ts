@@ -8,7 +8,7 @@ import { z } from 'zod';
  * both sides), the state is the worker's saved cursor (see docs/design-fleet.md).
  */
 
-export const QUEUE_NAMES = ['warm', 'invalidate', 'migrate', 'sweep'] as const;
+export const QUEUE_NAMES = ['warm', 'invalidate', 'migrate', 'sweep', 'backup'] as const;
 export type QueueName = (typeof QUEUE_NAMES)[number];
 
 /** Concurrency a worker gives each queue unless WORKER_QUEUES / --queues say otherwise. */
@@ -17,6 +17,7 @@ export const DEFAULT_CONCURRENCY: Readonly<Record<QueueName, number>> = {
   invalidate: 4,
   migrate: 1,
   sweep: 1,
+  backup: 1,
 };
 
 const namespaceName = z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/, 'a namespace name ([a-z][a-z0-9_-]*)');
@@ -97,6 +98,24 @@ export const sweepPayload = z.strictObject({
 });
 export type SweepPayload = z.output<typeof sweepPayload>;
 
+/** A logical backup of chosen namespaces (all by default) into the backup directory. */
+export const backupPayload = z.strictObject({
+  namespaces: z.array(namespaceName).max(100).optional(),
+});
+export type BackupPayload = z.output<typeof backupPayload>;
+
+/** A restore of a backup file: `latest`, a file name in the backup directory, or a path. */
+export const restorePayload = z.strictObject({
+  file: z
+    .string()
+    .min(1)
+    .max(4096)
+    .regex(/^[^\0\n]+$/, 'a file name or path'),
+  /** Overwrite keys that exist; by default they are kept. */
+  replace: z.boolean().default(false),
+});
+export type RestorePayload = z.output<typeof restorePayload>;
+
 /** A warm's counts so far: its result's, and its saved cursor's. */
 const warmTotals = z.object({
   requested: z.number(),
@@ -171,6 +190,41 @@ export const sweepResultSchema = z.object({
 });
 export type SweepResult = z.output<typeof sweepResultSchema>;
 
+export const backupResultSchema = z.object({
+  file: z.string(),
+  path: z.string(),
+  keys: z.number(),
+  bytes: z.number(),
+  namespaces: z.array(z.string()),
+  sha256: z.string(),
+  signed: z.boolean(),
+  encrypted: z.boolean(),
+  /** Older backups removed by the retention (BACKUP_KEEP). */
+  removed: z.number(),
+});
+export type BackupResult = z.output<typeof backupResultSchema>;
+
+const restoreTotals = z.object({
+  /** Records read from the file. */
+  read: z.number(),
+  restored: z.number(),
+  /** Kept as they were: the key existed (no `replace`). */
+  existing: z.number(),
+  /** Expired since the backup: skipped. */
+  expired: z.number(),
+  /** Invalidated (or rewritten) after the backup was taken: not brought back. */
+  fenced: z.number(),
+});
+export type RestoreTotals = z.output<typeof restoreTotals>;
+
+export const restoreResultSchema = restoreTotals.extend({
+  file: z.string(),
+  keys: z.number(),
+  createdAt: z.string(),
+  namespaces: z.array(z.string()),
+});
+export type RestoreResult = z.output<typeof restoreResultSchema>;
+
 export const sliceResultSchema = z.object({ master: z.string(), scanned: z.number(), unlinked: z.number() });
 export type SliceResult = z.output<typeof sliceResultSchema>;
 
@@ -225,6 +279,17 @@ export const sweepStateSchema = z.object({
   unlinked: z.number(),
 });
 export type SweepState = z.output<typeof sweepStateSchema>;
+
+/** A backup starts its file over on every attempt (a partial gzip stream cannot be resumed). */
+export const backupStateSchema = z.object({});
+
+/** A restore's position in the file (records done) and its counts, for the file it verified. */
+export const restoreStateSchema = z.object({
+  name: z.string(),
+  done: z.number().int().min(0),
+  totals: restoreTotals,
+});
+export type RestoreState = z.output<typeof restoreStateSchema>;
 
 /** One master's walk: the SCAN cursor and the counts so far. */
 export const sliceStateSchema = z.object({ cursor: z.string(), scanned: z.number(), unlinked: z.number() });
@@ -324,6 +389,32 @@ export const JOBS = {
     backoff: { type: 'exponential', delay: 2_000 },
     timeoutMs: 2 * 60 * 60_000,
     removeOnComplete: { age: 7 * DAY, count: 1_000 },
+    removeOnFail: { age: 30 * DAY, count: 5_000 },
+    dedupe: 'payload',
+    internal: false,
+  },
+  backup: {
+    queue: 'backup',
+    payload: backupPayload,
+    result: backupResultSchema,
+    state: backupStateSchema,
+    attempts: 5,
+    backoff: { type: 'exponential', delay: 5_000 },
+    timeoutMs: 2 * 60 * 60_000,
+    removeOnComplete: { age: 30 * DAY, count: 1_000 },
+    removeOnFail: { age: 30 * DAY, count: 5_000 },
+    dedupe: 'payload',
+    internal: false,
+  },
+  restore: {
+    queue: 'backup',
+    payload: restorePayload,
+    result: restoreResultSchema,
+    state: restoreStateSchema,
+    attempts: 5,
+    backoff: { type: 'exponential', delay: 5_000 },
+    timeoutMs: 2 * 60 * 60_000,
+    removeOnComplete: { age: 30 * DAY, count: 1_000 },
     removeOnFail: { age: 30 * DAY, count: 5_000 },
     dedupe: 'payload',
     internal: false,

@@ -1,4 +1,26 @@
+export { BACKUP_ENV_VARS, type BackupConfig, loadBackupConfig } from './backup/config.js';
 export {
+  type BackupHeader,
+  type BackupLayout,
+  backupHeaderSchema,
+  FORMAT_VERSION,
+  readLayout,
+  verifyBackup,
+} from './backup/format.js';
+export {
+  type BackupStorage,
+  type BackupUpload,
+  backupName,
+  FsBackupStorage,
+  isBackupName,
+  locateBackup,
+  type StoredBackup,
+} from './backup/storage.js';
+export {
+  type BackupPayload,
+  type BackupResult,
+  backupPayload,
+  backupResultSchema,
   canonicalJson,
   DEFAULT_CONCURRENCY,
   dedupeId,
@@ -24,7 +46,12 @@ export {
   type PayloadOf,
   QUEUE_NAMES,
   type QueueName,
+  type RestorePayload,
+  type RestoreResult,
+  type RestoreState,
   type ResultOf,
+  restorePayload,
+  restoreResultSchema,
   type SliceResult,
   type SliceState,
   type StateOf,

@@ -1,6 +1,7 @@
-import { entryGlob } from '@cachefleet/redis';
+import { cacheKeys, entryGlob, escapeGlob, scopedTag } from '@cachefleet/redis';
 import type { EventBody } from './bus/events.js';
 import type { HotKey, UnlinkStep } from './drivers/redis/bulk.js';
+import type { BackupPoint, DumpedKey, DumpStep, RestoreResult } from './drivers/redis/lifecycle.js';
 import type { RedisStore } from './drivers/redis/store.js';
 import type { WarmEntry } from './drivers/redis/warm.js';
 import { CacheError } from './errors.js';
@@ -262,6 +263,85 @@ export class FleetOps {
       options.count,
       (key) => isUnreachable(ns.name, ns.version, g.value, key.slice(at)),
     );
+  }
+
+  /**
+   * What a backup of namespace `name` walks, relative to the prefix: its entries at every version
+   * and generation, and its tag index sets.
+   */
+  backupMatches(name: string): string[] {
+    // The tag index key of the namespace's tags, relative to the prefix (any prefix will do).
+    const tagBase = cacheKeys('').tag(scopedTag(name, ''));
+    return [sweepMatch(name), `${escapeGlob(tagBase)}*`];
+  }
+
+  /** Keys matching `match` (relative to the prefix) on every master: SCAN only, a progress total. */
+  async countMatching(match: string): Promise<Result<number>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.countKeys(match, () => true);
+  }
+
+  /** One backup step on `master`: SCAN `count` keys matching `match`, DUMP + PTTL each. */
+  async dumpStep(master: string, match: string, cursor: string, count: number): Promise<Result<DumpStep>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.dumpStep(master, match, cursor, count);
+  }
+
+  /** RESTORE of backed-up keys (relative) with their absolute expiry; existing ones kept unless `replace`. */
+  async restoreKeys(keys: readonly DumpedKey[], replace: boolean): Promise<Result<RestoreResult>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.restoreKeys(keys, replace);
+  }
+
+  /** The generations, walk counters, bus position and server version a backup records. */
+  async backupPoint(namespaces: readonly string[]): Promise<Result<BackupPoint>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.backupPoint(namespaces);
+  }
+
+  /** The bus events after stream id `afterId`, and whether the stream still holds all of them. */
+  async busSince(
+    afterId: string,
+  ): Promise<Result<{ readonly covered: boolean; readonly events: readonly string[] }>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.busSince(afterId);
+  }
+
+  /** Raises a namespace's generation to at least `generation` (never lowers it). */
+  async raiseGeneration(name: string, generation: number): Promise<Result<number>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.raiseGeneration(name, generation);
+  }
+
+  /** Takes (or keeps, for the same token) the one backup-or-restore lock for `ttlMs`. */
+  async backupLock(token: string, ttlMs: number): Promise<Result<boolean>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.backupLock(token, ttlMs);
+  }
+
+  async backupUnlock(token: string): Promise<Result<number>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.backupUnlock(token);
+  }
+
+  /** The entry keys (relative to the prefix) tag `tag` of namespace `name` indexes now. */
+  async tagMembers(name: string, tag: string): Promise<Result<string[]>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.tagMembers(scopedTag(name, tag));
+  }
+
+  /** The cache's key prefix (a backup records it; a restore refuses another). */
+  prefix(): string | undefined {
+    return this.#d.l2()?.prefix;
   }
 
   #clearLocal(st: NamespaceState, pattern: string): void {

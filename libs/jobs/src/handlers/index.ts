@@ -1,3 +1,4 @@
+import { backupHandler, restoreHandler } from './backup.js';
 import type { JobHandlers } from './context.js';
 import { invalidateHandler, invalidateSliceHandler } from './invalidate.js';
 import { migrateHandler } from './migrate.js';
@@ -11,4 +12,6 @@ export const HANDLERS: JobHandlers = {
   'invalidate-slice': invalidateSliceHandler,
   migrate: migrateHandler,
   sweep: sweepHandler,
+  backup: backupHandler,
+  restore: restoreHandler,
 };

@@ -4,14 +4,26 @@ import { err, ok, type Result } from '../../result.js';
 import type { L2Connection } from './connection.js';
 import type { Fencing } from './fencing.js';
 import {
+  type BackupPoint,
+  backupLock,
+  backupPoint,
+  backupUnlock,
+  busSince,
   countKeys,
+  type DumpedKey,
+  type DumpStep,
+  dumpStep,
   type MigratePair,
   type MigrateRead,
   type MigrateWrite,
   migrateRead,
   migrateWrite,
+  type RestoreResult,
+  raiseGeneration,
+  restoreKeys,
   type SweepStep,
   sweepStep,
+  tagMembers,
 } from './lifecycle.js';
 import { type WarmEntry, type WarmSnapshot, type WarmWriteResult, warmSnapshot, warmWrite } from './warm.js';
 
@@ -126,6 +138,42 @@ export class Bulk {
     unreachable: (fullKey: string) => boolean,
   ): Promise<Result<SweepStep>> {
     return sweepStep(this.#c, master, match, cursor, count, unreachable);
+  }
+
+  /** One SCAN step on `master` with DUMP + PTTL of the keys found (a backup's step). */
+  dumpStep(master: string, match: string, cursor: string, count: number): Promise<Result<DumpStep>> {
+    return dumpStep(this.#c, master, match, cursor, count);
+  }
+
+  /** RESTORE of backed-up keys with their absolute expiry. */
+  restoreKeys(keys: readonly DumpedKey[], replace: boolean): Promise<Result<RestoreResult>> {
+    return restoreKeys(this.#c, keys, replace);
+  }
+
+  backupPoint(namespaces: readonly string[]): Promise<Result<BackupPoint>> {
+    return backupPoint(this.#c, namespaces);
+  }
+
+  busSince(
+    afterId: string,
+  ): Promise<Result<{ readonly covered: boolean; readonly events: readonly string[] }>> {
+    return busSince(this.#c, afterId);
+  }
+
+  backupLock(token: string, ttlMs: number): Promise<Result<boolean>> {
+    return backupLock(this.#c, token, ttlMs);
+  }
+
+  backupUnlock(token: string): Promise<Result<number>> {
+    return backupUnlock(this.#c, token);
+  }
+
+  tagMembers(scoped: string): Promise<Result<string[]>> {
+    return tagMembers(this.#c, scoped);
+  }
+
+  raiseGeneration(namespace: string, generation: number): Promise<Result<number>> {
+    return raiseGeneration(this.#c, namespace, generation);
   }
 
   /** Adds sampled read counts to each namespace's hot set, then trims it to the top `keep`. */

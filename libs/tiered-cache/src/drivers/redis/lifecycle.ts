@@ -1,4 +1,5 @@
-import { findMaster, scanMasters, scanStep } from '@cachefleet/redis';
+import { findMaster, masters, scanMasters, scanStep } from '@cachefleet/redis';
+import { compareStreamIds } from '../../bus/events.js';
 import { CacheError } from '../../errors.js';
 import { err, ok, type Result } from '../../result.js';
 import type { L2Connection } from './connection.js';
@@ -215,5 +216,175 @@ export function countKeys(
     scanMasters(c.client, c.keys.entryMatch(match), (keys) => keys.filter(keep).length, {
       tracker: c.guard.watchdog,
     }),
+  );
+}
+
+/** One key as a backup holds it: relative to the prefix, its DUMP payload, its expiry (0: none). */
+export interface DumpedKey {
+  readonly key: string;
+  readonly dump: Buffer;
+  /** Absolute expiry, ms since the epoch; 0 for a key without TTL. */
+  readonly expireAt: number;
+}
+
+export interface DumpStep {
+  readonly cursor: string;
+  readonly scanned: number;
+  readonly keys: readonly DumpedKey[];
+}
+
+/**
+ * One SCAN step on `master` and, pipelined, DUMP + PTTL of every key found (keys that vanished in
+ * between are left out). The expiry is made absolute with this process's clock right after the
+ * replies (RESTORE … ABSTTL takes it back).
+ */
+export function dumpStep(
+  c: L2Connection,
+  master: string,
+  match: string,
+  cursor: string,
+  count: number,
+): Promise<Result<DumpStep>> {
+  const node = findMaster(c.client, master);
+  if (node === undefined) return Promise.resolve(noMaster(master));
+  return c.guard.run(async () => {
+    const step = await scanStep(node, c.keys.entryMatch(match), cursor, count, c.guard.watchdog);
+    const [dumps, pttls] = await Promise.all([
+      Promise.all(step.keys.map((k) => c.client.dumpBuffer(k))),
+      Promise.all(step.keys.map((k) => c.client.pttl(k))),
+    ]);
+    const now = Date.now();
+    const keys: DumpedKey[] = [];
+    step.keys.forEach((k, i) => {
+      const dump = dumps[i];
+      const pttl = pttls[i] ?? -2;
+      if (dump === null || dump === undefined || pttl === -2) return;
+      keys.push({ key: k.slice(c.prefix.length), dump, expireAt: pttl > 0 ? now + pttl : 0 });
+    });
+    return { cursor: step.cursor, scanned: step.keys.length, keys };
+  });
+}
+
+export interface RestoreResult {
+  readonly restored: number;
+  /** Kept: the key existed and `replace` was not asked. */
+  readonly existing: number;
+  /** Expired since the backup: not written. */
+  readonly expired: number;
+}
+
+/** RESTORE of each key with its absolute expiry (ABSTTL), REPLACE if asked (else BUSYKEY = kept). */
+export function restoreKeys(
+  c: L2Connection,
+  keys: readonly DumpedKey[],
+  replace: boolean,
+): Promise<Result<RestoreResult>> {
+  const now = Date.now();
+  const live = keys.filter((k) => k.expireAt === 0 || k.expireAt > now + 1);
+  const expired = keys.length - live.length;
+  return c.guard.run(async () => {
+    const calls = live.map((k) => {
+      const full = c.keys.entry(k.key);
+      const p = replace
+        ? c.client.restore(full, k.expireAt, k.dump, 'REPLACE', 'ABSTTL')
+        : c.client.restore(full, k.expireAt, k.dump, 'ABSTTL');
+      return p.then(
+        () => 1,
+        (error: unknown) => {
+          if (error instanceof Error && error.message.startsWith('BUSYKEY')) return 0;
+          throw error;
+        },
+      );
+    });
+    let restored = 0;
+    for (const n of await Promise.all(calls)) restored += n;
+    return { restored, existing: live.length - restored, expired };
+  });
+}
+
+/** What a backup records of the source: generations, walk counters, the bus position, the server version. */
+export interface BackupPoint {
+  readonly generations: ReadonlyMap<string, number>;
+  readonly invalidations: ReadonlyMap<string, number>;
+  /** The last bus stream id ('0-0' without a stream): later events happened after the backup. */
+  readonly busId: string;
+  readonly redisVersion: string;
+}
+
+export function backupPoint(c: L2Connection, namespaces: readonly string[]): Promise<Result<BackupPoint>> {
+  return c.guard.run(async () => {
+    const [gens, invs, last, info] = await Promise.all([
+      c.client.hgetall(c.keys.generations),
+      Promise.all(namespaces.map((ns) => c.client.get(c.keys.invalidations(ns)))),
+      c.client.xrevrange(c.keys.bus, '+', '-', 'COUNT', 1),
+      (masters(c.client)[0] ?? c.client).info('server'),
+    ]);
+    const generations = new Map(Object.entries(gens).map(([ns, g]) => [ns, Number(g)]));
+    const invalidations = new Map(namespaces.map((ns, i) => [ns, Number(invs[i] ?? 0)]));
+    const redisVersion = /redis_version:([^\r\n]+)/.exec(info)?.[1] ?? 'unknown';
+    return { generations, invalidations, busId: last[0]?.[0] ?? '0-0', redisVersion };
+  });
+}
+
+/** The bus events after `afterId` (JSON, unparsed), and whether the stream still holds all of them. */
+export function busSince(
+  c: L2Connection,
+  afterId: string,
+): Promise<Result<{ readonly covered: boolean; readonly events: readonly string[] }>> {
+  return c.guard.run(async () => {
+    const exists = await c.client.exists(c.keys.bus);
+    if (exists === 0) return { covered: true, events: [] };
+    const info = (await c.client.call('XINFO', 'STREAM', c.keys.bus)) as unknown[];
+    const at = info.indexOf('max-deleted-entry-id');
+    const deleted = at >= 0 ? String(info[at + 1]) : '0-0';
+    const covered = compareStreamIds(deleted, afterId) <= 0;
+    const events: string[] = [];
+    let from = `(${afterId}`;
+    for (;;) {
+      const page = await c.client.xrange(c.keys.bus, from, '+', 'COUNT', 1000);
+      for (const [id, fields] of page) {
+        const e = fields.indexOf('e');
+        const json = e >= 0 ? fields[e + 1] : undefined;
+        if (json !== undefined) events.push(json);
+        from = `(${id}`;
+      }
+      if (page.length < 1000) break;
+    }
+    return { covered, events };
+  });
+}
+
+/** Raises a namespace's generation to at least `generation` (gen-raise-1.lua); resolves the result. */
+export function raiseGeneration(
+  c: L2Connection,
+  namespace: string,
+  generation: number,
+): Promise<Result<number>> {
+  return c.guard.run(() => c.scripts.genRaise(c.keys.generations, namespace, generation));
+}
+
+/**
+ * Takes (or, for the same `token`, keeps) `<prefix>__backup:lock` for `ttlMs`: one backup or
+ * restore at a time. A job retried after its worker died holds its own token, so it takes its
+ * lock back at once instead of waiting for it to expire.
+ */
+export function backupLock(c: L2Connection, token: string, ttlMs: number): Promise<Result<boolean>> {
+  const key = c.keys.backupLock;
+  return c.guard.run(async () => {
+    if ((await c.client.set(key, token, 'PX', ttlMs, 'NX')) === 'OK') return true;
+    if ((await c.client.get(key)) !== token) return false;
+    await c.client.pexpire(key, ttlMs);
+    return true;
+  });
+}
+
+export function backupUnlock(c: L2Connection, token: string): Promise<Result<number>> {
+  return c.guard.run(() => c.scripts.lockRelease(c.keys.backupLock, token));
+}
+
+/** The entry keys (relative to the prefix) a tag index set holds now. */
+export function tagMembers(c: L2Connection, scoped: string): Promise<Result<string[]>> {
+  return c.guard.run(async () =>
+    (await c.client.smembers(c.keys.tag(scoped))).map((k) => k.slice(c.prefix.length)),
   );
 }

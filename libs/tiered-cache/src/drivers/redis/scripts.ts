@@ -21,6 +21,7 @@ export interface CacheScripts {
   warm(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<number>;
   /** `numKeys` first (counter + old/new pairs), then the keys, then the arguments: see migrate-n.lua. */
   migrate(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<number | number[]>;
+  genRaise(generations: string, namespace: string, generation: number): Promise<number>;
 }
 
 export const CACHE_SCRIPTS = loadScripts<CacheScripts>(new URL('./scripts/', import.meta.url), {
@@ -32,4 +33,5 @@ export const CACHE_SCRIPTS = loadScripts<CacheScripts>(new URL('./scripts/', imp
   invalidate: 'invalidate-1',
   warm: 'warm-n',
   migrate: 'migrate-n',
+  genRaise: 'gen-raise-1',
 });
