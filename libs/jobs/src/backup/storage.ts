@@ -31,6 +31,8 @@ export interface BackupStorage {
   /** Bytes [start, end) of a backup. */
   read(name: string, start: number, end: number): Readable;
   remove(name: string): Promise<void>;
+  /** Drops files left half-written by an attempt that died (call while holding the backup lock). */
+  dropPartial(): Promise<number>;
   /** Where a backup is, for people (a path). */
   where(name: string): string;
 }
@@ -112,6 +114,13 @@ export class FsBackupStorage implements BackupStorage {
 
   async remove(name: string): Promise<void> {
     await rm(this.#path(name), { force: true });
+  }
+
+  async dropPartial(): Promise<number> {
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    const partial = names.filter((n) => n.endsWith('.cfb.part') && isBackupName(n.slice(0, -'.part'.length)));
+    for (const n of partial) await rm(join(this.dir, n), { force: true });
+    return partial.length;
   }
 
   where(name: string): string {

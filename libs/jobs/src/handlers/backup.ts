@@ -49,6 +49,9 @@ export async function backupHandler(ctx: JobContext<'backup'>): Promise<BackupRe
   const namespaces = names.map((n) => ctx.namespace(n));
   const unlock = await lock(ctx);
   try {
+    // A file an attempt killed mid-write left behind (no backup runs but this one).
+    const dropped = await storage.dropPartial();
+    if (dropped > 0) ctx.log.info({ dropped }, 'removed half-written backup files of an earlier attempt');
     const point = must(await ctx.cache.fleet.backupPoint(names));
     const masters = must(ctx.cache.fleet.masters());
     const matches = names.flatMap((n) => ctx.cache.fleet.backupMatches(n));
