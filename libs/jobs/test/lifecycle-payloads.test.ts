@@ -1,11 +1,20 @@
 /**
- * The migrate and sweep payload schemas (property tests): any JSON value is either refused by
+ * The migrate, sweep, backup and restore payload schemas, and the backup settings (property tests): any JSON value is either refused by
  * `JobClient.check` with E_JOB_INVALID_PAYLOAD naming a field, or accepted as a payload within the
  * catalogue's bounds. No Redis: `check` does no I/O.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { isJobError, JobClient, loadQueueConfig, migratePayload, sweepPayload } from '../src/index.js';
+import {
+  backupPayload,
+  isJobError,
+  JobClient,
+  loadBackupConfig,
+  loadQueueConfig,
+  migratePayload,
+  restorePayload,
+  sweepPayload,
+} from '../src/index.js';
 
 // `check` does no I/O: the client (pointed at a closed port) is disconnected at once.
 const client = new JobClient(loadQueueConfig({ QUEUE_REDIS_URL: 'redis://127.0.0.1:1' }));
@@ -26,7 +35,7 @@ const anyValue = fc.oneof(
   ),
 );
 
-function accepts(name: 'migrate' | 'sweep', value: unknown): boolean {
+function accepts(name: 'migrate' | 'sweep' | 'backup' | 'restore', value: unknown): boolean {
   try {
     client.check(name, value as never);
     return true;
@@ -64,5 +73,68 @@ describe('lifecycle payloads', () => {
     expect(accepts('sweep', {})).toBe(true);
     expect(accepts('sweep', { namespace: 'product' })).toBe(true);
     expect(accepts('sweep', { namespace: 'product', extra: 1 })).toBe(false);
+  });
+});
+
+const fileish = fc.oneof(
+  fc.constantFrom(
+    'latest',
+    'cachefleet-20261201T000000000Z-abcd1234.cfb',
+    '/tmp/x.cfb',
+    '',
+    'a\u0000b',
+    'x\ny',
+  ),
+  fc.string({ maxLength: 50 }),
+);
+
+describe('backup and restore payloads', () => {
+  it('restore: a file (no NUL or newline) and a replace flag, nothing else', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.jsonValue(),
+          fc.record(
+            { file: fileish, replace: fc.oneof(fc.boolean(), fc.constant('yes')), more: fc.nat() },
+            { requiredKeys: [] },
+          ),
+        ),
+        (value) => {
+          if (!accepts('restore', value)) return;
+          const p = restorePayload.parse(value);
+          expect(p.file.length).toBeGreaterThan(0);
+          expect(p.file).not.toMatch(/[\0\n]/);
+          expect(typeof p.replace).toBe('boolean');
+        },
+      ),
+      { numRuns: 3_000, seed: 12 },
+    );
+  });
+
+  it('backup: an optional list of namespace names', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.jsonValue(),
+          fc.record({ namespaces: fc.array(fc.oneof(fc.constantFrom('product', 'X'), fc.string())) }),
+        ),
+        (value) => {
+          if (!accepts('backup', value)) return;
+          for (const ns of backupPayload.parse(value).namespaces ?? [])
+            expect(ns).toMatch(/^[a-z][a-z0-9_-]*$/);
+        },
+      ),
+      { numRuns: 3_000, seed: 12 },
+    );
+  });
+
+  it('settings: keys of the wrong shape are refused naming the variable', () => {
+    expect(loadBackupConfig({})).toMatchObject({ dir: '.data/backups', keep: 42, hmacKey: undefined });
+    expect(() => loadBackupConfig({ BACKUP_HMAC_KEY: 'short' })).toThrow(/^BACKUP_HMAC_KEY: /);
+    expect(() => loadBackupConfig({ BACKUP_ENCRYPTION_KEY: 'zz'.repeat(32) })).toThrow(
+      /^BACKUP_ENCRYPTION_KEY: /,
+    );
+    expect(() => loadBackupConfig({ BACKUP_KEEP: '0' })).toThrow(/^BACKUP_KEEP: /);
+    expect(loadBackupConfig({ BACKUP_ENCRYPTION_KEY: 'ab'.repeat(32) }).encryptionKey?.length).toBe(32);
   });
 });
