@@ -5,6 +5,7 @@ export {
   backupHeaderSchema,
   FORMAT_VERSION,
   readLayout,
+  readRecords,
   verifyBackup,
 } from './backup/format.js';
 export {
