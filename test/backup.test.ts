@@ -11,7 +11,8 @@
  *  3. into the same Redis after invalidations made since the backup (keys, a pattern, a tag, an
  *     update), with --replace: none of those entries comes back; the others are restored; without
  *     --replace existing keys are kept
- *  4. retention: BACKUP_KEEP newest files stay; `latest` restores the newest
+ *  4. --replace keeps the live tag sets (members added since) and indexes the restored entries
+ *  5. retention: BACKUP_KEEP newest files stay; `latest` restores the newest
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
@@ -381,6 +382,31 @@ describe('restore into a live Redis', () => {
       }
       expect(back).toEqual([]);
       expect(missing).toEqual([]);
+    } finally {
+      await a.close();
+    }
+  });
+
+  it('a restore with --replace keeps the live tag sets, and a tag invalidation reaches old and new entries', async () => {
+    const prefix = `bk${TAG}t:`;
+    const a = await site(await freshSingle(), prefix);
+    try {
+      await fill(a);
+      const made = await backup(a);
+      // Written after the backup, with tag mod:((N+1) mod 3); then the backed-up entries are lost.
+      const late = String(N + 1);
+      expect((await a.pod.set(a.ns, late, convert(v1Value(N + 1)))).ok).toBe(true);
+      for (let i = 1; i <= N; i++) await a.raw.del(a.key(i, 1));
+      const job = await a.jobs.enqueue('restore', { file: made.file, replace: true });
+      const r = restoreResultSchema.parse((await completed(a.jobs, job.id)).result);
+      expect(r.restored).toBe(N + 1); // the entries and the forever key; the 3 tag sets exist: kept
+      expect(r.existing).toBe(3);
+      const tag = `mod:${(N + 1) % 3}`;
+      const sameTag = String(N - 2); // (N - 2) ≡ (N + 1) mod 3
+      expect(live(await a.raw.get(a.key(sameTag, 1)))).toBeDefined();
+      expect((await a.pod.invalidateTags(a.ns, [tag])).ok).toBe(true);
+      expect(live(await a.raw.get(a.key(late, 1)))).toBeUndefined();
+      expect(live(await a.raw.get(a.key(sameTag, 1)))).toBeUndefined();
     } finally {
       await a.close();
     }

@@ -11,6 +11,7 @@ import {
   type MigrateStepResult,
   migrateStep,
   migrateTotal,
+  reindexTags,
   type SweepStepOptions,
   sweepMatch,
 } from './lifecycle.js';
@@ -272,7 +273,8 @@ export class FleetOps {
   backupMatches(name: string): string[] {
     // The tag index key of the namespace's tags, relative to the prefix (any prefix will do).
     const tagBase = cacheKeys('').tag(scopedTag(name, ''));
-    return [sweepMatch(name), `${escapeGlob(tagBase)}*`];
+    // Tag sets first: a restore brings them back before the entries it indexes into them.
+    return [`${escapeGlob(tagBase)}*`, sweepMatch(name)];
   }
 
   /** Keys matching `match` (relative to the prefix) on every master: SCAN only, a progress total. */
@@ -330,6 +332,16 @@ export class FleetOps {
     const l2 = this.#l2();
     if (!l2.ok) return l2;
     return l2.value.bulk.backupUnlock(token);
+  }
+
+  /**
+   * Adds entries (keys relative to the prefix) of `ns` to their tags' index sets, from their
+   * values: a restore into a live Redis keeps the sets there and indexes what it brought back.
+   */
+  async reindexTags(ns: Namespace<unknown>, keys: readonly string[]): Promise<Result<number>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return reindexTags({ l2: l2.value, rt: this.#d.rt }, ns, keys);
   }
 
   /** The entry keys (relative to the prefix) tag `tag` of namespace `name` indexes now. */

@@ -214,3 +214,37 @@ export async function migrateStep<T>(
   }
   return ok({ ...base, migrated: w.value.written, present: w.value.present, changed: w.value.changed });
 }
+
+/**
+ * Puts restored entries (keys relative to the prefix) back into their tags' index sets: each value
+ * is read, decoded and given to the namespace's `tags`. A restore into a live Redis keeps the tag
+ * sets that exist (a backed-up set would drop members added since), so the entries it brings back
+ * are added to them here. Resolves how many entries were indexed.
+ */
+export async function reindexTags(
+  d: Pick<LifecycleDeps, 'l2' | 'rt'>,
+  ns: Namespace<unknown>,
+  keys: readonly string[],
+): Promise<Result<number>> {
+  if (ns.tags === undefined || keys.length === 0) return ok(0);
+  const { l2, rt } = d;
+  const st = rt.state(ns);
+  const r = await l2.readMany(keys);
+  if (!r.ok) return r;
+  const byTag = new Map<string, string[]>();
+  let indexed = 0;
+  r.value.forEach((entry, i) => {
+    if (entry === undefined) return;
+    const tags = rt.tagsOf(st, entry.value);
+    if (tags === undefined) return;
+    indexed++;
+    for (const tag of tags) {
+      const members = byTag.get(tag);
+      const full = l2.prefix + (keys[i] as string);
+      if (members === undefined) byTag.set(tag, [full]);
+      else members.push(full);
+    }
+  });
+  const w = await l2.bulk.tagAddAll(byTag, st.l2TtlMs);
+  return w.ok ? ok(indexed) : w;
+}

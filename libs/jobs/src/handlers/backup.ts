@@ -180,13 +180,21 @@ export async function restoreHandler(ctx: JobContext<'restore'>): Promise<Restor
     for await (const batch of readRecords(storage, name, layout, config, done, STEP)) {
       checkpoint(ctx.signal);
       const keep = batch.filter((k) => !isFenced(k.key, header, fences));
-      const r = must(await ctx.cache.fleet.restoreKeys(keep, ctx.payload.replace));
+      // Tag index sets are never replaced (a live one holds members added since the backup): one
+      // that exists is kept, and the entries restored are indexed into it from their values.
+      const tagSets = keep.filter((k) => !ENTRY.test(k.key));
+      const entries = keep.filter((k) => ENTRY.test(k.key));
+      const [r, t] = await Promise.all([
+        ctx.cache.fleet.restoreKeys(entries, ctx.payload.replace).then(must),
+        ctx.cache.fleet.restoreKeys(tagSets, false).then(must),
+      ]);
+      await reindex(ctx, entries);
       done += batch.length;
       totals.read += batch.length;
       totals.fenced += batch.length - keep.length;
-      totals.restored += r.restored;
-      totals.existing += r.existing;
-      totals.expired += r.expired;
+      totals.restored += r.restored + t.restored;
+      totals.existing += r.existing + t.existing;
+      totals.expired += r.expired + t.expired;
       await ctx.save({ name, done, totals });
       await renew(ctx);
       await ctx.progress({ file: name, done, total: header.keys, restored: totals.restored });
@@ -194,6 +202,29 @@ export async function restoreHandler(ctx: JobContext<'restore'>): Promise<Restor
     return { file: name, keys: header.keys, createdAt: header.createdAt, namespaces: names, ...totals };
   } finally {
     await unlock();
+  }
+}
+
+/** Indexes restored entries of the worker's namespaces (at their current version) into their tags. */
+async function reindex(ctx: JobContext<'restore'>, entries: readonly DumpedKey[]): Promise<void> {
+  const byNamespace = new Map<string, string[]>();
+  for (const { key } of entries) {
+    const m = ENTRY.exec(key);
+    if (m === null) continue;
+    const list = byNamespace.get(m[1] as string);
+    if (list === undefined) byNamespace.set(m[1] as string, [key]);
+    else list.push(key);
+  }
+  for (const [name, keys] of byNamespace) {
+    const ns = ctx.definitions.namespaces.find((n) => n.name === name);
+    if (ns?.tags === undefined) continue;
+    const current = `${name}:v${ns.version}:`;
+    must(
+      await ctx.cache.fleet.reindexTags(
+        ns,
+        keys.filter((k) => k.startsWith(current)),
+      ),
+    );
   }
 }
 

@@ -23,6 +23,7 @@ import {
   restoreKeys,
   type SweepStep,
   sweepStep,
+  tagAddAll,
   tagMembers,
 } from './lifecycle.js';
 import { type WarmEntry, type WarmSnapshot, type WarmWriteResult, warmSnapshot, warmWrite } from './warm.js';
@@ -166,6 +167,10 @@ export class Bulk {
 
   backupUnlock(token: string): Promise<Result<number>> {
     return backupUnlock(this.#c, token);
+  }
+
+  tagAddAll(byTag: ReadonlyMap<string, readonly string[]>, ttlMs: number): Promise<Result<number>> {
+    return tagAddAll(this.#c, byTag, ttlMs);
   }
 
   tagMembers(scoped: string): Promise<Result<string[]>> {

@@ -388,3 +388,21 @@ export function tagMembers(c: L2Connection, scoped: string): Promise<Result<stri
     (await c.client.smembers(c.keys.tag(scoped))).map((k) => k.slice(c.prefix.length)),
   );
 }
+
+/** SADDs full entry keys to their tags' index sets (tag-add-many-1.lua keeps each alive `ttlMs`). */
+export function tagAddAll(
+  c: L2Connection,
+  byTag: ReadonlyMap<string, readonly string[]>,
+  ttlMs: number,
+): Promise<Result<number>> {
+  const ttl = Math.max(1, Math.round(ttlMs));
+  return c.guard.run(async () => {
+    const calls: Promise<number>[] = [];
+    for (const [tag, members] of byTag)
+      for (let at = 0; at < members.length; at += 500)
+        calls.push(c.scripts.tagAddMany(c.keys.tag(tag), ttl, ...members.slice(at, at + 500)));
+    let n = 0;
+    for (const x of await Promise.all(calls)) n += x;
+    return n;
+  });
+}
