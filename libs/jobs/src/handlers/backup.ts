@@ -30,9 +30,25 @@ async function lock(ctx: JobContext<'backup' | 'restore'>): Promise<() => Promis
   };
 }
 
-async function renew(ctx: JobContext<'backup' | 'restore'>): Promise<void> {
-  if (!must(await ctx.cache.fleet.backupLock(`job:${ctx.job.id ?? 'unknown'}`, LOCK_MS)))
-    throw new JobError('E_JOB_BACKUP_BUSY', 'the backup lock was lost (taken by another job)');
+/** How often a running backup or restore renews its lock and reports progress, ms. */
+const EVERY_MS = 1_000;
+
+/**
+ * Renews the lock and reports progress, at most once a second (per step, they were three round
+ * trips to the cache Redis and one to the queue Redis for every 500 keys).
+ */
+function heartbeat(
+  ctx: JobContext<'backup' | 'restore'>,
+): (progress: Record<string, number | string>, force?: boolean) => Promise<void> {
+  let last = 0;
+  return async (progress, force = false) => {
+    const now = performance.now();
+    if (!force && now - last < EVERY_MS) return;
+    last = now;
+    if (!must(await ctx.cache.fleet.backupLock(`job:${ctx.job.id ?? 'unknown'}`, LOCK_MS)))
+      throw new JobError('E_JOB_BACKUP_BUSY', 'the backup lock was lost (taken by another job)');
+    await ctx.progress(progress);
+  };
 }
 
 /**
@@ -60,6 +76,7 @@ export async function backupHandler(ctx: JobContext<'backup'>): Promise<BackupRe
     const createdAt = new Date();
     const name = backupName(createdAt, randomBytes(4).toString('hex'));
     let done = 0;
+    const beat = heartbeat(ctx);
     async function* records(): AsyncGenerator<readonly DumpedKey[]> {
       for (const match of matches) {
         for (const master of masters) {
@@ -70,8 +87,7 @@ export async function backupHandler(ctx: JobContext<'backup'>): Promise<BackupRe
             cursor = step.cursor;
             done += step.scanned;
             if (step.keys.length > 0) yield step.keys;
-            await renew(ctx);
-            await ctx.progress({ file: name, done, total: Math.max(total, done) });
+            await beat({ file: name, done, total: Math.max(total, done) });
           } while (cursor !== '0');
         }
       }
@@ -177,6 +193,7 @@ export async function restoreHandler(ctx: JobContext<'restore'>): Promise<Restor
       if (!(fences.get(ns.name)?.whole ?? false))
         must(await ctx.cache.fleet.raiseGeneration(ns.name, ns.generation));
     }
+    const beat = heartbeat(ctx);
     for await (const batch of readRecords(storage, name, layout, config, done, STEP)) {
       checkpoint(ctx.signal);
       const keep = batch.filter((k) => !isFenced(k.key, header, fences));
@@ -196,8 +213,7 @@ export async function restoreHandler(ctx: JobContext<'restore'>): Promise<Restor
       totals.existing += r.existing + t.existing;
       totals.expired += r.expired + t.expired;
       await ctx.save({ name, done, totals });
-      await renew(ctx);
-      await ctx.progress({ file: name, done, total: header.keys, restored: totals.restored });
+      await beat({ file: name, done, total: header.keys, restored: totals.restored });
     }
     return { file: name, keys: header.keys, createdAt: header.createdAt, namespaces: names, ...totals };
   } finally {
