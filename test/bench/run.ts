@@ -1,6 +1,6 @@
 /**
  * cachefleet benchmark: floors, peers and the project on the same private redis-server.
- * Usage: npm run bench -- [--n <ops>] [--only l1-hit|l2-hit|stampede|invalidation|tags|consistency|warm|bulk-invalidate|http|read-path]
+ * Usage: npm run bench -- [--n <ops>] [--only l1-hit|l2-hit|stampede|invalidation|tags|consistency|warm|bulk-invalidate|http|read-path|migrate|backup|restore]
  *   [--json <file>]
  */
 import { randomBytes } from 'node:crypto';
@@ -20,6 +20,7 @@ import { http } from './workloads/http.js';
 import { invalidation } from './workloads/invalidation.js';
 import { l1Hit } from './workloads/l1-hit.js';
 import { l2Hit } from './workloads/l2-hit.js';
+import { backup, migrate, restore } from './workloads/lifecycle.js';
 import { readPath } from './workloads/read-path.js';
 import { stampede } from './workloads/stampede.js';
 import { tags } from './workloads/tags.js';
@@ -36,6 +37,9 @@ const WORKLOADS: readonly Workload[] = [
   bulkInvalidate,
   http,
   readPath,
+  migrate,
+  backup,
+  restore,
 ];
 
 interface Cli {

@@ -9,7 +9,13 @@ import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
-import { ConfigMap, type IContainer, type IPodSpec, Service } from 'kubernetes-models/v1';
+import {
+  ConfigMap,
+  type IContainer,
+  type IPodSpec,
+  PersistentVolumeClaim,
+  Service,
+} from 'kubernetes-models/v1';
 import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 
@@ -17,6 +23,7 @@ import { z } from 'zod';
 const MODELS = [
   ConfigMap,
   Service,
+  PersistentVolumeClaim,
   Deployment,
   StatefulSet,
   PodDisruptionBudget,

@@ -1,6 +1,6 @@
 /** What the deployment files must agree with in the apps' settings (k8s and compose tests). */
 import { API_ENV_VARS } from '@cachefleet/api';
-import { QUEUE_ENV_VARS, SCHEDULE_ENV_VARS } from '@cachefleet/jobs';
+import { BACKUP_ENV_VARS, QUEUE_ENV_VARS, SCHEDULE_ENV_VARS } from '@cachefleet/jobs';
 import { ENV_VARS as CACHE_ENV_VARS } from '@cachefleet/tiered-cache';
 import { WORKER_ENV_VARS } from '@cachefleet/worker';
 
@@ -10,6 +10,7 @@ export const READ_BY_THE_CODE = new Set([
   ...Object.keys(WORKER_ENV_VARS),
   ...Object.keys(QUEUE_ENV_VARS),
   ...Object.keys(SCHEDULE_ENV_VARS),
+  ...Object.keys(BACKUP_ENV_VARS),
   ...Object.keys(CACHE_ENV_VARS),
   // loadCatalogueEnv (libs/catalogue) and the API's rollout (apps/api rollout.ts) keep no exported list.
   'CATALOGUE_SCHEMA',

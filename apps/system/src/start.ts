@@ -224,7 +224,12 @@ async function main(): Promise<void> {
     nodeService(
       'worker',
       'apps/worker/src/main.ts',
-      () => ({ ...shared, DATABASE_URL: databaseUrl, WORKER_HTTP_PORT: String(settings.WORKER_HTTP_PORT) }),
+      () => ({
+        ...shared,
+        DATABASE_URL: databaseUrl,
+        WORKER_HTTP_PORT: String(settings.WORKER_HTTP_PORT),
+        BACKUP_DIR: process.env.BACKUP_DIR ?? resolve(DATA, 'backups'),
+      }),
       'worker ready',
       // Its own deadline (WORKER_SHUTDOWN_MS) closes it by force: a margin above that.
       (Number(process.env.WORKER_SHUTDOWN_MS) || 30_000) + 5_000,

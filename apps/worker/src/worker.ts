@@ -12,6 +12,7 @@ import {
   JOBS,
   JobClient,
   keepSchedules,
+  loadBackupConfig,
   loadQueueConfig,
   loadScheduleCheckMs,
   loadSchedules,
@@ -52,6 +53,7 @@ export async function startWorker(
   env: NodeJS.ProcessEnv,
   logger: Logger,
 ): Promise<RunningWorker> {
+  const backups = loadBackupConfig(env);
   const definitions = await loadDefinitions(config.definitions, env);
   const metrics = new Registry();
   const cache = createCache(
@@ -67,7 +69,7 @@ export async function startWorker(
   await cache.start();
   const jobs = new JobClient(loadQueueConfig(env), { namespaces: definitions.namespaces });
   const runtime = new FleetRuntime(
-    { cache, jobs, definitions, logger, metrics },
+    { cache, jobs, definitions, logger, metrics, backups },
     {
       queues: config.queues,
       lockDurationMs: config.lockDurationMs,

@@ -16,6 +16,9 @@ describe('worker settings', () => {
     expect(loadWorkerConfig({}, []).queues).toEqual([
       { queue: 'warm', concurrency: 2 },
       { queue: 'invalidate', concurrency: 4 },
+      { queue: 'migrate', concurrency: 1 },
+      { queue: 'sweep', concurrency: 1 },
+      { queue: 'backup', concurrency: 1 },
     ]);
     expect(loadWorkerConfig({ WORKER_QUEUES: 'warm:3' }, ['--queues', 'invalidate:1']).queues).toEqual([
       { queue: 'invalidate', concurrency: 1 },
@@ -29,7 +32,7 @@ describe('worker settings', () => {
       // Only below the lock does the takeover bound (lock + interval) hold: issue 9.7.
       [{ WORKER_STALLED_MS: '30000' }, [], /^WORKER_STALLED_MS: must be less than WORKER_LOCK_MS/],
       [{ WORKER_LOCK_MS: '2000', WORKER_STALLED_MS: '2000' }, [], /^WORKER_STALLED_MS: /],
-      [{ WORKER_QUEUES: 'warm,backup' }, [], /^WORKER_QUEUES: unknown queue "backup"/],
+      [{ WORKER_QUEUES: 'warm,bogus' }, [], /^WORKER_QUEUES: unknown queue "bogus"/],
       [{ WORKER_QUEUES: 'warm' }, ['--queues', 'warm:0'], /^--queues: concurrency of warm/],
       [{}, ['--queues'], /^--queues: expected a list/],
     ] as const) {

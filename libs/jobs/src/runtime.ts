@@ -3,6 +3,7 @@ import type { Cache } from '@cachefleet/tiered-cache';
 import { DelayedError, type Job, UnrecoverableError, WaitingChildrenError, Worker } from 'bullmq';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
+import type { BackupConfig } from './backup/config.js';
 import {
   DEFAULT_CONCURRENCY,
   isJobName,
@@ -42,6 +43,8 @@ export interface RuntimeDeps {
   readonly definitions: Definitions;
   readonly logger: Logger;
   readonly metrics: Registry;
+  /** Backup settings; without them backup and restore jobs fail (E_JOB_CONFIG). */
+  readonly backups?: BackupConfig;
 }
 
 /** One attempt of a job as the processor received it, before its name is known to be ours. */
@@ -81,6 +84,7 @@ const REFUSED_INPUT: ReadonlySet<string> = new Set(['E_CACHE_INVALID_ID', 'E_CAC
  */
 function isPermanent(error: unknown): boolean {
   if (error instanceof AbortedError) return false;
+  if (isJobError(error) && error.code === 'E_JOB_BACKUP_BUSY') return false;
   return isJobError(error) || (isCodedError(error) && REFUSED_INPUT.has(error.code));
 }
 
@@ -230,6 +234,7 @@ export class FleetRuntime {
       cache: this.#deps.cache,
       jobs: this.#deps.jobs,
       definitions: this.#deps.definitions,
+      backups: this.#deps.backups,
       log,
       namespace: this.#namespace,
       save: async (state) => {

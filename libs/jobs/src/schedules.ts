@@ -56,6 +56,22 @@ export const SCHEDULED: readonly ScheduledJob[] = [
     cron: '0 */6 * * *',
     what: 'the hot warm (every 6 h)',
   }),
+  scheduled({
+    variable: 'SCHEDULE_SWEEP',
+    id: 'sweep',
+    name: 'sweep',
+    payload: {},
+    cron: '30 3 * * *',
+    what: 'the sweep of unreachable versions and generations (daily 03:30)',
+  }),
+  scheduled({
+    variable: 'SCHEDULE_BACKUP',
+    id: 'backup',
+    name: 'backup',
+    payload: {},
+    cron: '15 */6 * * *',
+    what: 'the backup of every namespace (every 6 h, at :15)',
+  }),
 ];
 
 export const SCHEDULE_ENV_VARS: Readonly<Record<string, string>> = {

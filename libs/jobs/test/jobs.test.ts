@@ -5,6 +5,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   applySchedules,
+  BACKUP_ENV_VARS,
   canonicalJson,
   DEFAULT_CONCURRENCY,
   DEFAULT_QUEUE_LIST,
@@ -270,11 +271,11 @@ describe('configuration', () => {
       { queue: 'warm', concurrency: 2 },
       { queue: 'invalidate', concurrency: 1 },
     ]);
-    expect(() => parseQueueList('warm,backup')).toThrow(/unknown queue "backup"/);
+    expect(() => parseQueueList('warm,bogus')).toThrow(/unknown queue "bogus"/);
     expect(() => parseQueueList('warm:0')).toThrow(/concurrency/);
     expect(() => parseQueueList('warm,warm')).toThrow(/twice/);
     expect(() => parseQueueList('')).toThrow(/no queues/);
-    expect(codeOf(() => parseQueueList('warm,backup'))).toBe('E_JOB_CONFIG');
+    expect(codeOf(() => parseQueueList('warm,bogus'))).toBe('E_JOB_CONFIG');
     // The default serves every queue of the catalogue at its default concurrency.
     expect(parseQueueList(DEFAULT_QUEUE_LIST)).toEqual(
       QUEUE_NAMES.map((queue) => ({ queue, concurrency: DEFAULT_CONCURRENCY[queue] })),
@@ -283,18 +284,28 @@ describe('configuration', () => {
 
   it('documents every setting in the README', () => {
     const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
-    for (const name of [...Object.keys(QUEUE_ENV_VARS), ...Object.keys(SCHEDULE_ENV_VARS)])
+    for (const name of [
+      ...Object.keys(QUEUE_ENV_VARS),
+      ...Object.keys(SCHEDULE_ENV_VARS),
+      ...Object.keys(BACKUP_ENV_VARS),
+    ])
       expect(readme, name).toContain(`\`${name}\``);
   });
 });
 
 describe('schedules', () => {
-  it('defaults to the full warm at 02:00 UTC and the hot warm every 6 h; "off" drops one', () => {
+  it('defaults to the full warm at 02:00 UTC, the hot warm every 6 h, the sweep at 03:30, the backup every 6 h; "off" drops one', () => {
     expect(loadSchedules({})?.map((s) => [s.id, s.pattern])).toEqual([
       ['cachefleet-warm-all', '0 2 * * *'],
       ['cachefleet-warm-hot', '0 */6 * * *'],
+      ['cachefleet-sweep', '30 3 * * *'],
+      ['cachefleet-backup', '15 */6 * * *'],
     ]);
-    expect(loadSchedules({ SCHEDULE_WARM_ALL: 'off' })?.map((s) => s.id)).toEqual(['cachefleet-warm-hot']);
+    expect(loadSchedules({ SCHEDULE_WARM_ALL: 'off' })?.map((s) => s.id)).toEqual([
+      'cachefleet-warm-hot',
+      'cachefleet-sweep',
+      'cachefleet-backup',
+    ]);
     expect(loadSchedules({ SCHEDULES_ENABLED: 'false' })).toBeUndefined();
   });
 

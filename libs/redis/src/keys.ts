@@ -18,7 +18,8 @@ import { escapeGlob } from './scan.js';
  * | `<prefix>__hot:<namespace>`                        | sorted set    | sampled reads per id, for the hot warm                      |
  * | `<prefix>__bus`                                    | stream + channel | invalidation events (the channel has the stream's name)  |
  *
- * Reserved for the job kinds to come (nothing writes them yet). Keys that one script or MULTI must
+ * Reserved for the job kinds to come (`__backup:lock` is written by the backup and restore jobs of
+ * issue 12; migrations and sweeps keep their state in their jobs). Keys that one script or MULTI must
  * change together share a hash tag (`{…}`), so they live in one slot on a Cluster:
  *
  * | key                                  | type          | what                                                               |

@@ -1,10 +1,21 @@
-import { entryGlob } from '@cachefleet/redis';
+import { cacheKeys, entryGlob, escapeGlob, scopedTag } from '@cachefleet/redis';
 import type { EventBody } from './bus/events.js';
 import { envelope } from './drivers/codec.js';
 import type { HotKey, UnlinkStep } from './drivers/redis/bulk.js';
+import type { BackupPoint, DumpedKey, DumpStep, RestoreResult } from './drivers/redis/lifecycle.js';
 import type { RedisStore } from './drivers/redis/store.js';
 import type { WarmEntry } from './drivers/redis/warm.js';
 import { CacheError } from './errors.js';
+import {
+  isUnreachable,
+  type MigrateStepOptions,
+  type MigrateStepResult,
+  migrateStep,
+  migrateTotal,
+  reindexTags,
+  type SweepStepOptions,
+  sweepMatch,
+} from './lifecycle.js';
 import type { Namespace } from './namespace.js';
 import { err, ok, type Result } from './result.js';
 import { globToRegExp } from './stack/coherence.js';
@@ -222,6 +233,145 @@ export class FleetOps {
   async endWalk(ns: Namespace<unknown>, pattern: string): Promise<Result<unknown>> {
     this.#clearLocal(this.#d.rt.state(ns), pattern);
     return this.#d.announce({ event_type: 'invalidate', namespace: ns.name, key_pattern: pattern });
+  }
+
+  /** The namespace's generation as Redis holds it now (0 before its first whole invalidation). */
+  async generation(name: string): Promise<Result<number>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    const r = await l2.value.fence.generations();
+    return r.ok ? ok(r.value.get(name) ?? 0) : r;
+  }
+
+  /** Entries of `from` at `generation` on every master now (SCAN only): a migration's progress total. */
+  async migrateTotal(ns: Namespace<unknown>, from: number, generation: number): Promise<Result<number>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return migrateTotal(l2.value, ns.name, from, generation);
+  }
+
+  /**
+   * One step of a version migration on one master (docs/design-lifecycle.md): SCAN `count` keys of
+   * `options.from`, convert each with `ns.migrations[from]` (or reload them with the loader),
+   * validate with `ns.schema` and write them at `ns.version` with their remaining TTL, fenced
+   * against invalidations. Keep the returned cursor until it is '0'; a step that says `redo` is
+   * done again from the same cursor.
+   */
+  async migrateStep<T>(ns: Namespace<T>, options: MigrateStepOptions): Promise<Result<MigrateStepResult>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    const st = this.#d.rt.state(ns as Namespace<unknown>);
+    return migrateStep({ l2: l2.value, rt: this.#d.rt, load: (ids) => loadAll(st, ids) }, ns, options);
+  }
+
+  /**
+   * One step of a sweep on one master: SCAN `count` keys of the namespace at any version and
+   * UNLINK those no pod at `ns.version` and the namespace's current generation can reach (older
+   * versions and generations; never a newer version).
+   */
+  async sweepStep(ns: Namespace<unknown>, options: SweepStepOptions): Promise<Result<UnlinkStep>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    const g = await this.generation(ns.name);
+    if (!g.ok) return g;
+    const at = l2.value.prefix.length;
+    return l2.value.bulk.sweepStep(
+      options.master,
+      sweepMatch(ns.name),
+      options.cursor,
+      options.count,
+      (key) => isUnreachable(ns.name, ns.version, g.value, key.slice(at)),
+    );
+  }
+
+  /**
+   * What a backup of namespace `name` walks, relative to the prefix: its entries at every version
+   * and generation, and its tag index sets.
+   */
+  backupMatches(name: string): string[] {
+    // The tag index key of the namespace's tags, relative to the prefix (any prefix will do).
+    const tagBase = cacheKeys('').tag(scopedTag(name, ''));
+    // Tag sets first: a restore brings them back before the entries it indexes into them.
+    return [`${escapeGlob(tagBase)}*`, sweepMatch(name)];
+  }
+
+  /** Keys matching `match` (relative to the prefix) on every master: SCAN only, a progress total. */
+  async countMatching(match: string): Promise<Result<number>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.countKeys(match, () => true);
+  }
+
+  /** One backup step on `master`: SCAN `count` keys matching `match`, DUMP + PTTL each. */
+  async dumpStep(master: string, match: string, cursor: string, count: number): Promise<Result<DumpStep>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.dumpStep(master, match, cursor, count);
+  }
+
+  /** RESTORE of backed-up keys (relative) with their absolute expiry; existing ones kept unless `replace`. */
+  async restoreKeys(keys: readonly DumpedKey[], replace: boolean): Promise<Result<RestoreResult>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.restoreKeys(keys, replace);
+  }
+
+  /** The generations, walk counters, bus position and server version a backup records. */
+  async backupPoint(namespaces: readonly string[]): Promise<Result<BackupPoint>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.backupPoint(namespaces);
+  }
+
+  /** The bus events after stream id `afterId`, and whether the stream still holds all of them. */
+  async busSince(
+    afterId: string,
+  ): Promise<Result<{ readonly covered: boolean; readonly events: readonly string[] }>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.busSince(afterId);
+  }
+
+  /** Raises a namespace's generation to at least `generation` (never lowers it). */
+  async raiseGeneration(name: string, generation: number): Promise<Result<number>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.raiseGeneration(name, generation);
+  }
+
+  /** Takes (or keeps, for the same token) the one backup-or-restore lock for `ttlMs`. */
+  async backupLock(token: string, ttlMs: number): Promise<Result<boolean>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.backupLock(token, ttlMs);
+  }
+
+  async backupUnlock(token: string): Promise<Result<number>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.backupUnlock(token);
+  }
+
+  /**
+   * Adds entries (keys relative to the prefix) of `ns` to their tags' index sets, from their
+   * values: a restore into a live Redis keeps the sets there and indexes what it brought back.
+   */
+  async reindexTags(ns: Namespace<unknown>, keys: readonly string[]): Promise<Result<number>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return reindexTags({ l2: l2.value, rt: this.#d.rt }, ns, keys);
+  }
+
+  /** The entry keys (relative to the prefix) tag `tag` of namespace `name` indexes now. */
+  async tagMembers(name: string, tag: string): Promise<Result<string[]>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return l2.value.bulk.tagMembers(scopedTag(name, tag));
+  }
+
+  /** The cache's key prefix (a backup records it; a restore refuses another). */
+  prefix(): string | undefined {
+    return this.#d.l2()?.prefix;
   }
 
   #clearLocal(st: NamespaceState, pattern: string): void {

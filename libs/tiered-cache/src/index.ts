@@ -25,10 +25,18 @@ export type { L2ErrorType } from './drivers/guard.js';
 export { MemoryStore, type MemoryStoreOptions } from './drivers/memory.js';
 export { NullStore } from './drivers/null.js';
 export type { HotKey, UnlinkStep } from './drivers/redis/bulk.js';
+export type { BackupPoint, DumpedKey, DumpStep, RestoreResult } from './drivers/redis/lifecycle.js';
 export { RedisStore, type RedisStoreOptions } from './drivers/redis/store.js';
 export { TieredStore } from './drivers/tiered.js';
 export { CacheError, type CacheErrorCode, ERROR_CODES, isCacheError } from './errors.js';
 export { FleetOps, type WarmBatchResult } from './fleet.js';
+export {
+  isUnreachable,
+  type MigrateFailure,
+  type MigrateStepOptions,
+  type MigrateStepResult,
+  type SweepStepOptions,
+} from './lifecycle.js';
 export {
   DEFAULT_ID_SCHEMA,
   defineNamespace,

@@ -35,6 +35,14 @@ export interface NamespaceDefinition<T> {
    * Keyset paging makes a warm resumable: its cursor is the last id it finished.
    */
   readonly ids?: (after: string | undefined, limit: number) => Promise<readonly string[]>;
+  /**
+   * Conversions of entries written by older versions, keyed by the version they convert from: a
+   * migration job (`cachefleet migrate <ns> --to <version>`) turns each `version - 1` entry into
+   * this version's shape with `migrations[version - 1]` (the result is checked by `schema`; a throw
+   * or a refusal leaves the entry to expire). Without one, the job reloads the entries it finds from
+   * `loadMany`. See docs/design-lifecycle.md.
+   */
+  readonly migrations?: Readonly<Record<number, (old: unknown) => T | undefined>>;
   /** Ids accepted by this namespace. Default: 1–256 printable characters without glob metacharacters. */
   readonly idSchema?: z.ZodType<string>;
   /**
@@ -125,6 +133,15 @@ export function defineNamespace<T>(definition: NamespaceDefinition<T>): Namespac
       `defineNamespace(${JSON.stringify(definition.name)}): ${issueMessage(parsed.error)}`,
       { cause: parsed.error },
     );
+  }
+  for (const from of Object.keys(definition.migrations ?? {})) {
+    const v = Number(from);
+    if (!Number.isInteger(v) || v < 1 || v >= definition.version) {
+      throw new CacheError(
+        'E_CACHE_INVALID_NAMESPACE',
+        `defineNamespace(${JSON.stringify(definition.name)}): migrations.${from}: a version below ${definition.version} to convert from`,
+      );
+    }
   }
   const idSchema = definition.idSchema;
   return Object.freeze({

@@ -83,7 +83,7 @@ function parseJsonLine(line: string): unknown {
 }
 
 /** The reader child: `window(op)` runs `op` while the reader times its GETs. */
-class Reader extends ChildLines {
+export class Reader extends ChildLines {
   async ready(): Promise<void> {
     const line = await this.nextLine(READY_TIMEOUT_MS);
     if (!z.object({ ready: z.literal(true) }).safeParse(parseJsonLine(line)).success) {
@@ -118,7 +118,7 @@ class Reader extends ChildLines {
 const ms = (v: number): string => (Number.isFinite(v) ? (v < 10 ? v.toFixed(2) : v.toFixed(0)) : '—');
 const count = (v: number): string => v.toLocaleString('en-US');
 
-function describeReader(s: ReaderStats): string {
+export function describeReader(s: ReaderStats): string {
   const parts = [
     `reader GET p50 ${ms(s.p50)} / p99 ${ms(s.p99)} / p99.9 ${ms(s.p999)} / max ${ms(s.max)} ms (${count(s.count)} GETs in ${s.seconds.toFixed(2)} s, ${s.over10} ≥ 10 ms)`,
   ];
@@ -140,7 +140,7 @@ for i = tonumber(ARGV[2]), tonumber(ARGV[3]) do
 end
 return 1`;
 
-async function fill(client: Redis, base: string, n: number): Promise<void> {
+export async function fill(client: Redis, base: string, n: number): Promise<void> {
   const starts: number[] = [];
   for (let at = 1; at <= n; at += FILL_BATCH) starts.push(at);
   await forEachLimit(starts, FILL_WIDTH, async (from) => {
@@ -150,7 +150,7 @@ async function fill(client: Redis, base: string, n: number): Promise<void> {
 }
 
 /** Keys matching `base*`, counted with SCAN (never KEYS). */
-async function countKeys(client: Redis, base: string): Promise<number> {
+export async function countKeys(client: Redis, base: string): Promise<number> {
   let cursor = '0';
   let n = 0;
   do {

@@ -73,6 +73,8 @@ export async function startBenchWorker(
   runId: string,
   queues: string,
   productCount: number,
+  /** Another definitions module (a path), and more settings (the lifecycle benches). */
+  more: { readonly definitions?: string; readonly env?: Readonly<Record<string, string>> } = {},
 ): Promise<BenchWorker> {
   const [{ startWorker, loadWorkerConfig }, { JobClient, loadQueueConfig, JOBS }, { QueueEvents }, { pino }] =
     await Promise.all([
@@ -90,8 +92,9 @@ export async function startBenchWorker(
     SCHEDULES_ENABLED: 'false',
     WORKER_QUEUES: queues,
     WORKER_HTTP_PORT: '0',
-    WORKER_DEFINITIONS: pathToFileURL(DEFINITIONS).href,
+    WORKER_DEFINITIONS: pathToFileURL(more.definitions ?? DEFINITIONS).href,
     BENCH_PRODUCTS: String(productCount),
+    ...more.env,
   };
   const logger = pino({ level: 'warn' }, pino.destination(2));
   const worker = await startWorker(loadWorkerConfig(env, []), env, logger);

@@ -1,12 +1,26 @@
 import type { Command } from '../command.js';
+import { backup, backups, restore } from './backup.js';
 import { invalidate } from './invalidate.js';
 import { jobs } from './jobs.js';
+import { migrate } from './migrate.js';
 import { status } from './status.js';
+import { sweep } from './sweep.js';
 import { top } from './top.js';
 import { warm } from './warm.js';
 
 /** Every command, in the order `cachefleet --help` lists them. A new one is one more line here. */
-export const COMMANDS: readonly Command[] = [warm, invalidate, jobs, status, top];
+export const COMMANDS: readonly Command[] = [
+  warm,
+  invalidate,
+  migrate,
+  sweep,
+  backup,
+  restore,
+  backups,
+  jobs,
+  status,
+  top,
+];
 
 export function findCommand(name: string): Command | undefined {
   return COMMANDS.find((c) => c.name === name);

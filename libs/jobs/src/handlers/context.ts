@@ -1,6 +1,7 @@
 import type { Cache, Namespace, Result } from '@cachefleet/tiered-cache';
 import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
+import type { BackupConfig } from '../backup/config.js';
 import type { JobData, JobName, PayloadOf, ResultOf, StateOf } from '../catalogue.js';
 import type { JobClient } from '../client.js';
 import { JobError } from '../errors.js';
@@ -26,6 +27,8 @@ export interface JobContext<N extends JobName> {
   readonly cache: Cache;
   readonly jobs: JobClient;
   readonly definitions: Definitions;
+  /** Backup settings (BACKUP_*), when the worker was given them. */
+  readonly backups: BackupConfig | undefined;
   readonly log: Logger;
   namespace(name: string): Namespace<unknown>;
   /** Saves the cursor in the job's data, so the next attempt (on any worker) continues from it. */

@@ -1,5 +1,8 @@
+import { backupHandler, restoreHandler } from './backup.js';
 import type { JobHandlers } from './context.js';
 import { invalidateHandler, invalidateSliceHandler } from './invalidate.js';
+import { migrateHandler } from './migrate.js';
+import { sweepHandler } from './sweep.js';
 import { warmHandler } from './warm.js';
 
 /** One line per job of the catalogue: the mapped type refuses a missing one or a mistyped one. */
@@ -7,4 +10,8 @@ export const HANDLERS: JobHandlers = {
   warm: warmHandler,
   invalidate: invalidateHandler,
   'invalidate-slice': invalidateSliceHandler,
+  migrate: migrateHandler,
+  sweep: sweepHandler,
+  backup: backupHandler,
+  restore: restoreHandler,
 };

@@ -36,7 +36,9 @@ export async function invalidateHandler(ctx: JobContext<'invalidate'>): Promise<
       };
     case 'namespace': {
       const generation = must(await ctx.cache.invalidateNamespace(ns));
-      return { scope: p.scope, namespace: ns.name, removed: 0, generation };
+      // The old generation's keys are unreachable now: unlinked in steps rather than left to expire.
+      const sweep = await ctx.jobs.enqueue('sweep', { namespace: ns.name });
+      return { scope: p.scope, namespace: ns.name, removed: 0, generation, sweepJobId: sweep.id };
     }
     case 'pattern':
       return patternSteps(ctx, p);

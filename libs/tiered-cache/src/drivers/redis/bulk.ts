@@ -3,6 +3,29 @@ import { CacheError } from '../../errors.js';
 import { err, ok, type Result } from '../../result.js';
 import type { L2Connection } from './connection.js';
 import type { Fencing } from './fencing.js';
+import {
+  type BackupPoint,
+  backupLock,
+  backupPoint,
+  backupUnlock,
+  busSince,
+  countKeys,
+  type DumpedKey,
+  type DumpStep,
+  dumpStep,
+  type MigratePair,
+  type MigrateRead,
+  type MigrateWrite,
+  migrateRead,
+  migrateWrite,
+  type RestoreResult,
+  raiseGeneration,
+  restoreKeys,
+  type SweepStep,
+  sweepStep,
+  tagAddAll,
+  tagMembers,
+} from './lifecycle.js';
 import { type WarmEntry, type WarmSnapshot, type WarmWriteResult, warmSnapshot, warmWrite } from './warm.js';
 
 const CLUSTER_SLOTS = 16_384;
@@ -106,6 +129,79 @@ export class Bulk {
       }
       return { cursor: step.cursor, scanned: keys.length, unlinked };
     });
+  }
+
+  /** A migration step's read: SCAN on `master`, the walk counter, GET + PTTL of the keys `keep` picks. */
+  migrateRead(
+    namespace: string,
+    master: string,
+    match: string,
+    cursor: string,
+    count: number,
+    keep: (fullKey: string) => boolean,
+  ): Promise<Result<MigrateRead>> {
+    return migrateRead(this.#c, namespace, master, match, cursor, count, keep);
+  }
+
+  /** A migration step's fenced write (lifecycle.ts). */
+  migrateWrite(namespace: string, pairs: readonly MigratePair[], inv: number): Promise<Result<MigrateWrite>> {
+    return migrateWrite(this.#c, this.#fence, namespace, pairs, inv);
+  }
+
+  /** Keys matching on every master (SCAN only), for a progress total. */
+  countKeys(match: string, keep: (fullKey: string) => boolean): Promise<Result<number>> {
+    return countKeys(this.#c, match, keep);
+  }
+
+  /** One SCAN step on `master` and an UNLINK of the keys `unreachable` picks. */
+  sweepStep(
+    master: string,
+    match: string,
+    cursor: string,
+    count: number,
+    unreachable: (fullKey: string) => boolean,
+  ): Promise<Result<SweepStep>> {
+    return sweepStep(this.#c, master, match, cursor, count, unreachable);
+  }
+
+  /** One SCAN step on `master` with DUMP + PTTL of the keys found (a backup's step). */
+  dumpStep(master: string, match: string, cursor: string, count: number): Promise<Result<DumpStep>> {
+    return dumpStep(this.#c, master, match, cursor, count);
+  }
+
+  /** RESTORE of backed-up keys with their absolute expiry. */
+  restoreKeys(keys: readonly DumpedKey[], replace: boolean): Promise<Result<RestoreResult>> {
+    return restoreKeys(this.#c, keys, replace);
+  }
+
+  backupPoint(namespaces: readonly string[]): Promise<Result<BackupPoint>> {
+    return backupPoint(this.#c, namespaces);
+  }
+
+  busSince(
+    afterId: string,
+  ): Promise<Result<{ readonly covered: boolean; readonly events: readonly string[] }>> {
+    return busSince(this.#c, afterId);
+  }
+
+  backupLock(token: string, ttlMs: number): Promise<Result<boolean>> {
+    return backupLock(this.#c, token, ttlMs);
+  }
+
+  backupUnlock(token: string): Promise<Result<number>> {
+    return backupUnlock(this.#c, token);
+  }
+
+  tagAddAll(byTag: ReadonlyMap<string, readonly string[]>, ttlMs: number): Promise<Result<number>> {
+    return tagAddAll(this.#c, byTag, ttlMs);
+  }
+
+  tagMembers(scoped: string): Promise<Result<string[]>> {
+    return tagMembers(this.#c, scoped);
+  }
+
+  raiseGeneration(namespace: string, generation: number): Promise<Result<number>> {
+    return raiseGeneration(this.#c, namespace, generation);
   }
 
   /** Adds sampled read counts to each namespace's hot set, then trims it to the top `keep`. */
