@@ -1,6 +1,6 @@
 /**
  * cachefleet benchmark: floors, peers and the project on the same private redis-server.
- * Usage: npm run bench -- [--n <ops>] [--only l1-hit|l2-hit|stampede|invalidation|tags|consistency|warm|bulk-invalidate|http|read-path|migrate|backup|restore]
+ * Usage: npm run bench -- [--n <ops>] [--only l1-hit|l2-hit|stampede|invalidation|tags|consistency|warm|bulk-invalidate|http|read-path|read-path-http|migrate|backup|restore]
  *   [--json <file>]
  */
 import { randomBytes } from 'node:crypto';
@@ -22,6 +22,7 @@ import { l1Hit } from './workloads/l1-hit.js';
 import { l2Hit } from './workloads/l2-hit.js';
 import { backup, migrate, restore } from './workloads/lifecycle.js';
 import { readPath } from './workloads/read-path.js';
+import { readPathHttp } from './workloads/read-path-http.js';
 import { stampede } from './workloads/stampede.js';
 import { tags } from './workloads/tags.js';
 import { warm } from './workloads/warm.js';
@@ -37,6 +38,7 @@ const WORKLOADS: readonly Workload[] = [
   bulkInvalidate,
   http,
   readPath,
+  readPathHttp,
   migrate,
   backup,
   restore,
@@ -81,7 +83,7 @@ async function main(): Promise<void> {
   // workload runs. Its lines go to stderr with the progress notes; stdout is the report.
   const prepared = await prepare({
     chromium: false,
-    postgres: cli.only.includes(http),
+    postgres: cli.only.includes(http) || cli.only.includes(readPathHttp),
     say: (line) => process.stderr.write(`set-up: ${line}\n`),
   });
   const redis = await startRedis().catch((err: unknown) => {
