@@ -76,6 +76,12 @@ export const cacheOptionsSchema = z.object({
       disconnectedTtlMs: z.number().int().positive().default(5_000),
       /** Life of an invalidation tombstone in L2; a fill that takes longer is not cached, ms. */
       tombstoneTtlMs: z.number().int().positive().default(60_000),
+      /**
+       * How long a write or an invalidation waits for its event to go out when Redis cannot take
+       * it at once (a dropped connection, a failover), ms. Past that the call reports the fault;
+       * the event is still kept and published (after its tombstones) once Redis answers. 0: never wait.
+       */
+      announceWaitMs: z.number().int().min(0).default(1_000),
     })
     .prefault({}),
   /**
@@ -139,6 +145,7 @@ export const ENV_VARS = {
   CACHE_BUS_MAXLEN: 'bus.maxLen',
   CACHE_DISCONNECTED_TTL_MS: 'bus.disconnectedTtlMs',
   CACHE_TOMBSTONE_TTL_MS: 'bus.tombstoneTtlMs',
+  CACHE_BUS_ANNOUNCE_WAIT_MS: 'bus.announceWaitMs',
   CACHE_HOT_KEYS_ENABLED: 'hotKeys.enabled',
   CACHE_HOT_KEYS_FLUSH_MS: 'hotKeys.flushMs',
   CACHE_HOT_KEYS_KEEP: 'hotKeys.keep',
@@ -173,6 +180,7 @@ const envSchema = z.object({
   CACHE_BUS_MAXLEN: intish.optional(),
   CACHE_DISCONNECTED_TTL_MS: intish.optional(),
   CACHE_TOMBSTONE_TTL_MS: intish.optional(),
+  CACHE_BUS_ANNOUNCE_WAIT_MS: intish.optional(),
   CACHE_HOT_KEYS_ENABLED: boolish.optional(),
   CACHE_HOT_KEYS_FLUSH_MS: intish.optional(),
   CACHE_HOT_KEYS_KEEP: intish.optional(),
@@ -220,6 +228,7 @@ export function loadCacheConfig(env: Env): ResolvedCacheOptions {
         ? { disconnectedTtlMs: e.CACHE_DISCONNECTED_TTL_MS }
         : {}),
       ...(e.CACHE_TOMBSTONE_TTL_MS !== undefined ? { tombstoneTtlMs: e.CACHE_TOMBSTONE_TTL_MS } : {}),
+      ...(e.CACHE_BUS_ANNOUNCE_WAIT_MS !== undefined ? { announceWaitMs: e.CACHE_BUS_ANNOUNCE_WAIT_MS } : {}),
     },
     hotKeys: {
       ...(e.CACHE_HOT_KEYS_ENABLED !== undefined ? { enabled: e.CACHE_HOT_KEYS_ENABLED } : {}),

@@ -11,7 +11,15 @@ export interface TierStats {
         readonly evictions: number;
       }
     | undefined;
-  readonly l2: { readonly available: boolean; readonly breaker: string } | undefined;
+  readonly l2:
+    | {
+        readonly available: boolean;
+        readonly breaker: string;
+        /** Invalidations waiting for Redis in this process, and those written after an outage. */
+        readonly pendingDeletes: number;
+        readonly replayedDeletes: number;
+      }
+    | undefined;
 }
 
 /** Per-namespace, per-tier counters for `GET /cache/stats` (G1). */
@@ -37,7 +45,14 @@ export function tierStats({ l1, l2 }: Tiers): TierStats {
           evictions: l1.stats.evictions,
         }
       : undefined,
-    l2: l2 ? { available: l2.available, breaker: l2.breakerState } : undefined,
+    l2: l2
+      ? {
+          available: l2.available,
+          breaker: l2.breakerState,
+          pendingDeletes: l2.pendingDeletes,
+          replayedDeletes: l2.stats.replayedDeletes,
+        }
+      : undefined,
   };
 }
 

@@ -41,9 +41,23 @@ export interface BusStats {
   gaps: number;
   flushes: number;
   invalid: number;
+  /** Events that Redis could not take at once: kept in the outbox and sent when it answered. */
+  queued: number;
+  /** Events refused because the outbox was full (never announced). */
+  dropped: number;
 }
 
 const REPLAY_BATCH = 1000;
+/** Events kept for delivery while Redis cannot take them; beyond this, new ones are refused. */
+export const OUTBOX_MAX = 10_000;
+/** How often the outbox retries while the connection is up but sending fails, ms. */
+const OUTBOX_RETRY_MS = 250;
+
+interface Outgoing {
+  readonly event: CacheEvent;
+  readonly done: (r: Result<string>) => void;
+  waited: boolean;
+}
 
 interface BusScripts {
   busPublish(stream: string, channel: string, maxLen: number, event: string): Promise<string>;
@@ -66,6 +80,8 @@ export class EventBus {
     gaps: 0,
     flushes: 0,
     invalid: 0,
+    queued: 0,
+    dropped: 0,
   };
   readonly #pub: RedisClient;
   readonly #scripts: BusScripts;
@@ -82,6 +98,10 @@ export class EventBus {
   #closed = false;
   /** Bumped by every cut: a catch-up that a cut overtook must not declare the bus connected. */
   #cuts = 0;
+  /** Announcements of changes already made, sent in order (see `deliver`). */
+  #outbox: Outgoing[] = [];
+  #draining = false;
+  #outboxRetry: NodeJS.Timeout | undefined;
 
   constructor(pub: RedisClient, sub: RedisClient, options: EventBusOptions, handlers: BusHandlers) {
     this.#pub = pub;
@@ -95,6 +115,7 @@ export class EventBus {
     });
     this.#sub.on('ready', () => void this.#onReady());
     this.#sub.on('close', () => this.#onCut());
+    this.#pub.on('ready', () => void this.#drain());
   }
 
   /** The id of the last event applied (or skipped as this pod's own). */
@@ -122,6 +143,11 @@ export class EventBus {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#flushTimer);
+    clearTimeout(this.#outboxRetry);
+    const unsent = this.#outbox;
+    this.#outbox = [];
+    for (const o of unsent)
+      o.done(err(new CacheError('E_CACHE_CLOSED', 'the bus closed before the event went out')));
     try {
       await this.#sub.quit();
     } catch {
@@ -131,20 +157,74 @@ export class EventBus {
 
   /** Validates and publishes; resolves the stream id. The publisher applies its own event itself. */
   async publish(input: CacheEventInput): Promise<Result<string>> {
-    const parsed = cacheEventSchema.safeParse(input);
-    if (!parsed.success) {
-      return err(
-        new CacheError('E_CACHE_INVALID_EVENT', `invalid event: ${parsed.error.message}`, {
-          cause: parsed.error,
-        }),
+    const parsed = validate(input);
+    return parsed.ok ? this.#send(parsed.value) : parsed;
+  }
+
+  /**
+   * Announces a change already made (an invalidation, an update). When Redis cannot take the event
+   * now it is kept, in order, and sent as soon as it can (on the publishing connection's `ready`,
+   * and every OUTBOX_RETRY_MS meanwhile): a change the caller was told about is announced even if
+   * the connection failed at that moment. Resolves once published; an event refused by a full
+   * outbox (OUTBOX_MAX) or still waiting at `close` resolves an error.
+   */
+  deliver(input: CacheEventInput): Promise<Result<string>> {
+    const parsed = validate(input);
+    if (!parsed.ok) return Promise.resolve(parsed);
+    if (this.#closed) return Promise.resolve(err(new CacheError('E_CACHE_CLOSED')));
+    if (this.#outbox.length >= OUTBOX_MAX) {
+      this.stats.dropped++;
+      return Promise.resolve(
+        err(new CacheError('E_CACHE_L2_UNAVAILABLE', 'the bus outbox is full: the event was not kept')),
       );
     }
+    return new Promise((done) => {
+      this.#outbox.push({ event: parsed.value, done, waited: false });
+      void this.#drain();
+    });
+  }
+
+  /** Events waiting in the outbox (for status and tests). */
+  get undelivered(): number {
+    return this.#outbox.length;
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#draining || this.#closed) return;
+    this.#draining = true;
+    try {
+      for (let next = this.#outbox[0]; next !== undefined && !this.#closed; next = this.#outbox[0]) {
+        const r = await this.#send(next.event);
+        if (!r.ok) {
+          for (const o of this.#outbox) {
+            if (o.waited) continue;
+            o.waited = true;
+            this.stats.queued++;
+          }
+          if (this.#outboxRetry === undefined && !this.#closed) {
+            this.#outboxRetry = setTimeout(() => {
+              this.#outboxRetry = undefined;
+              void this.#drain();
+            }, OUTBOX_RETRY_MS);
+            this.#outboxRetry.unref();
+          }
+          return;
+        }
+        this.#outbox.shift();
+        next.done(r);
+      }
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  async #send(event: CacheEvent): Promise<Result<string>> {
     try {
       const id = await this.#scripts.busPublish(
         this.#opts.stream,
         this.#opts.channel,
         this.#opts.maxLen,
-        JSON.stringify(parsed.data),
+        JSON.stringify(event),
       );
       this.stats.published++;
       return ok(id);
@@ -328,6 +408,16 @@ export class EventBus {
       if (entries.length < REPLAY_BATCH) return;
     }
   }
+}
+
+function validate(input: CacheEventInput): Result<CacheEvent> {
+  const parsed = cacheEventSchema.safeParse(input);
+  if (parsed.success) return ok(parsed.data);
+  return err(
+    new CacheError('E_CACHE_INVALID_EVENT', `invalid event: ${parsed.error.message}`, {
+      cause: parsed.error,
+    }),
+  );
 }
 
 function fieldValue(info: unknown[], name: string): unknown {
