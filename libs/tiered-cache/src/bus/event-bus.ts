@@ -238,7 +238,9 @@ export class EventBus {
     const cuts = this.#cuts;
     if (!this.#everReady) {
       // First connection: start from the newest event (history before this pod is moot: its L1 is
-      // empty). Read before subscribing: an event published in between then shows as a gap.
+      // empty). Read before subscribing: an event published in between then shows as a gap. The
+      // read goes through the publishing client, which may connect a moment after this one.
+      await this.#pubReady(this.#opts.disconnectedTtlMs);
       const last = await this.#pub.xrevrange(this.#opts.stream, '+', '-', 'COUNT', 1).catch(() => []);
       const newest = last[0]?.[0];
       if (newest !== undefined && compareStreamIds(newest, this.#lastId) > 0) this.#lastId = newest;
@@ -320,11 +322,15 @@ export class EventBus {
     this.#handlers.apply(parsed.data, own);
   }
 
-  /** Replays the stream after #lastId (serialised); flushes L1 when events were trimmed. */
+  /**
+   * Replays the stream after #lastId (serialised); flushes L1 when events were trimmed, or when the
+   * stream cannot be read within disconnectedTtlMs.
+   */
   #catchUp(): Promise<void> {
     if (this.#catchingUp) return this.#catchingUp;
-    this.#catchingUp = this.#replay()
+    this.#catchingUp = this.#replayWhenReady()
       .catch((error: unknown) => {
+        if (this.#closed) return;
         // Cannot read the stream: we cannot know what we missed, so forget everything.
         this.#opts.logger?.warn(
           { err: error instanceof Error ? error.message : String(error) },
@@ -343,6 +349,50 @@ export class EventBus {
         }
       });
     return this.#catchingUp;
+  }
+
+  /**
+   * The replay reads through the publishing client (the cache's), which after a failover or a
+   * dropped connection is often ready a moment after the subscriber that asked for the replay. A
+   * replay sent before that failed ("Stream isn't writeable") and flushed every pod's L1 for nothing
+   * (issue 17). It now waits for that client's `ready`, and a connection that drops during the
+   * replay is waited for again: the replay resumes from #lastId. It gives up (and L1 is flushed)
+   * after disconnectedTtlMs, the longest a pod may serve what it could not hear about.
+   */
+  async #replayWhenReady(): Promise<void> {
+    const deadline = performance.now() + this.#opts.disconnectedTtlMs;
+    for (;;) {
+      const ready = await this.#pubReady(deadline - performance.now());
+      if (this.#closed) return;
+      if (!ready) {
+        throw new Error(
+          `the connection the replay reads through was not ready in ${this.#opts.disconnectedTtlMs} ms`,
+        );
+      }
+      try {
+        await this.#replay();
+        return;
+      } catch (error) {
+        if (this.#pub.status === 'ready' || performance.now() >= deadline) throw error;
+      }
+    }
+  }
+
+  /** Resolves true once the publishing client is ready (at once if it is), false after `ms`. */
+  #pubReady(ms: number): Promise<boolean> {
+    if (this.#pub.status === 'ready') return Promise.resolve(true);
+    if (ms <= 0 || this.#closed) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (ready: boolean) => {
+        clearTimeout(timer);
+        this.#pub.off('ready', onReady);
+        resolve(ready);
+      };
+      const onReady = () => done(true);
+      const timer = setTimeout(() => done(false), ms);
+      timer.unref();
+      this.#pub.once('ready', onReady);
+    });
   }
 
   /**
