@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { issueMessage } from '@cachefleet/config';
-import { createRedisClient, type RedisClient } from '@cachefleet/redis';
+import { createRedisClient, Downtime, type RedisClient } from '@cachefleet/redis';
 import { type JobState, type JobsOptions, Queue } from 'bullmq';
 import type { z } from 'zod';
 import {
@@ -95,6 +95,7 @@ export class JobClient {
   readonly prefix: string;
   readonly #queues = new Map<QueueName, Queue>();
   readonly #ownsConnection: boolean;
+  readonly #downtime: Downtime;
   /** Per job name, the payload schema with the namespaces' rules (built once), if given. */
   readonly #schemas: Partial<Record<JobName, z.ZodType>> = {};
 
@@ -106,6 +107,12 @@ export class JobClient {
     this.#ownsConnection = connection === undefined;
     this.connection =
       connection ?? createRedisClient(config.redis, { role: 'queue', connectionName: 'cachefleet:jobs' });
+    this.#downtime = new Downtime(this.connection);
+  }
+
+  /** How long the queue connection has been down (0 while it is ready), ms: for readiness probes. */
+  get downMs(): number {
+    return this.#downtime.ms;
   }
 
   queue(name: QueueName): Queue {

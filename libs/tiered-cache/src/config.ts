@@ -129,6 +129,8 @@ export const ENV_VARS = {
   CACHE_REDIS_SENTINELS: 'redis.sentinels (host:port,host:port)',
   CACHE_REDIS_SENTINEL_NAME: 'redis.name',
   CACHE_REDIS_PASSWORD: 'redis.password',
+  CACHE_REDIS_SENTINEL_PASSWORD: 'redis.sentinelPassword',
+  CACHE_REDIS_DB: 'redis.db',
   CACHE_REDIS_CLUSTER_NODES: 'redis.nodes (host:port,host:port)',
   CACHE_KEY_PREFIX: 'prefix',
   CACHE_DEFAULT_TTL: 'defaultTtlSeconds',
@@ -164,6 +166,8 @@ const envSchema = z.object({
   CACHE_REDIS_SENTINELS: hostList.optional(),
   CACHE_REDIS_SENTINEL_NAME: z.string().optional(),
   CACHE_REDIS_PASSWORD: z.string().optional(),
+  CACHE_REDIS_SENTINEL_PASSWORD: z.string().optional(),
+  CACHE_REDIS_DB: intish.min(0).optional(),
   CACHE_REDIS_CLUSTER_NODES: hostList.optional(),
   CACHE_KEY_PREFIX: z.string().optional(),
   CACHE_DEFAULT_TTL: intish.optional(),
@@ -246,6 +250,14 @@ export function loadCacheConfig(env: Env): ResolvedCacheOptions {
 
 function redisFromEnv(e: z.output<typeof envSchema>): RedisConnection {
   const missing = (name: EnvVar, why: string) => configError(`${name}: required ${why}`);
+  if (e.CACHE_REDIS_MODE !== 'sentinel') {
+    if (e.CACHE_REDIS_DB !== undefined)
+      throw configError(
+        'CACHE_REDIS_DB: only with CACHE_REDIS_MODE=sentinel (single: put it in CACHE_REDIS_URL, redis://host:port/2; a Cluster has db 0 only)',
+      );
+    if (e.CACHE_REDIS_SENTINEL_PASSWORD !== undefined)
+      throw configError('CACHE_REDIS_SENTINEL_PASSWORD: only with CACHE_REDIS_MODE=sentinel');
+  }
   switch (e.CACHE_REDIS_MODE) {
     case 'single':
       if (e.CACHE_REDIS_URL === undefined) throw missing('CACHE_REDIS_URL', 'when CACHE_REDIS_MODE=single');
@@ -260,6 +272,10 @@ function redisFromEnv(e: z.output<typeof envSchema>): RedisConnection {
         sentinels: e.CACHE_REDIS_SENTINELS,
         name: e.CACHE_REDIS_SENTINEL_NAME,
         ...(e.CACHE_REDIS_PASSWORD !== undefined ? { password: e.CACHE_REDIS_PASSWORD } : {}),
+        ...(e.CACHE_REDIS_SENTINEL_PASSWORD !== undefined
+          ? { sentinelPassword: e.CACHE_REDIS_SENTINEL_PASSWORD }
+          : {}),
+        ...(e.CACHE_REDIS_DB !== undefined ? { db: e.CACHE_REDIS_DB } : {}),
       };
     case 'cluster':
       if (e.CACHE_REDIS_CLUSTER_NODES === undefined)

@@ -15,6 +15,8 @@ export interface TierStats {
     | {
         readonly available: boolean;
         readonly breaker: string;
+        /** How long the connection has been down (0 while it is ready), ms. */
+        readonly downMs: number;
         /** Invalidations waiting for Redis in this process, and those written after an outage. */
         readonly pendingDeletes: number;
         readonly replayedDeletes: number;
@@ -49,6 +51,7 @@ export function tierStats({ l1, l2 }: Tiers): TierStats {
       ? {
           available: l2.available,
           breaker: l2.breakerState,
+          downMs: Math.round(l2.downMs),
           pendingDeletes: l2.pendingDeletes,
           replayedDeletes: l2.stats.replayedDeletes,
         }
