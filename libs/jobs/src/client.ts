@@ -86,6 +86,9 @@ export interface JobClientOptions {
   readonly connection?: RedisClient;
 }
 
+/** How long an enqueue waits for its replicas (WAIT); within the API's queue budget (1.5 s). */
+const REPLICA_WAIT_MS = 1_000;
+
 /**
  * The producer side: API pods, the CLI and tests enqueue through it. Every payload is validated
  * here (and again by the worker), so a bad request never becomes a job.
@@ -96,6 +99,7 @@ export class JobClient {
   readonly #queues = new Map<QueueName, Queue>();
   readonly #ownsConnection: boolean;
   readonly #downtime: Downtime;
+  readonly #waitReplicas: number;
   /** Per job name, the payload schema with the namespaces' rules (built once), if given. */
   readonly #schemas: Partial<Record<JobName, z.ZodType>> = {};
 
@@ -108,6 +112,7 @@ export class JobClient {
     this.connection =
       connection ?? createRedisClient(config.redis, { role: 'queue', connectionName: 'cachefleet:jobs' });
     this.#downtime = new Downtime(this.connection);
+    this.#waitReplicas = config.waitReplicas ?? 0;
   }
 
   /** How long the queue connection has been down (0 while it is ready), ms: for readiness probes. */
@@ -142,8 +147,27 @@ export class JobClient {
     const jobId = randomUUID();
     const data: JobData = { payload: parsed };
     const job = await this.queue(policy.queue).add(name, data, jobOptions(name, parsed, jobId));
+    await this.#replicated();
     const id = job.id ?? jobId;
     return { id, queue: policy.queue, name, deduplicated: id !== jobId };
+  }
+
+  /**
+   * Redis replicates asynchronously: a job the master took can be lost in a failover (SIGKILL before
+   * it reached a replica; or a stopped master that took it after waking, before being demoted — seen
+   * by the chaos runs, issue 17). With waitReplicas, an enqueue is acknowledged only once that many
+   * replicas have it (WAIT); otherwise it fails E_JOB_QUEUE_UNAVAILABLE (it may still run).
+   */
+  async #replicated(): Promise<void> {
+    const n = this.#waitReplicas;
+    if (n === 0) return;
+    const acked = await this.connection.call('WAIT', n, REPLICA_WAIT_MS);
+    if (typeof acked !== 'number' || acked < n) {
+      throw new JobError(
+        'E_JOB_QUEUE_UNAVAILABLE',
+        `no ${n} replica(s) confirmed the job within ${REPLICA_WAIT_MS} ms: it may be lost in a failover, or run`,
+      );
+    }
   }
 
   /** A job by id, looked up in every queue (ids are unique across them). */

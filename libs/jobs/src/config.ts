@@ -18,12 +18,16 @@ export const QUEUE_ENV_VARS = {
   QUEUE_REDIS_DB:
     'database number on the queue Redis (mode sentinel, default 0; put it in the URL otherwise)',
   QUEUE_PREFIX: 'key prefix of every queue (default cachefleet)',
+  QUEUE_WAIT_REPLICAS:
+    'an enqueue is acknowledged only once this many replicas have the job (WAIT); default 1 in mode sentinel, 0 in single',
 } as const;
 
 export interface QueueConfig {
   readonly redis: ResolvedRedisConnection;
   /** BullMQ key prefix. */
   readonly prefix: string;
+  /** Replicas that must confirm an enqueued job (WAIT) before it is acknowledged; 0: none. */
+  readonly waitReplicas?: number;
 }
 
 const envSchema = z.object({
@@ -34,6 +38,7 @@ const envSchema = z.object({
   QUEUE_REDIS_PASSWORD: z.string().optional(),
   QUEUE_REDIS_SENTINEL_PASSWORD: z.string().optional(),
   QUEUE_REDIS_DB: intSchema.min(0).optional(),
+  QUEUE_WAIT_REPLICAS: intSchema.min(0).max(16).optional(),
   QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_:-]{1,64}$/, 'letters, digits, _ : - (at most 64)')
@@ -70,7 +75,8 @@ export function loadQueueConfig(env: Env): QueueConfig {
     const field = e.QUEUE_REDIS_MODE === 'single' ? 'QUEUE_REDIS_URL' : 'QUEUE_REDIS_SENTINELS';
     throw configError(issueMessage(conn.error, { name: () => field, root: field }), conn.error);
   }
-  return { redis: conn.data, prefix: e.QUEUE_PREFIX };
+  const waitReplicas = e.QUEUE_WAIT_REPLICAS ?? (e.QUEUE_REDIS_MODE === 'sentinel' ? 1 : 0);
+  return { redis: conn.data, prefix: e.QUEUE_PREFIX, waitReplicas };
 }
 
 function required<T>(value: T | undefined, name: string): T {

@@ -139,6 +139,12 @@ export function createRedisClient(conn: ResolvedRedisConnection, options: RedisC
     connectTimeout: options.connectTimeoutMs ?? 2000,
     retryStrategy: retryDelay,
     reconnectOnError: readonlyAfterFailover,
+    // A disconnect (Sentinel's failover detector on +switch-master) ends the socket and waits for
+    // the server's FIN, destroying it only after this long. A stopped old master never answers:
+    // for 2 s (the default) the commands already sent stayed on it, and a master that woke up in
+    // that time ran them and answered — an acknowledged job then lost with the old master's data
+    // (chaos runs, issue 17). Destroyed sooner, they fail or are resent to the new master.
+    disconnectTimeout: 200,
     ...(options.connectionName !== undefined ? { connectionName: options.connectionName } : {}),
     ...(options.role === 'cache'
       ? {
