@@ -110,6 +110,25 @@ async function main(): Promise<void> {
 
   const acks = new Map<string, Ack[]>();
   const jobIds: string[] = [];
+  /**
+   * Acknowledged jobs not yet seen completed. Checked while the load runs: completed jobs are
+   * pruned after 1,000 per queue (removeOnComplete), so a check at the end only would count the
+   * oldest as lost.
+   */
+  const unconfirmed = new Set<string>();
+  const failed: string[] = [];
+  const lostStates = new Map<string, string>();
+  /** Looks every unconfirmed job up once; a completed one is confirmed, a failed one counted. */
+  const confirm = async () => {
+    for (const id of [...unconfirmed]) {
+      const view = await jobs.job(id).catch(() => undefined);
+      if (view?.state === 'completed') unconfirmed.delete(id);
+      else if (view?.state === 'failed') {
+        unconfirmed.delete(id);
+        failed.push(id);
+      } else lostStates.set(id, view?.state ?? 'missing');
+    }
+  };
   /** For each acknowledged job: the run it was enqueued in (0: before the first fault), and when. */
   const jobOrigin = new Map<string, { run: number; at: number }>();
   let runNo = 0;
@@ -199,6 +218,7 @@ async function main(): Promise<void> {
         if (r.status === 202) {
           const jobId = z.object({ jobId: z.string() }).parse(JSON.parse(r.body)).jobId;
           jobIds.push(jobId);
+          unconfirmed.add(jobId);
           jobOrigin.set(jobId, { run: runNo, at: Math.round(performance.now() - runStart) });
           if (current) current.enqueued++;
         } else {
@@ -213,7 +233,13 @@ async function main(): Promise<void> {
     }
   };
 
-  const load = [...Array.from({ length: READERS }, reader), writer(), producer()];
+  const confirmer = async () => {
+    while (!stop) {
+      await confirm();
+      await sleep(500);
+    }
+  };
+  const load = [confirmer(), ...Array.from({ length: READERS }, reader), writer(), producer()];
   // Warm up before the first fault.
   await sleep(2000);
 
@@ -263,23 +289,11 @@ async function main(): Promise<void> {
 
   // Every acknowledged job must complete.
   const deadline = performance.now() + 60_000;
-  let pending = [...jobIds];
-  const failed: string[] = [];
-  const lostStates = new Map<string, string>();
-  while (pending.length > 0 && performance.now() < deadline) {
-    const next: string[] = [];
-    for (const id of pending) {
-      const view = await jobs.job(id).catch(() => undefined);
-      if (view?.state === 'completed') continue;
-      if (view?.state === 'failed') failed.push(id);
-      else {
-        next.push(id);
-        lostStates.set(id, view?.state ?? 'missing');
-      }
-    }
-    pending = next;
-    if (pending.length > 0) await sleep(500);
+  while (unconfirmed.size > 0 && performance.now() < deadline) {
+    await confirm();
+    if (unconfirmed.size > 0) await sleep(500);
   }
+  const pending = [...unconfirmed];
 
   const sum = (f: (s: RunStats) => number) => runs.reduce((a, s) => a + f(s), 0);
   const range = (f: (s: RunStats) => number) => {
