@@ -18,6 +18,7 @@ import {
 import type { QueueConfig } from './config.js';
 import { JobError } from './errors.js';
 import { isJobId } from './job-ids.js';
+import { SentinelMasterCheck } from './master-check.js';
 import { type NamespaceRule, payloadSchemaWith } from './namespaces.js';
 
 /**
@@ -100,6 +101,7 @@ export class JobClient {
   readonly #ownsConnection: boolean;
   readonly #downtime: Downtime;
   readonly #waitReplicas: number;
+  readonly #masterCheck: SentinelMasterCheck | undefined;
   /** Per job name, the payload schema with the namespaces' rules (built once), if given. */
   readonly #schemas: Partial<Record<JobName, z.ZodType>> = {};
 
@@ -113,6 +115,10 @@ export class JobClient {
       connection ?? createRedisClient(config.redis, { role: 'queue', connectionName: 'cachefleet:jobs' });
     this.#downtime = new Downtime(this.connection);
     this.#waitReplicas = config.waitReplicas ?? 0;
+    this.#masterCheck =
+      config.redis.mode === 'sentinel' && this.#waitReplicas > 0
+        ? new SentinelMasterCheck(config.redis)
+        : undefined;
   }
 
   /** How long the queue connection has been down (0 while it is ready), ms: for readiness probes. */
@@ -147,7 +153,7 @@ export class JobClient {
     const jobId = randomUUID();
     const data: JobData = { payload: parsed };
     const job = await this.queue(policy.queue).add(name, data, jobOptions(name, parsed, jobId));
-    await this.#replicated();
+    await this.#replicated(SentinelMasterCheck.socketOf(this.connection));
     const id = job.id ?? jobId;
     return { id, queue: policy.queue, name, deduplicated: id !== jobId };
   }
@@ -156,18 +162,24 @@ export class JobClient {
    * Redis replicates asynchronously: a job the master took can be lost in a failover (SIGKILL before
    * it reached a replica; or a stopped master that took it after waking, before being demoted — seen
    * by the chaos runs, issue 17). With waitReplicas, an enqueue is acknowledged only once that many
-   * replicas have it (WAIT); otherwise it fails E_JOB_QUEUE_UNAVAILABLE (it may still run).
+   * replicas have it (WAIT), over the socket that took it, and — on Sentinel — a majority of the
+   * sentinels still name that server master; otherwise it fails E_JOB_QUEUE_UNAVAILABLE (it may
+   * still run).
    */
-  async #replicated(): Promise<void> {
+  async #replicated(socket: unknown): Promise<void> {
     const n = this.#waitReplicas;
     if (n === 0) return;
-    const acked = await this.connection.call('WAIT', n, REPLICA_WAIT_MS);
-    if (typeof acked !== 'number' || acked < n) {
-      throw new JobError(
+    const unconfirmed = (why: string) =>
+      new JobError(
         'E_JOB_QUEUE_UNAVAILABLE',
-        `no ${n} replica(s) confirmed the job within ${REPLICA_WAIT_MS} ms: it may be lost in a failover, or run`,
+        `the job is not confirmed (${why}): it may be lost in a failover, or run`,
       );
-    }
+    const acked = await this.connection.call('WAIT', n, REPLICA_WAIT_MS);
+    if (typeof acked !== 'number' || acked < n)
+      throw unconfirmed(`no ${n} replica(s) within ${REPLICA_WAIT_MS} ms`);
+    if (SentinelMasterCheck.socketOf(this.connection) !== socket) throw unconfirmed('the connection changed');
+    if (this.#masterCheck && !(await this.#masterCheck.confirms(this.connection)))
+      throw unconfirmed('the sentinels name another master');
   }
 
   /** A job by id, looked up in every queue (ids are unique across them). */
@@ -208,6 +220,7 @@ export class JobClient {
   async close(): Promise<void> {
     await Promise.all([...this.#queues.values()].map((q) => q.close()));
     this.#queues.clear();
+    this.#masterCheck?.close();
     if (this.#ownsConnection) await this.connection.quit().catch(() => undefined);
   }
 }
