@@ -70,6 +70,8 @@ interface RunStats {
   maxStaleMs: number;
   enqueued: number;
   enqueueErrors: number;
+  /** Masters the sentinels named during the run, in order (a second change is a second failover). */
+  masters: string[];
 }
 
 async function main(): Promise<void> {
@@ -233,13 +235,22 @@ async function main(): Promise<void> {
     }
   };
 
+  /** Polls the master the sentinels name, for the run's list of masters. */
+  const masterWatch = async () => {
+    while (!stop) {
+      const m = await set.currentMaster().catch(() => undefined);
+      const s = current;
+      if (m && s && s.masters[s.masters.length - 1] !== String(m.port)) s.masters.push(String(m.port));
+      await sleep(250);
+    }
+  };
   const confirmer = async () => {
     while (!stop) {
       await confirm();
       await sleep(500);
     }
   };
-  const load = [confirmer(), ...Array.from({ length: READERS }, reader), writer(), producer()];
+  const load = [masterWatch(), confirmer(), ...Array.from({ length: READERS }, reader), writer(), producer()];
   // Warm up before the first fault.
   await sleep(2000);
 
@@ -259,10 +270,12 @@ async function main(): Promise<void> {
       maxStaleMs: 0,
       enqueued: 0,
       enqueueErrors: 0,
+      masters: [],
     };
     current = stats;
     runNo = run;
     const before = await set.currentMaster();
+    stats.masters.push(String(before.port));
     const node = await set.currentMasterProcess();
     const t0 = performance.now();
     runStart = t0;
@@ -280,7 +293,8 @@ async function main(): Promise<void> {
       `run ${run}/${RUNS} ${kind}: failover ${stats.failoverMs} ms, queue back ${stats.queueRecoveryMs} ms, ` +
         `reads ${stats.reads} (errors ${stats.readErrors}), writes ${stats.writes} (errors ${stats.writeErrors}), ` +
         `stale after answer ${stats.staleAfterAnswer} (>1 s ${stats.staleAfter1s}, >${BOUND_MS} ms ${stats.staleAfterBound}, ` +
-        `max ${Math.round(stats.maxStaleMs)} ms), jobs ${stats.enqueued} (503 ${stats.enqueueErrors})`,
+        `max ${Math.round(stats.maxStaleMs)} ms), jobs ${stats.enqueued} (503 ${stats.enqueueErrors}), ` +
+        `masters ${stats.masters.join(' → ')}`,
     );
   }
   stop = true;
