@@ -4,6 +4,7 @@
  * be sent at once, failed ("Stream isn't writeable") and flushed the whole L1 for nothing. Real
  * Redis; pod A reaches it through a gate (test/fixtures/bus-gate.ts) that keeps A's cache
  * connection out while its bus connection comes back, the order seen in the failover runs.
+ * The last test: a set Redis could not take is announced (as an invalidation) once it is replayed.
  */
 import { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
@@ -98,4 +99,25 @@ it('a replay that cannot be made within disconnectedTtlMs still flushes L1', asy
   } finally {
     gate.open();
   }
+});
+
+it('a set Redis could not take reports the fault, and other pods drop their copy once it is replayed', async () => {
+  const a = await pod('br-d', gate.url, 20_000);
+  const b = await pod('br-e', server.url, 20_000);
+  expect((await b.get(items, 's1')).ok).toBe(true);
+  expect(l1Holds(b, 's1')).toBe(true);
+  gate.block('refuse', 'cachefleet:cache:br-d');
+  try {
+    expect(gate.cut('cachefleet:cache:br-d')).toBe(1);
+    const w = await a.set(items, 's1', { id: 's1' });
+    expect(w.ok).toBe(false);
+    // While A cannot reach Redis, B cannot know.
+    await delay(300);
+    expect(l1Holds(b, 's1')).toBe(true);
+  } finally {
+    gate.open();
+  }
+  await waitUntil('B dropped its copy', async () => (l1Holds(b, 's1') ? undefined : true), {
+    timeoutMs: 10_000,
+  });
 });
