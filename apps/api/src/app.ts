@@ -33,6 +33,8 @@ export interface AppDeps {
   readonly logger: Logger;
   /** API_REQUEST_LOGS; default: a line for each 5xx. */
   readonly requestLogs?: RequestLogs;
+  /** API_READY_REDIS_DOWN_MS: `/readyz` is 503 once the queue connection is down this long (0: never). */
+  readonly readyRedisDownMs?: number;
 }
 
 /**
@@ -98,6 +100,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   app.get('/healthz', async () => ({ ok: true }));
+  const readyDownMs = deps.readyRedisDownMs ?? 30_000;
   app.get('/readyz', async (_req, reply) => {
     const status = deps.cache.status();
     let database = true;
@@ -106,8 +109,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     } catch {
       database = false;
     }
-    // The cache degrades rather than fails (invariant 1): it never makes the pod unready.
-    return reply.code(database ? 200 : 503).send({ ready: database, database, cache: status });
+    // The cache degrades rather than fails (invariant 1): it never makes the pod unready. The queue
+    // connection does once it has been down past the bound: every job route fails meanwhile.
+    const queueDownMs = Math.round(deps.jobs.downMs);
+    const queue = readyDownMs === 0 || queueDownMs < readyDownMs;
+    const ready = database && queue;
+    return reply.code(ready ? 200 : 503).send({ ready, database, queue, queueDownMs, cache: status });
   });
   app.get('/metrics', async (_req, reply) => {
     reply.header('content-type', deps.metrics.contentType);

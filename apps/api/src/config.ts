@@ -19,6 +19,8 @@ export const API_ENV_VARS = {
   API_REQUEST_LOGS:
     'one log line per request: off, errors (5xx only), sampled (5xx and one in API_REQUEST_LOG_SAMPLE) or all (default errors)',
   API_REQUEST_LOG_SAMPLE: 'API_REQUEST_LOGS=sampled logs one request in this many (default 100)',
+  API_READY_REDIS_DOWN_MS:
+    'GET /readyz answers 503 once the queue Redis connection has been down this long; 0 = never (default 30000)',
 } as const;
 
 const REQUEST_LOG_MODES = ['off', 'errors', 'sampled', 'all'] as const;
@@ -44,6 +46,8 @@ export interface ApiConfig {
   readonly criticalWarm: boolean;
   readonly edgeMaxAgeSeconds: number;
   readonly requestLogs: RequestLogs;
+  /** `/readyz` turns 503 once the queue connection has been down this long (0: never), ms. */
+  readonly readyRedisDownMs: number;
 }
 
 const boolish = boolishSchema;
@@ -64,6 +68,7 @@ const envSchema = z.object({
   EDGE_MAX_AGE_SECONDS: intSchema.min(0).max(31_536_000).default(60),
   API_REQUEST_LOGS: z.enum(REQUEST_LOG_MODES).default('errors'),
   API_REQUEST_LOG_SAMPLE: intSchema.min(1).max(1_000_000).default(100),
+  API_READY_REDIS_DOWN_MS: intSchema.min(0).max(3_600_000).default(30_000),
 });
 
 /** Reads and checks the settings; a bad one throws naming the variable. No token → refuse, unless dev. */
@@ -88,5 +93,6 @@ export function loadApiConfig(env: Env): ApiConfig {
     criticalWarm: e.API_CRITICAL_WARM,
     edgeMaxAgeSeconds: e.EDGE_MAX_AGE_SECONDS,
     requestLogs: { mode: e.API_REQUEST_LOGS, sampleEvery: e.API_REQUEST_LOG_SAMPLE },
+    readyRedisDownMs: e.API_READY_REDIS_DOWN_MS,
   };
 }

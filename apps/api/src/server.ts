@@ -71,6 +71,7 @@ export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<
       production: config.production,
       edgeMaxAgeSeconds: config.edgeMaxAgeSeconds,
       requestLogs: config.requestLogs,
+      readyRedisDownMs: config.readyRedisDownMs,
       logger,
     });
     app = built;

@@ -65,6 +65,12 @@ async function supervise<R>(service: Service<R>): Promise<R> {
 }
 
 async function ensureRedis(): Promise<void> {
+  // Both roles on Sentinel (CACHE_REDIS_MODE / QUEUE_REDIS_MODE and their settings, passed to the
+  // children as they are): REDIS_URL is not used, so nothing is looked for or started there.
+  if (process.env.CACHE_REDIS_MODE === 'sentinel' && process.env.QUEUE_REDIS_MODE === 'sentinel') {
+    say('cache and queue Redis: the Sentinel sets of CACHE_REDIS_SENTINELS and QUEUE_REDIS_SENTINELS');
+    return;
+  }
   const url = new URL(settings.REDIS_URL);
   const host = url.hostname.replace(/^\[|\]$/g, '');
   const port = Number(url.port);

@@ -18,6 +18,8 @@ export const WORKER_ENV_VARS = {
     "job lock, renewed every half of it; a killed worker's jobs are taken over within WORKER_LOCK_MS + WORKER_STALLED_MS (default 30000)",
   WORKER_STALLED_MS:
     "how often expired locks are looked for; less than WORKER_LOCK_MS (default 5000: a killed worker's jobs move on within 35 s)",
+  WORKER_READY_REDIS_DOWN_MS:
+    'GET /readyz answers 503 once the queue or the cache Redis connection has been down this long; 0 = never (default 30000)',
   WORKER_DEFINITIONS: 'module exporting createDefinitions(env) (default @cachefleet/catalogue)',
   LOG_LEVEL: 'pino level (default info)',
 } as const;
@@ -29,6 +31,8 @@ export interface WorkerConfig {
   readonly shutdownMs: number;
   readonly lockDurationMs: number;
   readonly stalledIntervalMs: number;
+  /** `/readyz` turns 503 once a Redis connection has been down this long (0: never), ms. */
+  readonly readyRedisDownMs: number;
   readonly definitions: string;
   readonly logLevel: string;
 }
@@ -45,6 +49,7 @@ const envSchema = z.object({
   // job waited 61 s with both at 30 s). A check is one Lua call per queue and process, returning
   // at once unless it is the fleet's turn; then it reads the active list.
   WORKER_STALLED_MS: ms.default(5_000),
+  WORKER_READY_REDIS_DOWN_MS: intSchema.min(0).max(3_600_000).default(30_000),
   WORKER_DEFINITIONS: z.string().min(1).default(DEFAULT_DEFINITIONS),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -76,6 +81,7 @@ export function loadWorkerConfig(env: Env, argv: readonly string[]): WorkerConfi
     shutdownMs: e.WORKER_SHUTDOWN_MS,
     lockDurationMs: e.WORKER_LOCK_MS,
     stalledIntervalMs: e.WORKER_STALLED_MS,
+    readyRedisDownMs: e.WORKER_READY_REDIS_DOWN_MS,
     definitions: e.WORKER_DEFINITIONS,
     logLevel: e.LOG_LEVEL,
   };

@@ -92,7 +92,7 @@ export async function startWorker(
           onInstalled: () => logger.warn('the queue Redis had lost the schedules: installed them again'),
           onError: (error) => logger.warn({ err: formatError(error) }, 'schedule check failed'),
         });
-  const server = await listen(config, runtime, cache, metrics);
+  const server = await listen(config, runtime, cache, jobs, metrics);
   const port = (server.address() as AddressInfo).port;
   logger.info(
     {
@@ -126,6 +126,7 @@ function listen(
   config: WorkerConfig,
   runtime: FleetRuntime,
   cache: Cache,
+  jobs: JobClient,
   metrics: Registry,
 ): Promise<Server> {
   const server = createServer((req, res) => {
@@ -137,8 +138,16 @@ function listen(
       case '/healthz':
         return send(200, JSON.stringify({ ok: true }));
       case '/readyz': {
-        const ready = runtime.ready && cache.registry.store.impl !== 'null';
-        return send(ready ? 200 : 503, JSON.stringify({ ready, cache: cache.status() }));
+        // Both Redis roles are needed here: jobs come from the queue Redis and write to the cache's.
+        const bound = config.readyRedisDownMs;
+        const queueDownMs = Math.round(jobs.downMs);
+        const cacheDownMs = cache.tiers().l2?.downMs ?? 0;
+        const connected = bound === 0 || (queueDownMs < bound && cacheDownMs < bound);
+        const ready = runtime.ready && cache.registry.store.impl !== 'null' && connected;
+        return send(
+          ready ? 200 : 503,
+          JSON.stringify({ ready, queueDownMs, cacheDownMs, cache: cache.status() }),
+        );
       }
       case '/metrics':
         metrics.metrics().then(

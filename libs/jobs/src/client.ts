@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { issueMessage } from '@cachefleet/config';
-import { createRedisClient, type RedisClient } from '@cachefleet/redis';
+import { createRedisClient, Downtime, type RedisClient } from '@cachefleet/redis';
 import { type JobState, type JobsOptions, Queue } from 'bullmq';
 import type { z } from 'zod';
 import {
@@ -18,6 +18,7 @@ import {
 import type { QueueConfig } from './config.js';
 import { JobError } from './errors.js';
 import { isJobId } from './job-ids.js';
+import { SentinelMasterCheck } from './master-check.js';
 import { type NamespaceRule, payloadSchemaWith } from './namespaces.js';
 
 /**
@@ -86,6 +87,9 @@ export interface JobClientOptions {
   readonly connection?: RedisClient;
 }
 
+/** How long an enqueue waits for its replicas (WAIT); within the API's queue budget (1.5 s). */
+const REPLICA_WAIT_MS = 1_000;
+
 /**
  * The producer side: API pods, the CLI and tests enqueue through it. Every payload is validated
  * here (and again by the worker), so a bad request never becomes a job.
@@ -95,6 +99,9 @@ export class JobClient {
   readonly prefix: string;
   readonly #queues = new Map<QueueName, Queue>();
   readonly #ownsConnection: boolean;
+  readonly #downtime: Downtime;
+  readonly #waitReplicas: number;
+  readonly #masterCheck: SentinelMasterCheck | undefined;
   /** Per job name, the payload schema with the namespaces' rules (built once), if given. */
   readonly #schemas: Partial<Record<JobName, z.ZodType>> = {};
 
@@ -106,6 +113,17 @@ export class JobClient {
     this.#ownsConnection = connection === undefined;
     this.connection =
       connection ?? createRedisClient(config.redis, { role: 'queue', connectionName: 'cachefleet:jobs' });
+    this.#downtime = new Downtime(this.connection);
+    this.#waitReplicas = config.waitReplicas ?? 0;
+    this.#masterCheck =
+      config.redis.mode === 'sentinel' && this.#waitReplicas > 0
+        ? new SentinelMasterCheck(config.redis)
+        : undefined;
+  }
+
+  /** How long the queue connection has been down (0 while it is ready), ms: for readiness probes. */
+  get downMs(): number {
+    return this.#downtime.ms;
   }
 
   queue(name: QueueName): Queue {
@@ -135,8 +153,33 @@ export class JobClient {
     const jobId = randomUUID();
     const data: JobData = { payload: parsed };
     const job = await this.queue(policy.queue).add(name, data, jobOptions(name, parsed, jobId));
+    await this.#replicated(SentinelMasterCheck.socketOf(this.connection));
     const id = job.id ?? jobId;
     return { id, queue: policy.queue, name, deduplicated: id !== jobId };
+  }
+
+  /**
+   * Redis replicates asynchronously: a job the master took can be lost in a failover (SIGKILL before
+   * it reached a replica; or a stopped master that took it after waking, before being demoted — seen
+   * by the chaos runs, issue 17). With waitReplicas, an enqueue is acknowledged only once that many
+   * replicas have it (WAIT), over the socket that took it, and — on Sentinel — a majority of the
+   * sentinels still name that server master; otherwise it fails E_JOB_QUEUE_UNAVAILABLE (it may
+   * still run).
+   */
+  async #replicated(socket: unknown): Promise<void> {
+    const n = this.#waitReplicas;
+    if (n === 0) return;
+    const unconfirmed = (why: string) =>
+      new JobError(
+        'E_JOB_QUEUE_UNAVAILABLE',
+        `the job is not confirmed (${why}): it may be lost in a failover, or run`,
+      );
+    const acked = await this.connection.call('WAIT', n, REPLICA_WAIT_MS);
+    if (typeof acked !== 'number' || acked < n)
+      throw unconfirmed(`no ${n} replica(s) within ${REPLICA_WAIT_MS} ms`);
+    if (SentinelMasterCheck.socketOf(this.connection) !== socket) throw unconfirmed('the connection changed');
+    if (this.#masterCheck && !(await this.#masterCheck.confirms(this.connection)))
+      throw unconfirmed('the sentinels name another master');
   }
 
   /** A job by id, looked up in every queue (ids are unique across them). */
@@ -177,6 +220,7 @@ export class JobClient {
   async close(): Promise<void> {
     await Promise.all([...this.#queues.values()].map((q) => q.close()));
     this.#queues.clear();
+    this.#masterCheck?.close();
     if (this.#ownsConnection) await this.connection.quit().catch(() => undefined);
   }
 }

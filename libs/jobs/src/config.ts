@@ -1,4 +1,4 @@
-import { type Env, hostListSchema, issueMessage, parseEnv } from '@cachefleet/config';
+import { type Env, hostListSchema, intSchema, issueMessage, parseEnv } from '@cachefleet/config';
 import { type ResolvedRedisConnection, redisConnectionSchema } from '@cachefleet/redis';
 import { z } from 'zod';
 import { JobError } from './errors.js';
@@ -14,13 +14,20 @@ export const QUEUE_ENV_VARS = {
   QUEUE_REDIS_SENTINELS: 'host:port,host:port of the Sentinels (mode sentinel)',
   QUEUE_REDIS_SENTINEL_NAME: 'master name the Sentinels monitor (mode sentinel)',
   QUEUE_REDIS_PASSWORD: 'password of the queue Redis (mode sentinel; put it in the URL otherwise)',
+  QUEUE_REDIS_SENTINEL_PASSWORD: 'password of the Sentinels themselves (mode sentinel)',
+  QUEUE_REDIS_DB:
+    'database number on the queue Redis (mode sentinel, default 0; put it in the URL otherwise)',
   QUEUE_PREFIX: 'key prefix of every queue (default cachefleet)',
+  QUEUE_WAIT_REPLICAS:
+    'an enqueue is acknowledged only once this many replicas have the job (WAIT); default 1 in mode sentinel, 0 in single',
 } as const;
 
 export interface QueueConfig {
   readonly redis: ResolvedRedisConnection;
   /** BullMQ key prefix. */
   readonly prefix: string;
+  /** Replicas that must confirm an enqueued job (WAIT) before it is acknowledged; 0: none. */
+  readonly waitReplicas?: number;
 }
 
 const envSchema = z.object({
@@ -29,6 +36,9 @@ const envSchema = z.object({
   QUEUE_REDIS_SENTINELS: hostListSchema.optional(),
   QUEUE_REDIS_SENTINEL_NAME: z.string().min(1).optional(),
   QUEUE_REDIS_PASSWORD: z.string().optional(),
+  QUEUE_REDIS_SENTINEL_PASSWORD: z.string().optional(),
+  QUEUE_REDIS_DB: intSchema.min(0).optional(),
+  QUEUE_WAIT_REPLICAS: intSchema.min(0).max(16).optional(),
   QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_:-]{1,64}$/, 'letters, digits, _ : - (at most 64)')
@@ -39,6 +49,14 @@ const envSchema = z.object({
 /** Reads the queue settings from an environment object; a bad value throws naming the variable. */
 export function loadQueueConfig(env: Env): QueueConfig {
   const e = parseEnv(envSchema, env, configError);
+  if (e.QUEUE_REDIS_MODE === 'single') {
+    if (e.QUEUE_REDIS_DB !== undefined)
+      throw configError(
+        'QUEUE_REDIS_DB: only with QUEUE_REDIS_MODE=sentinel (single: put it in QUEUE_REDIS_URL, redis://host:port/2)',
+      );
+    if (e.QUEUE_REDIS_SENTINEL_PASSWORD !== undefined)
+      throw configError('QUEUE_REDIS_SENTINEL_PASSWORD: only with QUEUE_REDIS_MODE=sentinel');
+  }
   const redis =
     e.QUEUE_REDIS_MODE === 'single'
       ? { mode: 'single' as const, url: e.QUEUE_REDIS_URL ?? e.CACHE_REDIS_URL ?? 'redis://127.0.0.1:6379' }
@@ -47,13 +65,18 @@ export function loadQueueConfig(env: Env): QueueConfig {
           sentinels: required(e.QUEUE_REDIS_SENTINELS, 'QUEUE_REDIS_SENTINELS'),
           name: required(e.QUEUE_REDIS_SENTINEL_NAME, 'QUEUE_REDIS_SENTINEL_NAME'),
           ...(e.QUEUE_REDIS_PASSWORD !== undefined ? { password: e.QUEUE_REDIS_PASSWORD } : {}),
+          ...(e.QUEUE_REDIS_SENTINEL_PASSWORD !== undefined
+            ? { sentinelPassword: e.QUEUE_REDIS_SENTINEL_PASSWORD }
+            : {}),
+          ...(e.QUEUE_REDIS_DB !== undefined ? { db: e.QUEUE_REDIS_DB } : {}),
         };
   const conn = redisConnectionSchema.safeParse(redis);
   if (!conn.success) {
     const field = e.QUEUE_REDIS_MODE === 'single' ? 'QUEUE_REDIS_URL' : 'QUEUE_REDIS_SENTINELS';
     throw configError(issueMessage(conn.error, { name: () => field, root: field }), conn.error);
   }
-  return { redis: conn.data, prefix: e.QUEUE_PREFIX };
+  const waitReplicas = e.QUEUE_WAIT_REPLICAS ?? (e.QUEUE_REDIS_MODE === 'sentinel' ? 1 : 0);
+  return { redis: conn.data, prefix: e.QUEUE_PREFIX, waitReplicas };
 }
 
 function required<T>(value: T | undefined, name: string): T {

@@ -1,4 +1,4 @@
-import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { Cluster, type ClusterNode, type ClusterOptions, Redis, type RedisOptions } from 'ioredis';
 import type { ResolvedRedisConnection } from './connection.js';
 
 export type RedisClient = Redis | Cluster;
@@ -37,6 +37,99 @@ function readonlyAfterFailover(error: Error): 2 | false {
 }
 
 /**
+ * ioredis stops for good (status `end`) not only when its owner closes it: a `connect()` that fails
+ * — e.g. Sentinel's failover detector dropping the connection while a reconnect is still asking the
+ * sentinels for the master ("Connection is closed.") — also ends it, and it never retries. Seen as
+ * an API pod whose queue client stayed down for the rest of a failover run (issue 17). These
+ * clients connect again from `end` with the same back-off, unless their owner closed them (`quit`,
+ * `disconnect()`); `duplicate()` (BullMQ's blocking connections) makes one of the same kind.
+ */
+class LastingRedis extends Redis {
+  #ownerClosed: boolean;
+  #attempts: number;
+
+  /** `url`: a `redis://` URL, read by ioredis as usual; or undefined when `options` say it all. */
+  constructor(url: string | undefined, options: RedisOptions) {
+    if (url === undefined) super(options);
+    else super(url, options);
+    this.#ownerClosed = false;
+    this.#attempts = 0;
+    this.on('ready', () => {
+      this.#attempts = 0;
+    });
+    this.on('end', () => {
+      if (this.#ownerClosed) return;
+      const timer = setTimeout(
+        () => {
+          if (this.status === 'end' && !this.#ownerClosed) super.connect().catch(() => {});
+        },
+        retryDelay(++this.#attempts),
+      );
+      timer.unref();
+    });
+  }
+
+  override connect(...args: Parameters<Redis['connect']>): Promise<void> {
+    this.#ownerClosed = false;
+    return super.connect(...args);
+  }
+
+  override disconnect(reconnect = false): void {
+    if (!reconnect) this.#ownerClosed = true;
+    super.disconnect(reconnect);
+  }
+
+  override sendCommand(...args: Parameters<Redis['sendCommand']>): ReturnType<Redis['sendCommand']> {
+    if (args[0].name === 'quit') this.#ownerClosed = true;
+    return super.sendCommand(...args);
+  }
+
+  override duplicate(override?: Partial<RedisOptions>): Redis {
+    const copy = new LastingRedis(undefined, { ...this.options, ...override });
+    copy.on('error', () => {});
+    return copy;
+  }
+}
+
+/** The same for a Cluster client (its refresh can end it as well). */
+class LastingCluster extends Cluster {
+  #ownerClosed = false;
+  #attempts = 0;
+
+  constructor(nodes: ClusterNode[], options: ClusterOptions) {
+    super(nodes, options);
+    this.on('ready', () => {
+      this.#attempts = 0;
+    });
+    this.on('end', () => {
+      if (this.#ownerClosed) return;
+      const timer = setTimeout(
+        () => {
+          if (this.status === 'end' && !this.#ownerClosed) super.connect().catch(() => {});
+        },
+        retryDelay(++this.#attempts),
+      );
+      timer.unref();
+    });
+  }
+
+  override connect(): Promise<void> {
+    this.#ownerClosed = false;
+    return super.connect();
+  }
+
+  override disconnect(reconnect = false): void {
+    if (!reconnect) this.#ownerClosed = true;
+    super.disconnect(reconnect);
+  }
+
+  override quit(...args: Parameters<Cluster['quit']>): ReturnType<Cluster['quit']> {
+    this.#ownerClosed = true;
+    return super.quit(...args);
+  }
+}
+
+/**
  * The one place Redis clients are made. No I/O here: call `connect()` when starting. Scripts are
  * not registered here: each owner registers its own (`defineScripts`).
  */
@@ -46,6 +139,12 @@ export function createRedisClient(conn: ResolvedRedisConnection, options: RedisC
     connectTimeout: options.connectTimeoutMs ?? 2000,
     retryStrategy: retryDelay,
     reconnectOnError: readonlyAfterFailover,
+    // A disconnect (Sentinel's failover detector on +switch-master) ends the socket and waits for
+    // the server's FIN, destroying it only after this long. A stopped old master never answers:
+    // for 2 s (the default) the commands already sent stayed on it, and a master that woke up in
+    // that time ran them and answered — an acknowledged job then lost with the old master's data
+    // (chaos runs, issue 17). Destroyed sooner, they fail or are resent to the new master.
+    disconnectTimeout: 200,
     ...(options.connectionName !== undefined ? { connectionName: options.connectionName } : {}),
     ...(options.role === 'cache'
       ? {
@@ -61,10 +160,10 @@ export function createRedisClient(conn: ResolvedRedisConnection, options: RedisC
   let client: RedisClient;
   switch (conn.mode) {
     case 'single':
-      client = new Redis(conn.url, base);
+      client = new LastingRedis(conn.url, base);
       break;
     case 'sentinel':
-      client = new Redis({
+      client = new LastingRedis(undefined, {
         ...base,
         sentinels: conn.sentinels,
         name: conn.name,
@@ -77,7 +176,7 @@ export function createRedisClient(conn: ResolvedRedisConnection, options: RedisC
       });
       break;
     case 'cluster':
-      client = new Cluster(conn.nodes, {
+      client = new LastingCluster([...conn.nodes], {
         lazyConnect: true,
         enableOfflineQueue: options.role === 'queue',
         enableAutoPipelining: options.role === 'cache',

@@ -7,6 +7,7 @@ export {
   type RedisRole,
 } from './client.js';
 export { type RedisConnection, type ResolvedRedisConnection, redisConnectionSchema } from './connection.js';
+export { Downtime } from './downtime.js';
 export { CacheKeys, cacheKeys, entryBase, entryGlob, scopedTag } from './keys.js';
 export {
   type CommandTracker,

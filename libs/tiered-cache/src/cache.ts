@@ -143,21 +143,52 @@ export class Cache {
     return this.#rt.getMany(ns, ids) as Promise<Result<(DeepReadonly<T> | undefined)[]>>;
   }
 
-  /** Validates and writes L2 then L1, then tells the other pods to drop their copy. */
+  /**
+   * Validates and writes L2 then L1, then tells the other pods to drop their copy. When Redis cannot
+   * take the write, the call reports the fault; the key's invalidation is kept and, once Redis
+   * answers, written and announced all the same (no pod keeps the value this write replaced).
+   */
   async set<T>(ns: Namespace<T>, id: string, value: T): Promise<Result<void>> {
     const r = await this.#rt.set(ns, id, value);
-    if (!r.ok) return r;
+    if (!r.ok) {
+      if (isL2Fault(r.error)) void this.#announceAfterReplay(ns, [id]);
+      return r;
+    }
     return this.#announce({ event_type: 'update', namespace: ns.name, keys: [id] }, r);
   }
 
   /**
    * Invalidates ids: L1 here, a tombstone in L2 (a fill racing this call cannot write the old value
    * back), then an event to every pod. Resolves once all three are done: an acknowledged invalidation.
+   *
+   * When Redis cannot take the tombstones (a dropped connection, an open breaker), they are kept in
+   * this process (up to maxPendingDeletes) together with the event, and both go out once Redis
+   * answers: tombstones first, then the event. The call waits up to bus.announceWaitMs for that and
+   * then resolves ok (0: how many live values were replaced is not known); past it, it reports the
+   * fault while the invalidation still waits in this process.
    */
   async delete<T>(ns: Namespace<T>, ...ids: string[]): Promise<Result<number>> {
     const r = await this.#rt.delete(ns as Namespace<unknown>, ids);
-    if (!r.ok || ids.length === 0) return r;
-    return this.#announce({ event_type: 'invalidate', namespace: ns.name, keys: ids }, r);
+    if (ids.length === 0) return r;
+    if (r.ok) return this.#announce({ event_type: 'invalidate', namespace: ns.name, keys: ids }, r);
+    if (!isL2Fault(r.error)) return r;
+    const d = await this.#awaitDelivery(this.#announceAfterReplay(ns, ids));
+    return d.ok ? ok(0) : r;
+  }
+
+  /**
+   * Ids whose tombstones Redis could not take: their invalidation event waits until the store has
+   * replayed them (sent earlier, another pod would drop its copy and read the old value back from
+   * L2), then goes through the bus's outbox. Resolves once published (at once without a bus).
+   */
+  async #announceAfterReplay<T>(ns: Namespace<T>, ids: readonly string[]): Promise<Result<unknown>> {
+    const l2 = this.#rt.l2;
+    if (l2 === undefined) return ok(undefined);
+    const keyBase = this.#rt.state(ns as Namespace<unknown>).keyBase;
+    await l2.fence.whenWritten(ids.map((id) => keyBase + id));
+    const bus = this.bus;
+    if (bus === undefined) return ok(undefined);
+    return bus.deliver(this.#event({ event_type: 'invalidate', namespace: ns.name, keys: [...ids] }));
   }
 
   /** Invalidates every entry of the namespace carrying any of the tags (tag index: no SCAN). */
@@ -314,12 +345,39 @@ export class Cache {
     return { ...body, timestamp: Date.now(), source_pod: this.podId };
   }
 
-  /** Publishes what was just done here; the change stands even if the event could not go out. */
+  /**
+   * Publishes what was just done here; the change stands even if the event could not go out at
+   * once: the bus keeps it and sends it when Redis answers. Waits for that up to announceWaitMs.
+   */
   async #announce<R>(body: EventBody, done: Result<R>): Promise<Result<R>> {
     const bus = this.bus;
     if (!bus) return done;
-    const p = await bus.publish(this.#event(body));
+    const p = await this.#awaitDelivery(bus.deliver(this.#event(body)));
     return p.ok ? done : p;
+  }
+
+  /** An announcement's outcome, or after bus.announceWaitMs a fault (the announcement still goes out). */
+  async #awaitDelivery(delivered: Promise<Result<unknown>>): Promise<Result<unknown>> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<Result<unknown>>((resolve) => {
+      timer = setTimeout(
+        () =>
+          resolve(
+            err(
+              new CacheError(
+                'E_CACHE_L2_UNAVAILABLE',
+                'Redis did not take the invalidation in time: it is kept and announced once Redis answers',
+              ),
+            ),
+          ),
+        this.options.bus.announceWaitMs,
+      );
+    });
+    try {
+      return await Promise.race([delivered, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   #build(impl: CacheImpl): CacheStore {
@@ -341,6 +399,11 @@ export class Cache {
     if (bus) this.#buses.set(store, bus);
     return store;
   }
+}
+
+/** A fault of Redis (not of the input): what could not be done there is kept and replayed. */
+function isL2Fault(error: CacheError): boolean {
+  return error.code === 'E_CACHE_L2_FAILED' || error.code === 'E_CACHE_L2_UNAVAILABLE';
 }
 
 /** Validates the options (a bad one throws E_CACHE_CONFIG naming the field) and builds the cache. */

@@ -76,6 +76,12 @@ export const cacheOptionsSchema = z.object({
       disconnectedTtlMs: z.number().int().positive().default(5_000),
       /** Life of an invalidation tombstone in L2; a fill that takes longer is not cached, ms. */
       tombstoneTtlMs: z.number().int().positive().default(60_000),
+      /**
+       * How long a write or an invalidation waits for its event to go out when Redis cannot take
+       * it at once (a dropped connection, a failover), ms. Past that the call reports the fault;
+       * the event is still kept and published (after its tombstones) once Redis answers. 0: never wait.
+       */
+      announceWaitMs: z.number().int().min(0).default(1_000),
     })
     .prefault({}),
   /**
@@ -123,6 +129,8 @@ export const ENV_VARS = {
   CACHE_REDIS_SENTINELS: 'redis.sentinels (host:port,host:port)',
   CACHE_REDIS_SENTINEL_NAME: 'redis.name',
   CACHE_REDIS_PASSWORD: 'redis.password',
+  CACHE_REDIS_SENTINEL_PASSWORD: 'redis.sentinelPassword',
+  CACHE_REDIS_DB: 'redis.db',
   CACHE_REDIS_CLUSTER_NODES: 'redis.nodes (host:port,host:port)',
   CACHE_KEY_PREFIX: 'prefix',
   CACHE_DEFAULT_TTL: 'defaultTtlSeconds',
@@ -139,6 +147,7 @@ export const ENV_VARS = {
   CACHE_BUS_MAXLEN: 'bus.maxLen',
   CACHE_DISCONNECTED_TTL_MS: 'bus.disconnectedTtlMs',
   CACHE_TOMBSTONE_TTL_MS: 'bus.tombstoneTtlMs',
+  CACHE_BUS_ANNOUNCE_WAIT_MS: 'bus.announceWaitMs',
   CACHE_HOT_KEYS_ENABLED: 'hotKeys.enabled',
   CACHE_HOT_KEYS_FLUSH_MS: 'hotKeys.flushMs',
   CACHE_HOT_KEYS_KEEP: 'hotKeys.keep',
@@ -157,6 +166,8 @@ const envSchema = z.object({
   CACHE_REDIS_SENTINELS: hostList.optional(),
   CACHE_REDIS_SENTINEL_NAME: z.string().optional(),
   CACHE_REDIS_PASSWORD: z.string().optional(),
+  CACHE_REDIS_SENTINEL_PASSWORD: z.string().optional(),
+  CACHE_REDIS_DB: intish.min(0).optional(),
   CACHE_REDIS_CLUSTER_NODES: hostList.optional(),
   CACHE_KEY_PREFIX: z.string().optional(),
   CACHE_DEFAULT_TTL: intish.optional(),
@@ -173,6 +184,7 @@ const envSchema = z.object({
   CACHE_BUS_MAXLEN: intish.optional(),
   CACHE_DISCONNECTED_TTL_MS: intish.optional(),
   CACHE_TOMBSTONE_TTL_MS: intish.optional(),
+  CACHE_BUS_ANNOUNCE_WAIT_MS: intish.optional(),
   CACHE_HOT_KEYS_ENABLED: boolish.optional(),
   CACHE_HOT_KEYS_FLUSH_MS: intish.optional(),
   CACHE_HOT_KEYS_KEEP: intish.optional(),
@@ -220,6 +232,7 @@ export function loadCacheConfig(env: Env): ResolvedCacheOptions {
         ? { disconnectedTtlMs: e.CACHE_DISCONNECTED_TTL_MS }
         : {}),
       ...(e.CACHE_TOMBSTONE_TTL_MS !== undefined ? { tombstoneTtlMs: e.CACHE_TOMBSTONE_TTL_MS } : {}),
+      ...(e.CACHE_BUS_ANNOUNCE_WAIT_MS !== undefined ? { announceWaitMs: e.CACHE_BUS_ANNOUNCE_WAIT_MS } : {}),
     },
     hotKeys: {
       ...(e.CACHE_HOT_KEYS_ENABLED !== undefined ? { enabled: e.CACHE_HOT_KEYS_ENABLED } : {}),
@@ -237,6 +250,14 @@ export function loadCacheConfig(env: Env): ResolvedCacheOptions {
 
 function redisFromEnv(e: z.output<typeof envSchema>): RedisConnection {
   const missing = (name: EnvVar, why: string) => configError(`${name}: required ${why}`);
+  if (e.CACHE_REDIS_MODE !== 'sentinel') {
+    if (e.CACHE_REDIS_DB !== undefined)
+      throw configError(
+        'CACHE_REDIS_DB: only with CACHE_REDIS_MODE=sentinel (single: put it in CACHE_REDIS_URL, redis://host:port/2; a Cluster has db 0 only)',
+      );
+    if (e.CACHE_REDIS_SENTINEL_PASSWORD !== undefined)
+      throw configError('CACHE_REDIS_SENTINEL_PASSWORD: only with CACHE_REDIS_MODE=sentinel');
+  }
   switch (e.CACHE_REDIS_MODE) {
     case 'single':
       if (e.CACHE_REDIS_URL === undefined) throw missing('CACHE_REDIS_URL', 'when CACHE_REDIS_MODE=single');
@@ -251,6 +272,10 @@ function redisFromEnv(e: z.output<typeof envSchema>): RedisConnection {
         sentinels: e.CACHE_REDIS_SENTINELS,
         name: e.CACHE_REDIS_SENTINEL_NAME,
         ...(e.CACHE_REDIS_PASSWORD !== undefined ? { password: e.CACHE_REDIS_PASSWORD } : {}),
+        ...(e.CACHE_REDIS_SENTINEL_PASSWORD !== undefined
+          ? { sentinelPassword: e.CACHE_REDIS_SENTINEL_PASSWORD }
+          : {}),
+        ...(e.CACHE_REDIS_DB !== undefined ? { db: e.CACHE_REDIS_DB } : {}),
       };
     case 'cluster':
       if (e.CACHE_REDIS_CLUSTER_NODES === undefined)

@@ -11,7 +11,17 @@ export interface TierStats {
         readonly evictions: number;
       }
     | undefined;
-  readonly l2: { readonly available: boolean; readonly breaker: string } | undefined;
+  readonly l2:
+    | {
+        readonly available: boolean;
+        readonly breaker: string;
+        /** How long the connection has been down (0 while it is ready), ms. */
+        readonly downMs: number;
+        /** Invalidations waiting for Redis in this process, and those written after an outage. */
+        readonly pendingDeletes: number;
+        readonly replayedDeletes: number;
+      }
+    | undefined;
 }
 
 /** Per-namespace, per-tier counters for `GET /cache/stats` (G1). */
@@ -43,7 +53,15 @@ export function tierStats({ l1, l2 }: Tiers): TierStats {
           evictions: l1.stats.evictions,
         }
       : undefined,
-    l2: l2 ? { available: l2.available, breaker: l2.breakerState } : undefined,
+    l2: l2
+      ? {
+          available: l2.available,
+          breaker: l2.breakerState,
+          downMs: Math.round(l2.downMs),
+          pendingDeletes: l2.pendingDeletes,
+          replayedDeletes: l2.stats.replayedDeletes,
+        }
+      : undefined,
   };
 }
 

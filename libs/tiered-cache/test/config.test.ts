@@ -55,6 +55,44 @@ describe('configuration from the environment (A4)', () => {
     });
   });
 
+  it('reads the Sentinel password and db number (issue 17), and only in Sentinel mode', () => {
+    const sentinel = {
+      CACHE_REDIS_MODE: 'sentinel',
+      CACHE_REDIS_SENTINELS: '127.0.0.1:26379',
+      CACHE_REDIS_SENTINEL_NAME: 'main',
+    };
+    expect(
+      loadCacheConfig({
+        ...sentinel,
+        CACHE_REDIS_PASSWORD: 'data-pw',
+        CACHE_REDIS_SENTINEL_PASSWORD: 'sentinel-pw',
+        CACHE_REDIS_DB: '3',
+      }).redis,
+    ).toEqual({
+      mode: 'sentinel',
+      name: 'main',
+      db: 3,
+      password: 'data-pw',
+      sentinelPassword: 'sentinel-pw',
+      sentinels: [{ host: '127.0.0.1', port: 26379 }],
+    });
+    expect(configError(() => loadCacheConfig({ ...sentinel, CACHE_REDIS_DB: '-1' }))).toMatch(
+      /CACHE_REDIS_DB/,
+    );
+    expect(
+      configError(() => loadCacheConfig({ CACHE_REDIS_URL: 'redis://x:1', CACHE_REDIS_DB: '2' })),
+    ).toMatch(/CACHE_REDIS_DB: only with CACHE_REDIS_MODE=sentinel/);
+    expect(
+      configError(() =>
+        loadCacheConfig({ CACHE_REDIS_URL: 'redis://x:1', CACHE_REDIS_SENTINEL_PASSWORD: 'p' }),
+      ),
+    ).toMatch(/CACHE_REDIS_SENTINEL_PASSWORD/);
+    expect(
+      loadCacheConfig({ CACHE_REDIS_URL: 'redis://x:1', CACHE_BUS_ANNOUNCE_WAIT_MS: '250' }).bus
+        .announceWaitMs,
+    ).toBe(250);
+  });
+
   it('names the offending variable in the error', () => {
     expect(configError(() => loadCacheConfig({ CACHE_IMPL: 'disk' }))).toMatch(/CACHE_IMPL/);
     expect(configError(() => loadCacheConfig({ CACHE_REDIS_MODE: 'ring' }))).toMatch(/CACHE_REDIS_MODE/);

@@ -41,9 +41,23 @@ export interface BusStats {
   gaps: number;
   flushes: number;
   invalid: number;
+  /** Events that Redis could not take at once: kept in the outbox and sent when it answered. */
+  queued: number;
+  /** Events refused because the outbox was full (never announced). */
+  dropped: number;
 }
 
 const REPLAY_BATCH = 1000;
+/** Events kept for delivery while Redis cannot take them; beyond this, new ones are refused. */
+export const OUTBOX_MAX = 10_000;
+/** How often the outbox retries while the connection is up but sending fails, ms. */
+const OUTBOX_RETRY_MS = 250;
+
+interface Outgoing {
+  readonly event: CacheEvent;
+  readonly done: (r: Result<string>) => void;
+  waited: boolean;
+}
 
 interface BusScripts {
   busPublish(stream: string, channel: string, maxLen: number, event: string): Promise<string>;
@@ -66,6 +80,8 @@ export class EventBus {
     gaps: 0,
     flushes: 0,
     invalid: 0,
+    queued: 0,
+    dropped: 0,
   };
   readonly #pub: RedisClient;
   readonly #scripts: BusScripts;
@@ -83,6 +99,10 @@ export class EventBus {
   /** Bumped by every cut: a catch-up that a cut overtook must not declare the bus connected. */
   #cuts = 0;
   #checkingAhead = false;
+  /** Announcements of changes already made, sent in order (see `deliver`). */
+  #outbox: Outgoing[] = [];
+  #draining = false;
+  #outboxRetry: NodeJS.Timeout | undefined;
 
   constructor(pub: RedisClient, sub: RedisClient, options: EventBusOptions, handlers: BusHandlers) {
     this.#pub = pub;
@@ -96,6 +116,7 @@ export class EventBus {
     });
     this.#sub.on('ready', () => void this.#onReady());
     this.#sub.on('close', () => this.#onCut());
+    this.#pub.on('ready', () => void this.#drain());
   }
 
   /** The id of the last event applied (or skipped as this pod's own). */
@@ -123,6 +144,11 @@ export class EventBus {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#flushTimer);
+    clearTimeout(this.#outboxRetry);
+    const unsent = this.#outbox;
+    this.#outbox = [];
+    for (const o of unsent)
+      o.done(err(new CacheError('E_CACHE_CLOSED', 'the bus closed before the event went out')));
     try {
       await this.#sub.quit();
     } catch {
@@ -132,20 +158,74 @@ export class EventBus {
 
   /** Validates and publishes; resolves the stream id. The publisher applies its own event itself. */
   async publish(input: CacheEventInput): Promise<Result<string>> {
-    const parsed = cacheEventSchema.safeParse(input);
-    if (!parsed.success) {
-      return err(
-        new CacheError('E_CACHE_INVALID_EVENT', `invalid event: ${parsed.error.message}`, {
-          cause: parsed.error,
-        }),
+    const parsed = validate(input);
+    return parsed.ok ? this.#send(parsed.value) : parsed;
+  }
+
+  /**
+   * Announces a change already made (an invalidation, an update). When Redis cannot take the event
+   * now it is kept, in order, and sent as soon as it can (on the publishing connection's `ready`,
+   * and every OUTBOX_RETRY_MS meanwhile): a change the caller was told about is announced even if
+   * the connection failed at that moment. Resolves once published; an event refused by a full
+   * outbox (OUTBOX_MAX) or still waiting at `close` resolves an error.
+   */
+  deliver(input: CacheEventInput): Promise<Result<string>> {
+    const parsed = validate(input);
+    if (!parsed.ok) return Promise.resolve(parsed);
+    if (this.#closed) return Promise.resolve(err(new CacheError('E_CACHE_CLOSED')));
+    if (this.#outbox.length >= OUTBOX_MAX) {
+      this.stats.dropped++;
+      return Promise.resolve(
+        err(new CacheError('E_CACHE_L2_UNAVAILABLE', 'the bus outbox is full: the event was not kept')),
       );
     }
+    return new Promise((done) => {
+      this.#outbox.push({ event: parsed.value, done, waited: false });
+      void this.#drain();
+    });
+  }
+
+  /** Events waiting in the outbox (for status and tests). */
+  get undelivered(): number {
+    return this.#outbox.length;
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#draining || this.#closed) return;
+    this.#draining = true;
+    try {
+      for (let next = this.#outbox[0]; next !== undefined && !this.#closed; next = this.#outbox[0]) {
+        const r = await this.#send(next.event);
+        if (!r.ok) {
+          for (const o of this.#outbox) {
+            if (o.waited) continue;
+            o.waited = true;
+            this.stats.queued++;
+          }
+          if (this.#outboxRetry === undefined && !this.#closed) {
+            this.#outboxRetry = setTimeout(() => {
+              this.#outboxRetry = undefined;
+              void this.#drain();
+            }, OUTBOX_RETRY_MS);
+            this.#outboxRetry.unref();
+          }
+          return;
+        }
+        this.#outbox.shift();
+        next.done(r);
+      }
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  async #send(event: CacheEvent): Promise<Result<string>> {
     try {
       const id = await this.#scripts.busPublish(
         this.#opts.stream,
         this.#opts.channel,
         this.#opts.maxLen,
-        JSON.stringify(parsed.data),
+        JSON.stringify(event),
       );
       this.stats.published++;
       return ok(id);
@@ -159,7 +239,9 @@ export class EventBus {
     const cuts = this.#cuts;
     if (!this.#everReady) {
       // First connection: start from the newest event (history before this pod is moot: its L1 is
-      // empty). Read before subscribing: an event published in between then shows as a gap.
+      // empty). Read before subscribing: an event published in between then shows as a gap. The
+      // read goes through the publishing client, which may connect a moment after this one.
+      await this.#pubReady(this.#opts.disconnectedTtlMs);
       const last = await this.#pub.xrevrange(this.#opts.stream, '+', '-', 'COUNT', 1).catch(() => []);
       const newest = last[0]?.[0];
       if (newest !== undefined && compareStreamIds(newest, this.#lastId) > 0) this.#lastId = newest;
@@ -272,11 +354,15 @@ export class EventBus {
     }
   }
 
-  /** Replays the stream after #lastId (serialised); flushes L1 when events were trimmed. */
+  /**
+   * Replays the stream after #lastId (serialised); flushes L1 when events were trimmed, or when the
+   * stream cannot be read within disconnectedTtlMs.
+   */
   #catchUp(): Promise<void> {
     if (this.#catchingUp) return this.#catchingUp;
-    this.#catchingUp = this.#replay()
+    this.#catchingUp = this.#replayWhenReady()
       .catch((error: unknown) => {
+        if (this.#closed) return;
         // Cannot read the stream: we cannot know what we missed, so forget everything.
         this.#opts.logger?.warn(
           { err: error instanceof Error ? error.message : String(error) },
@@ -295,6 +381,50 @@ export class EventBus {
         }
       });
     return this.#catchingUp;
+  }
+
+  /**
+   * The replay reads through the publishing client (the cache's), which after a failover or a
+   * dropped connection is often ready a moment after the subscriber that asked for the replay. A
+   * replay sent before that failed ("Stream isn't writeable") and flushed every pod's L1 for nothing
+   * (issue 17). It now waits for that client's `ready`, and a connection that drops during the
+   * replay is waited for again: the replay resumes from #lastId. It gives up (and L1 is flushed)
+   * after disconnectedTtlMs, the longest a pod may serve what it could not hear about.
+   */
+  async #replayWhenReady(): Promise<void> {
+    const deadline = performance.now() + this.#opts.disconnectedTtlMs;
+    for (;;) {
+      const ready = await this.#pubReady(deadline - performance.now());
+      if (this.#closed) return;
+      if (!ready) {
+        throw new Error(
+          `the connection the replay reads through was not ready in ${this.#opts.disconnectedTtlMs} ms`,
+        );
+      }
+      try {
+        await this.#replay();
+        return;
+      } catch (error) {
+        if (this.#pub.status === 'ready' || performance.now() >= deadline) throw error;
+      }
+    }
+  }
+
+  /** Resolves true once the publishing client is ready (at once if it is), false after `ms`. */
+  #pubReady(ms: number): Promise<boolean> {
+    if (this.#pub.status === 'ready') return Promise.resolve(true);
+    if (ms <= 0 || this.#closed) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (ready: boolean) => {
+        clearTimeout(timer);
+        this.#pub.off('ready', onReady);
+        resolve(ready);
+      };
+      const onReady = () => done(true);
+      const timer = setTimeout(() => done(false), ms);
+      timer.unref();
+      this.#pub.once('ready', onReady);
+    });
   }
 
   /**
@@ -360,6 +490,16 @@ export class EventBus {
       if (entries.length < REPLAY_BATCH) return;
     }
   }
+}
+
+function validate(input: CacheEventInput): Result<CacheEvent> {
+  const parsed = cacheEventSchema.safeParse(input);
+  if (parsed.success) return ok(parsed.data);
+  return err(
+    new CacheError('E_CACHE_INVALID_EVENT', `invalid event: ${parsed.error.message}`, {
+      cause: parsed.error,
+    }),
+  );
 }
 
 function fieldValue(info: unknown[], name: string): unknown {

@@ -33,6 +33,8 @@ export class Fencing {
   readonly #c: L2Connection;
   readonly #opts: FencingOptions;
   readonly #stats: DeleteStats;
+  /** Callers waiting for pending keys to be written (`whenWritten`). */
+  readonly #waiters = new Set<{ readonly keys: readonly string[]; readonly resolve: () => void }>();
   #replaying = false;
 
   constructor(connection: L2Connection, options: FencingOptions, stats: DeleteStats) {
@@ -107,6 +109,26 @@ export class Fencing {
     }
   }
 
+  /**
+   * Resolves once none of these keys (as `invalidate` takes them) waits for replay: their
+   * tombstones are written — or were never kept, the list being full. The cache publishes the
+   * invalidation event of a delete that Redis could not take only then: sent earlier, another pod
+   * would drop its L1 copy and read the old value back from L2.
+   */
+  whenWritten(keys: readonly string[]): Promise<void> {
+    const full = keys.map((k) => this.#c.keys.entry(k));
+    if (!full.some((k) => this.pending.has(k))) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.add({ keys: full, resolve }));
+  }
+
+  #settle(): void {
+    for (const w of this.#waiters) {
+      if (w.keys.some((k) => this.pending.has(k))) continue;
+      this.#waiters.delete(w);
+      w.resolve();
+    }
+  }
+
   /** Keys leave the pending set only once their tombstone is written: until then reads treat them as misses. */
   async replay(): Promise<void> {
     if (this.pending.size === 0 || this.#replaying) return;
@@ -117,6 +139,7 @@ export class Fencing {
         await this.tombstone(batch);
         for (const k of batch) this.pending.delete(k);
         this.#stats.replayedDeletes += batch.length;
+        this.#settle();
       }
     } catch {
       // Still unreachable: the keys stay pending for the next 'ready' or breaker close.

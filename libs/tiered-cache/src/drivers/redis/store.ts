@@ -1,4 +1,10 @@
-import { type CacheKeys, type HangWatchdog, type RedisClient, scanMasters } from '@cachefleet/redis';
+import {
+  type CacheKeys,
+  Downtime,
+  type HangWatchdog,
+  type RedisClient,
+  scanMasters,
+} from '@cachefleet/redis';
 import { CacheError } from '../../errors.js';
 import { err, OK_UNDEFINED, ok, type Result } from '../../result.js';
 import type { CacheStore, SetOptions, StoreHealth } from '../../types.js';
@@ -64,6 +70,7 @@ export class RedisStore implements CacheStore {
   readonly #pending: Set<string>;
   readonly #defaultTtlMs: number;
   readonly #connectTimeoutMs: number;
+  readonly #downtime: Downtime;
   #closed = false;
 
   constructor(options: RedisStoreOptions) {
@@ -82,6 +89,7 @@ export class RedisStore implements CacheStore {
       },
     });
     this.client = options.client;
+    this.#downtime = new Downtime(options.client);
     this.prefix = options.prefix;
     this.#keys = this.#c.keys;
     this.#guard = this.#c.guard;
@@ -113,6 +121,11 @@ export class RedisStore implements CacheStore {
   /** Whether a call would be sent now (connected and breaker not open). */
   get available(): boolean {
     return this.client.status === 'ready' && this.#breaker.state !== 'open';
+  }
+
+  /** How long the connection has been down (0 while it is ready), ms: for readiness probes. */
+  get downMs(): number {
+    return this.#downtime.ms;
   }
 
   /** Invalidations waiting for Redis (for status and tests). */
