@@ -29,7 +29,13 @@ export { RedisStore, type RedisStoreOptions } from './drivers/redis/store.js';
 export { TieredStore } from './drivers/tiered.js';
 export { CacheError, type CacheErrorCode, ERROR_CODES, isCacheError } from './errors.js';
 export { FleetOps, type WarmBatchResult } from './fleet.js';
-export { DEFAULT_ID_SCHEMA, defineNamespace, type Namespace, type NamespaceDefinition } from './namespace.js';
+export {
+  DEFAULT_ID_SCHEMA,
+  defineNamespace,
+  type Namespace,
+  type NamespaceDefinition,
+  type SourceTable,
+} from './namespace.js';
 export { CacheRegistry, type CacheStatus } from './registry.js';
 export { type Err, err, type Ok, ok, type Result } from './result.js';
 export { globToRegExp } from './stack/coherence.js';

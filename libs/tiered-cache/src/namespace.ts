@@ -33,6 +33,25 @@ export interface NamespaceDefinition<T> {
   readonly ids?: (after: string | undefined, limit: number) => Promise<readonly string[]>;
   /** Ids accepted by this namespace. Default: 1–256 printable characters without glob metacharacters. */
   readonly idSchema?: z.ZodType<string>;
+  /**
+   * Tables of the source of truth whose committed changes invalidate this namespace (change
+   * capture, `@cachefleet/capture`): how a changed row, old and new, maps to an id and to the tags
+   * the entry built from it carries. Data only; the cache itself does not read it.
+   */
+  readonly sources?: readonly SourceTable[];
+}
+
+/**
+ * One source table of a namespace. Templates are text with `{column}` placeholders, e.g.
+ * `{ table: 'catalogue.products', id: '{id}', tags: ['category:{category}'] }`.
+ */
+export interface SourceTable {
+  /** `schema.table`, lower-case identifiers. */
+  readonly table: string;
+  /** The id of the entry a row feeds. */
+  readonly id: string;
+  /** What `tags(value)` gives for the value built from the row: used to coalesce bursts. */
+  readonly tags?: readonly string[];
 }
 
 export interface Namespace<T> extends NamespaceDefinition<T> {
@@ -52,10 +71,25 @@ export const DEFAULT_ID_SCHEMA = z
   .max(256)
   .regex(/^[^\s*?[\]\\{}]+$/, 'ids must not contain white space or any of * ? [ ] \\ { }');
 
+const IDENT = '[a-z_][a-z0-9_]{0,62}';
+/** Literal text and `{column}` placeholders, at least one placeholder. */
+const templateSchema = z
+  .string()
+  .max(256)
+  .regex(new RegExp(`^([^{}]|\\{${IDENT}\\})*\\{${IDENT}\\}([^{}]|\\{${IDENT}\\})*$`), {
+    message: 'a template is text with at least one {column} placeholder (lower-case column names)',
+  });
+const sourceSchema = z.strictObject({
+  table: z.string().regex(new RegExp(`^${IDENT}\\.${IDENT}$`), 'table must be schema.table (lower case)'),
+  id: templateSchema,
+  tags: z.array(templateSchema).max(16).optional(),
+});
+
 const definitionSchema = z.object({
   name: z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/, 'name must match [a-z][a-z0-9_-]{0,63}'),
   version: z.number().int().min(1),
   ttl: z.object({ l1: z.number().positive(), l2: z.number().positive() }),
+  sources: z.array(sourceSchema).max(32).optional(),
 });
 
 const FORBIDDEN_ID_CHARS = /[\s*?[\]\\{}]/;
