@@ -1,7 +1,8 @@
 import { createServer, type Server, STATUS_CODES } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { formatError } from '@cachefleet/config';
+import { CaptureReader, installCapture, loadCaptureConfig } from '@cachefleet/capture';
+import { boolishSchema, formatError } from '@cachefleet/config';
 import {
   type Definitions,
   type DefinitionsModule,
@@ -15,7 +16,9 @@ import {
   loadScheduleCheckMs,
   loadSchedules,
 } from '@cachefleet/jobs';
+import { cacheKeys, createRedisClient, type RedisClient } from '@cachefleet/redis';
 import { type Cache, createCache, loadCacheConfig } from '@cachefleet/tiered-cache';
+import pg from 'pg';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import type { WorkerConfig } from './config.js';
@@ -25,6 +28,8 @@ export interface RunningWorker {
   readonly port: number;
   readonly cache: Cache;
   readonly runtime: FleetRuntime;
+  /** The change-capture reader, when this process serves `capture`. */
+  readonly capture: CaptureReader | undefined;
   /** Graceful: hand back or finish jobs, then close every connection. */
   close(): Promise<void>;
 }
@@ -74,7 +79,8 @@ export async function startWorker(
       shutdownMs: config.shutdownMs,
     },
   );
-  runtime.start();
+  if (config.queues.length > 0) runtime.start();
+  const capture = config.capture ? await startCapture(env, cache, definitions, metrics, logger) : undefined;
   const schedules = loadSchedules(env);
   if (schedules !== undefined) await installSchedules(jobs, schedules);
   // Put back by this running process if the queue Redis loses them (it came back empty).
@@ -86,12 +92,13 @@ export async function startWorker(
           onInstalled: () => logger.warn('the queue Redis had lost the schedules: installed them again'),
           onError: (error) => logger.warn({ err: formatError(error) }, 'schedule check failed'),
         });
-  const server = await listen(config, runtime, cache, metrics);
+  const server = await listen(config, runtime, cache, metrics, capture !== undefined);
   const port = (server.address() as AddressInfo).port;
   logger.info(
     {
       port,
       queues: config.queues,
+      capture: config.capture,
       schedules: schedules?.map((s) => `${s.id} ${s.pattern ?? `every ${s.every} ms`}`) ?? 'disabled here',
       namespaces: definitions.namespaces.map((n) => n.name),
     },
@@ -102,9 +109,11 @@ export async function startWorker(
     port,
     cache,
     runtime,
+    capture: capture?.reader,
     close: () => {
       closing ??= (async () => {
         keeper?.close();
+        await capture?.close();
         await runtime.close();
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await jobs.close();
@@ -116,11 +125,73 @@ export async function startWorker(
   };
 }
 
+/**
+ * The capture role: a reader over DATABASE_URL (required: never a default address) with its own
+ * client of the cache Redis for the lease. CAPTURE_INSTALL=true installs the outbox and triggers
+ * first (`npm start` does, on its embedded database).
+ */
+async function startCapture(
+  env: NodeJS.ProcessEnv,
+  cache: Cache,
+  definitions: Definitions,
+  metrics: Registry,
+  logger: Logger,
+): Promise<{ reader: CaptureReader; close(): Promise<void> }> {
+  const databaseUrl = env.DATABASE_URL;
+  if (!databaseUrl) throw new WorkerError('E_WORKER_CONFIG', 'DATABASE_URL: required by the capture role');
+  const captureConfig = loadCaptureConfig(env);
+  const install = boolishSchema.safeParse(env.CAPTURE_INSTALL || 'false');
+  if (!install.success) throw new WorkerError('E_WORKER_CONFIG', 'CAPTURE_INSTALL: expected true or false');
+  if (install.data) {
+    const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5_000 });
+    try {
+      await client.connect();
+      const { tables } = await installCapture(client, definitions.namespaces, captureConfig);
+      logger.info({ schema: captureConfig.schema, tables }, 'change capture installed');
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+  const conn = cache.options.redis;
+  if (conn === undefined) throw new WorkerError('E_WORKER_CONFIG', 'the capture role needs the cache Redis');
+  const redis: RedisClient = createRedisClient(conn, {
+    role: 'cache',
+    connectionName: 'cachefleet-capture',
+    commandTimeoutMs: 2_000,
+    onError: () => {},
+  });
+  redis.on('error', () => {});
+  await redis.connect().catch((error: unknown) => {
+    // Redis down at start: the client keeps reconnecting and the reader waits for the lease.
+    logger.warn({ err: formatError(error) }, 'capture: the cache Redis is not reachable yet');
+  });
+  const reader = new CaptureReader({
+    cache,
+    redis,
+    keys: cacheKeys(cache.options.prefix),
+    databaseUrl,
+    namespaces: definitions.namespaces,
+    config: captureConfig,
+    logger,
+    metrics,
+    holder: cache.podId,
+  });
+  reader.start();
+  return {
+    reader,
+    close: async () => {
+      await reader.close();
+      redis.disconnect();
+    },
+  };
+}
+
 function listen(
   config: WorkerConfig,
   runtime: FleetRuntime,
   cache: Cache,
   metrics: Registry,
+  capture: boolean,
 ): Promise<Server> {
   const server = createServer((req, res) => {
     const send = (status: number, body: string, type = 'application/json') => {
@@ -131,7 +202,9 @@ function listen(
       case '/healthz':
         return send(200, JSON.stringify({ ok: true }));
       case '/readyz': {
-        const ready = runtime.ready && cache.registry.store.impl !== 'null';
+        // A capture-only process runs no BullMQ worker: it is ready once its cache is.
+        const queuesReady = config.queues.length === 0 ? capture : runtime.ready;
+        const ready = queuesReady && cache.registry.store.impl !== 'null';
         return send(ready ? 200 : 503, JSON.stringify({ ready, cache: cache.status() }));
       }
       case '/metrics':

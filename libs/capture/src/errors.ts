@@ -7,9 +7,9 @@ import { CodedError } from '@cachefleet/config';
 export const CAPTURE_ERROR_CODES = {
   E_CAPTURE_CONFIG: 'A capture setting (CAPTURE_*) is invalid; the message names the variable.',
   E_CAPTURE_NO_SOURCES:
-    'No namespace of the definitions declares `sources`: there is nothing to capture (install and the reader refuse to start).',
+    'No namespace of the definitions declares `sources` (or one declares a table twice): nothing to capture.',
   E_CAPTURE_NOT_INSTALLED:
-    'The outbox table is missing in the database: run `cachefleet capture install` (or apply the migration file) first.',
+    'The outbox table is missing: run `cachefleet capture install` (or apply the migration file) first.',
 } as const;
 
 export type CaptureErrorCode = keyof typeof CAPTURE_ERROR_CODES;
