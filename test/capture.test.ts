@@ -10,7 +10,9 @@
  * - a burst while Redis is killed and restarted: nothing lost;
  * - the same on PGlite served over its socket server (as `npm start` shares it): polling only.
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { installCapture } from '@cachefleet/capture';
 import { connectPg, createCatalogue, type Db, migrate, seed } from '@cachefleet/catalogue';
 import { delay, type RedisProcess, startRedis, testDatabaseUrl, waitUntil } from '@cachefleet/test';
@@ -63,16 +65,22 @@ interface Source {
 }
 
 /** A catalogue schema with PRODUCTS rows and capture installed, on the given database. */
-async function source(url: string, closeServer: () => Promise<void> = async () => {}): Promise<Source> {
+async function source(
+  url: string,
+  closeServer: () => Promise<void> = async () => {},
+  install = true,
+): Promise<Source> {
   const schema = `cap_${TAG}_${++testNo}`;
   const capture = `capo_${TAG}_${testNo}`;
   const db = connectPg(url, { max: 1 });
   await migrate(db, { schema });
   await seed(db, { schema, count: PRODUCTS });
-  const client = new pg.Client(url);
-  await client.connect();
-  await installCapture(client, createCatalogue({ db, schema }).namespaces, { schema: capture });
-  await client.end();
+  if (install) {
+    const client = new pg.Client(url);
+    await client.connect();
+    await installCapture(client, createCatalogue({ db, schema }).namespaces, { schema: capture });
+    await client.end();
+  }
   return {
     url,
     schema,
@@ -301,6 +309,88 @@ describe('change capture on PostgreSQL', { timeout: SLOW }, () => {
     await expectConverged(src, pods, IDS);
     await waitUntil('the outbox to be pruned', () => outboxEmpty(src));
     expect(worker.running).toBe(true);
+  });
+});
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+
+/** The real CLI as a child process; resolves its exit code and output. */
+function cli(
+  args: readonly string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const clean = Object.fromEntries(
+      Object.entries(process.env).filter(
+        ([k]) => !/^(CACHE_|QUEUE_|WORKER_|CAPTURE_|DATABASE_URL$|CATALOGUE_SCHEMA$)/.test(k),
+      ),
+    );
+    const child = spawn(process.execPath, ['--import', 'tsx', 'apps/cli/src/main.ts', ...args], {
+      cwd: ROOT,
+      env: { ...clean, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('cachefleet capture install and status', { timeout: SLOW }, () => {
+  let src: Source;
+  beforeAll(async () => {
+    src = await source(testDatabaseUrl(), async () => {}, false);
+  });
+  afterAll(async () => {
+    await src?.close();
+  });
+
+  it('installs with the CLI; status shows the active reader, its position and lag', async () => {
+    const env = {
+      DATABASE_URL: src.url,
+      CATALOGUE_SCHEMA: src.schema,
+      CAPTURE_SCHEMA: src.capture,
+      CACHE_REDIS_URL: redis.url,
+      QUEUE_REDIS_URL: redis.url,
+      CACHE_KEY_PREFIX: `cap${TAG}t${testNo}:`,
+      QUEUE_PREFIX: `capq${TAG}t${testNo}`,
+    };
+    const install = await cli(['capture', 'install', '--json'], env);
+    expect(install.stderr).toBe('');
+    expect(install.code).toBe(0);
+    expect(JSON.parse(install.stdout)).toEqual({
+      schema: src.capture,
+      tables: [`product <- ${src.schema}.products`],
+    });
+    const before = await cli(['status'], env);
+    expect(before.stdout).toMatch(/^capture: no reader has run/m);
+
+    const f = fleet(src);
+    const pod = await f.pod('pod-a');
+    const worker = await f.worker('capture-1');
+    await waitUntil('the reader to take the lease', async () => activeLine(worker));
+    await burst(src, 20);
+    await expectConverged(src, [pod], IDS);
+    await waitUntil('the outbox to be pruned', () => outboxEmpty(src));
+    const status = await cli(['status', '--json'], env);
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.stdout).capture).toMatchObject({
+      active: true,
+      holder: expect.any(String),
+      fence: expect.any(Number),
+      position: expect.any(Number),
+      lagSeconds: expect.any(Number),
+    });
+    const text = await cli(['status'], env);
+    expect(text.stdout).toMatch(/^CAPTURE\s+HOLDER\s+FENCE\s+POSITION\s+LAG \(S\)\s+UPDATED$/m);
+    expect(text.stdout).toMatch(/^active\s+\S+/m);
   });
 });
 
