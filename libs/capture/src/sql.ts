@@ -43,9 +43,15 @@ function pairName(source: CapturedSource): string {
   return `${source.namespace.name.replace(/-/g, '_').slice(0, 30)}_${hash}`;
 }
 
-function image(source: CapturedSource, alias: string): string {
-  const fields = source.columns.map((c) => `'${c}', ${alias}.${quote(c)}::text`).join(', ');
-  return `jsonb_build_object(${fields})`;
+/** The captured columns of a transition table's rows, as text, under fixed names `c0`, `c1`, …. */
+function columns(source: CapturedSource, alias: string): string {
+  return source.columns.map((c, i) => `${alias}.${quote(c)}::text AS c${i}`).join(', ');
+}
+
+/** One JSON object per distinct row of `r`: the column names as keys. */
+function image(source: CapturedSource): string {
+  const fields = source.columns.map((c, i) => `'${c}', r.c${i}`).join(', ');
+  return `json_build_object(${fields})`;
 }
 
 function pairSql(schema: string, source: CapturedSource): string {
@@ -62,17 +68,17 @@ function pairSql(schema: string, source: CapturedSource): string {
 CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $capture$
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    ${into}, 'I', jsonb_agg(DISTINCT ${image(source, 'n')})
-      FROM cf_new AS n HAVING count(*) > 0;
+    ${into}, 'I', json_agg(${image(source)})
+      FROM (SELECT DISTINCT ${columns(source, 'n')} FROM cf_new AS n) AS r HAVING count(*) > 0;
   ELSIF TG_OP = 'UPDATE' THEN
-    ${into}, 'U', jsonb_agg(DISTINCT r.img)
-      FROM (SELECT ${image(source, 'o')} AS img FROM cf_old AS o
-            UNION ALL SELECT ${image(source, 'n')} FROM cf_new AS n) AS r HAVING count(*) > 0;
+    ${into}, 'U', json_agg(${image(source)})
+      FROM (SELECT ${columns(source, 'o')} FROM cf_old AS o
+            UNION SELECT ${columns(source, 'n')} FROM cf_new AS n) AS r HAVING count(*) > 0;
   ELSIF TG_OP = 'DELETE' THEN
-    ${into}, 'D', jsonb_agg(DISTINCT ${image(source, 'o')})
-      FROM cf_old AS o HAVING count(*) > 0;
+    ${into}, 'D', json_agg(${image(source)})
+      FROM (SELECT DISTINCT ${columns(source, 'o')} FROM cf_old AS o) AS r HAVING count(*) > 0;
   ELSE
-    ${into}, 'T', '[]'::jsonb;
+    ${into}, 'T', '[]'::json;
   END IF;
   IF FOUND THEN
     PERFORM pg_notify('${channel}', '');
@@ -119,7 +125,7 @@ CREATE TABLE IF NOT EXISTS ${outboxTable(schema)} (
   ns text NOT NULL,
   tbl text NOT NULL,
   op text NOT NULL,
-  rows jsonb NOT NULL
+  rows json NOT NULL
 );
 `;
   return head + sources.map((s) => pairSql(schema, s)).join('');

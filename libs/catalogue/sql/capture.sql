@@ -10,7 +10,7 @@ CREATE TABLE IF NOT EXISTS "cachefleet".capture_outbox (
   ns text NOT NULL,
   tbl text NOT NULL,
   op text NOT NULL,
-  rows jsonb NOT NULL
+  rows json NOT NULL
 );
 
 -- namespace product <- catalogue.products (columns: category, id)
@@ -18,20 +18,20 @@ CREATE OR REPLACE FUNCTION "cachefleet"."capture_product_1a0a5aac0c"() RETURNS t
 BEGIN
   IF TG_OP = 'INSERT' THEN
     INSERT INTO "cachefleet".capture_outbox (ns, tbl, op, rows)
-      SELECT 'product', 'catalogue.products', 'I', jsonb_agg(DISTINCT jsonb_build_object('category', n."category"::text, 'id', n."id"::text))
-      FROM cf_new AS n HAVING count(*) > 0;
+      SELECT 'product', 'catalogue.products', 'I', json_agg(json_build_object('category', r.c0, 'id', r.c1))
+      FROM (SELECT DISTINCT n."category"::text AS c0, n."id"::text AS c1 FROM cf_new AS n) AS r HAVING count(*) > 0;
   ELSIF TG_OP = 'UPDATE' THEN
     INSERT INTO "cachefleet".capture_outbox (ns, tbl, op, rows)
-      SELECT 'product', 'catalogue.products', 'U', jsonb_agg(DISTINCT r.img)
-      FROM (SELECT jsonb_build_object('category', o."category"::text, 'id', o."id"::text) AS img FROM cf_old AS o
-            UNION ALL SELECT jsonb_build_object('category', n."category"::text, 'id', n."id"::text) FROM cf_new AS n) AS r HAVING count(*) > 0;
+      SELECT 'product', 'catalogue.products', 'U', json_agg(json_build_object('category', r.c0, 'id', r.c1))
+      FROM (SELECT o."category"::text AS c0, o."id"::text AS c1 FROM cf_old AS o
+            UNION SELECT n."category"::text AS c0, n."id"::text AS c1 FROM cf_new AS n) AS r HAVING count(*) > 0;
   ELSIF TG_OP = 'DELETE' THEN
     INSERT INTO "cachefleet".capture_outbox (ns, tbl, op, rows)
-      SELECT 'product', 'catalogue.products', 'D', jsonb_agg(DISTINCT jsonb_build_object('category', o."category"::text, 'id', o."id"::text))
-      FROM cf_old AS o HAVING count(*) > 0;
+      SELECT 'product', 'catalogue.products', 'D', json_agg(json_build_object('category', r.c0, 'id', r.c1))
+      FROM (SELECT DISTINCT o."category"::text AS c0, o."id"::text AS c1 FROM cf_old AS o) AS r HAVING count(*) > 0;
   ELSE
     INSERT INTO "cachefleet".capture_outbox (ns, tbl, op, rows)
-      SELECT 'product', 'catalogue.products', 'T', '[]'::jsonb;
+      SELECT 'product', 'catalogue.products', 'T', '[]'::json;
   END IF;
   IF FOUND THEN
     PERFORM pg_notify('cachefleet_capture', '');
