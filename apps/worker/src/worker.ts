@@ -56,6 +56,9 @@ export async function startWorker(
   env: NodeJS.ProcessEnv,
   logger: Logger,
 ): Promise<RunningWorker> {
+  // Checked before the definitions connect: never a default address for the capture role.
+  if (config.capture && !env.DATABASE_URL)
+    throw new WorkerError('E_WORKER_CONFIG', 'DATABASE_URL: required by the capture role');
   const definitions = await loadDefinitions(config.definitions, env);
   const metrics = new Registry();
   const cache = createCache(
@@ -137,8 +140,7 @@ async function startCapture(
   metrics: Registry,
   logger: Logger,
 ): Promise<{ reader: CaptureReader; close(): Promise<void> }> {
-  const databaseUrl = env.DATABASE_URL;
-  if (!databaseUrl) throw new WorkerError('E_WORKER_CONFIG', 'DATABASE_URL: required by the capture role');
+  const databaseUrl = env.DATABASE_URL ?? '';
   const captureConfig = loadCaptureConfig(env);
   const install = boolishSchema.safeParse(env.CAPTURE_INSTALL || 'false');
   if (!install.success) throw new WorkerError('E_WORKER_CONFIG', 'CAPTURE_INSTALL: expected true or false');

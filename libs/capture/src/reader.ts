@@ -360,7 +360,9 @@ FROM ${outbox} ORDER BY pos LIMIT $1`;
       throw new TurnError('prune', error);
     }
     this.#m.rows.inc(rows.length);
-    this.#log.info(
+    // One line per turn would be one per commit at a steady trickle: info only for the large or late.
+    const big = rows.length >= 1_000 || this.#lag >= 5;
+    this.#log[big ? 'info' : 'debug'](
       { rows: rows.length, pos: max, ids, tags, lag: this.#lag, ms: Math.round(performance.now() - started) },
       'capture turn applied',
     );
