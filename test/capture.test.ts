@@ -33,7 +33,7 @@ const TAG = randomBytes(3).toString('hex');
 const PRODUCTS = 2_000;
 /** Touched ids: the pods read them all the time, so their L1 holds whatever was last loaded. */
 const IDS = Array.from({ length: 120 }, (_, i) => String(i + 1));
-const LEASE_MS = 1_500;
+const LEASE_MS = 3_000;
 /** How long after the last COMMIT every pod must serve the database's rows (a bound on a hang). */
 const ALLOWANCE_MS = 20_000;
 const SLOW = 120_000;

@@ -155,9 +155,10 @@ describe('capture reader', () => {
   });
 
   it('two readers: one holds the lease; the other takes over when it is released; a fenced reader prunes nothing', async () => {
-    const a = await startReader({ leaseMs: 1_000 });
+    // A lease long enough that a stalled event loop on a loaded machine does not lose it.
+    const a = await startReader({ leaseMs: 3_000 });
     await until('a to be active', async () => (a.reader.active ? true : undefined));
-    const b = await startReader({ leaseMs: 1_000 });
+    const b = await startReader({ leaseMs: 3_000 });
     // B stays on standby while A renews (several lease lengths).
     for (let i = 0; i < 3; i++) {
       await new Promise((r) => setTimeout(r, 1_000));
