@@ -8,6 +8,7 @@
  * - UPDATE, DELETE, INSERT, an UPDATE moving a row between categories (tags), a rolled-back write;
  * - a burst while the active reader is SIGKILLed: the standby takes over within the lease, nothing lost;
  * - a burst while Redis is killed and restarted: nothing lost;
+ * - PostgreSQL crashed and restarted between two bursts: the reader reconnects, nothing lost;
  * - the same on PGlite served over its socket server (as `npm start` shares it): polling only.
  */
 import { spawn } from 'node:child_process';
@@ -28,6 +29,8 @@ import {
   stopAllWorkers,
   type WorkerProc,
 } from './fixtures/fleet-procs.js';
+import { startPrivatePostgres } from './setup/postgres.js';
+import { findPostgresBin } from './setup/tools.js';
 
 const TAG = randomBytes(3).toString('hex');
 const PRODUCTS = 2_000;
@@ -306,6 +309,27 @@ describe('change capture on PostgreSQL', { timeout: SLOW }, () => {
       if (i === 200) await persistent.restart();
     });
     await stop();
+    await expectConverged(src, pods, IDS);
+    await waitUntil('the outbox to be pruned', () => outboxEmpty(src));
+    expect(worker.running).toBe(true);
+  });
+});
+
+describe('change capture across a PostgreSQL restart', { timeout: SLOW }, () => {
+  // A server of this test's own (the run's shared one must not restart under other files).
+  it('PostgreSQL crashed (immediate stop) and restarted between two bursts: the reader reconnects, no change lost', async () => {
+    const server = await startPrivatePostgres(findPostgresBin(() => {}).path);
+    const src = await source(server.url, async () => server.stop());
+    stopAfter.push(() => src.close());
+    const f = fleet(src);
+    const pods = await Promise.all([f.pod('pod-a'), f.pod('pod-b')]);
+    const worker = await f.worker('capture-1');
+    await waitUntil('the reader to take the lease', async () => activeLine(worker));
+    await expectConverged(src, pods, IDS);
+    await burst(src, 100);
+    server.restart();
+    // Changes committed right after the restart, while the reader's connections are still broken.
+    await burst(src, 100);
     await expectConverged(src, pods, IDS);
     await waitUntil('the outbox to be pruned', () => outboxEmpty(src));
     expect(worker.running).toBe(true);
