@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { API_ERROR_CODES, ApiError } from '@cachefleet/api';
+import { CAPTURE_ERROR_CODES, CaptureError } from '@cachefleet/capture';
 import { CATALOGUE_ERROR_CODES, CatalogueError } from '@cachefleet/catalogue';
 import { CLI_ERROR_CODES, CliError } from '@cachefleet/cli';
 import { CodedError, formatError } from '@cachefleet/config';
@@ -30,6 +31,7 @@ const PACKAGES = [
   pkg('worker', WORKER_ERROR_CODES, WorkerError, 'README.md'),
   pkg('catalogue', CATALOGUE_ERROR_CODES, CatalogueError, 'libs/catalogue/README.md'),
   pkg('cli', CLI_ERROR_CODES, CliError, 'apps/cli/README.md'),
+  pkg('capture', CAPTURE_ERROR_CODES, CaptureError, 'libs/capture/README.md'),
 ];
 
 const ROOT = new URL('../', import.meta.url);

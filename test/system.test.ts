@@ -11,6 +11,7 @@ import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { freePort, info, waitUntil } from './helpers/index.js';
@@ -19,7 +20,7 @@ import { makeTempDir, removeTempDir } from './helpers/redis-server.js';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** Variables of the user's shell that would point the system elsewhere than this test's folder. */
 const FOREIGN =
-  /^(CACHE_|QUEUE_|WORKER_|SCHEDULE|API_|PGLITE_|DATABASE_URL$|REDIS_URL$|ADMIN_TOKEN$|CACHEFLEET_)/;
+  /^(CACHE_|QUEUE_|WORKER_|CAPTURE_|SCHEDULE|API_|PGLITE_|DATABASE_URL$|REDIS_URL$|ADMIN_TOKEN$|CACHEFLEET_)/;
 
 const Line = z.looseObject({ msg: z.string().optional(), pid: z.number().optional() });
 
@@ -34,6 +35,7 @@ interface Launcher {
 
 let dir: string;
 let redisPort: number;
+let apiPort: number;
 let launcher: Launcher | undefined;
 /** How the launcher was started (a second start reuses them). */
 let startArgs: string[] = [];
@@ -56,7 +58,8 @@ function pidsOf(l: Launcher, msg: string): number[] {
 beforeAll(async () => {
   dir = await makeTempDir('cachefleet-start-');
   redisPort = await freePort();
-  const [apiPort, workerPort] = [await freePort(), await freePort()];
+  apiPort = await freePort();
+  const workerPort = await freePort();
   // What `npm start` runs, from the package.json (so that this test follows it).
   const script = z
     .object({ scripts: z.object({ start: z.string() }) })
@@ -152,6 +155,40 @@ describe('npm start keeps its token and its folder', () => {
     expect(code).toBe(1);
     expect(stderr).toContain(`another npm start (pid ${(launcher as Launcher).child.pid}) is using ${dir}`);
     expect((launcher as Launcher).child.exitCode).toBeNull();
+  }, 60_000);
+});
+
+describe('npm start reads the change-capture outbox of its embedded database', () => {
+  it("an UPDATE by plain SQL (not through the API) reaches the API pod's cache", async () => {
+    const l = launcher as Launcher;
+    expect(l.lines.some((x) => x.msg === 'change capture installed')).toBe(true);
+    await waitUntil('the capture reader to be active', async () =>
+      l.lines.some((x) => x.msg === 'capture reader active (lease taken)') ? true : undefined,
+    );
+    const url = /database\s+(postgres:\/\/\S+)/.exec(l.stderr)?.[1];
+    expect(url).toBeDefined();
+    const price = async () => {
+      const r = await fetch(`http://127.0.0.1:${apiPort}/products/42`);
+      return z.object({ price_cents: z.number() }).parse(await r.json()).price_cents;
+    };
+    const before = await price();
+    expect(await price()).toBe(before); // cached now
+    const client = new pg.Client(url);
+    await client.connect();
+    try {
+      await client.query('UPDATE catalogue.products SET price_cents = $1 WHERE id = 42', [before + 1]);
+    } finally {
+      await client.end();
+    }
+    // PGlite's socket server forwards no NOTIFY: the reader's poll (1 s) finds the change.
+    await waitUntil(
+      'the API to serve the new price',
+      async () => ((await price()) === before + 1 ? true : undefined),
+      {
+        timeoutMs: 20_000,
+        intervalMs: 200,
+      },
+    );
   }, 60_000);
 });
 

@@ -1,6 +1,6 @@
 /**
  * cachefleet benchmark: floors, peers and the project on the same private redis-server.
- * Usage: npm run bench -- [--n <ops>] [--only l1-hit|l2-hit|stampede|invalidation|tags|consistency|warm|bulk-invalidate|http|read-path|read-path-http|migrate|backup|restore]
+ * Usage: npm run bench -- [--n <ops>] [--only l1-hit|l2-hit|stampede|invalidation|tags|consistency|warm|bulk-invalidate|http|read-path|read-path-http|migrate|backup|restore|capture]
  *   [--json <file>]
  */
 import { randomBytes } from 'node:crypto';
@@ -15,6 +15,7 @@ import { errorMessage } from './data.js';
 import { addRatios, renderTable } from './report.js';
 import type { Row, Workload } from './types.js';
 import { bulkInvalidate } from './workloads/bulk-invalidate.js';
+import { capture } from './workloads/capture.js';
 import { consistency } from './workloads/consistency.js';
 import { http } from './workloads/http.js';
 import { invalidation } from './workloads/invalidation.js';
@@ -42,6 +43,7 @@ const WORKLOADS: readonly Workload[] = [
   migrate,
   backup,
   restore,
+  capture,
 ];
 
 interface Cli {
@@ -83,7 +85,7 @@ async function main(): Promise<void> {
   // workload runs. Its lines go to stderr with the progress notes; stdout is the report.
   const prepared = await prepare({
     chromium: false,
-    postgres: cli.only.includes(http) || cli.only.includes(readPathHttp),
+    postgres: cli.only.includes(http) || cli.only.includes(readPathHttp) || cli.only.includes(capture),
     say: (line) => process.stderr.write(`set-up: ${line}\n`),
   });
   const redis = await startRedis().catch((err: unknown) => {

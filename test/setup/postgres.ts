@@ -8,6 +8,8 @@ import { withFreePort } from '../helpers/redis-server.js';
 interface PrivatePostgres {
   readonly url: string;
   readonly dir: string;
+  /** Stops the server at once (`-m immediate`, as a crash) and starts it again on the same port and data. */
+  restart(): void;
   /** Stops the server and removes its folder; also done at process exit if not called. */
   stop(): void;
 }
@@ -91,7 +93,12 @@ export async function startPrivatePostgres(bin: string): Promise<PrivatePostgres
       run('pg_ctl', ['-D', data, '-l', log, '-w', '-t', '30', '-s', '-o', options, 'start']);
       return p;
     });
-    return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, dir, stop };
+    const options = `-h 127.0.0.1 -p ${port} -k '${dir}' -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
+    const restart = (): void => {
+      run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+      run('pg_ctl', ['-D', data, '-l', log, '-w', '-t', '30', '-s', '-o', options, 'start']);
+    };
+    return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, dir, restart, stop };
   } catch (err) {
     stop();
     throw err;

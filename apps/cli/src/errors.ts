@@ -54,6 +54,9 @@ const EXIT_OF_CODE: Readonly<Record<string, ExitCode>> = {
   E_CACHE_CONFIG: EXIT.USAGE,
   E_CACHE_L2_UNAVAILABLE: EXIT.UNREACHABLE,
   E_CACHE_L2_FAILED: EXIT.UNREACHABLE,
+  E_CAPTURE_CONFIG: EXIT.USAGE,
+  E_CAPTURE_NO_SOURCES: EXIT.USAGE,
+  E_CATALOGUE_CONFIG: EXIT.USAGE,
 };
 
 /** Socket errors that mean "nobody answered there" rather than a bug. */

@@ -1,8 +1,8 @@
 /**
  * `npm start`: the whole system in one command on a fresh machine — Redis (found, or a private
  * redis-server started under .data/redis), one API pod (with an embedded, seeded PGlite database
- * unless DATABASE_URL is set), one worker process serving every queue and installing the
- * schedules. Prints the URLs and the admin token. A child that crashes is restarted with back-off
+ * unless DATABASE_URL is set), one worker process serving every queue, installing the
+ * schedules and reading the change-capture outbox of that database. Prints the URLs and the admin token. A child that crashes is restarted with back-off
  * (supervise.ts); Ctrl-C stops everything it started, workers first.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { issueMessage, pickEnv, portSchema } from '@cachefleet/config';
+import { DEFAULT_QUEUE_LIST } from '@cachefleet/jobs';
 import { z } from 'zod';
 import { adminTokenIn, lockDataDir } from './data-dir.js';
 import { Service } from './supervise.js';
@@ -235,6 +236,10 @@ async function main(): Promise<void> {
         DATABASE_URL: databaseUrl,
         WORKER_HTTP_PORT: String(settings.WORKER_HTTP_PORT),
         BACKUP_DIR: process.env.BACKUP_DIR ?? resolve(DATA, 'backups'),
+        // Every queue, and the change-capture reader over the same database: a write by psql (or
+        // any other writer) reaches the cache too. It installs the outbox and triggers at start.
+        WORKER_QUEUES: process.env.WORKER_QUEUES ?? `${DEFAULT_QUEUE_LIST},capture`,
+        CAPTURE_INSTALL: process.env.CAPTURE_INSTALL ?? 'true',
       }),
       'worker ready',
       // Its own deadline (WORKER_SHUTDOWN_MS) closes it by force: a margin above that.

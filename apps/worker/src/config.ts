@@ -10,7 +10,7 @@ import { WorkerError } from './errors.js';
 
 /** Settings of the worker process (the cache and queue settings are read by their packages). */
 export const WORKER_ENV_VARS = {
-  WORKER_QUEUES: `queues this process serves with their concurrency (default every queue: ${DEFAULT_QUEUE_LIST})`,
+  WORKER_QUEUES: `queues this process serves with their concurrency (default every queue: ${DEFAULT_QUEUE_LIST}); \`capture\` in the list adds the change-capture reader role (needs DATABASE_URL)`,
   WORKER_HTTP_HOST: 'address of the health/metrics server (default 127.0.0.1)',
   WORKER_HTTP_PORT: 'port of the health/metrics server; 0 picks a free one (default 9465)',
   WORKER_SHUTDOWN_MS: 'SIGTERM: time to finish or hand back running jobs (default 30000)',
@@ -26,6 +26,8 @@ export const WORKER_ENV_VARS = {
 
 export interface WorkerConfig {
   readonly queues: readonly QueueConcurrency[];
+  /** `capture` was in the list: this process also runs the change-capture reader (one active fleet-wide). */
+  readonly capture: boolean;
   readonly host: string;
   readonly port: number;
   readonly shutdownMs: number;
@@ -65,9 +67,13 @@ export function loadWorkerConfig(env: Env, argv: readonly string[]): WorkerConfi
     throw configError(
       `WORKER_STALLED_MS: must be less than WORKER_LOCK_MS (${e.WORKER_STALLED_MS} >= ${e.WORKER_LOCK_MS}): a killed worker's jobs move on within lock + interval only then`,
     );
-  let queues: QueueConcurrency[];
+  // `capture` is a role, not a BullMQ queue: taken out of the list before the queues are parsed.
+  const parts = e.WORKER_QUEUES.split(',').map((s) => s.trim());
+  const capture = parts.includes('capture');
+  const rest = parts.filter((s) => s !== 'capture').join(',');
+  let queues: QueueConcurrency[] = [];
   try {
-    queues = parseQueueList(e.WORKER_QUEUES);
+    if (!capture || rest.replace(/,/g, '') !== '') queues = parseQueueList(rest);
   } catch (error) {
     // The queue list's own error (E_JOB_CONFIG) is the cause; this one names where the list came from.
     const why = error instanceof Error ? error.message : String(error);
@@ -76,6 +82,7 @@ export function loadWorkerConfig(env: Env, argv: readonly string[]): WorkerConfi
   }
   return {
     queues,
+    capture,
     host: e.WORKER_HTTP_HOST,
     port: e.WORKER_HTTP_PORT,
     shutdownMs: e.WORKER_SHUTDOWN_MS,

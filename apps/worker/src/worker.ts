@@ -1,7 +1,8 @@
 import { createServer, type Server, STATUS_CODES } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { formatError } from '@cachefleet/config';
+import { CaptureReader, installCapture, loadCaptureConfig } from '@cachefleet/capture';
+import { boolishSchema, formatError } from '@cachefleet/config';
 import {
   type Definitions,
   type DefinitionsModule,
@@ -17,7 +18,9 @@ import {
   loadScheduleCheckMs,
   loadSchedules,
 } from '@cachefleet/jobs';
+import { cacheKeys, createRedisClient, type RedisClient } from '@cachefleet/redis';
 import { type Cache, createCache, loadCacheConfig } from '@cachefleet/tiered-cache';
+import pg from 'pg';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import type { WorkerConfig } from './config.js';
@@ -27,6 +30,8 @@ export interface RunningWorker {
   readonly port: number;
   readonly cache: Cache;
   readonly runtime: FleetRuntime;
+  /** The change-capture reader, when this process serves `capture`. */
+  readonly capture: CaptureReader | undefined;
   /** Graceful: hand back or finish jobs, then close every connection. */
   close(): Promise<void>;
 }
@@ -53,6 +58,9 @@ export async function startWorker(
   env: NodeJS.ProcessEnv,
   logger: Logger,
 ): Promise<RunningWorker> {
+  // Checked before the definitions connect: never a default address for the capture role.
+  if (config.capture && !env.DATABASE_URL)
+    throw new WorkerError('E_WORKER_CONFIG', 'DATABASE_URL: required by the capture role');
   const backups = loadBackupConfig(env);
   const definitions = await loadDefinitions(config.definitions, env);
   const metrics = new Registry();
@@ -77,7 +85,8 @@ export async function startWorker(
       shutdownMs: config.shutdownMs,
     },
   );
-  runtime.start();
+  if (config.queues.length > 0) runtime.start();
+  const capture = config.capture ? await startCapture(env, cache, definitions, metrics, logger) : undefined;
   // A worker installs only the schedules of the queues it serves: an invalidate-only worker
   // scheduling warms would enqueue work nobody it knows of runs.
   const served = new Set(config.queues.map((q) => q.queue));
@@ -92,12 +101,13 @@ export async function startWorker(
           onInstalled: () => logger.warn('the queue Redis had lost the schedules: installed them again'),
           onError: (error) => logger.warn({ err: formatError(error) }, 'schedule check failed'),
         });
-  const server = await listen(config, runtime, cache, jobs, metrics);
+  const server = await listen(config, runtime, cache, jobs, metrics, capture !== undefined);
   const port = (server.address() as AddressInfo).port;
   logger.info(
     {
       port,
       queues: config.queues,
+      capture: config.capture,
       schedules: schedules?.map((s) => `${s.id} ${s.pattern ?? `every ${s.every} ms`}`) ?? 'disabled here',
       namespaces: definitions.namespaces.map((n) => n.name),
     },
@@ -108,9 +118,11 @@ export async function startWorker(
     port,
     cache,
     runtime,
+    capture: capture?.reader,
     close: () => {
       closing ??= (async () => {
         keeper?.close();
+        await capture?.close();
         await runtime.close();
         await new Promise<void>((resolve) => server.close(() => resolve()));
         await jobs.close();
@@ -122,12 +134,73 @@ export async function startWorker(
   };
 }
 
+/**
+ * The capture role: a reader over DATABASE_URL (required: never a default address) with its own
+ * client of the cache Redis for the lease. CAPTURE_INSTALL=true installs the outbox and triggers
+ * first (`npm start` does, on its embedded database).
+ */
+async function startCapture(
+  env: NodeJS.ProcessEnv,
+  cache: Cache,
+  definitions: Definitions,
+  metrics: Registry,
+  logger: Logger,
+): Promise<{ reader: CaptureReader; close(): Promise<void> }> {
+  const databaseUrl = env.DATABASE_URL ?? '';
+  const captureConfig = loadCaptureConfig(env);
+  const install = boolishSchema.safeParse(env.CAPTURE_INSTALL || 'false');
+  if (!install.success) throw new WorkerError('E_WORKER_CONFIG', 'CAPTURE_INSTALL: expected true or false');
+  if (install.data) {
+    const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5_000 });
+    try {
+      await client.connect();
+      const { tables } = await installCapture(client, definitions.namespaces, captureConfig);
+      logger.info({ schema: captureConfig.schema, tables }, 'change capture installed');
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+  const conn = cache.options.redis;
+  if (conn === undefined) throw new WorkerError('E_WORKER_CONFIG', 'the capture role needs the cache Redis');
+  const redis: RedisClient = createRedisClient(conn, {
+    role: 'cache',
+    connectionName: 'cachefleet-capture',
+    commandTimeoutMs: 2_000,
+    onError: () => {},
+  });
+  redis.on('error', () => {});
+  await redis.connect().catch((error: unknown) => {
+    // Redis down at start: the client keeps reconnecting and the reader waits for the lease.
+    logger.warn({ err: formatError(error) }, 'capture: the cache Redis is not reachable yet');
+  });
+  const reader = new CaptureReader({
+    cache,
+    redis,
+    keys: cacheKeys(cache.options.prefix),
+    databaseUrl,
+    namespaces: definitions.namespaces,
+    config: captureConfig,
+    logger,
+    metrics,
+    holder: cache.podId,
+  });
+  reader.start();
+  return {
+    reader,
+    close: async () => {
+      await reader.close();
+      redis.disconnect();
+    },
+  };
+}
+
 function listen(
   config: WorkerConfig,
   runtime: FleetRuntime,
   cache: Cache,
   jobs: JobClient,
   metrics: Registry,
+  capture: boolean,
 ): Promise<Server> {
   const server = createServer((req, res) => {
     const send = (status: number, body: string, type = 'application/json') => {
@@ -139,11 +212,13 @@ function listen(
         return send(200, JSON.stringify({ ok: true }));
       case '/readyz': {
         // Both Redis roles are needed here: jobs come from the queue Redis and write to the cache's.
+        // A capture-only process runs no BullMQ worker: it is ready once its cache is.
         const bound = config.readyRedisDownMs;
         const queueDownMs = Math.round(jobs.downMs);
         const cacheDownMs = cache.tiers().l2?.downMs ?? 0;
         const connected = bound === 0 || (queueDownMs < bound && cacheDownMs < bound);
-        const ready = runtime.ready && cache.registry.store.impl !== 'null' && connected;
+        const queuesReady = config.queues.length === 0 ? capture : runtime.ready;
+        const ready = queuesReady && cache.registry.store.impl !== 'null' && connected;
         return send(
           ready ? 200 : 503,
           JSON.stringify({ ready, queueDownMs, cacheDownMs, cache: cache.status() }),

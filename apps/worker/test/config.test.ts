@@ -43,4 +43,13 @@ describe('worker settings', () => {
     // The queue list's own error is kept as the cause.
     expect(refusal({ WORKER_QUEUES: 'nope' }).cause).toMatchObject({ code: 'E_JOB_CONFIG' });
   });
+
+  it('`capture` in the list is the change-capture role, alone or beside queues', () => {
+    expect(loadWorkerConfig({}, ['--queues', 'capture'])).toMatchObject({ queues: [], capture: true });
+    expect(loadWorkerConfig({ WORKER_QUEUES: 'warm:3, capture' }, [])).toMatchObject({
+      queues: [{ queue: 'warm', concurrency: 3 }],
+      capture: true,
+    });
+    expect(loadWorkerConfig({}, []).capture).toBe(false);
+  });
 });

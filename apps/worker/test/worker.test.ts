@@ -171,3 +171,36 @@ describe('2. schedules after the queue Redis lost its data', () => {
     }
   }, 60_000);
 });
+
+describe('3. the capture role', () => {
+  it('refuses to start without DATABASE_URL, before the definitions connect anywhere', async () => {
+    const { DATABASE_URL: _, ...rest } = env();
+    const config = loadWorkerConfig({ WORKER_HTTP_PORT: '0', WORKER_QUEUES: 'capture' }, []);
+    await expect(startWorker(config, rest, pino({ level: 'silent' }))).rejects.toMatchObject({
+      code: 'E_WORKER_CONFIG',
+      message: 'DATABASE_URL: required by the capture role',
+    });
+  });
+
+  it('a capture-only worker is ready without BullMQ workers and reports its lag metric', async () => {
+    const capture = `wc_${randomBytes(4).toString('hex')}`;
+    const w = await startWorker(
+      loadWorkerConfig({ WORKER_HTTP_PORT: '0', WORKER_QUEUES: 'capture', WORKER_SHUTDOWN_MS: '2000' }, []),
+      env({ CAPTURE_SCHEMA: capture, CAPTURE_INSTALL: 'true', CACHE_KEY_PREFIX: `${capture}:` }),
+      pino({ level: 'silent' }),
+    );
+    try {
+      await waitUntil('the reader to be active', async () => (w.capture?.active ? true : undefined));
+      const ready = await fetch(`http://127.0.0.1:${w.port}/readyz`);
+      expect(ready.status).toBe(200);
+      const metrics = await (await fetch(`http://127.0.0.1:${w.port}/metrics`)).text();
+      expect(metrics).toMatch(/^cachefleet_capture_lag_seconds \d/m);
+      expect(metrics).toMatch(/^cachefleet_capture_active 1$/m);
+    } finally {
+      await w.close();
+      const db = connectPg(DATABASE_URL);
+      await db.query(`DROP SCHEMA IF EXISTS "${capture}" CASCADE`);
+      await db.close();
+    }
+  }, 60_000);
+});

@@ -107,6 +107,8 @@ export function defineProduct(
       return rows.map((r) => r.id);
     },
     tags: (p) => [`category:${p.category}`],
+    // Change capture: a committed change of a row, by any writer, invalidates its entry.
+    sources: [{ table: `${schema}.products`, id: '{id}', tags: ['category:{category}'] }],
   });
 }
 

@@ -31,8 +31,8 @@ import { escapeGlob } from './scan.js';
  * | `<prefix>__{tune}:audit`             | stream, capped| one entry per tuning decision                                      |
  * | `<prefix>__ack:<event id>`           | set, PX       | pods that applied one event (fleet-acknowledged invalidation)      |
  * | `<prefix>__fenced:<podId>`           | set           | namespaces a pod that did not acknowledge drops from L1 when back  |
- * | `<prefix>__{capture}:lease`          | string, PX    | the active capture reader's lease (token and fencing number)       |
- * | `<prefix>__{capture}:position`       | string        | the last outbox position applied                                   |
+ * | `<prefix>__{capture}:lease`          | string, PX    | capture reader's lease `<fence>:<token>` (libs/capture writes it)  |
+ * | `<prefix>__{capture}:position`       | string        | JSON: highest outbox position applied, fence, lag (libs/capture)   |
  * | `<prefix>__migrate:<namespace>`      | hash          | a version migration in progress (from, to, state)                  |
  * | `<prefix>__sweep:<namespace>`        | sorted set    | generations and versions left to sweep                             |
  * | `<prefix>__backup:lock`              | string, PX    | one backup or restore at a time                                    |

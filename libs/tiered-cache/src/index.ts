@@ -43,6 +43,7 @@ export {
   type LoadContext,
   type Namespace,
   type NamespaceDefinition,
+  type SourceTable,
 } from './namespace.js';
 export { CacheRegistry, type CacheStatus } from './registry.js';
 export { type Err, err, type Ok, ok, type Result, type Staleness } from './result.js';

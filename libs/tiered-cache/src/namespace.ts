@@ -69,6 +69,12 @@ export interface NamespaceDefinition<T> {
   readonly earlyRefresh?: number;
   /** Each entry's L1 and L2 TTLs are multiplied by a uniform 1 ± ttlSpread (0–0.5). Default 0. */
   readonly ttlSpread?: number;
+  /**
+   * Tables of the source of truth whose committed changes invalidate this namespace (change
+   * capture, `@cachefleet/capture`): how a changed row, old and new, maps to an id and to the tags
+   * the entry built from it carries. Data only; the cache itself does not read it.
+   */
+  readonly sources?: readonly SourceTable[];
 }
 
 /** What a loader may tell the cache about the value it loaded (adaptive TTL). */
@@ -77,6 +83,19 @@ export interface LoadContext {
   setTtl(ttl: { readonly l1?: number; readonly l2?: number }): void;
   /** This entry's tags, instead of the namespace's `tags(value)`. */
   setTags(tags: readonly string[]): void;
+}
+
+/**
+ * One source table of a namespace. Templates are text with `{column}` placeholders, e.g.
+ * `{ table: 'catalogue.products', id: '{id}', tags: ['category:{category}'] }`.
+ */
+export interface SourceTable {
+  /** `schema.table`, lower-case identifiers. */
+  readonly table: string;
+  /** The id of the entry a row feeds. */
+  readonly id: string;
+  /** What `tags(value)` gives for the value built from the row: used to coalesce bursts. */
+  readonly tags?: readonly string[];
 }
 
 export interface Namespace<T> extends NamespaceDefinition<T> {
@@ -97,6 +116,20 @@ export const DEFAULT_ID_SCHEMA = z
   .max(256)
   .regex(/^[^\s*?[\]\\{}]+$/, 'ids must not contain white space or any of * ? [ ] \\ { }');
 
+const IDENT = '[a-z_][a-z0-9_]{0,62}';
+/** Literal text and `{column}` placeholders, at least one placeholder. */
+const templateSchema = z
+  .string()
+  .max(256)
+  .regex(new RegExp(`^([^{}]|\\{${IDENT}\\})*\\{${IDENT}\\}([^{}]|\\{${IDENT}\\})*$`), {
+    message: 'a template is text with at least one {column} placeholder (lower-case column names)',
+  });
+const sourceSchema = z.strictObject({
+  table: z.string().regex(new RegExp(`^${IDENT}\\.${IDENT}$`), 'table must be schema.table (lower case)'),
+  id: templateSchema,
+  tags: z.array(templateSchema).max(16).optional(),
+});
+
 const definitionSchema = z.object({
   name: z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/, 'name must match [a-z][a-z0-9_-]{0,63}'),
   version: z.number().int().min(1),
@@ -115,6 +148,7 @@ const definitionSchema = z.object({
     .optional(),
   earlyRefresh: z.number().gt(0).lt(1).optional(),
   ttlSpread: z.number().min(0).max(0.5).optional(),
+  sources: z.array(sourceSchema).max(32).optional(),
 });
 
 const FORBIDDEN_ID_CHARS = /[\s*?[\]\\{}]/;

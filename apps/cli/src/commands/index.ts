@@ -1,5 +1,6 @@
 import type { Command } from '../command.js';
 import { backup, backups, restore } from './backup.js';
+import { capture } from './capture.js';
 import { invalidate } from './invalidate.js';
 import { jobs } from './jobs.js';
 import { migrate } from './migrate.js';
@@ -20,6 +21,7 @@ export const COMMANDS: readonly Command[] = [
   jobs,
   status,
   top,
+  capture,
 ];
 
 export function findCommand(name: string): Command | undefined {

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { QUEUE_NAMES } from '@cachefleet/jobs';
 import { z } from 'zod';
 import { parseFlags } from '../args.js';
+import { type CaptureView, captureView } from '../capture-state.js';
 import type { Command } from '../command.js';
 import { CONNECT_TIMEOUT_MS, deadline } from '../connect.js';
 import { CliError, describeFailure, EXIT } from '../errors.js';
@@ -23,17 +24,18 @@ const statsBody = z.record(z.string(), z.unknown());
 
 export const status: Command = {
   name: 'status',
-  summary: 'job counts per queue and state, job schedulers, and the API cache stats',
+  summary: 'job counts per queue and state, job schedulers, change capture, and the API cache stats',
   help: `Usage:
   cachefleet status [--json]
 
 Prints the job counts of every queue by state, the job schedulers (id, cron pattern or interval,
-next run), and, when CACHEFLEET_API_URL is set, GET $CACHEFLEET_API_URL/cache/stats (sent with
+next run), with CACHE_REDIS_URL set the change-capture reader (holder, position, lag at its last
+turn: cachefleet_capture_lag_seconds), and, when CACHEFLEET_API_URL is set, GET $CACHEFLEET_API_URL/cache/stats (sent with
 Authorization: Bearer $CACHEFLEET_ADMIN_TOKEN) as a table. The queue part is printed before the
 API is asked, so an API that does not answer (exit 3) still leaves the queue figures.
 
 Flags:
-  --json                one JSON object: {"queues", "schedulers", "api"?}`,
+  --json                one JSON object: {"queues", "schedulers", "capture"?, "api"?}`,
 
   async run(args, session) {
     const { values } = parseFlags('status', () =>
@@ -66,6 +68,7 @@ Flags:
     );
     const queues = Object.fromEntries(perQueue.map((q) => [q.name, q.counts]));
     const schedulers = perQueue.flatMap((q) => q.schedulers);
+    const capture = await captureView(session);
     const apiUrl = session.env.CACHEFLEET_API_URL;
     if (values.json) {
       let api: Record<string, unknown> | undefined;
@@ -78,7 +81,15 @@ Flags:
         }
       }
       const failed = apiError === undefined ? {} : { apiError: describeFailure(apiError).message };
-      session.out(JSON.stringify({ queues, schedulers, ...(api ? { api } : {}), ...failed }));
+      session.out(
+        JSON.stringify({
+          queues,
+          schedulers,
+          ...(capture ? { capture } : {}),
+          ...(api ? { api } : {}),
+          ...failed,
+        }),
+      );
       if (apiError !== undefined) throw apiError;
       return EXIT.OK;
     }
@@ -95,6 +106,10 @@ Flags:
         schedulers.map((s) => [s.id, s.queue, s.job, s.pattern, isoTime(s.next)]),
       ))
         session.out(line);
+    if (capture !== undefined) {
+      session.out();
+      for (const line of captureLines(capture)) session.out(line);
+    }
     if (!apiUrl) return EXIT.OK;
     session.out();
     const api = await cacheStats(apiUrl, session);
@@ -104,6 +119,25 @@ Flags:
     return EXIT.OK;
   },
 };
+
+function captureLines(c: CaptureView): string[] {
+  if (c.position === null && !c.active)
+    return ['capture: no reader has run (a worker with --queues capture)'];
+  const age = c.updatedAt === null ? '-' : `${((Date.now() - c.updatedAt) / 1000).toFixed(1)} s ago`;
+  return table(
+    ['CAPTURE', 'HOLDER', 'FENCE', 'POSITION', 'LAG (S)', 'UPDATED'],
+    [
+      [
+        c.active ? 'active' : 'no reader',
+        c.holder ?? '-',
+        formatScalar(c.fence ?? '-'),
+        formatScalar(c.position ?? '-'),
+        c.lagSeconds === null ? '-' : c.lagSeconds.toFixed(3),
+        age,
+      ],
+    ],
+  );
+}
 
 /** GET /cache/stats; a refused token is E_CLI_API_TOKEN (exit 2), anything else but a JSON object within 3 s E_CLI_API (exit 3). */
 async function cacheStats(base: string, session: Session): Promise<Record<string, unknown>> {

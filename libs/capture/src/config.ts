@@ -1,0 +1,53 @@
+import { type Env, intSchema, parseEnv } from '@cachefleet/config';
+import { z } from 'zod';
+import { CaptureError } from './errors.js';
+
+/** Settings of change capture, read by the worker's capture role and by `cachefleet capture`. */
+export const CAPTURE_ENV_VARS = {
+  CAPTURE_SCHEMA: 'PostgreSQL schema of the outbox table and trigger functions (default cachefleet)',
+  CAPTURE_BATCH: 'outbox rows read, applied and pruned per turn (default 10000)',
+  CAPTURE_POLL_MS:
+    'poll interval besides LISTEN: a notification sent while nobody listened is lost (default 1000)',
+  CAPTURE_LEASE_MS:
+    'lease of the one active reader; a standby takes over within it plus a third (default 10000)',
+  CAPTURE_COALESCE_AT:
+    'per turn and namespace, from this many changed ids a tag carried by as many is invalidated once instead (default 100)',
+} as const;
+
+export interface CaptureConfig {
+  readonly schema: string;
+  readonly batch: number;
+  readonly pollMs: number;
+  readonly leaseMs: number;
+  readonly coalesceAt: number;
+}
+
+/** A plain lower-case identifier; it is quoted as well wherever it meets SQL. */
+export const captureSchemaName = z
+  .string()
+  .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must match ^[a-z_][a-z0-9_]{0,62}$')
+  .refine((name) => !name.startsWith('pg_'), 'must not start with pg_ (reserved for system schemas)');
+
+const envSchema = z.object({
+  CAPTURE_SCHEMA: captureSchemaName.default('cachefleet'),
+  CAPTURE_BATCH: intSchema.min(1).max(100_000).default(10_000),
+  CAPTURE_POLL_MS: intSchema.min(10).max(600_000).default(1_000),
+  CAPTURE_LEASE_MS: intSchema.min(300).max(600_000).default(10_000),
+  CAPTURE_COALESCE_AT: intSchema.min(2).max(1_000_000).default(100),
+});
+
+/** Reads CAPTURE_* (empty counts as unset); a bad value throws E_CAPTURE_CONFIG naming it. */
+export function loadCaptureConfig(env: Env): CaptureConfig {
+  const e = parseEnv(
+    envSchema,
+    env,
+    (message, cause) => new CaptureError('E_CAPTURE_CONFIG', message, { cause }),
+  );
+  return {
+    schema: e.CAPTURE_SCHEMA,
+    batch: e.CAPTURE_BATCH,
+    pollMs: e.CAPTURE_POLL_MS,
+    leaseMs: e.CAPTURE_LEASE_MS,
+    coalesceAt: e.CAPTURE_COALESCE_AT,
+  };
+}

@@ -1,0 +1,150 @@
+import { createHash } from 'node:crypto';
+import type { Namespace } from '@cachefleet/tiered-cache';
+import { captureSchemaName } from './config.js';
+import { CaptureError } from './errors.js';
+import { type CapturedSource, capturedSources } from './source.js';
+
+/** The schema of the outbox when CAPTURE_SCHEMA is unset. */
+export const DEFAULT_CAPTURE_SCHEMA = 'cachefleet';
+
+const quote = (ident: string) => `"${ident}"`;
+
+function checkedSchema(schema: string): string {
+  const parsed = captureSchemaName.safeParse(schema);
+  if (!parsed.success)
+    throw new CaptureError('E_CAPTURE_CONFIG', `capture schema ${JSON.stringify(schema)}: invalid`);
+  return parsed.data;
+}
+
+/** `"<schema>".capture_outbox`. */
+export function outboxTable(schema: string): string {
+  return `${quote(checkedSchema(schema))}.capture_outbox`;
+}
+
+/** The NOTIFY channel of one capture schema (each schema is its own outbox, e.g. per test). */
+export function captureChannel(schema: string): string {
+  return `${checkedSchema(schema)}_capture`;
+}
+
+/** `schema.table` → `"schema"."table"` (both parts were checked by defineNamespace). */
+function qualified(table: string): string {
+  return table
+    .split('.')
+    .map((p) => quote(p))
+    .join('.');
+}
+
+/** Stable and short: a definition change of another pair never renames this one's function. */
+function pairName(source: CapturedSource): string {
+  const hash = createHash('sha256')
+    .update(`${source.namespace.name}/${source.table}`)
+    .digest('hex')
+    .slice(0, 10);
+  return `${source.namespace.name.replace(/-/g, '_').slice(0, 30)}_${hash}`;
+}
+
+/** The captured columns of a transition table's rows, as text, under fixed names `c0`, `c1`, …. */
+function columns(source: CapturedSource, alias: string): string {
+  return source.columns.map((c, i) => `${alias}.${quote(c)}::text AS c${i}`).join(', ');
+}
+
+/** One JSON object per distinct row of `r`: the column names as keys. */
+function image(source: CapturedSource): string {
+  const fields = source.columns.map((c, i) => `'${c}', r.c${i}`).join(', ');
+  return `json_build_object(${fields})`;
+}
+
+function pairSql(schema: string, source: CapturedSource): string {
+  const name = pairName(source);
+  const fn = `${quote(schema)}.${quote(`capture_${name}`)}`;
+  const table = qualified(source.table);
+  const outbox = outboxTable(schema);
+  const into = `INSERT INTO ${outbox} (ns, tbl, op, rows)
+      SELECT '${source.namespace.name}', '${source.table}'`;
+  const channel = captureChannel(schema);
+  const trigger = (suffix: string) => quote(`cachefleet_capture_${name}_${suffix}`);
+  return `
+-- namespace ${source.namespace.name} <- ${source.table} (columns: ${source.columns.join(', ')})
+CREATE OR REPLACE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $capture$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    ${into}, 'I', json_agg(${image(source)})
+      FROM (SELECT DISTINCT ${columns(source, 'n')} FROM cf_new AS n) AS r HAVING count(*) > 0;
+  ELSIF TG_OP = 'UPDATE' THEN
+    ${into}, 'U', json_agg(${image(source)})
+      FROM (SELECT ${columns(source, 'o')} FROM cf_old AS o
+            UNION SELECT ${columns(source, 'n')} FROM cf_new AS n) AS r HAVING count(*) > 0;
+  ELSIF TG_OP = 'DELETE' THEN
+    ${into}, 'D', json_agg(${image(source)})
+      FROM (SELECT DISTINCT ${columns(source, 'o')} FROM cf_old AS o) AS r HAVING count(*) > 0;
+  ELSE
+    ${into}, 'T', '[]'::json;
+  END IF;
+  IF FOUND THEN
+    PERFORM pg_notify('${channel}', '');
+  END IF;
+  RETURN NULL;
+END
+$capture$;
+DROP TRIGGER IF EXISTS ${trigger('i')} ON ${table};
+CREATE TRIGGER ${trigger('i')} AFTER INSERT ON ${table}
+  REFERENCING NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION ${fn}();
+DROP TRIGGER IF EXISTS ${trigger('u')} ON ${table};
+CREATE TRIGGER ${trigger('u')} AFTER UPDATE ON ${table}
+  REFERENCING OLD TABLE AS cf_old NEW TABLE AS cf_new FOR EACH STATEMENT EXECUTE FUNCTION ${fn}();
+DROP TRIGGER IF EXISTS ${trigger('d')} ON ${table};
+CREATE TRIGGER ${trigger('d')} AFTER DELETE ON ${table}
+  REFERENCING OLD TABLE AS cf_old FOR EACH STATEMENT EXECUTE FUNCTION ${fn}();
+DROP TRIGGER IF EXISTS ${trigger('t')} ON ${table};
+CREATE TRIGGER ${trigger('t')} AFTER TRUNCATE ON ${table}
+  FOR EACH STATEMENT EXECUTE FUNCTION ${fn}();
+`;
+}
+
+/**
+ * The whole installation as one SQL script, idempotent (run it again after a definition changed):
+ * the outbox table, and per declared (namespace, table) a trigger function and its four
+ * statement-level triggers. Sent as one simple query it runs in one transaction, under an advisory
+ * lock so that two installs do not interleave. The source tables must exist.
+ */
+export function captureSql(
+  namespaces: readonly Namespace<unknown>[],
+  options: { readonly schema?: string } = {},
+): string {
+  const schema = checkedSchema(options.schema ?? DEFAULT_CAPTURE_SCHEMA);
+  const sources = capturedSources(namespaces);
+  const head = `-- cachefleet change capture: generated by \`cachefleet capture sql\`; do not edit by hand.
+-- Every committed INSERT, UPDATE, DELETE or TRUNCATE of a source table appends one row per
+-- statement to the outbox in the writer's own transaction and notifies ${captureChannel(schema)}.
+SELECT pg_advisory_xact_lock(hashtext('cachefleet.capture.install'));
+CREATE SCHEMA IF NOT EXISTS ${quote(schema)};
+CREATE TABLE IF NOT EXISTS ${outboxTable(schema)} (
+  pos bigserial PRIMARY KEY,
+  txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  ns text NOT NULL,
+  tbl text NOT NULL,
+  op text NOT NULL,
+  rows json NOT NULL
+);
+`;
+  return head + sources.map((s) => pairSql(schema, s)).join('');
+}
+
+/** The little capture needs of a database connection (a pg.Pool or pg.Client). */
+export interface Queryable {
+  query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }>;
+}
+
+/** Runs `captureSql` (one simple query: one transaction). */
+export async function installCapture(
+  db: Queryable,
+  namespaces: readonly Namespace<unknown>[],
+  options: { readonly schema?: string } = {},
+): Promise<{ readonly tables: readonly string[] }> {
+  const sql = captureSql(namespaces, options);
+  await db.query(sql);
+  return {
+    tables: [...new Set(capturedSources(namespaces).map((s) => `${s.namespace.name} <- ${s.table}`))],
+  };
+}
