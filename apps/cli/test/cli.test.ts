@@ -539,7 +539,10 @@ describe('Redis down', { timeout: SLOW }, () => {
   // BUG (issue 10.8): pointed at an HTTP port, the CLI retried until its deadline and then printed
   // ioredis's "Protocol error, got "H" as reply type byte. Please report this."
   it('a port where something else answers (HTTP) is said to be no Redis, at the first answer', async () => {
-    const http = createServer((socket) => socket.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
+    const http = createServer((socket) => {
+      socket.on('error', () => {}); // the CLI resets the connection when it gives up
+      socket.end('HTTP/1.1 400 Bad Request\r\n\r\n');
+    });
     await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
     try {
       const port = (http.address() as AddressInfo).port;

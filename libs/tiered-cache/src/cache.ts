@@ -173,7 +173,9 @@ export class Cache {
     if (r.ok) return this.#announce({ event_type: 'invalidate', namespace: ns.name, keys: ids }, r);
     if (!isL2Fault(r.error)) return r;
     const d = await this.#awaitDelivery(this.#announceAfterReplay(ns, ids));
-    return d.ok ? ok(0) : r;
+    // Past the wait: the fault the caller can act on is "kept, announced once Redis answers", not
+    // whichever command error the first attempt happened to meet (a dying socket or a refusal).
+    return d.ok ? ok(0) : err(d.error);
   }
 
   /**
