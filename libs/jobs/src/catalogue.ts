@@ -1,5 +1,20 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { id, namespaceName, pattern } from './fields.js';
+import {
+  backupPayload,
+  backupResultSchema,
+  backupStateSchema,
+  migratePayload,
+  migrateResultSchema,
+  migrateStateSchema,
+  restorePayload,
+  restoreResultSchema,
+  restoreStateSchema,
+  sweepPayload,
+  sweepResultSchema,
+  sweepStateSchema,
+} from './lifecycle-schemas.js';
 
 /**
  * The job catalogue: every queue and job name, its payload schema, retry and timeout policy,
@@ -7,6 +22,34 @@ import { z } from 'zod';
  * A job's data is `{ payload, state? }`: the payload is what the producer asked for (validated on
  * both sides), the state is the worker's saved cursor (see docs/design-fleet.md).
  */
+
+export {
+  type BackupPayload,
+  type BackupResult,
+  backupPayload,
+  backupResultSchema,
+  backupStateSchema,
+  type MigratePayload,
+  type MigrateResult,
+  type MigrateState,
+  type MigrateTotals,
+  migratePayload,
+  migrateResultSchema,
+  migrateStateSchema,
+  type RestorePayload,
+  type RestoreResult,
+  type RestoreState,
+  type RestoreTotals,
+  restorePayload,
+  restoreResultSchema,
+  restoreStateSchema,
+  type SweepPayload,
+  type SweepResult,
+  type SweepState,
+  sweepPayload,
+  sweepResultSchema,
+  sweepStateSchema,
+} from './lifecycle-schemas.js';
 
 export const QUEUE_NAMES = ['warm', 'invalidate', 'migrate', 'sweep', 'backup'] as const;
 export type QueueName = (typeof QUEUE_NAMES)[number];
@@ -19,33 +62,6 @@ export const DEFAULT_CONCURRENCY: Readonly<Record<QueueName, number>> = {
   sweep: 1,
   backup: 1,
 };
-
-const namespaceName = z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/, 'a namespace name ([a-z][a-z0-9_-]*)');
-const id = z.string().min(1).max(256);
-/** Every `[` closed and no `\` at the end: Redis would otherwise match what the user did not mean. */
-function wellFormedGlob(glob: string): boolean {
-  for (let i = 0; i < glob.length; i++) {
-    if (glob[i] === '\\') {
-      if (i === glob.length - 1) return false;
-      i++;
-    } else if (glob[i] === '[') {
-      let j = i + 1;
-      if (glob[j] === '^') j++;
-      while (j < glob.length && glob[j] !== ']') j += glob[j] === '\\' ? 2 : 1;
-      if (j >= glob.length) return false;
-      i = j;
-    }
-  }
-  return true;
-}
-
-/** A glob over ids within one namespace: no white space or braces (they could leave the namespace). */
-const pattern = z
-  .string()
-  .min(1)
-  .max(256)
-  .regex(/^[^\s{}]+$/, 'a glob over ids without white space or braces')
-  .refine(wellFormedGlob, 'a glob whose every [ is closed and that does not end in a lone \\');
 
 export const warmPayload = z.discriminatedUnion('type', [
   z.strictObject({
@@ -94,46 +110,6 @@ export const invalidateSlicePayload = z.strictObject({
 });
 export type InvalidateSlicePayload = z.output<typeof invalidateSlicePayload>;
 
-/** A version migration (docs/design-lifecycle.md): the entries of version `to - 1` become `to`. */
-export const migratePayload = z.strictObject({
-  namespace: namespaceName,
-  /** The version migrated to: the worker's definition must be at it. */
-  to: z.number().int().min(2).max(1_000_000),
-  /** Read, convert and validate; write nothing. */
-  dryRun: z.boolean().default(false),
-  /** Keys per second at most; 0 = as fast as Redis and the conversion go. */
-  rate: z.number().int().min(0).max(10_000_000).default(0),
-  /** Keys asked of SCAN per step (200: a concurrent reader's p99 stays under a millisecond). */
-  count: z.number().int().min(10).max(10_000).default(200),
-});
-export type MigratePayload = z.output<typeof migratePayload>;
-
-/** Unlinks the keys no pod can reach (older versions and generations) of one namespace or all. */
-export const sweepPayload = z.strictObject({
-  /** Absent: every namespace of the worker's definitions. */
-  namespace: namespaceName.optional(),
-  count: z.number().int().min(10).max(10_000).default(200),
-});
-export type SweepPayload = z.output<typeof sweepPayload>;
-
-/** A logical backup of chosen namespaces (all by default) into the backup directory. */
-export const backupPayload = z.strictObject({
-  namespaces: z.array(namespaceName).max(100).optional(),
-});
-export type BackupPayload = z.output<typeof backupPayload>;
-
-/** A restore of a backup file: `latest`, a file name in the backup directory, or a path. */
-export const restorePayload = z.strictObject({
-  file: z
-    .string()
-    .min(1)
-    .max(4096)
-    .regex(/^[^\0\n]+$/, 'a file name or path'),
-  /** Overwrite keys that exist; by default they are kept. */
-  replace: z.boolean().default(false),
-});
-export type RestorePayload = z.output<typeof restorePayload>;
-
 /** A warm's counts so far: its result's, and its saved cursor's. */
 const warmTotals = z.object({
   requested: z.number(),
@@ -175,74 +151,6 @@ export const invalidateResultSchema = z.object({
 });
 export type InvalidateResult = z.output<typeof invalidateResultSchema>;
 
-const migrateTotals = z.object({
-  scanned: z.number(),
-  migrated: z.number(),
-  present: z.number(),
-  changed: z.number(),
-  skipped: z.number(),
-  failed: z.number(),
-});
-export type MigrateTotals = z.output<typeof migrateTotals>;
-const migrateFailure = z.object({ id: z.string(), reason: z.string() });
-
-export const migrateResultSchema = migrateTotals.extend({
-  namespace: z.string(),
-  from: z.number(),
-  to: z.number(),
-  dryRun: z.boolean(),
-  generation: z.number(),
-  /** The first failures (`failed` counts them all): ids left alone to expire, and why. */
-  failures: z.array(migrateFailure),
-  /** A whole-namespace invalidation moved the generation during the walk: the rest was skipped. */
-  overtaken: z.boolean(),
-  /** The sweep enqueued to remove the old version's keys (not after a dry run). */
-  sweepJobId: z.string().optional(),
-});
-export type MigrateResult = z.output<typeof migrateResultSchema>;
-
-export const sweepResultSchema = z.object({
-  namespaces: z.array(z.string()),
-  scanned: z.number(),
-  unlinked: z.number(),
-});
-export type SweepResult = z.output<typeof sweepResultSchema>;
-
-export const backupResultSchema = z.object({
-  file: z.string(),
-  path: z.string(),
-  keys: z.number(),
-  bytes: z.number(),
-  namespaces: z.array(z.string()),
-  sha256: z.string(),
-  signed: z.boolean(),
-  encrypted: z.boolean(),
-  /** Older backups removed by the retention (BACKUP_KEEP). */
-  removed: z.number(),
-});
-export type BackupResult = z.output<typeof backupResultSchema>;
-
-const restoreTotals = z.object({
-  /** Records read from the file. */
-  read: z.number(),
-  restored: z.number(),
-  /** Kept as they were: the key existed (no `replace`). */
-  existing: z.number(),
-  /** Expired since the backup: skipped. */
-  expired: z.number(),
-  /** Invalidated (or rewritten) after the backup was taken: not brought back. */
-  fenced: z.number(),
-});
-export type RestoreTotals = z.output<typeof restoreTotals>;
-
-export const restoreResultSchema = restoreTotals.extend({
-  file: z.string(),
-  keys: z.number(),
-  createdAt: z.string(),
-  namespaces: z.array(z.string()),
-});
-export type RestoreResult = z.output<typeof restoreResultSchema>;
-
 export const sliceResultSchema = z.object({ master: z.string(), scanned: z.number(), unlinked: z.number() });
 export type SliceResult = z.output<typeof sliceResultSchema>;
 
@@ -270,44 +178,6 @@ const invalidateStateSchema = z.discriminatedUnion('step', [
   z.object({ step: z.literal('wait'), masters: z.array(z.string()) }),
 ]);
 export type InvalidateState = z.output<typeof invalidateStateSchema>;
-
-/** A migration's walk: master after master, the SCAN cursor, the counts and first failures so far. */
-export const migrateStateSchema = z.object({
-  generation: z.number().int().min(0),
-  masters: z.array(z.string()),
-  /** Which of `masters` is being walked. */
-  index: z.number().int().min(0),
-  cursor: z.string(),
-  /** Entries of the old version when the walk began (a progress total). */
-  total: z.number(),
-  totals: migrateTotals,
-  failures: z.array(migrateFailure),
-  overtaken: z.boolean().default(false),
-});
-export type MigrateState = z.output<typeof migrateStateSchema>;
-
-/** A sweep's walk: namespace after namespace, master after master. */
-export const sweepStateSchema = z.object({
-  /** Which namespace of the plan. */
-  index: z.number().int().min(0),
-  masters: z.array(z.string()),
-  master: z.number().int().min(0),
-  cursor: z.string(),
-  scanned: z.number(),
-  unlinked: z.number(),
-});
-export type SweepState = z.output<typeof sweepStateSchema>;
-
-/** A backup starts its file over on every attempt (a partial gzip stream cannot be resumed). */
-export const backupStateSchema = z.object({});
-
-/** A restore's position in the file (records done) and its counts, for the file it verified. */
-export const restoreStateSchema = z.object({
-  name: z.string(),
-  done: z.number().int().min(0),
-  totals: restoreTotals,
-});
-export type RestoreState = z.output<typeof restoreStateSchema>;
 
 /** One master's walk: the SCAN cursor and the counts so far. */
 export const sliceStateSchema = z.object({

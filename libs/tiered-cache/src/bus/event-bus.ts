@@ -1,5 +1,4 @@
 import { defineScripts, loadScripts, type RedisClient } from '@cachefleet/redis';
-import type { Logger } from 'pino';
 import { CacheError } from '../errors.js';
 import { err, ok, type Result } from '../result.js';
 import {
@@ -9,56 +8,13 @@ import {
   compareStreamIds,
   wireMessageSchema,
 } from './events.js';
+import { Outbox } from './outbox.js';
+import type { BusHandlers, BusStats, EventBusOptions } from './types.js';
+import { fieldOf, fieldValue, validate } from './wire.js';
 
-export interface EventBusOptions {
-  /** Stream (durable, ordered, replayable) and pub/sub channel (fast fan-out) names. */
-  readonly stream: string;
-  readonly channel: string;
-  /** Approximate stream length kept (XADD MAXLEN ~). */
-  readonly maxLen: number;
-  /** This pod's id, written into every event it publishes. */
-  readonly podId: string;
-  /** While the subscription is down, L1 keeps nothing longer than this, ms. */
-  readonly disconnectedTtlMs: number;
-  readonly logger?: Logger;
-}
-
-/** What the cache does with the bus: apply an event, flush L1, cap L1 lifetimes while cut off. */
-export interface BusHandlers {
-  apply(event: CacheEvent, own: boolean): void;
-  /** Events were lost (trimmed before this pod read them): drop everything in L1. */
-  flush(reason: 'trimmed' | 'disconnected'): void;
-  /** `true`: entries filled now must not outlive disconnectedTtlMs; `false`: back to normal. */
-  disconnected(cut: boolean): void;
-}
-
-export interface BusStats {
-  published: number;
-  applied: number;
-  duplicates: number;
-  /** Events found through XRANGE after a gap or a reconnect rather than over pub/sub. */
-  replayed: number;
-  gaps: number;
-  flushes: number;
-  invalid: number;
-  /** Events that Redis could not take at once: kept in the outbox and sent when it answered. */
-  queued: number;
-  /** Events refused because the outbox was full (never announced). */
-  dropped: number;
-}
+export type { BusHandlers, BusStats, EventBusOptions } from './types.js';
 
 const REPLAY_BATCH = 1000;
-/** Events kept for delivery while Redis cannot take them; beyond this, new ones are refused. */
-export const OUTBOX_MAX = 10_000;
-/** How often the outbox retries while the connection is up but sending fails, ms. */
-const OUTBOX_RETRY_MS = 250;
-
-interface Outgoing {
-  readonly event: CacheEvent;
-  readonly done: (r: Result<string>) => void;
-  waited: boolean;
-}
-
 interface BusScripts {
   busPublish(stream: string, channel: string, maxLen: number, event: string): Promise<string>;
 }
@@ -100,9 +56,7 @@ export class EventBus {
   #cuts = 0;
   #checkingAhead = false;
   /** Announcements of changes already made, sent in order (see `deliver`). */
-  #outbox: Outgoing[] = [];
-  #draining = false;
-  #outboxRetry: NodeJS.Timeout | undefined;
+  readonly #outbox: Outbox;
 
   constructor(pub: RedisClient, sub: RedisClient, options: EventBusOptions, handlers: BusHandlers) {
     this.#pub = pub;
@@ -110,13 +64,14 @@ export class EventBus {
     this.#sub = sub;
     this.#opts = options;
     this.#handlers = handlers;
+    this.#outbox = new Outbox((event) => this.#send(event), this.stats);
     // Registered once; ioredis resubscribes by itself after a reconnect and then emits 'ready'.
     this.#sub.on('message', (channel: string, message: string) => {
       if (channel === this.#opts.channel) this.#onMessage(message);
     });
     this.#sub.on('ready', () => void this.#onReady());
     this.#sub.on('close', () => this.#onCut());
-    this.#pub.on('ready', () => void this.#drain());
+    this.#pub.on('ready', () => void this.#outbox.drain());
   }
 
   /** The id of the last event applied (or skipped as this pod's own). */
@@ -144,11 +99,7 @@ export class EventBus {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#flushTimer);
-    clearTimeout(this.#outboxRetry);
-    const unsent = this.#outbox;
-    this.#outbox = [];
-    for (const o of unsent)
-      o.done(err(new CacheError('E_CACHE_CLOSED', 'the bus closed before the event went out')));
+    this.#outbox.close();
     try {
       await this.#sub.quit();
     } catch {
@@ -165,58 +116,20 @@ export class EventBus {
   /**
    * Announces a change already made (an invalidation, an update). When Redis cannot take the event
    * now it is kept, in order, and sent as soon as it can (on the publishing connection's `ready`,
-   * and every OUTBOX_RETRY_MS meanwhile): a change the caller was told about is announced even if
+   * and every 250 ms meanwhile: outbox.ts): a change the caller was told about is announced even if
    * the connection failed at that moment. Resolves once published; an event refused by a full
-   * outbox (OUTBOX_MAX) or still waiting at `close` resolves an error.
+   * outbox (OUTBOX_MAX, outbox.ts) or still waiting at `close` resolves an error.
    */
   deliver(input: CacheEventInput): Promise<Result<string>> {
     const parsed = validate(input);
     if (!parsed.ok) return Promise.resolve(parsed);
     if (this.#closed) return Promise.resolve(err(new CacheError('E_CACHE_CLOSED')));
-    if (this.#outbox.length >= OUTBOX_MAX) {
-      this.stats.dropped++;
-      return Promise.resolve(
-        err(new CacheError('E_CACHE_L2_UNAVAILABLE', 'the bus outbox is full: the event was not kept')),
-      );
-    }
-    return new Promise((done) => {
-      this.#outbox.push({ event: parsed.value, done, waited: false });
-      void this.#drain();
-    });
+    return this.#outbox.push(parsed.value);
   }
 
   /** Events waiting in the outbox (for status and tests). */
   get undelivered(): number {
-    return this.#outbox.length;
-  }
-
-  async #drain(): Promise<void> {
-    if (this.#draining || this.#closed) return;
-    this.#draining = true;
-    try {
-      for (let next = this.#outbox[0]; next !== undefined && !this.#closed; next = this.#outbox[0]) {
-        const r = await this.#send(next.event);
-        if (!r.ok) {
-          for (const o of this.#outbox) {
-            if (o.waited) continue;
-            o.waited = true;
-            this.stats.queued++;
-          }
-          if (this.#outboxRetry === undefined && !this.#closed) {
-            this.#outboxRetry = setTimeout(() => {
-              this.#outboxRetry = undefined;
-              void this.#drain();
-            }, OUTBOX_RETRY_MS);
-            this.#outboxRetry.unref();
-          }
-          return;
-        }
-        this.#outbox.shift();
-        next.done(r);
-      }
-    } finally {
-      this.#draining = false;
-    }
+    return this.#outbox.size;
   }
 
   async #send(event: CacheEvent): Promise<Result<string>> {
@@ -490,24 +403,4 @@ export class EventBus {
       if (entries.length < REPLAY_BATCH) return;
     }
   }
-}
-
-function validate(input: CacheEventInput): Result<CacheEvent> {
-  const parsed = cacheEventSchema.safeParse(input);
-  if (parsed.success) return ok(parsed.data);
-  return err(
-    new CacheError('E_CACHE_INVALID_EVENT', `invalid event: ${parsed.error.message}`, {
-      cause: parsed.error,
-    }),
-  );
-}
-
-function fieldValue(info: unknown[], name: string): unknown {
-  const at = info.indexOf(name);
-  return at >= 0 ? info[at + 1] : undefined;
-}
-
-function fieldOf(info: unknown[], name: string): string | undefined {
-  const v = fieldValue(info, name);
-  return typeof v === 'string' ? v : undefined;
 }

@@ -1,0 +1,39 @@
+import type { Logger } from 'pino';
+import type { CacheEvent } from './events.js';
+
+export interface EventBusOptions {
+  /** Stream (durable, ordered, replayable) and pub/sub channel (fast fan-out) names. */
+  readonly stream: string;
+  readonly channel: string;
+  /** Approximate stream length kept (XADD MAXLEN ~). */
+  readonly maxLen: number;
+  /** This pod's id, written into every event it publishes. */
+  readonly podId: string;
+  /** While the subscription is down, L1 keeps nothing longer than this, ms. */
+  readonly disconnectedTtlMs: number;
+  readonly logger?: Logger;
+}
+
+/** What the cache does with the bus: apply an event, flush L1, cap L1 lifetimes while cut off. */
+export interface BusHandlers {
+  apply(event: CacheEvent, own: boolean): void;
+  /** Events were lost (trimmed before this pod read them): drop everything in L1. */
+  flush(reason: 'trimmed' | 'disconnected'): void;
+  /** `true`: entries filled now must not outlive disconnectedTtlMs; `false`: back to normal. */
+  disconnected(cut: boolean): void;
+}
+
+export interface BusStats {
+  published: number;
+  applied: number;
+  duplicates: number;
+  /** Events found through XRANGE after a gap or a reconnect rather than over pub/sub. */
+  replayed: number;
+  gaps: number;
+  flushes: number;
+  invalid: number;
+  /** Events that Redis could not take at once: kept in the outbox and sent when it answered. */
+  queued: number;
+  /** Events refused because the outbox was full (never announced). */
+  dropped: number;
+}

@@ -1,0 +1,26 @@
+import { CacheError } from '../errors.js';
+import { err, ok, type Result } from '../result.js';
+import { type CacheEvent, type CacheEventInput, cacheEventSchema } from './events.js';
+
+/** An event as the bus sends it, or E_CACHE_INVALID_EVENT naming what is wrong. */
+export function validate(input: CacheEventInput): Result<CacheEvent> {
+  const parsed = cacheEventSchema.safeParse(input);
+  if (parsed.success) return ok(parsed.data);
+  return err(
+    new CacheError('E_CACHE_INVALID_EVENT', `invalid event: ${parsed.error.message}`, {
+      cause: parsed.error,
+    }),
+  );
+}
+
+/** A field of an XINFO-style flat reply. */
+export function fieldValue(info: unknown[], name: string): unknown {
+  const at = info.indexOf(name);
+  return at >= 0 ? info[at + 1] : undefined;
+}
+
+/** A string field of an XINFO-style flat reply (`[name, value, …]`). */
+export function fieldOf(info: unknown[], name: string): string | undefined {
+  const v = fieldValue(info, name);
+  return typeof v === 'string' ? v : undefined;
+}
