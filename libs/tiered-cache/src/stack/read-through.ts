@@ -9,10 +9,11 @@ import { err, OK_UNDEFINED, type Ok, ok, type Result } from '../result.js';
 import { getMany } from './batch.js';
 import { spread, timesOf, withTimes } from './entry-times.js';
 import { type Candidate, FailSafe, type ReadOptions } from './fail-safe.js';
-import { loadAndStore, store, type WriteMode } from './fill.js';
+import { loadAndStore, store } from './fill.js';
 import { deepFreeze } from './freeze.js';
+import { loadLocked } from './locked-load.js';
 import { keyBaseAt, type NamespaceState, newState } from './state.js';
-import { jitter, sleep, type TimingSink } from './timing.js';
+import type { TimingSink } from './timing.js';
 
 /** Distinct ids counted per namespace between two hot-key flushes (bounds the map). */
 const HOT_IDS_PER_FLUSH = 50_000;
@@ -259,7 +260,7 @@ export class ReadThrough {
           }
           // Past its TTL, within its grace: a stale candidate; the fill must replace exactly it.
           if (st.graceMs > 0) this.failSafe.saw(key, { entry: decoded, ...times, source: 'l2', wire, epoch });
-          return await this.#loadLocked(st, l2, id, key, { kind: 'fill', expected: wire, epoch, startedAt });
+          return await loadLocked(this, st, l2, id, key, { kind: 'fill', expected: wire, epoch, startedAt });
         }
       }
       if (wire === undefined) {
@@ -269,7 +270,7 @@ export class ReadThrough {
         return await loadAndStore(this, st, id, key, { kind: 'fill', expected: '', epoch, startedAt });
       }
       const expected = wire === null || !isTombstone(wire) ? '' : wire;
-      return await this.#loadLocked(st, l2, id, key, { kind: 'fill', expected, epoch, startedAt });
+      return await loadLocked(this, st, l2, id, key, { kind: 'fill', expected, epoch, startedAt });
     } finally {
       this.inflight.delete(key);
       if (refresh) this.failSafe.refresh(st, id, key);
@@ -344,77 +345,6 @@ export class ReadThrough {
       size,
       tags,
     );
-  }
-
-  async #loadLocked(
-    st: NamespaceState,
-    l2: RedisStore,
-    id: string,
-    key: string,
-    mode: Extract<WriteMode, { kind: 'fill' }>,
-  ): Promise<Result<unknown>> {
-    st.misses++;
-    const deadline = performance.now() + this.lock.maxWaitMs;
-    let backoff = this.lock.retryMs;
-    for (;;) {
-      const lock = await l2.locks.acquire(key, this.lock.ttlMs);
-      if (!lock.ok) return loadAndStore(this, st, id, key, mode);
-      const token = lock.value;
-      if (token !== null) {
-        try {
-          // The previous holder may have filled L2 between our miss and our lock.
-          const [again, inv] = await Promise.all([l2.readWire(key), l2.fence.invalidations(st.ns.name)]);
-          if (again === undefined) return await loadAndStore(this, st, id, key, mode);
-          let expected = again === null || !isTombstone(again) ? '' : again;
-          if (again !== null && !isTombstone(again)) {
-            const decoded = this.decode(st, l2, key, again);
-            if (decoded.ok) {
-              const times = st.timed ? entryTimes(again) : undefined;
-              if (times === undefined || Date.now() < times.expiresAt) {
-                this.putL1(st, key, decoded, again.length, mode.epoch, times);
-                return decoded;
-              }
-              this.failSafe.saw(key, {
-                entry: decoded,
-                ...times,
-                source: 'l2',
-                wire: again,
-                epoch: mode.epoch,
-              });
-              expected = again;
-            }
-          }
-          return await loadAndStore(this, st, id, key, {
-            ...mode,
-            expected,
-            ...(inv.ok ? { inv: inv.value } : {}),
-          });
-        } finally {
-          await l2.locks.release(key, token);
-        }
-      }
-      st.lockWaits++;
-      if (performance.now() >= deadline) {
-        st.lockTimeouts++;
-        const inv = await l2.fence.invalidations(st.ns.name);
-        return loadAndStore(this, st, id, key, inv.ok ? { ...mode, inv: inv.value } : mode);
-      }
-      await sleep(jitter(backoff));
-      backoff = Math.min(backoff * 2, 200);
-      const polled = await l2.readWire(key);
-      if (polled === undefined) return loadAndStore(this, st, id, key, mode);
-      if (polled !== null && !isTombstone(polled)) {
-        const times = st.timed ? entryTimes(polled) : undefined;
-        // An expired value is what the holder is replacing: keep waiting for its fill.
-        if (times === undefined || Date.now() < times.expiresAt) {
-          const decoded = this.decode(st, l2, key, polled);
-          if (decoded.ok) {
-            this.putL1(st, key, decoded, polled.length, mode.epoch, times);
-            return decoded;
-          }
-        }
-      }
-    }
   }
 
   /** Forgets loads in flight under `keyBase` (matching `match`): readers from now on start afresh. */
