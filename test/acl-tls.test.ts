@@ -17,7 +17,7 @@
  * The plain port stays open for the harness (its readiness PING, the admin's checks); every client
  * of the system uses the TLS port.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -30,6 +30,7 @@ import { z } from 'zod';
 import { redisPod } from './deploy/shipped-redis.js';
 import { startWorker, stopAllWorkers } from './fixtures/fleet-procs.js';
 import { type Pod, startPod } from './fixtures/pods.js';
+import { countKeys, runCli } from './helpers/index.js';
 import { freePort } from './helpers/ports.js';
 import {
   launchRedis,
@@ -41,7 +42,7 @@ import {
 } from './helpers/redis-server.js';
 
 const run = promisify(execFile);
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const _ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DEFINITIONS = pathToFileURL(
   fileURLToPath(new URL('./fixtures/slow-definitions.ts', import.meta.url)),
 ).href;
@@ -203,49 +204,8 @@ function fleetEnv(): Record<string, string> {
   };
 }
 
-interface Run {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function cli(args: readonly string[]): Promise<Run> {
-  const clean = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !/^(QUEUE_|CACHE_|CACHEFLEET_|WORKER_)/.test(k)),
-  );
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'apps/cli/src/main.ts', ...args], {
-      cwd: ROOT,
-      env: { ...clean, ...fleetEnv() },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    const guard = setTimeout(() => child.kill('SIGKILL'), 90_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(guard);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-async function countKeys(c: Redis, match: string): Promise<number> {
-  let n = 0;
-  let cursor = '0';
-  do {
-    const [next, keys] = await c.scan(cursor, 'MATCH', match, 'COUNT', 1000);
-    cursor = next;
-    n += keys.length;
-  } while (cursor !== '0');
-  return n;
-}
+/** The real CLI with this file's fleet settings (over TLS, as the role users). */
+const cli = (args: readonly string[]) => runCli(args, fleetEnv());
 
 beforeAll(async () => {
   dir = await makeTempDir('cachefleet-tls-');

@@ -1,22 +1,8 @@
-/**
- * Change capture end to end, with real processes: pods (fixtures/fleet-pod.ts, a tiered cache over
- * the catalogue) and capture workers (`apps/worker/src/main.ts --queues capture`), a private Redis,
- * and raw SQL on a connection of the test's own, as another service or an operator would write.
- * The check is the pods' answers against the database's rows: after the allowance every pod serves
- * what the database holds, for every id touched, and keeps doing so.
- *
- * - UPDATE, DELETE, INSERT, an UPDATE moving a row between categories (tags), a rolled-back write;
- * - a burst while the active reader is SIGKILLed: the standby takes over within the lease, nothing lost;
- * - a burst while Redis is killed and restarted: nothing lost;
- * - PostgreSQL crashed and restarted between two bursts: the reader reconnects, nothing lost;
- * - the same on PGlite served over its socket server (as `npm start` shares it): polling only.
- */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { installCapture } from '@cachefleet/capture';
 import { connectPg, createCatalogue, type Db, migrate, seed } from '@cachefleet/catalogue';
-import { delay, type RedisProcess, startRedis, testDatabaseUrl, waitUntil } from '@cachefleet/test';
+import { delay, type RedisProcess, runCli, startRedis, testDatabaseUrl, waitUntil } from '@cachefleet/test';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import pg from 'pg';
@@ -336,36 +322,10 @@ describe('change capture across a PostgreSQL restart', { timeout: SLOW }, () => 
   });
 });
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const _ROOT = fileURLToPath(new URL('../', import.meta.url));
 
 /** The real CLI as a child process; resolves its exit code and output. */
-function cli(
-  args: readonly string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const clean = Object.fromEntries(
-      Object.entries(process.env).filter(
-        ([k]) => !/^(CACHE_|QUEUE_|WORKER_|CAPTURE_|DATABASE_URL$|CATALOGUE_SCHEMA$)/.test(k),
-      ),
-    );
-    const child = spawn(process.execPath, ['--import', 'tsx', 'apps/cli/src/main.ts', ...args], {
-      cwd: ROOT,
-      env: { ...clean, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: readonly string[], env: Record<string, string>) => runCli(args, env);
 
 describe('cachefleet capture install and status', { timeout: SLOW }, () => {
   let src: Source;

@@ -1,4 +1,5 @@
 export { type CachePool, cachesOn } from './caches.js';
+export { type CliRun, runCli } from './cli.js';
 export {
   type ClusterNode,
   type ClusterNodeInfo,
