@@ -55,6 +55,7 @@ export class EventBus {
   /** Bumped by every cut: a catch-up that a cut overtook must not declare the bus connected. */
   #cuts = 0;
   #checkingAhead = false;
+  #checkAgain = false;
   /** Announcements of changes already made, sent in order (see `deliver`). */
   readonly #outbox: Outbox;
 
@@ -246,12 +247,21 @@ export class EventBus {
    * from the stream's real head.
    */
   async #checkAhead(): Promise<void> {
-    if (this.#checkingAhead) return;
+    if (this.#checkingAhead) {
+      // A duplicate during a check: check again after it (the stream may have moved on since).
+      this.#checkAgain = true;
+      return;
+    }
     this.#checkingAhead = true;
+    this.#checkAgain = false;
     try {
       const info = (await this.#pub.call('XINFO', 'STREAM', this.#opts.stream)) as unknown[];
       const lastGenerated = fieldOf(info, 'last-generated-id') ?? '0-0';
-      if (compareStreamIds(this.#lastId, lastGenerated) <= 0) return;
+      const behind = compareStreamIds(this.#lastId, lastGenerated);
+      // Events after ours exist: one dropped as a duplicate (after a forged id was corrected) may be
+      // among them, so read them from the stream rather than wait for the next message.
+      if (behind < 0) void this.#catchUp();
+      if (behind <= 0) return;
       this.#opts.logger?.warn(
         { lastId: this.#lastId, lastGenerated },
         'bus: the last id applied was never in the stream (a forged message); flushing L1',
@@ -264,6 +274,7 @@ export class EventBus {
       // No stream to compare with (cleared) or Redis failing: the reconnect path handles those.
     } finally {
       this.#checkingAhead = false;
+      if (this.#checkAgain && !this.#closed) void this.#checkAhead();
     }
   }
 
@@ -288,10 +299,17 @@ export class EventBus {
         this.#catchingUp = undefined;
         const queued = this.#queue;
         this.#queue = [];
+        let duplicate = false;
         for (const m of queued) {
           if (compareStreamIds(m.id, this.#lastId) > 0) this.#apply(m.id, m.event);
-          else this.stats.duplicates++;
+          else {
+            this.stats.duplicates++;
+            duplicate = true;
+          }
         }
+        // As in #onMessage: a duplicate may mean the last id was forged (a message queued while a
+        // catch-up ran is otherwise dropped with nobody checking, and L1 keeps what it invalidated).
+        if (duplicate) void this.#checkAhead();
       });
     return this.#catchingUp;
   }
