@@ -232,6 +232,14 @@ const USER_JOB = {
   internal: false,
 } as const;
 
+/** A lifecycle job (migrate, backup, restore): hours long, its result kept a month. */
+const LIFECYCLE_JOB = {
+  ...USER_JOB,
+  attempts: 5,
+  timeoutMs: 2 * 60 * 60_000,
+  removeOnComplete: { age: 30 * DAY, count: 1_000 },
+} as const;
+
 export const JOBS = {
   warm: {
     queue: 'warm',
@@ -271,13 +279,8 @@ export const JOBS = {
     payload: migratePayload,
     result: migrateResultSchema,
     state: migrateStateSchema,
-    attempts: 5,
+    ...LIFECYCLE_JOB,
     backoff: { type: 'exponential', delay: 2_000 },
-    timeoutMs: 2 * 60 * 60_000,
-    removeOnComplete: { age: 30 * DAY, count: 1_000 },
-    removeOnFail: { age: 30 * DAY, count: 5_000 },
-    dedupe: 'payload',
-    internal: false,
   },
   sweep: {
     queue: 'sweep',
@@ -287,36 +290,23 @@ export const JOBS = {
     attempts: 5,
     backoff: { type: 'exponential', delay: 2_000 },
     timeoutMs: 2 * 60 * 60_000,
-    removeOnComplete: { age: 7 * DAY, count: 1_000 },
-    removeOnFail: { age: 30 * DAY, count: 5_000 },
-    dedupe: 'payload',
-    internal: false,
+    ...USER_JOB,
   },
   backup: {
     queue: 'backup',
     payload: backupPayload,
     result: backupResultSchema,
     state: backupStateSchema,
-    attempts: 5,
+    ...LIFECYCLE_JOB,
     backoff: { type: 'exponential', delay: 5_000 },
-    timeoutMs: 2 * 60 * 60_000,
-    removeOnComplete: { age: 30 * DAY, count: 1_000 },
-    removeOnFail: { age: 30 * DAY, count: 5_000 },
-    dedupe: 'payload',
-    internal: false,
   },
   restore: {
     queue: 'backup',
     payload: restorePayload,
     result: restoreResultSchema,
     state: restoreStateSchema,
-    attempts: 5,
+    ...LIFECYCLE_JOB,
     backoff: { type: 'exponential', delay: 5_000 },
-    timeoutMs: 2 * 60 * 60_000,
-    removeOnComplete: { age: 30 * DAY, count: 1_000 },
-    removeOnFail: { age: 30 * DAY, count: 5_000 },
-    dedupe: 'payload',
-    internal: false,
   },
 } as const satisfies Record<string, JobPolicy>;
 
