@@ -572,9 +572,19 @@ describe('worker fleet, end to end (worker and pod processes)', () => {
       queues: 'invalidate:1',
       preload: ['test/fixtures/fleet-clock-skew.ts'],
     });
-    await delay(2_500);
-    const finished = (await scheduledJobs(s)).filter((j) => j.finishedOn !== undefined);
-    expect(finished.length).toBeGreaterThanOrEqual(2);
+    // At least one tick after the replica's upsert has run (waited for, not timed: a loaded CI
+    // machine may take longer than one 2 s period to run it).
+    const upserted = Date.now();
+    const finished = await waitUntil(
+      'a tick after the replica started to complete',
+      async () => {
+        const done = (await scheduledJobs(s)).filter((j) => j.finishedOn !== undefined);
+        return done.some((j) => tickOf(j.id) > upserted) && done.length >= 2 ? done : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
+    // The replica serves another queue: the warm's scheduler is not its to remove.
+    expect((await s.jobs.queue('warm').getJobSchedulers(0, -1)).map((x) => x.key)).toEqual([SCHEDULER]);
     // Each tick's job ran once.
     expect(finished.map((j) => [j.id, j.attemptsMade])).toEqual(finished.map((j) => [j.id, 1]));
   }, 60_000);

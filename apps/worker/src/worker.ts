@@ -89,14 +89,16 @@ export async function startWorker(
   const capture = config.capture ? await startCapture(env, cache, definitions, metrics, logger) : undefined;
   // A worker installs only the schedules of the queues it serves: an invalidate-only worker
   // scheduling warms would enqueue work nobody it knows of runs.
-  const served = new Set(config.queues.map((q) => q.queue));
-  const schedules = loadSchedules(env)?.filter((s) => served.has(JOBS[s.name].queue));
-  if (schedules !== undefined) await installSchedules(jobs, schedules);
+  // It adds and removes schedulers on those queues only, and keeps them there.
+  const served = [...new Set(config.queues.map((q) => q.queue))];
+  const schedules = loadSchedules(env)?.filter((s) => served.includes(JOBS[s.name].queue));
+  if (schedules !== undefined) await installSchedules(jobs, schedules, served);
   // Put back by this running process if the queue Redis loses them (it came back empty).
   const keeper =
     schedules === undefined
       ? undefined
       : keepSchedules(jobs, schedules, {
+          queues: served,
           checkMs: loadScheduleCheckMs(env),
           onInstalled: () => logger.warn('the queue Redis had lost the schedules: installed them again'),
           onError: (error) => logger.warn({ err: formatError(error) }, 'schedule check failed'),

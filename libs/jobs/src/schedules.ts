@@ -1,6 +1,14 @@
 import { boolishSchema, type Env, intSchema, parseEnv } from '@cachefleet/config';
 import { z } from 'zod';
-import { canonicalJson, isJobName, JOBS, type JobName, type PayloadInputOf } from './catalogue.js';
+import {
+  canonicalJson,
+  isJobName,
+  JOBS,
+  type JobName,
+  type PayloadInputOf,
+  QUEUE_NAMES,
+  type QueueName,
+} from './catalogue.js';
 import { type JobClient, jobOptions, parsePayload } from './client.js';
 import { queueDown } from './deadline.js';
 import { JobError } from './errors.js';
@@ -115,15 +123,26 @@ export function loadSchedules(env: Env): Schedule[] | undefined {
 
 /**
  * Installs `schedules` (idempotent: safe from every replica at once) and removes our schedulers
- * that are no longer configured, so turning one off in config takes effect.
+ * that are no longer configured, so turning one off in config takes effect. Only on `queues`, the
+ * queues this process answers for (default all): a worker serving only `invalidate` neither adds
+ * nor removes the warm schedules, which are the warm workers' to keep.
  */
-export async function applySchedules(jobs: JobClient, schedules: readonly Schedule[]): Promise<void> {
+export async function applySchedules(
+  jobs: JobClient,
+  schedules: readonly Schedule[],
+  queues: readonly QueueName[] = QUEUE_NAMES,
+): Promise<void> {
   for (const s of schedules) {
     if (!s.id.startsWith(SCHEDULE_PREFIX))
       throw new JobError('E_JOB_CONFIG', `schedule id must start with ${SCHEDULE_PREFIX}`);
     if (!isJobName(s.name)) throw new JobError('E_JOB_UNKNOWN', `schedule ${s.id}: no job named ${s.name}`);
     if ((s.pattern === undefined) === (s.every === undefined))
       throw new JobError('E_JOB_CONFIG', `schedule ${s.id}: give exactly one of pattern and every`);
+    if (!queues.includes(JOBS[s.name].queue))
+      throw new JobError(
+        'E_JOB_CONFIG',
+        `schedule ${s.id}: queue ${JOBS[s.name].queue} is not among ${queues.join(', ')}`,
+      );
     const payload = parsePayload(s.name, s.payload);
     const { attempts, backoff, removeOnComplete, removeOnFail } = jobOptions(s.name, payload, s.id);
     const queue = jobs.queue(JOBS[s.name].queue);
@@ -156,7 +175,7 @@ export async function applySchedules(jobs: JobClient, schedules: readonly Schedu
     );
   }
   const wanted = new Set(schedules.map((s) => s.id));
-  for (const queueName of new Set(Object.values(JOBS).map((j) => j.queue))) {
+  for (const queueName of new Set(queues)) {
     const queue = jobs.queue(queueName);
     for (const existing of await queue.getJobSchedulers(0, -1)) {
       const key = existing.key;
@@ -166,23 +185,30 @@ export async function applySchedules(jobs: JobClient, schedules: readonly Schedu
 }
 
 /**
- * Set once the schedules are installed, under the queue prefix (`__` is no queue name). A queue
- * Redis that lost its data (restarted without persistence, failed over to an empty replica) has
- * lost it too: that, and not a scheduler missing, is what makes a running worker install them
+ * Set once a queue's schedules are installed, under the queue prefix (`__` is no queue name). A
+ * queue Redis that lost its data (restarted without persistence, failed over to an empty replica)
+ * has lost it too: that, and not a scheduler missing, is what makes a running worker install them
  * again. A scheduler removed on purpose (a replica started with it turned off) stays removed:
- * replicas whose configuration is older do not put it back.
+ * replicas whose configuration is older do not put it back. One per queue, as each queue's
+ * workers keep its schedules.
  */
-export function schedulesMarker(jobs: JobClient): string {
-  return `${jobs.prefix}:__schedules`;
+export function schedulesMarker(jobs: JobClient, queue: QueueName): string {
+  return `${jobs.prefix}:__schedules:${queue}`;
 }
 
-/** Installs `schedules` (applySchedules), then marks them installed. */
-export async function installSchedules(jobs: JobClient, schedules: readonly Schedule[]): Promise<void> {
-  await applySchedules(jobs, schedules);
-  await jobs.connection.set(
-    schedulesMarker(jobs),
-    JSON.stringify({ ids: schedules.map((s) => s.id), at: new Date().toISOString() }),
-  );
+/** Installs `schedules` on `queues` (applySchedules), then marks those queues installed. */
+export async function installSchedules(
+  jobs: JobClient,
+  schedules: readonly Schedule[],
+  queues: readonly QueueName[] = QUEUE_NAMES,
+): Promise<void> {
+  await applySchedules(jobs, schedules, queues);
+  const at = new Date().toISOString();
+  const markers = queues.flatMap((q) => [
+    schedulesMarker(jobs, q),
+    JSON.stringify({ ids: schedules.filter((s) => JOBS[s.name].queue === q).map((s) => s.id), at }),
+  ]);
+  if (markers.length > 0) await jobs.connection.mset(...markers);
 }
 
 export interface ScheduleKeeper {
@@ -199,21 +225,24 @@ export function keepSchedules(
   jobs: JobClient,
   schedules: readonly Schedule[],
   options: {
+    /** The queues whose schedules this process keeps (default all). */
+    readonly queues?: readonly QueueName[];
     readonly checkMs: number;
     readonly onInstalled?: () => void;
     readonly onError?: (e: unknown) => void;
   },
 ): ScheduleKeeper {
-  const marker = schedulesMarker(jobs);
+  const queues = options.queues ?? QUEUE_NAMES;
+  const markers = queues.map((q) => schedulesMarker(jobs, q));
   let running = false;
   const check = () => {
-    if (running || queueDown(jobs.connection.status)) return;
+    if (running || queueDown(jobs.connection.status) || markers.length === 0) return;
     running = true;
     jobs.connection
-      .exists(marker)
+      .exists(...markers)
       .then(async (present) => {
-        if (present === 1) return;
-        await installSchedules(jobs, schedules);
+        if (present === markers.length) return;
+        await installSchedules(jobs, schedules, queues);
         options.onInstalled?.();
       })
       .catch((error: unknown) => options.onError?.(error))

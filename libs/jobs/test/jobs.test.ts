@@ -330,6 +330,21 @@ describe('schedules', () => {
     ]);
   });
 
+  it('a process answering for some queues leaves the schedulers of the others alone', async () => {
+    const jobs = client();
+    const warm = jobs.queue('warm');
+    await installSchedules(jobs, loadSchedules({}) ?? []);
+    const before = (await warm.getJobSchedulers(0, -1)).map((x) => x.key).sort();
+    expect(before).toEqual(['cachefleet-warm-all', 'cachefleet-warm-hot']);
+    // An invalidate-only worker: no schedule of its own, and the warm ones stay.
+    await installSchedules(jobs, [], ['invalidate']);
+    expect((await warm.getJobSchedulers(0, -1)).map((x) => x.key).sort()).toEqual(before);
+    expect(await jobs.connection.exists(schedulesMarker(jobs, 'invalidate'))).toBe(1);
+    // A schedule outside the queues it answers for is a configuration error, not silently dropped.
+    const hot = (loadSchedules({}) ?? []).filter((x) => x.id === 'cachefleet-warm-hot');
+    await expect(applySchedules(jobs, hot, ['invalidate'])).rejects.toMatchObject({ code: 'E_JOB_CONFIG' });
+  });
+
   it('keepSchedules: puts them back once the queue Redis lost them, not a scheduler removed on purpose', async () => {
     const jobs = client();
     const warm = jobs.queue('warm');
@@ -345,7 +360,7 @@ describe('schedules', () => {
       expect(await ids()).toEqual(['cachefleet-warm-all']);
       // The data is lost, the marker with it: the keeper installs its own schedules again.
       await warm.removeJobScheduler('cachefleet-warm-all');
-      await jobs.connection.del(schedulesMarker(jobs));
+      await jobs.connection.del(schedulesMarker(jobs, 'warm'));
       await waitUntil('the schedules to be back', async () =>
         (await ids()).length === 2 ? true : undefined,
       );
