@@ -37,6 +37,28 @@ function readonlyAfterFailover(error: Error): 2 | false {
 }
 
 /**
+ * Connects `client` again, with the reconnect back-off, each time it ends without its owner having
+ * closed it (`ownerClosed`); `connect` is the class's own connect (`super.connect`).
+ */
+function reviveOnEnd(
+  client: Redis | Cluster,
+  ownerClosed: () => boolean,
+  connect: () => Promise<void>,
+): void {
+  let attempts = 0;
+  client.on('ready', () => {
+    attempts = 0;
+  });
+  client.on('end', () => {
+    if (ownerClosed()) return;
+    const timer = setTimeout(() => {
+      if (client.status === 'end' && !ownerClosed()) connect().catch(() => {});
+    }, retryDelay(++attempts));
+    timer.unref();
+  });
+}
+
+/**
  * ioredis stops for good (status `end`) not only when its owner closes it: a `connect()` that fails
  * — e.g. Sentinel's failover detector dropping the connection while a reconnect is still asking the
  * sentinels for the master ("Connection is closed.") — also ends it, and it never retries. Seen as
@@ -46,27 +68,17 @@ function readonlyAfterFailover(error: Error): 2 | false {
  */
 class LastingRedis extends Redis {
   #ownerClosed: boolean;
-  #attempts: number;
 
   /** `url`: a `redis://` URL, read by ioredis as usual; or undefined when `options` say it all. */
   constructor(url: string | undefined, options: RedisOptions) {
     if (url === undefined) super(options);
     else super(url, options);
     this.#ownerClosed = false;
-    this.#attempts = 0;
-    this.on('ready', () => {
-      this.#attempts = 0;
-    });
-    this.on('end', () => {
-      if (this.#ownerClosed) return;
-      const timer = setTimeout(
-        () => {
-          if (this.status === 'end' && !this.#ownerClosed) super.connect().catch(() => {});
-        },
-        retryDelay(++this.#attempts),
-      );
-      timer.unref();
-    });
+    reviveOnEnd(
+      this,
+      () => this.#ownerClosed,
+      () => super.connect(),
+    );
   }
 
   override connect(...args: Parameters<Redis['connect']>): Promise<void> {
@@ -94,23 +106,14 @@ class LastingRedis extends Redis {
 /** The same for a Cluster client (its refresh can end it as well). */
 class LastingCluster extends Cluster {
   #ownerClosed = false;
-  #attempts = 0;
 
   constructor(nodes: ClusterNode[], options: ClusterOptions) {
     super(nodes, options);
-    this.on('ready', () => {
-      this.#attempts = 0;
-    });
-    this.on('end', () => {
-      if (this.#ownerClosed) return;
-      const timer = setTimeout(
-        () => {
-          if (this.status === 'end' && !this.#ownerClosed) super.connect().catch(() => {});
-        },
-        retryDelay(++this.#attempts),
-      );
-      timer.unref();
-    });
+    reviveOnEnd(
+      this,
+      () => this.#ownerClosed,
+      () => super.connect(),
+    );
   }
 
   override connect(): Promise<void> {
