@@ -20,8 +20,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { z } from 'zod';
 import { type BusGate, startBusGate } from './fixtures/bus-gate.js';
-import { type Pod, type Reply, startPod } from './fixtures/pods.js';
-import { delay, type RedisProcess, startRedis, waitUntil } from './helpers/index.js';
+import { ok, type Pod, podAt, startPod } from './fixtures/pods.js';
+import { clientIds, delay, type RedisProcess, startRedis, waitUntil } from './helpers/index.js';
 
 const RUN = `ack${Date.now()}`;
 const PREFIX = `${RUN}:`;
@@ -82,15 +82,7 @@ function client(): Redis {
 }
 
 function pod(i: number): Pod {
-  const p = pods[i];
-  if (!p) throw new Error(`pod ${i} not started`);
-  return p;
-}
-
-async function ok(p: Pod, req: Record<string, unknown>): Promise<Reply> {
-  const r = await p.request(req);
-  if (!r.ok) throw new Error(`${p.role} ${JSON.stringify(req)} failed: ${JSON.stringify(r.error)}`);
-  return r;
+  return podAt(pods, i);
 }
 
 async function read(p: Pod, id: string): Promise<z.infer<typeof ReadReply>> {
@@ -105,18 +97,7 @@ const cacheConnection = `cachefleet:cache:${RUN}-a`;
 
 /** The Redis client id of the connection with this name (CLIENT LIST), if connected. */
 async function clientIdByName(name: string): Promise<string | undefined> {
-  const list: unknown = await client().client('LIST');
-  if (typeof list !== 'string') throw new Error('CLIENT LIST did not answer text');
-  for (const line of list.split('\n')) {
-    const fields = new Map(
-      line
-        .trim()
-        .split(' ')
-        .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)] as const),
-    );
-    if (fields.get('name') === name) return fields.get('id');
-  }
-  return undefined;
+  return (await clientIds(client(), (n) => n === name))[0];
 }
 
 /** Puts version `ver` of `id` into B's and C's L1 (the second read must come from L1). */

@@ -29,7 +29,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { type BusGate, startBusGate } from './fixtures/bus-gate.js';
-import { type Pod, type Reply, startPod } from './fixtures/pods.js';
+import { ok, type Pod, podAt, startPod } from './fixtures/pods.js';
 import { type RedisProcess, startRedis, waitUntil } from './helpers/index.js';
 
 const PODS = 8;
@@ -134,15 +134,7 @@ function theGate(): BusGate {
 }
 
 function pod(i: number): Pod {
-  const p = pods[i];
-  if (!p) throw new Error(`pod ${i} not started`);
-  return p;
-}
-
-async function ok(p: Pod, req: Record<string, unknown>): Promise<Reply> {
-  const r = await p.request(req);
-  if (!r.ok) throw new Error(`${p.role} ${JSON.stringify(req)} failed: ${JSON.stringify(r.error)}`);
-  return r;
+  return podAt(pods, i);
 }
 
 async function read(p: Pod, id: string): Promise<Read> {

@@ -39,7 +39,15 @@ import {
   signatureOfEvent,
   summarize,
 } from './consistency.js';
-import { type Deferred, deferred, delay, type RedisProcess, startRedis, waitUntil } from './helpers/index.js';
+import {
+  clientIds,
+  type Deferred,
+  deferred,
+  delay,
+  type RedisProcess,
+  startRedis,
+  waitUntil,
+} from './helpers/index.js';
 
 let redis: RedisProcess | undefined;
 
@@ -258,12 +266,9 @@ describe('randomized fleet', () => {
     const killing = (async () => {
       while (!stop) {
         await delay(250);
-        const list = await killer.client('LIST').catch(() => '');
-        const ids = String(list)
-          .split('\n')
-          .filter((line) => / name=cachefleet:cache:/.test(line))
-          .map((line) => /(?:^| )id=(\d+)/.exec(line)?.[1])
-          .filter((id): id is string => id !== undefined);
+        const ids = await clientIds(killer, (name) => name.startsWith('cachefleet:cache:')).catch(
+          () => [] as string[],
+        );
         const id = ids[Math.floor(Math.random() * ids.length)];
         if (id !== undefined && (await killer.client('KILL', 'ID', id).catch(() => 0)) === 1) kills++;
       }

@@ -56,3 +56,14 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** The ids of the connections whose name passes `named` (CLIENT LIST), e.g. to CLIENT KILL one. */
+export async function clientIds(redis: Redis, named: (name: string) => boolean): Promise<string[]> {
+  const list: unknown = await redis.client('LIST');
+  if (typeof list !== 'string') throw new Error('CLIENT LIST did not answer text');
+  return list.split('\n').flatMap((line) => {
+    const name = / name=(\S*)/.exec(line)?.[1];
+    const id = /(?:^| )id=(\d+)/.exec(line)?.[1];
+    return name !== undefined && id !== undefined && named(name) ? [id] : [];
+  });
+}
