@@ -1,14 +1,9 @@
-import * as crypto from 'node:crypto';
 import { issueMessage } from '@cachefleet/config';
+import { etagOf, ifNoneMatchMatches } from '@cachefleet/fastify';
 import { ApiError } from './errors.js';
 import { boundBy } from './metrics.js';
 
-/** One-shot `crypto.hash` (Node ≥ 20.12) is cheaper than a Hash object per response. */
-const oneShot = (crypto as { hash?: typeof crypto.hash }).hash;
-const sha1: (body: string | Buffer) => string =
-  oneShot !== undefined
-    ? (body) => oneShot('sha1', body, 'base64url')
-    : (body) => crypto.createHash('sha1').update(body).digest('base64url');
+export { ifNoneMatchMatches };
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
@@ -152,7 +147,7 @@ export function edgeCaching(app: FastifyInstance, options: EdgeOptions): void {
     if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) return done(null, payload);
 
     // A handler that knows its version (e.g. from a row's version) may set its own ETag.
-    const etag = headerText(reply.getHeader('etag')) ?? `"${sha1(payload)}"`;
+    const etag = headerText(reply.getHeader('etag')) ?? etagOf(payload);
     reply.header('etag', etag);
     if (existing === undefined) reply.header('cache-control', cacheControl);
     reply.header('vary', withAuthorization(headerText(reply.getHeader('vary'))));
@@ -170,29 +165,6 @@ export function edgeCaching(app: FastifyInstance, options: EdgeOptions): void {
     // the length an edge cache stored with the 200.
     return done(null, method === 'HEAD' ? payload : null);
   });
-}
-
-/**
- * RFC 9110 §13.1.2: `If-None-Match` uses the weak comparison (`W/"x"` matches `"x"`), `*` matches
- * any current representation, and the field is a comma-separated list. The list is read tag by tag
- * (an entity tag may itself contain a comma), and anything that is not a tag is ignored.
- */
-export function ifNoneMatchMatches(header: string | string[] | undefined, etag: string): boolean {
-  if (header === undefined) return false;
-  const value = Array.isArray(header) ? header.join(', ') : header;
-  if (value.trim() === '*') return true;
-  const opaque = stripWeak(etag);
-  for (const m of value.matchAll(ENTITY_TAG)) {
-    if (m[1] === opaque) return true;
-  }
-  return false;
-}
-
-/** `(W/)?"<etagc>*"`; group 1 is the opaque tag with its quotes. */
-const ENTITY_TAG = /(?:W\/)?("[\x21\x23-\x7e\x80-\xff]*")/g;
-
-function stripWeak(etag: string): string {
-  return etag.startsWith('W/') ? etag.slice(2) : etag;
 }
 
 function headerText(value: string | number | string[] | undefined): string | undefined {

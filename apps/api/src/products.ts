@@ -1,5 +1,12 @@
-import { type Catalogue, type Db, productPatchSchema, updateProduct } from '@cachefleet/catalogue';
+import {
+  type Catalogue,
+  categorySummary,
+  type Db,
+  productPatchSchema,
+  updateProduct,
+} from '@cachefleet/catalogue';
 import { formatError } from '@cachefleet/config';
+import { cachefleetRoutes, responseNamespace } from '@cachefleet/fastify';
 import type { Cache, Staleness } from '@cachefleet/tiered-cache';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -17,6 +24,7 @@ interface ProductDeps {
 }
 
 const idParams = z.strictObject({ id: z.string().regex(/^[1-9][0-9]{0,17}$/, 'a positive integer id') });
+const categoryParams = z.strictObject({ category: z.string().min(1).max(128) });
 const idsQuery = z.strictObject({
   ids: z
     .string()
@@ -74,14 +82,35 @@ export function productRoutes(app: FastifyInstance, deps: ProductDeps): void {
     const updated = await updateProduct(deps.db, catalogue.schema, params.id, patch);
     if (updated === undefined)
       return reply.code(404).send({ error: 'not_found', message: `no product ${params.id}` });
-    // Database first, then the cache: the tombstone fences fills that read the old row.
-    const d = await cache.delete(product, params.id);
-    if (!d.ok)
-      req.log.warn(
-        { err: formatError(d.error) },
-        'invalidation after write failed (replayed when Redis is back)',
-      );
-    return updated;
+    // Database first, then the cache: the tombstone fences fills that read the old row. The
+    // summaries of the category it left and the one it is in changed too.
+    const categories = [...new Set([updated.product.category, updated.previousCategory])];
+    for (const d of [
+      await cache.delete(product, params.id),
+      await cache.delete(summaries, ...categories.filter((c) => summaries.isValidId(c))),
+    ])
+      if (!d.ok)
+        req.log.warn(
+          { err: formatError(d.error) },
+          'invalidation after write failed (replayed when Redis is back)',
+        );
+    return updated.product;
+  });
+
+  // The category page: an aggregate of the source of truth, cached through the Fastify plugin
+  // (@cachefleet/fastify) — the route's handler is the loader; no namespace code was written.
+  const summaries = responseNamespace({ name: 'category-summary', ttl: { l1: 30, l2: 300 } });
+  app.register(async (scope) => {
+    await scope.register(cachefleetRoutes, {
+      cache,
+      namespace: summaries,
+      key: (req) => categoryParams.safeParse(req.params).data?.category,
+    });
+    scope.get('/categories/:category/summary', async (req, reply) => {
+      const params = parseBody(categoryParams, req.params, reply);
+      if (params === undefined) return reply;
+      return categorySummary(deps.db, catalogue.schema, params.category);
+    });
   });
 
   /** The control cohort's batch read: the database, in the order asked. */

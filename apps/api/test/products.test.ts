@@ -1,9 +1,11 @@
 /** Product reads, the rollout cohort and write-then-invalidate through the API pod (fixture.ts). */
 
+import { waitUntil } from '@cachefleet/test';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { RunningApi } from '../src/index.js';
 import {
+  api,
   CACHE_PREFIX,
   call,
   ErrorJson,
@@ -158,5 +160,55 @@ describe('4. write, then invalidate', () => {
     const res = await call('/products/9', { method: 'PATCH', token: true, body: { price_cents: -1 } });
     expect(res.status).toBe(400);
     expect(ErrorJson.parse(res.json).message).toContain('price_cents');
+  });
+});
+
+describe('5. the category page, cached through the Fastify plugin (@cachefleet/fastify)', () => {
+  const Summary = z.object({ category: z.string(), products: z.number(), inStock: z.number() });
+
+  it('stored with its ETag on the first read, a hit on both pods after, and dropped by a PATCH that moves a product', async () => {
+    const moving = ProductJson.parse((await call('/products/77')).json);
+    const path = `/categories/${moving.category}/summary`;
+    const first = await call(path);
+    expect(first.status).toBe(200);
+    expect(first.headers.get('cache-status')).toBe('cachefleet; fwd=miss; stored');
+    const before = Summary.parse(first.json);
+    expect(before).toMatchObject({ category: moving.category });
+    expect(before.products).toBeGreaterThan(0);
+    const etag = first.headers.get('etag') ?? '';
+    expect(etag).toMatch(/^"[A-Za-z0-9_-]{27}"$/);
+    const hit = await call(path);
+    expect(hit.headers.get('cache-status')).toBe('cachefleet; hit');
+    expect(hit.json).toEqual(first.json);
+    expect((await call(path, { headers: { 'if-none-match': etag } })).status).toBe(304);
+    const other = await startExtraApi({ CACHE_KEY_PREFIX: CACHE_PREFIX });
+    expect((await call(path, { base: other.url })).headers.get('cache-status')).toBe('cachefleet; hit');
+
+    const target = `moved-${Date.now()}`;
+    const patched = await call('/products/77', { method: 'PATCH', token: true, body: { category: target } });
+    expect(patched.status).toBe(200);
+    // The writing pod at once; the other once the bus delivered the invalidation.
+    const summaryOn = async (base: string, category: string) =>
+      Summary.parse((await call(`/categories/${category}/summary`, { base })).json).products;
+    expect(await summaryOn(api.url, moving.category)).toBe(before.products - 1);
+    await waitUntil('the other pod to drop the summary', async () =>
+      (await summaryOn(other.url, moving.category)) === before.products - 1 ? true : undefined,
+    );
+    for (const base of [api.url, other.url]) expect(await summaryOn(base, target)).toBe(1);
+    // Back where it was, for the other tests.
+    await call('/products/77', { method: 'PATCH', token: true, body: { category: moving.category } });
+    await waitUntil('the product to count in its category again', async () =>
+      (await summaryOn(other.url, moving.category)) === before.products ? true : undefined,
+    );
+  });
+
+  it('a category the cache cannot key (white space) is served uncached; a too long one is refused in JSON', async () => {
+    const spaced = await call(`/categories/${encodeURIComponent('a b')}/summary`);
+    expect(spaced.status).toBe(200);
+    expect(spaced.headers.get('cache-status')).toBeNull();
+    expect(Summary.parse(spaced.json).products).toBe(0);
+    const long = await call(`/categories/${'c'.repeat(129)}/summary`);
+    expect(long.status).toBe(414); // Fastify's maxParamLength (100) comes before the route's own 128
+    expect(ErrorJson.parse(long.json).error).toBeTruthy();
   });
 });

@@ -13,12 +13,15 @@ export {
 export { CATALOGUE_ERROR_CODES, CatalogueError, type CatalogueErrorCode, dbError } from './errors.js';
 export { migrate, SEED_CATEGORIES, type SeedOptions, seed } from './migrate.js';
 export {
+  type CategorySummary,
+  categorySummary,
   DEFAULT_PRODUCT_READ,
   MAX_IDS_PAGE,
   PRODUCT_IDS,
   type Product,
   type ProductPatch,
   type ProductReadOptions,
+  type ProductUpdate,
   productIdSchema,
   productPatchSchema,
   productSchema,

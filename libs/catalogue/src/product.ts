@@ -143,31 +143,75 @@ export type ProductPatch = z.infer<typeof productPatchSchema>;
 /** The unique constraints of the products table (PostgreSQL's default names) → the patch field. */
 const UNIQUE_FIELDS = { products_sku_key: 'sku' } as const;
 
+/** A product after an update, and the category it had before (its old category's views are stale too). */
+export interface ProductUpdate {
+  readonly product: Product;
+  readonly previousCategory: string;
+}
+
 /**
- * Writes to the source of truth and returns the new row (undefined when there is no such product).
- * The cache is not told: the caller invalidates, e.g. `cache.delete(product, id)`.
+ * Writes to the source of truth and returns the new row with the category it replaced (undefined
+ * when there is no such product), read in the same statement under the row's lock. The cache is
+ * not told: the caller invalidates, e.g. `cache.delete(product, id)`.
  */
 export async function updateProduct(
   db: Db,
   schema: string,
   id: string,
   patch: ProductPatch,
-): Promise<Product | undefined> {
+): Promise<ProductUpdate | undefined> {
   const table = productsTable(schema);
   parseInput(productIdSchema, id, 'id');
   const p = parseInput(productPatchSchema, patch, 'patch');
   // One fixed statement: an absent field keeps its column (COALESCE), so no SQL is built from keys.
   const { rows } = await db
-    .query<Product>(
+    .query<Product & { previous_category: string }>(
       `UPDATE ${table} SET
   sku = COALESCE($2, sku), name = COALESCE($3, name), category = COALESCE($4, category),
   price_cents = COALESCE($5, price_cents), stock = COALESCE($6, stock), updated_at = now()
-WHERE id = $1::bigint
-RETURNING ${PRODUCT_COLUMNS}`,
+FROM (SELECT id AS old_id, category AS previous_category FROM ${table} WHERE id = $1::bigint FOR UPDATE) AS old
+WHERE id = old.old_id
+RETURNING ${PRODUCT_COLUMNS}, old.previous_category`,
       [id, p.sku ?? null, p.name ?? null, p.category ?? null, p.price_cents ?? null, p.stock ?? null],
     )
     .catch((error: unknown) => {
       throw dbError(error, 'patch', UNIQUE_FIELDS);
     });
-  return rows[0];
+  const row = rows[0];
+  if (row === undefined) return undefined;
+  const { previous_category: previousCategory, ...product } = row;
+  return { product, previousCategory };
+}
+
+/** What the sample's category page shows: how many products, their price range, how many in stock. */
+export interface CategorySummary {
+  readonly category: string;
+  readonly products: number;
+  readonly inStock: number;
+  readonly minPriceCents: number | null;
+  readonly maxPriceCents: number | null;
+}
+
+/** One category's summary, computed by the source of truth (an aggregate: a view worth caching). */
+export async function categorySummary(db: Db, schema: string, category: string): Promise<CategorySummary> {
+  const table = productsTable(schema);
+  const { rows } = await db.query<{
+    products: string;
+    in_stock: string;
+    min: number | null;
+    max: number | null;
+  }>(
+    `SELECT count(*)::text AS products, count(*) FILTER (WHERE stock > 0)::text AS in_stock,
+  min(price_cents) AS min, max(price_cents) AS max
+FROM ${table} WHERE category = $1`,
+    [category],
+  );
+  const row = rows[0];
+  return {
+    category,
+    products: Number(row?.products ?? 0),
+    inStock: Number(row?.in_stock ?? 0),
+    minPriceCents: row?.min ?? null,
+    maxPriceCents: row?.max ?? null,
+  };
 }

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   type Catalogue,
   CatalogueError,
+  categorySummary,
   connectPg,
   createCatalogue,
   createDefinitions,
@@ -168,11 +169,30 @@ describe('the product namespace', () => {
     expect(p && catalogue.product.tags?.(p)).toEqual(['category:cat-7']);
   });
 
-  it('updateProduct writes the source of truth and returns the new row', async () => {
+  it('updateProduct writes the source of truth and returns the new row with the category it replaced', async () => {
     const before = await catalogue.product.load('100');
     const after = await updateProduct(db, SCHEMA, '100', { name: 'Renamed', price_cents: 1234 });
-    expect(after).toMatchObject({ id: '100', name: 'Renamed', price_cents: 1234, sku: before?.sku });
-    expect(await catalogue.product.load('100')).toEqual(after);
+    expect(after?.product).toMatchObject({ id: '100', name: 'Renamed', price_cents: 1234, sku: before?.sku });
+    expect(after?.previousCategory).toBe(before?.category);
+    expect(await catalogue.product.load('100')).toEqual(after?.product);
+    const moved = await updateProduct(db, SCHEMA, '100', { category: 'moved-here' });
+    expect(moved).toMatchObject({ product: { category: 'moved-here' }, previousCategory: before?.category });
+    const summary = await categorySummary(db, SCHEMA, 'moved-here');
+    expect(summary).toEqual({
+      category: 'moved-here',
+      products: 1,
+      inStock: (after?.product.stock ?? 0) > 0 ? 1 : 0,
+      minPriceCents: 1234,
+      maxPriceCents: 1234,
+    });
+    expect(await categorySummary(db, SCHEMA, 'no-such-category')).toEqual({
+      category: 'no-such-category',
+      products: 0,
+      inStock: 0,
+      minPriceCents: null,
+      maxPriceCents: null,
+    });
+    await updateProduct(db, SCHEMA, '100', { category: before?.category ?? '' });
     expect(await updateProduct(db, SCHEMA, String(COUNT + 1), { stock: 1 })).toBeUndefined();
     const bad = { price: 1 } as unknown as Parameters<typeof updateProduct>[3];
     await expect(updateProduct(db, SCHEMA, '100', bad)).rejects.toMatchObject({
@@ -244,7 +264,7 @@ describe('through the real cache', () => {
     const updated = await updateProduct(db, SCHEMA, '42', { stock: 0 });
     expect(await cache.get(product, '42')).toEqual(first); // the cache does not know yet
     await cache.delete(product, '42');
-    expect(await cache.get(product, '42')).toEqual({ ok: true, value: updated });
+    expect(await cache.get(product, '42')).toEqual({ ok: true, value: updated?.product });
   });
 
   it('getMany goes through loadMany; a bad id is refused by the cache, not the database', async () => {
