@@ -383,7 +383,7 @@ describe('worker fleet, end to end (worker and pod processes)', () => {
     const updated = new Map<string, number>();
     for (const [n, i] of ['1', '12', '150'].entries()) {
       const row = await updateProduct(database(), SCHEMA, i, { price_cents: 900_000 + n });
-      expect(row?.price_cents).toBe(900_000 + n);
+      expect(row?.product.price_cents).toBe(900_000 + n);
       updated.set(i, 900_000 + n);
     }
     const stale = (await podA.read(['12']))[0];
