@@ -20,7 +20,7 @@ import type { Namespace } from './namespace.js';
 import { CacheRegistry, type CacheStatus } from './registry.js';
 import { err, ok, type Result } from './result.js';
 import { busHandlers, loadGenerations, prewarmHere } from './stack/bus-handlers.js';
-import { globToRegExp } from './stack/coherence.js';
+import { globToRegExp, removeTagged } from './stack/coherence.js';
 import type { ReadOptions } from './stack/fail-safe.js';
 import type { DeepReadonly } from './stack/freeze.js';
 import { ReadThrough } from './stack/read-through.js';
@@ -199,7 +199,7 @@ export class Cache {
     const scoped = tags.map((t) => scopedTag(ns.name, t));
     return this.#invalidateWalk(
       ns,
-      () => this.#rt.l1?.removeTags(scoped) ?? 0,
+      () => removeTagged(this.#rt, ns.name, tags),
       (l2) => l2.fence.invalidateTags(scoped),
       { event_type: 'invalidate', namespace: ns.name, tags: [...tags] },
     );

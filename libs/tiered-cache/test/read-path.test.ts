@@ -396,6 +396,39 @@ describe('TTL spread, adaptive TTL, early refresh', () => {
     expect((await raw.get('adp:adaptive:v1:3'))?.startsWith('{')).toBe(true);
   });
 
+  // BUG (issue 11, found building the Fastify plugin): tags a loader set were known to the pod that
+  // loaded the entry and to Redis only; a pod that copied the entry from L2 into its L1 kept it
+  // through an invalidation of those tags until its L1 TTL.
+  it('adaptive tags: an invalidation by them drops the copies other pods took from L2', async () => {
+    const loads = { n: 0 };
+    const ns = defineNamespace<Product>({
+      name: 'adaptags',
+      version: 1,
+      ttl: { l1: 60, l2: 600 },
+      schema: Product,
+      load: async (id, ctx) => {
+        loads.n++;
+        ctx?.setTags([`grp:${id}`]);
+        return { id, price: loads.n, tags: [], meta: { rev: loads.n } };
+      },
+    });
+    const [a, b] = [await newCache({}, 'adt:'), await newCache({}, 'adt:')];
+    const priceOn = async (pod: Cache) => {
+      const r = await pod.get(ns, '1');
+      return r.ok ? r.value?.price : undefined;
+    };
+    expect(await priceOn(a)).toBe(1); // loaded by A: L2 has the tag index
+    expect(await priceOn(b)).toBe(1); // copied by B from L2, then held in its L1
+    expect(await priceOn(b)).toBe(1);
+    expect(loads.n).toBe(1);
+    expect((await a.invalidateTags(ns, ['grp:1'])).ok).toBe(true);
+    await waitUntil('B to drop its copy', async () => ((await priceOn(b)) === 2 ? true : undefined));
+    // And the publishing pod drops a copy it took from L2 itself.
+    expect(await priceOn(a)).toBe(2);
+    expect((await b.invalidateTags(ns, ['grp:1'])).ok).toBe(true);
+    expect(await priceOn(b)).toBe(3);
+  });
+
   it('early refresh: a hot key read across its TTL boundary by 3 pods never misses, refreshed once per window', async () => {
     const state = { calls: 0 };
     const ns = defineNamespace<Product>({

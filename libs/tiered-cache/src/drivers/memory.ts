@@ -68,6 +68,11 @@ export class MemoryStore implements CacheStore {
     return n;
   }
 
+  /** Whether the entry at `key` was stored with tags. */
+  hasTags(key: string): boolean {
+    return (this.#keyTags.get(key)?.length ?? 0) > 0;
+  }
+
   /** Drops everything (events were lost: nothing in L1 can be trusted). */
   removeAll(): number {
     const n = this.#lru.size;

@@ -30,7 +30,7 @@ export function applyToL1(rt: ReadThrough, event: CacheEvent): boolean {
           rt.dropInflight(st.keyBase);
         }
       }
-      if (event.tags) l1?.removeTags(event.tags.map((t) => scopedTag(event.namespace, t)));
+      if (event.tags) removeTagged(rt, event.namespace, event.tags);
       return true;
     }
     case 'update': {
@@ -46,6 +46,24 @@ export function applyToL1(rt: ReadThrough, event: CacheEvent): boolean {
     case 'config':
       return false;
   }
+}
+
+/**
+ * Drops from L1 the entries of namespace `name` carrying any of `tags` (unscoped). Tags a loader
+ * set itself (`ctx.setTags`) are known to the pod that loaded the entry and to Redis's tag index,
+ * not to a pod that copied the entry from L2: with no `tags` function to compute them again, its
+ * copy has none. So in a namespace without one, untagged L1 entries go too (a tag invalidation
+ * there means its loader sets tags). Returns how many tagged entries went (the untagged copies
+ * dropped on suspicion are not counted as invalidated: Redis keeps them).
+ */
+export function removeTagged(rt: ReadThrough, name: string, tags: readonly string[]): number {
+  const l1 = rt.l1;
+  if (l1 === undefined) return 0;
+  const n = l1.removeTags(tags.map((t) => scopedTag(name, t)));
+  for (const st of rt.statesNamed(name)) {
+    if (st.ns.tags === undefined) l1.removeWhere(st.keyBase, (id) => !l1.hasTags(st.keyBase + id));
+  }
+  return n;
 }
 
 /**
