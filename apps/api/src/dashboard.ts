@@ -1,7 +1,16 @@
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
-import { isJobId, JOB_NAMES, JOBS, type JobClient, QUEUE_NAMES, type QueueName } from '@cachefleet/jobs';
+import {
+  isJobId,
+  JOB_NAMES,
+  JOBS,
+  type JobClient,
+  QUEUE_NAMES,
+  type QueueName,
+  SCHEDULE_PREFIX,
+  SCHEDULED,
+} from '@cachefleet/jobs';
 import type { FastifyInstance } from 'fastify';
 import type { AdminGuard } from './auth.js';
 import { guardServerErrors } from './http-errors.js';
@@ -54,11 +63,33 @@ export async function registerDashboard(
         }
         done();
       });
+      // Our schedulers are the workers' configuration: edited here, the next worker start (or the
+      // schedule check after the queue Redis lost them) would put them back as configured.
+      scope.addHook('onRequest', (req, reply, done) => {
+        const id = (req.params as { schedulerId?: unknown }).schedulerId;
+        if (
+          typeof id === 'string' &&
+          id.startsWith(SCHEDULE_PREFIX) &&
+          req.method !== 'GET' &&
+          !req.url.endsWith('/run')
+        ) {
+          void reply.code(403).send({ error: 'forbidden', message: systemSchedulerMessage(id) });
+          return;
+        }
+        done();
+      });
       guardServerErrors(scope);
       await scope.register(serverAdapter.registerPlugin());
     },
     { prefix: DASHBOARD_PATH },
   );
+}
+
+/** Why a system scheduler cannot be removed or changed from the dashboard, and where it can. */
+function systemSchedulerMessage(id: string): string {
+  const variable = SCHEDULED.find((s) => `${SCHEDULE_PREFIX}${s.id}` === id)?.variable;
+  const where = variable !== undefined ? `${variable} (a cron, or "off")` : 'the SCHEDULE_* settings';
+  return `${id} is installed by the workers from their configuration: change it with ${where} and restart them; "run" is allowed here`;
 }
 
 /** Copies a value with long strings and arrays cut to MAX_SHOWN, saying how much was cut. */

@@ -41,6 +41,30 @@ describe('2. admin auth', () => {
     expect((await call('/internal/cache', { token: true })).status).toBe(200);
   });
 
+  it('the system schedulers are read-only in the dashboard (remove and update refused, naming the setting)', async () => {
+    for (const [method, path] of [
+      ['PUT', '/admin/queues/api/queues/warm/job-schedulers/cachefleet-warm-hot/remove'],
+      ['PATCH', '/admin/queues/api/queues/warm/job-schedulers/cachefleet-warm-hot'],
+    ] as const) {
+      const res = await call(path, { method, token: true, body: {} });
+      expect(res.status, `${method} ${path}`).toBe(403);
+      expect(z.object({ message: z.string() }).parse(res.json).message).toContain('SCHEDULE_WARM_HOT');
+    }
+    // Without the token, still 401 first.
+    const anonymous = await call('/admin/queues/api/queues/warm/job-schedulers/cachefleet-warm-hot/remove', {
+      method: 'PUT',
+      body: {},
+    });
+    expect(anonymous.status).toBe(401);
+    // Someone else's scheduler is theirs to manage (bull-board answers: 404, as there is none).
+    const theirs = await call('/admin/queues/api/queues/warm/job-schedulers/their-own/remove', {
+      method: 'PUT',
+      token: true,
+      body: {},
+    });
+    expect(theirs.status).toBe(404);
+  });
+
   it('guards the dashboard: 401 without a token, the HTML page with the bearer token', async () => {
     const none = await call('/admin/queues');
     expect(none.status).toBe(401);
