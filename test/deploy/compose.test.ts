@@ -111,11 +111,14 @@ describe('deploy/compose.yaml', () => {
     }
   });
 
-  test('one worker service per queue of the job catalogue', () => {
-    const served = fleet
+  test('one worker service per queue of the job catalogue, and one change-capture reader', () => {
+    const workers = fleet
       .filter(([, s]) => s.command?.[0] === 'apps/worker/src/main.ts')
-      .flatMap(([, s]) => loadWorkerConfig(env(s), s.command?.slice(1) ?? []).queues.map((q) => q.queue));
+      .map(([name, s]) => ({ name, config: loadWorkerConfig(env(s), s.command?.slice(1) ?? []) }));
+    const served = workers.flatMap((w) => w.config.queues.map((q) => q.queue));
     expect(served.sort()).toEqual([...QUEUE_NAMES].sort());
+    const readers = workers.filter((w) => w.config.capture);
+    expect(readers.map((w) => [w.name, w.config.queues])).toEqual([['worker-capture', []]]);
   });
 
   test('the API and workers parse with the apps’ loaders, name only variables they read, and stop in time', () => {

@@ -7,14 +7,16 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadApiConfig } from '@cachefleet/api';
+import { loadCaptureConfig } from '@cachefleet/capture';
 import { loadCatalogueEnv } from '@cachefleet/catalogue';
-import { loadQueueConfig, QUEUE_NAMES } from '@cachefleet/jobs';
+import { JOBS, loadQueueConfig, QUEUE_NAMES } from '@cachefleet/jobs';
 import { cacheKeys } from '@cachefleet/redis';
 import { loadCacheConfig } from '@cachefleet/tiered-cache';
-import { loadWorkerConfig } from '@cachefleet/worker';
+import { loadWorkerConfig, type WorkerConfig } from '@cachefleet/worker';
 import { ScaledObject, TriggerAuthentication } from '@kubernetes-models/keda/keda.sh/v1alpha1';
 import { QueueKeys } from 'bullmq';
 import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import type { IContainer } from 'kubernetes-models/v1';
 import { expect, test } from 'vitest';
 import { containerEnv, type Manifests, name, podSpec, type Workload } from './manifests.js';
@@ -60,6 +62,22 @@ function sentinelAddresses(m: Manifests, namespace: string): string[] {
     { length: replicas },
     (_, i) => `redis-sentinel-${i}.${sts.spec?.serviceName}.${namespace}.svc:${port}`,
   );
+}
+
+/** The worker Deployments: every Deployment but the API's. */
+function workers(m: Manifests): Deployment[] {
+  return m.all(Deployment).filter((d) => name(d) !== 'api');
+}
+
+/** A worker Deployment's settings, parsed by the worker's own loader from its env and args. */
+function workerConfig(m: Manifests, w: Workload): WorkerConfig {
+  const { env, args } = containerEnv(m, w, container(w, 'worker'));
+  return loadWorkerConfig(env, args.slice(1));
+}
+
+/** The workers of queues (the capture readers serve none). */
+function queueWorkers(m: Manifests): Deployment[] {
+  return workers(m).filter((w) => !workerConfig(m, w).capture);
 }
 
 export function fleetPolicy(renderings: () => Manifests[], overlay: string, namespace: string): void {
@@ -111,9 +129,8 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
 
   test('one worker Deployment and one ScaledObject (never below 1) per queue, on the queue’s BullMQ wait list', () => {
     for (const m of renderings()) {
-      const workers = m.all(Deployment).filter((d) => name(d) !== 'api');
       const served = new Map<string, Workload>();
-      for (const w of workers) {
+      for (const w of queueWorkers(m)) {
         const { env, args } = containerEnv(m, w, container(w, 'worker'));
         const queues = loadWorkerConfig(env, args.slice(1)).queues.map((q) => q.queue);
         expect(queues.length, `${name(w)} serves one queue`).toBe(1);
@@ -145,13 +162,37 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
     }
   });
 
-  test('pods stop within their grace period: workers hand jobs back within WORKER_SHUTDOWN_MS', () => {
+  test('the change-capture readers: one Deployment of two pods (active + standby), no queue, no ScaledObject, one down at a time', () => {
     for (const m of renderings()) {
-      for (const w of m.all(Deployment).filter((d) => name(d) !== 'api')) {
-        const { env, args } = containerEnv(m, w, container(w, 'worker'));
-        const { shutdownMs } = loadWorkerConfig(env, args.slice(1));
+      const readers = workers(m).filter((w) => workerConfig(m, w).capture);
+      expect(readers.map(name)).toEqual(['worker-capture']);
+      const w = readers[0] as Deployment;
+      const { env } = containerEnv(m, w, container(w, 'worker'));
+      // Capture only: a reader that also served a queue would be scaled by KEDA past two.
+      expect(workerConfig(m, w).queues).toEqual([]);
+      expect(w.spec?.replicas).toBe(2);
+      expect(loadCaptureConfig(env).schema).toMatch(/^[a-z_]/);
+      expect(loadCatalogueEnv(env).DATABASE_URL).toMatch(/^postgres/);
+      expect(m.all(ScaledObject).filter((s) => s.spec.scaleTargetRef.name === name(w))).toEqual([]);
+      expect(m.one(PodDisruptionBudget, name(w)).spec?.maxUnavailable).toBe(1);
+    }
+  });
+
+  test('grace periods outlast the longest a job runs after SIGTERM: its timeout, or the hand-back at WORKER_SHUTDOWN_MS', () => {
+    for (const m of renderings()) {
+      for (const w of workers(m)) {
+        const config = workerConfig(m, w);
+        const served = new Set(config.queues.map((q) => q.queue));
+        // Every job is cooperative: past WORKER_SHUTDOWN_MS / 2 it is asked to save its cursor and
+        // hand back, past WORKER_SHUTDOWN_MS the worker closes by force. So after SIGTERM a job runs
+        // at most the shorter of its timeout and WORKER_SHUTDOWN_MS (the capture reader: the latter).
+        const timeouts = Object.values(JOBS)
+          .filter((job) => served.has(job.queue))
+          .map((job) => job.timeoutMs);
+        const longest = timeouts.length === 0 ? config.shutdownMs : Math.max(...timeouts);
+        const deadline = Math.min(config.shutdownMs, longest);
         const graceMs = (podSpec(w).terminationGracePeriodSeconds ?? 30) * 1000;
-        expect(graceMs, name(w)).toBeGreaterThanOrEqual(shutdownMs + CLOSE_MARGIN_MS);
+        expect(graceMs, name(w)).toBeGreaterThanOrEqual(deadline + CLOSE_MARGIN_MS);
       }
     }
   });
