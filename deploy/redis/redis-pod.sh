@@ -16,7 +16,7 @@
 #
 # Secrets (at least 16 characters of A-Z a-z 0-9 . _ ~ + / = -; `openssl rand -hex 32` makes one):
 #   REDIS_APP_PASSWORD, REDIS_REPLICA_PASSWORD, REDIS_SENTINEL_PASSWORD, REDIS_ADMIN_PASSWORD, and
-#   REDIS_KEDA_PASSWORD for the queue role. The ACL file holds their SHA-256, never the password.
+#   REDIS_KEDA_PASSWORD and REDIS_BACKUP_PASSWORD for the queue role. The ACL file holds their SHA-256, never the password.
 # Where the master is (data):
 #   REDIS_MASTER          "host port" of the master, or "none" when this process is the master
 #                         (compose, tests). Unset: the Sentinels are asked (SENTINEL_HOSTS,

@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { loadApiConfig } from '@cachefleet/api';
 import { loadCatalogueEnv } from '@cachefleet/catalogue';
-import { loadQueueConfig, QUEUE_NAMES } from '@cachefleet/jobs';
+import { loadBackupConfig, loadQueueConfig, QUEUE_NAMES } from '@cachefleet/jobs';
 import { loadCacheConfig } from '@cachefleet/tiered-cache';
 import { loadWorkerConfig } from '@cachefleet/worker';
 import { Ajv } from 'ajv';
@@ -138,6 +138,15 @@ describe('deploy/compose.yaml', () => {
         expect(health).toContain(`http://127.0.0.1:${api.port}/readyz`);
       } else if (entry === 'apps/worker/src/main.ts') {
         const worker = loadWorkerConfig(e, s.command?.slice(1) ?? []);
+        const backup = loadBackupConfig(e);
+        if (worker.queues.some((q) => q.queue === 'backup')) {
+          expect(backup.hmacKey, name).toBeDefined();
+          expect(backup.encryptionKey, name).toBeDefined();
+          expect(
+            s.volumes?.map((v) => v.split(':')[1]),
+            name,
+          ).toContain(backup.dir);
+        }
         expect(worker.host).toBe('0.0.0.0');
         expect(health).toContain(`http://127.0.0.1:${worker.port}/readyz`);
         const grace = Number(/^(\d+)s$/.exec(s.stop_grace_period ?? '')?.[1]) * 1000;

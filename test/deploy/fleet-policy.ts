@@ -4,12 +4,12 @@
  * ScaledObject per queue of the job catalogue, grace periods outlast the worker's hand-back
  * deadline, and the Redis roles run the shipped files with the settings the plan names.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadApiConfig } from '@cachefleet/api';
 import { loadCaptureConfig } from '@cachefleet/capture';
 import { loadCatalogueEnv } from '@cachefleet/catalogue';
-import { JOBS, loadQueueConfig, QUEUE_NAMES } from '@cachefleet/jobs';
+import { JOBS, loadBackupConfig, loadQueueConfig, QUEUE_NAMES } from '@cachefleet/jobs';
 import { cacheKeys } from '@cachefleet/redis';
 import { loadCacheConfig } from '@cachefleet/tiered-cache';
 import { loadWorkerConfig, type WorkerConfig } from '@cachefleet/worker';
@@ -122,6 +122,14 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
         expect(wc.readinessProbe?.httpGet, name(w)).toMatchObject({ path: '/readyz', port: 'metrics' });
         expect(wc.livenessProbe?.httpGet, name(w)).toMatchObject({ path: '/healthz', port: 'metrics' });
         expect(loadQueueConfig(wenv.env).redis).toEqual(queue.redis);
+        // The backup queue's files are signed and encrypted, on the volume at BACKUP_DIR.
+        const backup = loadBackupConfig(wenv.env);
+        if (wconfig.queues.some((q) => q.queue === 'backup')) {
+          expect(backup.hmacKey, name(w)).toBeDefined();
+          expect(backup.encryptionKey, name(w)).toBeDefined();
+          const mounts = wc.volumeMounts?.map((v) => v.mountPath);
+          expect(mounts, name(w)).toContain(backup.dir);
+        }
         expect(loadCacheConfig(wenv.env).redis).toEqual(cache.redis);
       }
     }
@@ -194,6 +202,24 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
         const graceMs = (podSpec(w).terminationGracePeriodSeconds ?? 30) * 1000;
         expect(graceMs, name(w)).toBeGreaterThanOrEqual(deadline + CLOSE_MARGIN_MS);
       }
+    }
+  });
+
+  test('the Redis ConfigMaps hold exactly the files of deploy/redis, byte for byte', () => {
+    const dir = join(ROOT, 'deploy', 'redis');
+    const files = readdirSync(dir)
+      .filter((f) => f !== 'kustomization.yaml')
+      .sort();
+    for (const m of renderings()) {
+      const held = new Set<string>();
+      for (const cm of ['queue-redis-config', 'cache-redis-config', 'redis-sentinel-config']) {
+        for (const [file, text] of Object.entries(m.configMap(cm).data ?? {})) {
+          expect(files, `${cm} ${file}`).toContain(file);
+          expect(text, `${cm} ${file}`).toBe(readFileSync(join(dir, file), 'utf8'));
+          held.add(file);
+        }
+      }
+      expect([...held].sort()).toEqual(files);
     }
   });
 

@@ -34,15 +34,17 @@ export const SECRETS = {
   sentinel: secret(),
   admin: secret(),
   keda: secret(),
+  backup: secret(),
 } as const;
 
-function roleEnv(role: 'queue' | 'cache'): Record<string, string> {
+/** The secrets redis-pod.sh reads for a data node of `role`, as the pod's environment holds them. */
+export function roleEnv(role: 'queue' | 'cache'): Record<string, string> {
   return {
     REDIS_APP_PASSWORD: role === 'queue' ? SECRETS.queueApp : SECRETS.cacheApp,
     REDIS_REPLICA_PASSWORD: SECRETS.replica,
     REDIS_SENTINEL_PASSWORD: SECRETS.sentinel,
     REDIS_ADMIN_PASSWORD: SECRETS.admin,
-    ...(role === 'queue' ? { REDIS_KEDA_PASSWORD: SECRETS.keda } : {}),
+    ...(role === 'queue' ? { REDIS_KEDA_PASSWORD: SECRETS.keda, REDIS_BACKUP_PASSWORD: SECRETS.backup } : {}),
   };
 }
 
