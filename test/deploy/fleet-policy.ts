@@ -100,17 +100,14 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
       if (queue.redis.mode !== 'sentinel') throw new Error('unreachable');
       expect(queue.redis.sentinels.map((s) => `${s.host}:${s.port}`)).toEqual(sentinels);
       expect(queue.redis.password).toBeDefined();
+      // The Sentinels answer only with their password (requirepass): both roles' clients have it.
+      expect(queue.redis.sentinelPassword).toBeDefined();
       const cache = loadCacheConfig(env);
-      if (overlay === 'prod') {
-        expect(cache.redis).toMatchObject({ mode: 'sentinel', name: 'cache' });
-      } else {
-        const cacheSts = m.one(StatefulSet, 'cache-redis');
-        expect(cache.redis).toMatchObject({ mode: 'single' });
-        if (cache.redis?.mode !== 'single') throw new Error('unreachable');
-        const url = new URL(cache.redis.url);
-        expect(url.hostname).toBe(`cache-redis-0.${cacheSts.spec?.serviceName}`);
-        expect(url.password).not.toBe('');
-      }
+      expect(cache.redis).toMatchObject({ mode: 'sentinel', name: 'cache' });
+      if (cache.redis?.mode !== 'sentinel') throw new Error('unreachable');
+      expect(cache.redis.sentinels.map((s) => `${s.host}:${s.port}`)).toEqual(sentinels);
+      expect(cache.redis.password).toBeDefined();
+      expect(cache.redis.sentinelPassword).toBe(queue.redis.sentinelPassword);
       for (const w of m.all(Deployment).filter((d) => name(d).startsWith('worker-'))) {
         const wc = container(w, 'worker');
         const wenv = containerEnv(m, w, wc);
@@ -267,7 +264,7 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
     }
   });
 
-  test('the cache Redis runs the shipped cache.conf (allkeys-lru, 2 GiB); prod watches it with the Sentinels', () => {
+  test('the cache Redis runs the shipped cache.conf (allkeys-lru, 2 GiB), watched by the Sentinels; 3 nodes in prod', () => {
     for (const m of renderings()) {
       const conf = m.configMap('cache-redis-config').data?.['cache.conf'] ?? '';
       expect(conf).toBe(readFileSync(join(ROOT, 'deploy', 'redis', 'cache.conf'), 'utf8'));
@@ -278,17 +275,12 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
       const init = podSpec(sentinel).initContainers?.[0] as IContainer;
       const masters = containerEnv(m, sentinel, init).env.SENTINEL_MASTERS?.split(/\s+/) ?? [];
       const watched = 'cache=cache-redis-0.cache-redis-headless:6379';
-      if (overlay === 'prod') {
-        expect(sts.spec?.replicas).toBe(3);
-        expect(masters).toContain(watched);
-        const prepare = podSpec(sts).initContainers?.[0] as IContainer;
-        expect(containerEnv(m, sts, prepare).env.SENTINEL_HOSTS?.split(/\s+/)).toEqual(
-          sentinelAddresses(m, namespace).map((a) => a.replace(`.${namespace}.svc:26379`, '')),
-        );
-      } else {
-        expect(sts.spec?.replicas).toBe(1);
-        expect(masters).not.toContain(watched);
-      }
+      expect(sts.spec?.replicas).toBe(overlay === 'prod' ? 3 : 1);
+      expect(masters).toContain(watched);
+      const prepare = podSpec(sts).initContainers?.[0] as IContainer;
+      expect(containerEnv(m, sts, prepare).env.SENTINEL_HOSTS?.split(/\s+/)).toEqual(
+        sentinelAddresses(m, namespace).map((a) => a.replace(`.${namespace}.svc:26379`, '')),
+      );
     }
   });
 
@@ -320,7 +312,11 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
       expect(scope(keda).keys).toEqual([`~${env.QUEUE_PREFIX}:*:wait`]);
       expect(keda.filter((r) => r.startsWith('+'))).toEqual(['+@connection', '+type', '+llen']);
       const auth = m.one(TriggerAuthentication, 'queue-redis-keda');
-      expect(auth.spec.secretTargetRef?.map((r) => r.parameter).sort()).toEqual(['password', 'username']);
+      expect(auth.spec.secretTargetRef?.map((r) => r.parameter).sort()).toEqual([
+        'password',
+        'sentinelPassword',
+        'username',
+      ]);
     }
   });
 }

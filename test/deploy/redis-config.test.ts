@@ -11,7 +11,14 @@ import { cacheKeys } from '@cachefleet/redis';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { pairsToRecord, rawCommand } from '../helpers/resp.js';
-import { ADMIN, redisPod, SECRETS, type ShippedRedis, startShippedRedis } from './shipped-redis.js';
+import {
+  ADMIN,
+  redisPod,
+  SECRETS,
+  SENTINEL_AUTH,
+  type ShippedRedis,
+  startShippedRedis,
+} from './shipped-redis.js';
 
 const run = promisify(execFile);
 let set: ShippedRedis | undefined;
@@ -106,7 +113,9 @@ describe('every directive of the shipped files is in force', () => {
     for (const [, setting] of settings) {
       const [name, value] = setting.split(' ');
       const reply = pairsToRecord(
-        await rawCommand(shipped().sentinel.port, ['SENTINEL', 'CONFIG', 'GET', name ?? '']),
+        await rawCommand(shipped().sentinel.port, ['SENTINEL', 'CONFIG', 'GET', name ?? ''], {
+          auth: SENTINEL_AUTH,
+        }),
       );
       expect(reply[name ?? ''], `sentinel ${name}`).toBe(value);
     }
@@ -157,7 +166,9 @@ describe('the cache Redis (deploy/redis/cache.conf)', () => {
 
 describe('Sentinel (deploy/redis/sentinel.conf, sentinel-master.conf)', () => {
   test('watches the queue master with quorum 2, down after 30 s, failover timeout 180 s, parallel-syncs 1', async () => {
-    const m = pairsToRecord(await rawCommand(shipped().sentinel.port, ['SENTINEL', 'MASTER', 'queue']));
+    const m = pairsToRecord(
+      await rawCommand(shipped().sentinel.port, ['SENTINEL', 'MASTER', 'queue'], { auth: SENTINEL_AUTH }),
+    );
     expect(m).toMatchObject({
       port: String(shipped().queueMaster.port),
       flags: 'master',
@@ -175,7 +186,12 @@ describe('Sentinel (deploy/redis/sentinel.conf, sentinel-master.conf)', () => {
     const monitored = async (start: string, env: Record<string, string>) => {
       const out = join(shipped().runDir(sentinel), '..', start);
       const pod = { POD_NAME: 'redis-sentinel-1', ANNOUNCE_HOST: '127.0.0.1' };
-      await redisPod(['sentinel', out], { REDIS_SENTINEL_PASSWORD: SECRETS.sentinel, ...pod, ...env });
+      await redisPod(['sentinel', out], {
+        REDIS_SENTINEL_PASSWORD: SECRETS.sentinel,
+        SENTINEL_AUTH_PASSWORD: SECRETS.sentinelAuth,
+        ...pod,
+        ...env,
+      });
       const conf = await readFile(join(out, 'sentinel.conf'), 'utf8');
       return /^sentinel monitor queue (\S+) (\d+) 2$/m.exec(conf)?.slice(1);
     };
@@ -192,11 +208,22 @@ describe('Sentinel (deploy/redis/sentinel.conf, sentinel-master.conf)', () => {
     ]);
   });
 
+  test('answers only with its password (requirepass), which it also gives its peers', async () => {
+    const { sentinel } = shipped();
+    expect(await attempt(rawCommand(sentinel.port, ['SENTINEL', 'MASTERS']))).toBe('NOAUTH');
+    const wrong = { user: 'default', password: SECRETS.sentinel };
+    expect(await attempt(rawCommand(sentinel.port, ['PING'], { auth: wrong }))).toBe('WRONGPASS');
+    const conf = await readFile(join(shipped().runDir(sentinel), 'sentinel.conf'), 'utf8');
+    expect(conf).toMatch(/^sentinel sentinel-pass \S+$/m);
+  });
+
   test('resolves and announces hostnames, with an id derived from the pod name', async () => {
     const conf = await readFile(join(shipped().runDir(shipped().sentinel), 'sentinel.conf'), 'utf8');
     expect(conf).toMatch(/^sentinel resolve-hostnames yes$/m);
     expect(conf).toMatch(/^sentinel announce-hostnames yes$/m);
-    const id = (await rawCommand(shipped().sentinel.port, ['SENTINEL', 'MYID'])) as string;
+    const id = (await rawCommand(shipped().sentinel.port, ['SENTINEL', 'MYID'], {
+      auth: SENTINEL_AUTH,
+    })) as string;
     expect(id).toMatch(/^[0-9a-f]{40}$/);
     expect(conf).toContain(`sentinel myid ${id}`);
   });
