@@ -18,7 +18,6 @@
  * of the system uses the TLS port.
  */
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -27,7 +26,7 @@ import { invalidateResultSchema, warmResultSchema } from '@cachefleet/jobs';
 import { Redis, type RedisOptions } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { redisPod } from './deploy/shipped-redis.js';
+import { ADMIN, redisPod, roleEnv, SECRETS } from './deploy/shipped-redis.js';
 import { startWorker, stopAllWorkers } from './fixtures/fleet-procs.js';
 import { type Pod, startPod } from './fixtures/pods.js';
 import { countKeys, runCli } from './helpers/index.js';
@@ -47,17 +46,6 @@ const DEFINITIONS = pathToFileURL(
   fileURLToPath(new URL('./fixtures/slow-definitions.ts', import.meta.url)),
 ).href;
 const ITEMS = 300;
-
-const secret = () => randomBytes(20).toString('hex');
-const SECRETS = {
-  queueApp: secret(),
-  cacheApp: secret(),
-  replica: secret(),
-  sentinel: secret(),
-  admin: secret(),
-  keda: secret(),
-} as const;
-const ADMIN = { user: 'admin', password: SECRETS.admin } as const;
 
 interface TlsRedis {
   readonly proc: RedisProcess;
@@ -107,11 +95,7 @@ async function startTlsRedis(role: 'cache' | 'queue'): Promise<TlsRedis> {
   const out = join(home, 'run');
   await mkdir(home);
   await redisPod(['data', role, out], {
-    REDIS_APP_PASSWORD: role === 'queue' ? SECRETS.queueApp : SECRETS.cacheApp,
-    REDIS_REPLICA_PASSWORD: SECRETS.replica,
-    REDIS_SENTINEL_PASSWORD: SECRETS.sentinel,
-    REDIS_ADMIN_PASSWORD: SECRETS.admin,
-    ...(role === 'queue' ? { REDIS_KEDA_PASSWORD: SECRETS.keda } : {}),
+    ...roleEnv(role),
     REDIS_MASTER: 'none',
     ANNOUNCE_HOST: '127.0.0.1',
   });

@@ -16,7 +16,7 @@
 #
 # Secrets (at least 16 characters of A-Z a-z 0-9 . _ ~ + / = -; `openssl rand -hex 32` makes one):
 #   REDIS_APP_PASSWORD, REDIS_REPLICA_PASSWORD, REDIS_SENTINEL_PASSWORD, REDIS_ADMIN_PASSWORD, and
-#   REDIS_KEDA_PASSWORD for the queue role. The ACL file holds their SHA-256, never the password.
+#   REDIS_KEDA_PASSWORD and REDIS_BACKUP_PASSWORD for the queue role. The ACL file holds their SHA-256, never the password.
 # Where the master is (data):
 #   REDIS_MASTER          "host port" of the master, or "none" when this process is the master
 #                         (compose, tests). Unset: the Sentinels are asked (SENTINEL_HOSTS,
@@ -27,6 +27,9 @@
 #                         port names this node
 # prestop: MASTER_NAME, SENTINEL_HOSTS (none: nothing to do), REDIS_SENTINEL_PASSWORD (the
 #   `sentinel` ACL user reads this node's role), REDIS_PORT
+# SENTINEL_AUTH_PASSWORD  the Sentinels' own password (requirepass): required by `sentinel`, which
+#                         also gives it to the other Sentinels (sentinel-pass); data and prestop
+#                         log in to the Sentinels with it when it is set
 # What Sentinel watches (sentinel):
 #   SENTINEL_MASTERS      "name=host:port ..." the initial master of each watched set; at start the
 #                         other Sentinels (SENTINEL_HOSTS) are asked first, then that node itself
@@ -84,9 +87,13 @@ self_name() {
 }
 
 # redis-cli with a short time-out (an unreachable host must not hold the pod's start). Sentinels
-# have no password; data nodes are asked as the `sentinel` user (ask_node).
+# are asked with their password (SENTINEL_AUTH_PASSWORD); data nodes as the `sentinel` user (ask_node).
 ask() {
-  timeout 3 redis-cli "$@" 2>/dev/null || true
+  if [ -n "${SENTINEL_AUTH_PASSWORD:-}" ]; then
+    REDISCLI_AUTH=$(secret SENTINEL_AUTH_PASSWORD) timeout 3 redis-cli --no-auth-warning "$@" 2>/dev/null || true
+  else
+    timeout 3 redis-cli "$@" 2>/dev/null || true
+  fi
 }
 ask_node() {
   REDISCLI_AUTH=$(secret REDIS_SENTINEL_PASSWORD) timeout 3 redis-cli --no-auth-warning --user sentinel "$@" \
@@ -141,6 +148,7 @@ sentinel() {
   out=$1
   mkdir -p "$out"
   pass=$(secret REDIS_SENTINEL_PASSWORD)
+  own=$(secret SENTINEL_AUTH_PASSWORD)
   id=$(printf '%s' "${POD_NAME:-$(hostname)}" | sha1sum | cut -d' ' -f1)
   {
     cat "$here/sentinel.conf"
@@ -148,6 +156,9 @@ sentinel() {
     echo "# Written by redis-pod.sh at start"
     # The same id after a restart: the other Sentinels keep counting this one once, not twice.
     echo "sentinel myid $id"
+    # Clients (the fleet, KEDA, redis-pod.sh) and the other Sentinels log in with it.
+    echo "requirepass $own"
+    echo "sentinel sentinel-pass $own"
     self=$(self_name)
     if [ -n "$self" ]; then echo "sentinel announce-ip $self"; fi
     for entry in ${SENTINEL_MASTERS:?SENTINEL_MASTERS is not set}; do

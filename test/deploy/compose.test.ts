@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { loadApiConfig } from '@cachefleet/api';
 import { loadCatalogueEnv } from '@cachefleet/catalogue';
-import { loadQueueConfig, QUEUE_NAMES } from '@cachefleet/jobs';
+import { loadBackupConfig, loadQueueConfig, QUEUE_NAMES } from '@cachefleet/jobs';
 import { loadCacheConfig } from '@cachefleet/tiered-cache';
 import { loadWorkerConfig } from '@cachefleet/worker';
 import { Ajv } from 'ajv';
@@ -111,11 +111,14 @@ describe('deploy/compose.yaml', () => {
     }
   });
 
-  test('one worker service per queue of the job catalogue', () => {
-    const served = fleet
+  test('one worker service per queue of the job catalogue, and one change-capture reader', () => {
+    const workers = fleet
       .filter(([, s]) => s.command?.[0] === 'apps/worker/src/main.ts')
-      .flatMap(([, s]) => loadWorkerConfig(env(s), s.command?.slice(1) ?? []).queues.map((q) => q.queue));
+      .map(([name, s]) => ({ name, config: loadWorkerConfig(env(s), s.command?.slice(1) ?? []) }));
+    const served = workers.flatMap((w) => w.config.queues.map((q) => q.queue));
     expect(served.sort()).toEqual([...QUEUE_NAMES].sort());
+    const readers = workers.filter((w) => w.config.capture);
+    expect(readers.map((w) => [w.name, w.config.queues])).toEqual([['worker-capture', []]]);
   });
 
   test('the API and workers parse with the apps’ loaders, name only variables they read, and stop in time', () => {
@@ -135,6 +138,15 @@ describe('deploy/compose.yaml', () => {
         expect(health).toContain(`http://127.0.0.1:${api.port}/readyz`);
       } else if (entry === 'apps/worker/src/main.ts') {
         const worker = loadWorkerConfig(e, s.command?.slice(1) ?? []);
+        const backup = loadBackupConfig(e);
+        if (worker.queues.some((q) => q.queue === 'backup')) {
+          expect(backup.hmacKey, name).toBeDefined();
+          expect(backup.encryptionKey, name).toBeDefined();
+          expect(
+            s.volumes?.map((v) => v.split(':')[1]),
+            name,
+          ).toContain(backup.dir);
+        }
         expect(worker.host).toBe('0.0.0.0');
         expect(health).toContain(`http://127.0.0.1:${worker.port}/readyz`);
         const grace = Number(/^(\d+)s$/.exec(s.stop_grace_period ?? '')?.[1]) * 1000;

@@ -4,17 +4,19 @@
  * ScaledObject per queue of the job catalogue, grace periods outlast the worker's hand-back
  * deadline, and the Redis roles run the shipped files with the settings the plan names.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadApiConfig } from '@cachefleet/api';
+import { loadCaptureConfig } from '@cachefleet/capture';
 import { loadCatalogueEnv } from '@cachefleet/catalogue';
-import { loadQueueConfig, QUEUE_NAMES } from '@cachefleet/jobs';
+import { JOBS, loadBackupConfig, loadQueueConfig, QUEUE_NAMES } from '@cachefleet/jobs';
 import { cacheKeys } from '@cachefleet/redis';
 import { loadCacheConfig } from '@cachefleet/tiered-cache';
-import { loadWorkerConfig } from '@cachefleet/worker';
+import { loadWorkerConfig, type WorkerConfig } from '@cachefleet/worker';
 import { ScaledObject, TriggerAuthentication } from '@kubernetes-models/keda/keda.sh/v1alpha1';
 import { QueueKeys } from 'bullmq';
 import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import type { IContainer } from 'kubernetes-models/v1';
 import { expect, test } from 'vitest';
 import { containerEnv, type Manifests, name, podSpec, type Workload } from './manifests.js';
@@ -62,6 +64,22 @@ function sentinelAddresses(m: Manifests, namespace: string): string[] {
   );
 }
 
+/** The worker Deployments: every Deployment but the API's. */
+function workers(m: Manifests): Deployment[] {
+  return m.all(Deployment).filter((d) => name(d) !== 'api');
+}
+
+/** A worker Deployment's settings, parsed by the worker's own loader from its env and args. */
+function workerConfig(m: Manifests, w: Workload): WorkerConfig {
+  const { env, args } = containerEnv(m, w, container(w, 'worker'));
+  return loadWorkerConfig(env, args.slice(1));
+}
+
+/** The workers of queues (the capture readers serve none). */
+function queueWorkers(m: Manifests): Deployment[] {
+  return workers(m).filter((w) => !workerConfig(m, w).capture);
+}
+
 export function fleetPolicy(renderings: () => Manifests[], overlay: string, namespace: string): void {
   test('API and worker environments parse with the apps’ own loaders and name only variables they read', () => {
     for (const m of renderings()) {
@@ -82,17 +100,14 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
       if (queue.redis.mode !== 'sentinel') throw new Error('unreachable');
       expect(queue.redis.sentinels.map((s) => `${s.host}:${s.port}`)).toEqual(sentinels);
       expect(queue.redis.password).toBeDefined();
+      // The Sentinels answer only with their password (requirepass): both roles' clients have it.
+      expect(queue.redis.sentinelPassword).toBeDefined();
       const cache = loadCacheConfig(env);
-      if (overlay === 'prod') {
-        expect(cache.redis).toMatchObject({ mode: 'sentinel', name: 'cache' });
-      } else {
-        const cacheSts = m.one(StatefulSet, 'cache-redis');
-        expect(cache.redis).toMatchObject({ mode: 'single' });
-        if (cache.redis?.mode !== 'single') throw new Error('unreachable');
-        const url = new URL(cache.redis.url);
-        expect(url.hostname).toBe(`cache-redis-0.${cacheSts.spec?.serviceName}`);
-        expect(url.password).not.toBe('');
-      }
+      expect(cache.redis).toMatchObject({ mode: 'sentinel', name: 'cache' });
+      if (cache.redis?.mode !== 'sentinel') throw new Error('unreachable');
+      expect(cache.redis.sentinels.map((s) => `${s.host}:${s.port}`)).toEqual(sentinels);
+      expect(cache.redis.password).toBeDefined();
+      expect(cache.redis.sentinelPassword).toBe(queue.redis.sentinelPassword);
       for (const w of m.all(Deployment).filter((d) => name(d).startsWith('worker-'))) {
         const wc = container(w, 'worker');
         const wenv = containerEnv(m, w, wc);
@@ -104,6 +119,14 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
         expect(wc.readinessProbe?.httpGet, name(w)).toMatchObject({ path: '/readyz', port: 'metrics' });
         expect(wc.livenessProbe?.httpGet, name(w)).toMatchObject({ path: '/healthz', port: 'metrics' });
         expect(loadQueueConfig(wenv.env).redis).toEqual(queue.redis);
+        // The backup queue's files are signed and encrypted, on the volume at BACKUP_DIR.
+        const backup = loadBackupConfig(wenv.env);
+        if (wconfig.queues.some((q) => q.queue === 'backup')) {
+          expect(backup.hmacKey, name(w)).toBeDefined();
+          expect(backup.encryptionKey, name(w)).toBeDefined();
+          const mounts = wc.volumeMounts?.map((v) => v.mountPath);
+          expect(mounts, name(w)).toContain(backup.dir);
+        }
         expect(loadCacheConfig(wenv.env).redis).toEqual(cache.redis);
       }
     }
@@ -111,9 +134,8 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
 
   test('one worker Deployment and one ScaledObject (never below 1) per queue, on the queue’s BullMQ wait list', () => {
     for (const m of renderings()) {
-      const workers = m.all(Deployment).filter((d) => name(d) !== 'api');
       const served = new Map<string, Workload>();
-      for (const w of workers) {
+      for (const w of queueWorkers(m)) {
         const { env, args } = containerEnv(m, w, container(w, 'worker'));
         const queues = loadWorkerConfig(env, args.slice(1)).queues.map((q) => q.queue);
         expect(queues.length, `${name(w)} serves one queue`).toBe(1);
@@ -145,14 +167,56 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
     }
   });
 
-  test('pods stop within their grace period: workers hand jobs back within WORKER_SHUTDOWN_MS', () => {
+  test('the change-capture readers: one Deployment of two pods (active + standby), no queue, no ScaledObject, one down at a time', () => {
     for (const m of renderings()) {
-      for (const w of m.all(Deployment).filter((d) => name(d) !== 'api')) {
-        const { env, args } = containerEnv(m, w, container(w, 'worker'));
-        const { shutdownMs } = loadWorkerConfig(env, args.slice(1));
+      const readers = workers(m).filter((w) => workerConfig(m, w).capture);
+      expect(readers.map(name)).toEqual(['worker-capture']);
+      const w = readers[0] as Deployment;
+      const { env } = containerEnv(m, w, container(w, 'worker'));
+      // Capture only: a reader that also served a queue would be scaled by KEDA past two.
+      expect(workerConfig(m, w).queues).toEqual([]);
+      expect(w.spec?.replicas).toBe(2);
+      expect(loadCaptureConfig(env).schema).toMatch(/^[a-z_]/);
+      expect(loadCatalogueEnv(env).DATABASE_URL).toMatch(/^postgres/);
+      expect(m.all(ScaledObject).filter((s) => s.spec.scaleTargetRef.name === name(w))).toEqual([]);
+      expect(m.one(PodDisruptionBudget, name(w)).spec?.maxUnavailable).toBe(1);
+    }
+  });
+
+  test('grace periods outlast the longest a job runs after SIGTERM: its timeout, or the hand-back at WORKER_SHUTDOWN_MS', () => {
+    for (const m of renderings()) {
+      for (const w of workers(m)) {
+        const config = workerConfig(m, w);
+        const served = new Set(config.queues.map((q) => q.queue));
+        // Every job is cooperative: past WORKER_SHUTDOWN_MS / 2 it is asked to save its cursor and
+        // hand back, past WORKER_SHUTDOWN_MS the worker closes by force. So after SIGTERM a job runs
+        // at most the shorter of its timeout and WORKER_SHUTDOWN_MS (the capture reader: the latter).
+        const timeouts = Object.values(JOBS)
+          .filter((job) => served.has(job.queue))
+          .map((job) => job.timeoutMs);
+        const longest = timeouts.length === 0 ? config.shutdownMs : Math.max(...timeouts);
+        const deadline = Math.min(config.shutdownMs, longest);
         const graceMs = (podSpec(w).terminationGracePeriodSeconds ?? 30) * 1000;
-        expect(graceMs, name(w)).toBeGreaterThanOrEqual(shutdownMs + CLOSE_MARGIN_MS);
+        expect(graceMs, name(w)).toBeGreaterThanOrEqual(deadline + CLOSE_MARGIN_MS);
       }
+    }
+  });
+
+  test('the Redis ConfigMaps hold exactly the files of deploy/redis, byte for byte', () => {
+    const dir = join(ROOT, 'deploy', 'redis');
+    const files = readdirSync(dir)
+      .filter((f) => f !== 'kustomization.yaml')
+      .sort();
+    for (const m of renderings()) {
+      const held = new Set<string>();
+      for (const cm of ['queue-redis-config', 'cache-redis-config', 'redis-sentinel-config']) {
+        for (const [file, text] of Object.entries(m.configMap(cm).data ?? {})) {
+          expect(files, `${cm} ${file}`).toContain(file);
+          expect(text, `${cm} ${file}`).toBe(readFileSync(join(dir, file), 'utf8'));
+          held.add(file);
+        }
+      }
+      expect([...held].sort()).toEqual(files);
     }
   });
 
@@ -200,7 +264,7 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
     }
   });
 
-  test('the cache Redis runs the shipped cache.conf (allkeys-lru, 2 GiB); prod watches it with the Sentinels', () => {
+  test('the cache Redis runs the shipped cache.conf (allkeys-lru, 2 GiB), watched by the Sentinels; 3 nodes in prod', () => {
     for (const m of renderings()) {
       const conf = m.configMap('cache-redis-config').data?.['cache.conf'] ?? '';
       expect(conf).toBe(readFileSync(join(ROOT, 'deploy', 'redis', 'cache.conf'), 'utf8'));
@@ -211,17 +275,12 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
       const init = podSpec(sentinel).initContainers?.[0] as IContainer;
       const masters = containerEnv(m, sentinel, init).env.SENTINEL_MASTERS?.split(/\s+/) ?? [];
       const watched = 'cache=cache-redis-0.cache-redis-headless:6379';
-      if (overlay === 'prod') {
-        expect(sts.spec?.replicas).toBe(3);
-        expect(masters).toContain(watched);
-        const prepare = podSpec(sts).initContainers?.[0] as IContainer;
-        expect(containerEnv(m, sts, prepare).env.SENTINEL_HOSTS?.split(/\s+/)).toEqual(
-          sentinelAddresses(m, namespace).map((a) => a.replace(`.${namespace}.svc:26379`, '')),
-        );
-      } else {
-        expect(sts.spec?.replicas).toBe(1);
-        expect(masters).not.toContain(watched);
-      }
+      expect(sts.spec?.replicas).toBe(overlay === 'prod' ? 3 : 1);
+      expect(masters).toContain(watched);
+      const prepare = podSpec(sts).initContainers?.[0] as IContainer;
+      expect(containerEnv(m, sts, prepare).env.SENTINEL_HOSTS?.split(/\s+/)).toEqual(
+        sentinelAddresses(m, namespace).map((a) => a.replace(`.${namespace}.svc:26379`, '')),
+      );
     }
   });
 
@@ -253,7 +312,11 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
       expect(scope(keda).keys).toEqual([`~${env.QUEUE_PREFIX}:*:wait`]);
       expect(keda.filter((r) => r.startsWith('+'))).toEqual(['+@connection', '+type', '+llen']);
       const auth = m.one(TriggerAuthentication, 'queue-redis-keda');
-      expect(auth.spec.secretTargetRef?.map((r) => r.parameter).sort()).toEqual(['password', 'username']);
+      expect(auth.spec.secretTargetRef?.map((r) => r.parameter).sort()).toEqual([
+        'password',
+        'sentinelPassword',
+        'username',
+      ]);
     }
   });
 }

@@ -1,14 +1,15 @@
 /**
  * Renders the kustomize overlays of deploy/k8s offline, with every kustomize this machine has.
  *
- * - `KUBECTL` (a path), else `kubectl` on PATH: on developers' machines usually kubectl >= 1.21,
- *   which embeds kustomize v4/v5.
+ * - The set-up's kubectl (test/setup/kubectl.ts findKubectl: `KUBECTL_BIN`, else PATH, else Debian's
+ *   package installed with apt-get), handed over in `KUBECTL_BIN`: on developers' machines usually
+ *   kubectl >= 1.21, which embeds kustomize v4/v5.
  * - Debian's `kubernetes-client` (kubectl 1.20, kustomize v2.0.3): the only kubectl a fresh
  *   machine gets from Debian's packages. Fetched once with `apt-get download` and unpacked with
  *   `dpkg -x` into ~/.cache/cachefleet (nothing is installed system-wide); used whenever apt-get is
  *   there, so the overlays keep rendering on a machine that has only it.
  *
- * With neither, rendering fails with one line saying how to get one.
+ * Without the first (a run that skipped the set-up), rendering fails with one line saying how to get one.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -21,7 +22,7 @@ import { onPath } from '../setup/install.js';
 const run = promisify(execFile);
 
 interface Kustomizer {
-  /** Where it came from, for messages: `PATH`, `KUBECTL` or `debian`. */
+  /** Where it came from, for messages: `KUBECTL_BIN` or `debian`. */
   readonly source: string;
   readonly kubectl: string;
   /** `kubectl version --client` in one line. */
@@ -29,8 +30,8 @@ interface Kustomizer {
 }
 
 const HOW_TO_GET_KUBECTL =
-  'no kubectl to render deploy/k8s: set KUBECTL=/path/to/kubectl or put kubectl on PATH, or run the tests ' +
-  'as root on Debian/Ubuntu (they then fetch Debian\'s "kubernetes-client" with apt-get download into ~/.cache/cachefleet)';
+  'no kubectl to render deploy/k8s: set KUBECTL_BIN=/path/to/kubectl or put kubectl on PATH, or run ' +
+  'apt-get install -y kubernetes-client (the test set-up does that when it runs as root)';
 
 const CACHE = join(
   process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'),
@@ -78,20 +79,19 @@ async function debianKubectl(): Promise<string | undefined> {
 /** Every kustomize to render with, the machine's own first. Throws HOW_TO_GET_KUBECTL if none. */
 export async function findKustomizers(): Promise<Kustomizer[]> {
   const found: Kustomizer[] = [];
-  const own = process.env.KUBECTL;
-  if (own !== undefined && own !== '') found.push(await describe('KUBECTL', own));
-  else {
-    const path = onPath('kubectl');
-    if (path !== undefined) found.push(await describe('PATH', path));
-  }
+  const own = process.env.KUBECTL_BIN;
+  if (own !== undefined && own !== '') found.push(await describe('KUBECTL_BIN', own));
   let debian: string | undefined;
   try {
     debian = await debianKubectl();
   } catch (error) {
     if (found.length === 0) throw new Error(`${HOW_TO_GET_KUBECTL} (${(error as Error).message.trim()})`);
   }
-  if (debian !== undefined && !found.some((k) => k.kubectl === debian))
-    found.push(await describe('debian', debian));
+  if (debian !== undefined) {
+    const d = await describe('debian', debian);
+    // The set-up may have installed that very package: one rendering is enough.
+    if (!found.some((k) => k.version === d.version)) found.push(d);
+  }
   if (found.length === 0) throw new Error(HOW_TO_GET_KUBECTL);
   return found;
 }

@@ -111,6 +111,8 @@ export function name(o: { metadata?: { name?: string } }): string {
 /** Stands in for a Secret's value when a container's environment is parsed by the app's loaders. */
 function fakeSecret(secret: string, key: string): string {
   if (key === 'url') return `postgres://cachefleet:0123456789abcdef@${secret}.example:5432/cachefleet`;
+  // AES-256: 32 bytes as 64 hex digits.
+  if (key === 'encryption-key') return '0123456789abcdef'.repeat(4);
   return `${secret}-${key}-0123456789abcdef`.replace(/[^A-Za-z0-9-]/g, '-');
 }
 

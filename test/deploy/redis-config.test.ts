@@ -3,14 +3,24 @@
  * setting the plan names is read back with CONFIG GET / SENTINEL MASTER from the running servers,
  * and the ACL users are tried for what they may and may not do.
  */
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { cacheKeys } from '@cachefleet/redis';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { pairsToRecord, rawCommand } from '../helpers/resp.js';
-import { ADMIN, redisPod, SECRETS, type ShippedRedis, startShippedRedis } from './shipped-redis.js';
+import {
+  ADMIN,
+  redisPod,
+  SECRETS,
+  SENTINEL_AUTH,
+  type ShippedRedis,
+  startShippedRedis,
+} from './shipped-redis.js';
 
+const run = promisify(execFile);
 let set: ShippedRedis | undefined;
 const clients: Redis[] = [];
 
@@ -59,6 +69,59 @@ async function attempt(p: Promise<unknown>): Promise<unknown> {
   }
 }
 
+const REDIS_DIR = join(import.meta.dirname, '..', '..', 'deploy', 'redis');
+
+/** Redis's memory units: `2gb` is 2 × 1024³ bytes, `2g` 2 × 1000³. */
+const UNITS: Record<string, number> = { k: 1e3, kb: 1024, m: 1e6, mb: 1024 ** 2, g: 1e9, gb: 1024 ** 3 };
+
+/**
+ * Every directive of a shipped file as CONFIG GET answers it: name → expected value. `port` and
+ * `bind` are left out: the only settings the tests override (a free loopback port).
+ */
+async function fileSettings(file: string): Promise<[string, string][]> {
+  const out: [string, string][] = [];
+  for (const line of (await readFile(join(REDIS_DIR, file), 'utf8')).split('\n')) {
+    const words = line.trim().split(/\s+/);
+    const [name, ...args] = words;
+    if (name === undefined || name === '' || name.startsWith('#') || name === 'port' || name === 'bind')
+      continue;
+    let value = args.join(' ');
+    if (value === '""') value = '';
+    const memory = /^(\d+)(k|kb|m|mb|g|gb)$/i.exec(value);
+    if (memory !== null) value = String(Number(memory[1]) * (UNITS[(memory[2] ?? '').toLowerCase()] ?? 1));
+    out.push([name, value]);
+  }
+  return out;
+}
+
+describe('every directive of the shipped files is in force', () => {
+  test.each([
+    ['queue.conf', () => [shipped().queueMaster, shipped().queueReplica]],
+    ['cache.conf', () => [shipped().cache]],
+  ] as const)('%s: CONFIG GET answers each of its settings', async (file, servers) => {
+    const settings = await fileSettings(file);
+    expect(settings.length).toBeGreaterThan(10);
+    for (const server of servers()) {
+      for (const [name, value] of settings)
+        expect(await config(server.port, name), `${file} ${name}`).toBe(value);
+    }
+  });
+
+  test('sentinel.conf: SENTINEL CONFIG GET answers its sentinel settings', async () => {
+    const settings = (await fileSettings('sentinel.conf')).filter(([name]) => name === 'sentinel');
+    expect(settings.length).toBeGreaterThan(0);
+    for (const [, setting] of settings) {
+      const [name, value] = setting.split(' ');
+      const reply = pairsToRecord(
+        await rawCommand(shipped().sentinel.port, ['SENTINEL', 'CONFIG', 'GET', name ?? ''], {
+          auth: SENTINEL_AUTH,
+        }),
+      );
+      expect(reply[name ?? ''], `sentinel ${name}`).toBe(value);
+    }
+  });
+});
+
 describe('the queue Redis (deploy/redis/queue.conf)', () => {
   test.each([
     ['maxmemory-policy', 'noeviction'],
@@ -103,7 +166,9 @@ describe('the cache Redis (deploy/redis/cache.conf)', () => {
 
 describe('Sentinel (deploy/redis/sentinel.conf, sentinel-master.conf)', () => {
   test('watches the queue master with quorum 2, down after 30 s, failover timeout 180 s, parallel-syncs 1', async () => {
-    const m = pairsToRecord(await rawCommand(shipped().sentinel.port, ['SENTINEL', 'MASTER', 'queue']));
+    const m = pairsToRecord(
+      await rawCommand(shipped().sentinel.port, ['SENTINEL', 'MASTER', 'queue'], { auth: SENTINEL_AUTH }),
+    );
     expect(m).toMatchObject({
       port: String(shipped().queueMaster.port),
       flags: 'master',
@@ -121,7 +186,12 @@ describe('Sentinel (deploy/redis/sentinel.conf, sentinel-master.conf)', () => {
     const monitored = async (start: string, env: Record<string, string>) => {
       const out = join(shipped().runDir(sentinel), '..', start);
       const pod = { POD_NAME: 'redis-sentinel-1', ANNOUNCE_HOST: '127.0.0.1' };
-      await redisPod(['sentinel', out], { REDIS_SENTINEL_PASSWORD: SECRETS.sentinel, ...pod, ...env });
+      await redisPod(['sentinel', out], {
+        REDIS_SENTINEL_PASSWORD: SECRETS.sentinel,
+        SENTINEL_AUTH_PASSWORD: SECRETS.sentinelAuth,
+        ...pod,
+        ...env,
+      });
       const conf = await readFile(join(out, 'sentinel.conf'), 'utf8');
       return /^sentinel monitor queue (\S+) (\d+) 2$/m.exec(conf)?.slice(1);
     };
@@ -138,11 +208,22 @@ describe('Sentinel (deploy/redis/sentinel.conf, sentinel-master.conf)', () => {
     ]);
   });
 
+  test('answers only with its password (requirepass), which it also gives its peers', async () => {
+    const { sentinel } = shipped();
+    expect(await attempt(rawCommand(sentinel.port, ['SENTINEL', 'MASTERS']))).toBe('NOAUTH');
+    const wrong = { user: 'default', password: SECRETS.sentinel };
+    expect(await attempt(rawCommand(sentinel.port, ['PING'], { auth: wrong }))).toBe('WRONGPASS');
+    const conf = await readFile(join(shipped().runDir(sentinel), 'sentinel.conf'), 'utf8');
+    expect(conf).toMatch(/^sentinel sentinel-pass \S+$/m);
+  });
+
   test('resolves and announces hostnames, with an id derived from the pod name', async () => {
     const conf = await readFile(join(shipped().runDir(shipped().sentinel), 'sentinel.conf'), 'utf8');
     expect(conf).toMatch(/^sentinel resolve-hostnames yes$/m);
     expect(conf).toMatch(/^sentinel announce-hostnames yes$/m);
-    const id = (await rawCommand(shipped().sentinel.port, ['SENTINEL', 'MYID'])) as string;
+    const id = (await rawCommand(shipped().sentinel.port, ['SENTINEL', 'MYID'], {
+      auth: SENTINEL_AUTH,
+    })) as string;
     expect(id).toMatch(/^[0-9a-f]{40}$/);
     expect(conf).toContain(`sentinel myid ${id}`);
   });
@@ -180,6 +261,28 @@ describe('ACL users (deploy/redis/*-users.acl)', () => {
     expect(await attempt(k.set('cachefleet:warm:wait', '1'))).toBe('NOPERM');
   });
 
+  test('the backup user streams a snapshot of the queue Redis (redis-cli --rdb) and touches no key', async () => {
+    const { queueMaster } = shipped();
+    const file = join(shipped().runDir(queueMaster), '..', 'backup.rdb');
+    await run(
+      process.env.REDIS_CLI_BIN ?? 'redis-cli',
+      [
+        ...['-h', '127.0.0.1', '-p', String(queueMaster.port), '--user', 'backup', '--no-auth-warning'],
+        ...['--rdb', file],
+      ],
+      { env: { ...process.env, REDISCLI_AUTH: SECRETS.backup }, timeout: 30_000 },
+    );
+    expect((await readFile(file)).subarray(0, 5).toString()).toBe('REDIS');
+    const b = client(queueMaster.port, 'backup', SECRETS.backup);
+    expect(typeof (await attempt(b.lastsave()))).toBe('number');
+    expect(await attempt(b.info('persistence'))).toMatch(/rdb_last_bgsave_status:ok/);
+    expect(await attempt(b.get('cachefleet:warm:meta'))).toBe('NOPERM');
+    expect(await attempt(b.set('cachefleet:warm:x', '1'))).toBe('NOPERM');
+    expect(await attempt(b.flushall())).toBe('NOPERM');
+    expect(await attempt(b.config('GET', 'dir'))).toBe('NOPERM');
+    expect(await attempt(b.shutdown('NOSAVE'))).toBe('NOPERM');
+  });
+
   test('a wrong password is refused, and the rendered ACL file holds hashes, not passwords', async () => {
     const wrong = { user: 'default', password: SECRETS.cacheApp };
     expect(await attempt(rawCommand(shipped().queueMaster.port, ['PING'], { auth: wrong }))).toBe(
@@ -199,6 +302,7 @@ describe('ACL users (deploy/redis/*-users.acl)', () => {
       REDIS_SENTINEL_PASSWORD: SECRETS.sentinel,
       REDIS_ADMIN_PASSWORD: SECRETS.admin,
       REDIS_KEDA_PASSWORD: SECRETS.keda,
+      REDIS_BACKUP_PASSWORD: SECRETS.backup,
       REDIS_MASTER: 'none',
     };
     const out = join(shipped().runDir(shipped().queueMaster), '..', 'refused');

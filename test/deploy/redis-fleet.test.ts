@@ -20,7 +20,14 @@ import { startWorker, stopAllWorkers, type WorkerProc } from '../fixtures/fleet-
 import { testDatabaseUrl } from '../helpers/database.js';
 import { parseInfo, rawCommand } from '../helpers/resp.js';
 import { waitUntil } from '../helpers/wait.js';
-import { ADMIN, redisPod, SECRETS, type ShippedRedis, startShippedRedis } from './shipped-redis.js';
+import {
+  ADMIN,
+  redisPod,
+  SECRETS,
+  SENTINEL_AUTH,
+  type ShippedRedis,
+  startShippedRedis,
+} from './shipped-redis.js';
 
 const SCHEMA = `deploy_${randomBytes(4).toString('hex')}`;
 const DATABASE_URL = testDatabaseUrl();
@@ -42,6 +49,7 @@ function fleetEnv(): Record<string, string> {
     QUEUE_REDIS_SENTINELS: `127.0.0.1:${shipped().sentinel.port}`,
     QUEUE_REDIS_SENTINEL_NAME: 'queue',
     QUEUE_REDIS_PASSWORD: SECRETS.queueApp,
+    QUEUE_REDIS_SENTINEL_PASSWORD: SECRETS.sentinelAuth,
     QUEUE_PREFIX: 'cachefleet',
     CACHE_REDIS_MODE: 'single',
     CACHE_REDIS_URL: `redis://:${SECRETS.cacheApp}@127.0.0.1:${shipped().cache.port}`,
@@ -129,9 +137,12 @@ test('preStop hands the queue master over; the node restarts as a replica; the f
     SENTINEL_HOSTS: '127.0.0.1',
     SENTINEL_PORT: String(sentinel.port),
     MASTER_NAME: 'queue',
+    SENTINEL_AUTH_PASSWORD: SECRETS.sentinelAuth,
   };
   await redisPod(['prestop'], podEnv);
-  const named = await rawCommand(sentinel.port, ['SENTINEL', 'get-master-addr-by-name', 'queue']);
+  const named = await rawCommand(sentinel.port, ['SENTINEL', 'get-master-addr-by-name', 'queue'], {
+    auth: SENTINEL_AUTH,
+  });
   expect(named).toEqual(['127.0.0.1', String(queueReplica.port)]);
 
   // The pod stops and comes back: redis-pod.sh asks the Sentinel and makes it a replica.

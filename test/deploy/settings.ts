@@ -1,5 +1,6 @@
 /** What the deployment files must agree with in the apps' settings (k8s and compose tests). */
 import { API_ENV_VARS } from '@cachefleet/api';
+import { CAPTURE_ENV_VARS } from '@cachefleet/capture';
 import { BACKUP_ENV_VARS, QUEUE_ENV_VARS, SCHEDULE_ENV_VARS } from '@cachefleet/jobs';
 import { ENV_VARS as CACHE_ENV_VARS } from '@cachefleet/tiered-cache';
 import { WORKER_ENV_VARS } from '@cachefleet/worker';
@@ -12,10 +13,13 @@ export const READ_BY_THE_CODE = new Set([
   ...Object.keys(SCHEDULE_ENV_VARS),
   ...Object.keys(BACKUP_ENV_VARS),
   ...Object.keys(CACHE_ENV_VARS),
-  // loadCatalogueEnv (libs/catalogue) and the API's rollout (apps/api rollout.ts) keep no exported list.
+  ...Object.keys(CAPTURE_ENV_VARS),
+  // loadCatalogueEnv (libs/catalogue), the API's rollout (apps/api rollout.ts) and the worker's
+  // capture role (apps/worker worker.ts: CAPTURE_INSTALL) keep no exported list.
   'CATALOGUE_SCHEMA',
   'CACHE_ROLLOUT',
   'CACHE_ROLLOUT_ANONYMOUS',
+  'CAPTURE_INSTALL',
 ]);
 
 /**

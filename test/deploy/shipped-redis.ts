@@ -34,19 +34,24 @@ export const SECRETS = {
   sentinel: secret(),
   admin: secret(),
   keda: secret(),
+  backup: secret(),
+  sentinelAuth: secret(),
 } as const;
 
-function roleEnv(role: 'queue' | 'cache'): Record<string, string> {
+/** The secrets redis-pod.sh reads for a data node of `role`, as the pod's environment holds them. */
+export function roleEnv(role: 'queue' | 'cache'): Record<string, string> {
   return {
     REDIS_APP_PASSWORD: role === 'queue' ? SECRETS.queueApp : SECRETS.cacheApp,
     REDIS_REPLICA_PASSWORD: SECRETS.replica,
     REDIS_SENTINEL_PASSWORD: SECRETS.sentinel,
     REDIS_ADMIN_PASSWORD: SECRETS.admin,
-    ...(role === 'queue' ? { REDIS_KEDA_PASSWORD: SECRETS.keda } : {}),
+    ...(role === 'queue' ? { REDIS_KEDA_PASSWORD: SECRETS.keda, REDIS_BACKUP_PASSWORD: SECRETS.backup } : {}),
   };
 }
 
 export const ADMIN = { user: 'admin', password: SECRETS.admin } as const;
+/** How clients log in to the Sentinels (their requirepass). */
+export const SENTINEL_AUTH = { user: 'default', password: SECRETS.sentinelAuth } as const;
 
 /** Runs deploy/redis/redis-pod.sh with only PATH and `env` in its environment. */
 export async function redisPod(args: readonly string[], env: Record<string, string>): Promise<void> {
@@ -88,7 +93,12 @@ export async function startShippedRedis(): Promise<ShippedRedis> {
         // Built again on restart(): redis-pod.sh runs again, as in a new pod.
         args: async () => {
           const where: Record<string, string> = discover
-            ? { SENTINEL_HOSTS: '127.0.0.1', SENTINEL_PORT: String(sentinelPort), MASTER_NAME: role }
+            ? {
+                SENTINEL_HOSTS: '127.0.0.1',
+                SENTINEL_PORT: String(sentinelPort),
+                MASTER_NAME: role,
+                SENTINEL_AUTH_PASSWORD: SECRETS.sentinelAuth,
+              }
             : { REDIS_MASTER: master === undefined ? 'none' : `127.0.0.1 ${master.port}` };
           await redisPod(['data', role, out], {
             ...roleEnv(role),
@@ -120,6 +130,7 @@ export async function startShippedRedis(): Promise<ShippedRedis> {
     const sentinel = await withFreePort(undefined, async (port) => {
       await redisPod(['sentinel', out], {
         REDIS_SENTINEL_PASSWORD: SECRETS.sentinel,
+        SENTINEL_AUTH_PASSWORD: SECRETS.sentinelAuth,
         SENTINEL_MASTERS: `queue=127.0.0.1:${queueMaster.port}`,
         POD_NAME: 'redis-sentinel-0',
         ANNOUNCE_HOST: '127.0.0.1',
@@ -129,6 +140,7 @@ export async function startShippedRedis(): Promise<ShippedRedis> {
         port,
         dir,
         logFile: logPath(dir, port),
+        auth: SENTINEL_AUTH,
         args: () => [...args, '--logfile', logPath(dir, port)],
       });
     });
@@ -137,7 +149,9 @@ export async function startShippedRedis(): Promise<ShippedRedis> {
     runDirs.set(sentinel, out);
     // Settled: the replica is linked, and the Sentinel (logged in as `sentinel`) sees it.
     await waitUntil('the shipped Redis set to settle', async (note) => {
-      const m = pairsToRecord(await rawCommand(sentinel.port, ['SENTINEL', 'MASTER', 'queue']));
+      const m = pairsToRecord(
+        await rawCommand(sentinel.port, ['SENTINEL', 'MASTER', 'queue'], { auth: SENTINEL_AUTH }),
+      );
       note(`flags ${m.flags}, replicas ${m['num-slaves']}`);
       if (m.flags !== 'master' || m['num-slaves'] !== '1') return undefined;
       const repl = String(await rawCommand(queueReplica.port, ['INFO', 'replication'], { auth: ADMIN }));

@@ -9,6 +9,7 @@ export default async function setup(): Promise<() => void> {
   try {
     const prepared = await prepare({
       chromium: true,
+      kubectl: true,
       postgres: true,
       say: (line) => console.log(`set-up: ${line}`),
     });

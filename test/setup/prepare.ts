@@ -1,3 +1,4 @@
+import { findKubectl } from './kubectl.js';
 import { startPrivatePostgres } from './postgres.js';
 import { findChromium, findPostgresBin, findRedisServer } from './tools.js';
 
@@ -6,6 +7,8 @@ export { MissingPiece } from './install.js';
 interface PrepareOptions {
   /** The browser test's Chromium (the bench does not need it). */
   readonly chromium: boolean;
+  /** kubectl, to render deploy/k8s (test/deploy). */
+  readonly kubectl?: boolean;
   /** A PostgreSQL server for TEST_DATABASE_URL. */
   readonly postgres: boolean;
   /** One line per piece: what was found, started or installed. */
@@ -20,7 +23,7 @@ interface Prepared {
 /**
  * Finds, installs or starts what the tests and benches need, and hands it to them (and their child
  * processes) through the environment: REDIS_SERVER_BIN (read by test/helpers' startRedis),
- * CHROMIUM_PATH (test/browser.test.ts) and TEST_DATABASE_URL (testDatabaseUrl()). Every program is
+ * CHROMIUM_PATH (test/browser.test.ts), KUBECTL_BIN (test/deploy) and TEST_DATABASE_URL (testDatabaseUrl()). Every program is
  * found or installed before anything starts, so a missing one fails the run in its first second.
  * A piece that cannot be had throws MissingPiece, whose message is the one line to print.
  */
@@ -31,6 +34,10 @@ export async function prepare(options: PrepareOptions): Promise<Prepared> {
   if (options.chromium) {
     const chromium = findChromium(say);
     say(`chromium: ${chromium.path}, ${chromium.version} (${chromium.how})`);
+  }
+  if (options.kubectl === true) {
+    const kubectl = findKubectl(say);
+    say(`kubectl: ${kubectl.path}, ${kubectl.version} (${kubectl.how})`);
   }
   if (!options.postgres) return { stop: () => {} };
   const own = process.env.TEST_DATABASE_URL;

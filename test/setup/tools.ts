@@ -4,21 +4,21 @@ import { dirname, join } from 'node:path';
 import { aptInstall, isExecutable, MissingPiece, onPath } from './install.js';
 
 /** A program the tests run: where it is, its version, and how it was found (for the set-up's line). */
-interface Found {
+export interface Found {
   readonly path: string;
   readonly version: string;
   readonly how: string;
 }
 
-type Say = (line: string) => void;
+export type Say = (line: string) => void;
 
-function versionOf(path: string, args: readonly string[], pattern: RegExp): string {
+export function versionOf(path: string, args: readonly string[], pattern: RegExp): string {
   const run = spawnSync(path, args, { encoding: 'utf8', timeout: 10_000 });
   return pattern.exec(`${run.stdout ?? ''}${run.stderr ?? ''}`)?.[1] ?? 'version unknown';
 }
 
 /** A variable naming a program: a path, or a name looked up on PATH. Wrong values fail, never fall back. */
-function fromVariable(name: string, what: string): string | undefined {
+export function fromVariable(name: string, what: string): string | undefined {
   const value = process.env[name];
   if (value === undefined || value === '') return undefined;
   const path = value.includes('/') ? value : onPath(value);
