@@ -11,6 +11,8 @@
  *   reads, fills and invalidates through the bus — with ACL LOG empty on both servers afterwards:
  *   no command of the system was denied (the cache serves through Redis errors, so "it worked"
  *   alone would not prove it);
+ * - a worker serving only backups runs as a `backup` user (BACKUP_ACL, set by the admin: not in the
+ *   shipped files yet): a whole backup with ACL LOG empty, and NOPERM for every write but its lock;
  * - each role user, over TLS, gets NOPERM for what is out of its scope (other keys, other channels,
  *   dangerous commands), and those denials do show in ACL LOG.
  *
@@ -47,6 +49,17 @@ const DEFINITIONS = pathToFileURL(
 ).href;
 const ITEMS = 300;
 
+/**
+ * The backup worker's user on the cache Redis (docs/reliability.md, invariant 8): read every key of
+ * the prefix (SCAN, DUMP, PTTL, the generations), write only the backup lock, hear the bus without
+ * publishing on it, nothing @dangerous (RESTORE is: a restore runs as the fleet user).
+ */
+const BACKUP_ACL = ['%R~cf:*', '%RW~cf:__backup:lock', 'resetchannels', '&cf:__bus'].concat([
+  '+@all',
+  '-@dangerous',
+  '-publish',
+  '+info',
+]);
 interface TlsRedis {
   readonly proc: RedisProcess;
   readonly tlsPort: number;
@@ -280,6 +293,44 @@ describe('invariant 8: role users and TLS', () => {
 
     expect(await aclLog(c), 'denied on the cache Redis').toEqual([]);
     expect(await aclLog(q), 'denied on the queue Redis').toEqual([]);
+  }, 180_000);
+
+  it('the backup worker runs as its own user: a whole backup, nothing denied, NOPERM for any other write', async () => {
+    const c = the(cache, 'cache');
+    await admin(c).call('ACL', 'SETUSER', 'backup', 'reset', 'on', `>${SECRETS.backup}`, ...BACKUP_ACL);
+    await admin(c).set('cf:item:v1:backup-probe', '{"id":"backup-probe"}', 'PX', 600_000);
+    await admin(c).call('ACL', 'LOG', 'RESET');
+    const env = {
+      ...fleetEnv(),
+      CACHE_REDIS_URL: `rediss://backup:${SECRETS.backup}@localhost:${c.tlsPort}`,
+      BACKUP_DIR: join(dir, 'backups'),
+      SCHEDULES_ENABLED: 'false',
+    };
+    await startWorker({ name: 'tls-backup', env: { ...env, WORKER_HTTP_PORT: '0' }, queues: 'backup:1' });
+    const made = await runCli(['backup', '--json'], env);
+    expect(made.code, made.stderr).toBe(0);
+    const Made = z.object({ state: z.literal('completed'), result: z.object({ keys: z.number() }) });
+    const result = Made.parse(JSON.parse(made.stdout.trim().split('\n').at(-1) ?? '{}')).result;
+    expect(result.keys).toBe(await countKeys(admin(c), 'cf:item:v*'));
+    expect(await aclLog(c), 'denied to the backup worker').toEqual([]);
+
+    const backup = connect(c, { user: 'backup', password: SECRETS.backup });
+    expect(await attempt(backup.dumpBuffer('cf:item:v1:backup-probe'))).toBeInstanceOf(Buffer);
+    expect(await attempt(backup.pttl('cf:item:v1:backup-probe'))).toBeGreaterThan(0);
+    expect(await attempt(backup.set('cf:item:v1:backup-probe', '{}'))).toBe('NOPERM');
+    expect(await attempt(backup.unlink('cf:item:v1:backup-probe'))).toBe('NOPERM');
+    expect(await attempt(backup.xadd('cf:__bus', '*', 'e', '{}'))).toBe('NOPERM');
+    expect(await attempt(backup.publish('cf:__bus', '{}'))).toBe('NOPERM');
+    expect(await attempt(backup.call('RESTORE', 'cf:item:v1:new', '0', 'x'))).toBe('NOPERM');
+    expect(await attempt(backup.get('loads:cf:t1'))).toBe('NOPERM');
+    expect(await attempt(backup.flushall())).toBe('NOPERM');
+    expect(await attempt(backup.keys('cf:*'))).toBe('NOPERM');
+    expect(await attempt(backup.eval("return redis.call('SET', KEYS[1], '1')", 1, 'cf:item:v1:x'))).toBe(
+      'NOPERM',
+    );
+    expect(await admin(c).get('cf:item:v1:backup-probe')).toBe('{"id":"backup-probe"}');
+    const logged = await aclLog(c);
+    expect(logged.filter((l) => l.startsWith('backup: ')).length).toBeGreaterThanOrEqual(8);
   }, 180_000);
 
   it('each role user, over TLS, gets NOPERM for what is out of its scope (and ACL LOG records it)', async () => {

@@ -8,28 +8,19 @@
  *     from the saved position (it does not restore from the start) and every key is back
  *  2. the real CLI: `cachefleet backup`, `cachefleet backups`, `cachefleet restore latest`
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import {
-  backupResultSchema,
-  JobClient,
-  type JobView,
-  loadQueueConfig,
-  restoreResultSchema,
-} from '@cachefleet/jobs';
+import { backupResultSchema, type JobClient, restoreResultSchema } from '@cachefleet/jobs';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { startWorker, stopAllWorkers } from './fixtures/fleet-procs.js';
-import { type RedisProcess, startRedis, waitUntil } from './helpers/index.js';
+import { startWorker, stopAllWorkers, type WorkerProc } from './fixtures/fleet-procs.js';
+import { closeJobClients, jobClient, killWhen, lifecycleEnv, settled } from './fixtures/lifecycle-kill.js';
+import { type RedisProcess, runCli, startRedis } from './helpers/index.js';
 import { convert, v1Value } from './lifecycle-defs.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const DEFINITIONS = pathToFileURL(fileURLToPath(new URL('./lifecycle-defs.ts', import.meta.url))).href;
 const TAG = randomBytes(3).toString('hex');
 const PREFIX = `bkk${TAG}:`;
 
@@ -38,7 +29,6 @@ let target: RedisProcess;
 let rawSource: Redis;
 let rawTarget: Redis;
 let dir: string;
-const clients: JobClient[] = [];
 
 beforeAll(async () => {
   [source, target] = await Promise.all([startRedis(), startRedis()]);
@@ -49,7 +39,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   await stopAllWorkers();
-  await Promise.all(clients.splice(0).map((c) => c.close()));
+  await closeJobClients();
 });
 
 afterAll(async () => {
@@ -60,33 +50,13 @@ afterAll(async () => {
 });
 
 function envFor(cacheUrl: string, queuePrefix: string, backupDir: string): Record<string, string> {
-  return {
-    CACHE_REDIS_URL: cacheUrl,
-    QUEUE_REDIS_URL: source.url,
-    CACHE_KEY_PREFIX: PREFIX,
-    QUEUE_PREFIX: queuePrefix,
-    WORKER_DEFINITIONS: DEFINITIONS,
-    WORKER_HTTP_PORT: '0',
-    SCHEDULES_ENABLED: 'false',
-    LOG_LEVEL: 'info',
-    WORKER_LOCK_MS: '2000',
-    WORKER_STALLED_MS: '1000',
-    BACKUP_DIR: backupDir,
-  };
-}
-
-function settled(jobs: JobClient, id: string, timeoutMs = 150_000): Promise<JobView> {
-  return waitUntil(
-    `job ${id} to end`,
-    async (note) => {
-      const j = await jobs.job(id);
-      note(`state ${j?.state ?? 'absent'}, progress ${JSON.stringify(j?.progress)}`);
-      if (j?.state === 'completed' && j.result !== null && j.result !== undefined) return j;
-      if (j?.state === 'failed' && j.failedReason !== undefined) return j;
-      return undefined;
-    },
-    { timeoutMs, intervalMs: 100 },
-  );
+  return lifecycleEnv({
+    cacheUrl,
+    queueUrl: source.url,
+    prefix: PREFIX,
+    queuePrefix,
+    extra: { BACKUP_DIR: backupDir },
+  });
 }
 
 const key = (id: number | string) => `${PREFIX}item:v2:${id}`;
@@ -102,22 +72,17 @@ async function seed(raw: Redis, n: number): Promise<void> {
 
 const Progress = z.looseObject({ done: z.number(), total: z.number() });
 
-async function killWhenHalfway(
-  jobs: JobClient,
-  id: string,
-  worker: { signal(s: NodeJS.Signals): void; exited: Promise<unknown> },
-) {
-  await waitUntil(
+/** SIGKILLs `worker` once the job's progress is a fifth of its total. */
+function killWhenUnderWay(jobs: JobClient, id: string, worker: WorkerProc): Promise<true> {
+  return killWhen(
     'the job to be under way',
     async () => {
       const view = await jobs.job(id);
       const p = Progress.safeParse(view?.progress);
       return p.success && p.data.done >= p.data.total * 0.2 ? true : undefined;
     },
-    { timeoutMs: 60_000, intervalMs: 20 },
+    worker,
   );
-  worker.signal('SIGKILL');
-  await worker.exited;
 }
 
 describe('backup and restore with real worker processes', () => {
@@ -126,12 +91,11 @@ describe('backup and restore with real worker processes', () => {
     await seed(rawSource, n);
     const sub = join(dir, 'kill');
     const queuePrefix = `bkkq${TAG}a`;
-    const jobs = new JobClient(loadQueueConfig({ QUEUE_REDIS_URL: source.url, QUEUE_PREFIX: queuePrefix }));
-    clients.push(jobs);
+    const jobs = jobClient(source.url, queuePrefix);
     const src = envFor(source.url, queuePrefix, sub);
     const w1 = await startWorker({ name: 'b1', env: src, queues: 'backup:1' });
     const b = await jobs.enqueue('backup', {});
-    await killWhenHalfway(jobs, b.id, w1);
+    await killWhenUnderWay(jobs, b.id, w1);
     expect((await readdir(sub)).some((f) => f.endsWith('.cfb.part'))).toBe(true);
     await startWorker({ name: 'b2', env: src, queues: 'backup:1' });
     const bv = await settled(jobs, b.id);
@@ -145,7 +109,7 @@ describe('backup and restore with real worker processes', () => {
     const dst = envFor(target.url, queuePrefix, sub);
     const w3 = await startWorker({ name: 'r1', env: dst, queues: 'backup:1' });
     const r = await jobs.enqueue('restore', { file: made.file });
-    await killWhenHalfway(jobs, r.id, w3);
+    await killWhenUnderWay(jobs, r.id, w3);
     const doneAtKill = Number(await rawTarget.dbsize());
     expect(doneAtKill).toBeGreaterThan(0);
     expect(doneAtKill).toBeLessThan(n);
@@ -176,27 +140,7 @@ describe('backup and restore with real worker processes', () => {
     const env = envFor(target.url, queuePrefix, sub);
     await startWorker({ name: 'c1', env, queues: 'backup:1' });
     await rawTarget.set(key(1), JSON.stringify(convert(v1Value(1))), 'PX', 600_000);
-    const cli = (args: string[]) =>
-      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-        const base: Record<string, string> = {};
-        for (const [k, v] of Object.entries(process.env))
-          if (v !== undefined && !/^(CACHE_|QUEUE_|CACHEFLEET_|WORKER_|BACKUP_)/.test(k)) base[k] = v;
-        const child = spawn(process.execPath, ['--import', 'tsx', 'apps/cli/src/main.ts', ...args], {
-          cwd: ROOT,
-          env: { ...base, ...env },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.setEncoding('utf8').on('data', (d: string) => {
-          stdout += d;
-        });
-        child.stderr.setEncoding('utf8').on('data', (d: string) => {
-          stderr += d;
-        });
-        child.once('error', reject);
-        child.once('close', (code) => resolve({ code, stdout, stderr }));
-      });
+    const cli = (args: string[]) => runCli(args, env);
     const made = await cli(['backup']);
     expect(made.code).toBe(0);
     expect(made.stdout).toMatch(/completed in .*keys=1 /);

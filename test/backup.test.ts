@@ -36,11 +36,11 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  jobSettled,
   type RedisCluster,
   type RedisProcess,
   startCluster,
   startRedis,
-  waitUntil,
 } from './helpers/index.js';
 import { convert, type ItemV2, itemV2, v1Value } from './lifecycle-defs.js';
 
@@ -148,19 +148,7 @@ async function site(
   };
 }
 
-function settled(jobs: JobClient, id: string, timeoutMs = 90_000): Promise<JobView> {
-  return waitUntil(
-    `job ${id} to end`,
-    async (note) => {
-      const j = await jobs.job(id);
-      note(`state ${j?.state ?? 'absent'}, progress ${JSON.stringify(j?.progress)}`);
-      if (j?.state === 'completed' && j.result !== null && j.result !== undefined) return j;
-      if (j?.state === 'failed' && j.failedReason !== undefined) return j;
-      return undefined;
-    },
-    { timeoutMs, intervalMs: 50 },
-  );
-}
+const settled = (jobs: JobClient, id: string) => jobSettled(jobs, id, 90_000);
 
 async function completed(jobs: JobClient, id: string): Promise<JobView> {
   const view = await settled(jobs, id);

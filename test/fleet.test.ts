@@ -38,7 +38,6 @@ import {
   invalidateResultSchema,
   isJobError,
   JobClient,
-  type JobView,
   loadQueueConfig,
   sliceResultSchema,
   warmResultSchema,
@@ -56,7 +55,14 @@ import {
   stopAllWorkers,
   type WorkerProc,
 } from './fixtures/fleet-procs.js';
-import { delay, type RedisProcess, startRedis, testDatabaseUrl, waitUntil } from './helpers/index.js';
+import {
+  delay,
+  jobSettled,
+  type RedisProcess,
+  startRedis,
+  testDatabaseUrl,
+  waitUntil,
+} from './helpers/index.js';
 
 const TAG = randomBytes(4).toString('hex');
 const SCHEMA = `fleet_${TAG}`;
@@ -178,24 +184,7 @@ function scope(): Scope {
   };
 }
 
-/**
- * Polls a job until it completed (with its result) or failed (with its reason). A view whose final
- * state comes without them was read across the job's move (JobClient.job reads the job, then its
- * state): the next poll has both.
- */
-function settled(jobs: JobClient, id: string, timeoutMs = 30_000): Promise<JobView> {
-  return waitUntil(
-    `job ${id} to complete or fail`,
-    async (note) => {
-      const j = await jobs.job(id);
-      note(`state ${j?.state ?? 'absent'}, progress ${JSON.stringify(j?.progress)}`);
-      if (j?.state === 'completed' && j.result !== null && j.result !== undefined) return j;
-      if (j?.state === 'failed' && j.failedReason !== undefined) return j;
-      return undefined;
-    },
-    { timeoutMs, intervalMs: 50 },
-  );
-}
+const settled = (jobs: JobClient, id: string, timeoutMs = 30_000) => jobSettled(jobs, id, timeoutMs);
 
 /** Every key matching a glob (SCAN, as the fleet does). */
 async function scanKeys(match: string): Promise<string[]> {

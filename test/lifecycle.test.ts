@@ -24,7 +24,6 @@ import {
   type Definitions,
   FleetRuntime,
   JobClient,
-  type JobView,
   loadQueueConfig,
   migrateResultSchema,
   type QueueConcurrency,
@@ -37,6 +36,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  jobSettled,
   type RedisCluster,
   type RedisProcess,
   startCluster,
@@ -152,19 +152,7 @@ async function seed(w: World, n: number): Promise<void> {
   await Promise.all(writes);
 }
 
-function settled(jobs: JobClient, id: string, timeoutMs = 90_000): Promise<JobView> {
-  return waitUntil(
-    `job ${id} to end`,
-    async (note) => {
-      const j = await jobs.job(id);
-      note(`state ${j?.state ?? 'absent'}, progress ${JSON.stringify(j?.progress)}`);
-      if (j?.state === 'completed' && j.result !== null && j.result !== undefined) return j;
-      if (j?.state === 'failed' && j.failedReason !== undefined) return j;
-      return undefined;
-    },
-    { timeoutMs, intervalMs: 50 },
-  );
-}
+const settled = (jobs: JobClient, id: string) => jobSettled(jobs, id, 90_000);
 
 async function completed(jobs: JobClient, id: string) {
   const view = await settled(jobs, id);

@@ -1,5 +1,5 @@
 /**
- * A migration survives its worker being killed, with real worker processes
+ * A migration and a sweep survive their worker being killed, with real worker processes
  * (`apps/worker/src/main.ts`, fixtures/fleet-procs.ts) over the `item` definitions of
  * test/lifecycle-defs.ts, one private redis-server as cache and queue Redis:
  *
@@ -9,32 +9,33 @@
  *     bad ones listed and not written, v1 swept
  *  2. the real `cachefleet migrate` command follows a migration with a progress bar (a total) and
  *     prints the result; `--dry-run --json` writes nothing
+ *  3. SIGKILL of the worker mid-sweep (about 50,000 keys, 10 a step): another worker continues from
+ *     the saved cursor, and the end state is an uninterrupted sweep's: every unreachable key (older
+ *     version, older generation) gone, every reachable one (current generation, newer version)
+ *     kept with its value, nothing of another namespace or another prefix touched
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import {
-  JobClient,
-  type JobView,
-  loadQueueConfig,
-  migrateResultSchema,
-  sweepResultSchema,
-} from '@cachefleet/jobs';
+import { migrateResultSchema, sweepResultSchema } from '@cachefleet/jobs';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { jobLogs, startWorker, stopAllWorkers } from './fixtures/fleet-procs.js';
-import { type RedisProcess, startRedis, waitUntil } from './helpers/index.js';
+import { startWorker, stopAllWorkers } from './fixtures/fleet-procs.js';
+import {
+  closeJobClients,
+  jobClient,
+  killWhen,
+  lifecycleEnv,
+  loggedCount,
+  settled,
+} from './fixtures/lifecycle-kill.js';
+import { type RedisProcess, runCli, startRedis } from './helpers/index.js';
 import { convert, v1Value } from './lifecycle-defs.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const DEFINITIONS = pathToFileURL(fileURLToPath(new URL('./lifecycle-defs.ts', import.meta.url))).href;
 const TAG = randomBytes(3).toString('hex');
 const TTL_MS = 600_000;
 
 let redis: RedisProcess;
 let raw: Redis;
-const clients: JobClient[] = [];
 let testNo = 0;
 
 beforeAll(async () => {
@@ -45,7 +46,7 @@ beforeAll(async () => {
 
 afterEach(async () => {
   await stopAllWorkers();
-  await Promise.all(clients.splice(0).map((c) => c.close()));
+  await closeJobClients();
 });
 
 afterAll(async () => {
@@ -57,26 +58,15 @@ function scope() {
   const n = ++testNo;
   const prefix = `mk${TAG}t${n}:`;
   const queuePrefix = `mkq${TAG}t${n}`;
-  const jobs = new JobClient(loadQueueConfig({ QUEUE_REDIS_URL: redis.url, QUEUE_PREFIX: queuePrefix }));
-  clients.push(jobs);
-  const env = {
-    CACHE_REDIS_URL: redis.url,
-    QUEUE_REDIS_URL: redis.url,
-    CACHE_KEY_PREFIX: prefix,
-    QUEUE_PREFIX: queuePrefix,
-    WORKER_DEFINITIONS: DEFINITIONS,
-    WORKER_HTTP_PORT: '0',
-    SCHEDULES_ENABLED: 'false',
-    LOG_LEVEL: 'info',
-    WORKER_LOCK_MS: '2000',
-    WORKER_STALLED_MS: '1000',
-  };
+  const jobs = jobClient(redis.url, queuePrefix);
+  const env = lifecycleEnv({ cacheUrl: redis.url, queueUrl: redis.url, prefix, queuePrefix });
   return {
     prefix,
     jobs,
     env,
     worker: (name: string) => startWorker({ name, env, queues: 'migrate:1,sweep:1' }),
-    key: (version: number, id: string | number) => `${prefix}item:v${version}:${id}`,
+    key: (version: number, id: string | number, generation = 0) =>
+      `${prefix}item:v${version}:${generation === 0 ? '' : `g${generation}:`}${id}`,
   };
 }
 
@@ -86,20 +76,6 @@ async function seed(key: (v: number, id: string | number) => string, n: number):
   pipe.set(key(1, 'bad-throw'), JSON.stringify({ id: 'bad-throw', title: 'throw', price: 1 }), 'PX', TTL_MS);
   pipe.set(key(1, 'bad-schema'), JSON.stringify({ id: 'bad-schema', title: '', price: 1 }), 'PX', TTL_MS);
   await pipe.exec();
-}
-
-function settled(jobs: JobClient, id: string, timeoutMs = 120_000): Promise<JobView> {
-  return waitUntil(
-    `job ${id} to end`,
-    async (note) => {
-      const j = await jobs.job(id);
-      note(`state ${j?.state ?? 'absent'}, progress ${JSON.stringify(j?.progress)}`);
-      if (j?.state === 'completed' && j.result !== null && j.result !== undefined) return j;
-      if (j?.state === 'failed' && j.failedReason !== undefined) return j;
-      return undefined;
-    },
-    { timeoutMs, intervalMs: 100 },
-  );
 }
 
 /** Every v2 entry is v1's conversion with a TTL no longer than v1's; the bad ones are absent. */
@@ -134,24 +110,22 @@ describe('migrate with real worker processes', () => {
     await seed(s.key, n);
     const w1 = await s.worker('w1');
     const { id } = await s.jobs.enqueue('migrate', { namespace: 'item', to: 2, rate: 2_000, count: 100 });
-    const atKill = await waitUntil(
+    const atKill = await killWhen(
       'the migration to be well under way',
       async () => {
         const job = await s.jobs.queue('migrate').getJob(id);
         const saved = Saved.safeParse(job?.data);
         return saved.success && saved.data.state.totals.scanned >= 5_000 ? saved.data.state : undefined;
       },
-      { timeoutMs: 60_000, intervalMs: 50 },
+      w1,
     );
-    w1.signal('SIGKILL');
-    await w1.exited;
     expect(atKill.cursor).not.toBe('0');
     const w2 = await s.worker('w2');
     const view = await settled(s.jobs, id);
     expect(view.failedReason).toBeUndefined();
     const r = migrateResultSchema.parse(view.result);
     // The second worker began from the cursor: it did not scan everything again.
-    expect(jobLogs(w2, id, 'job completed').length).toBe(1);
+    expect(await loggedCount(w2, id, 'job completed')).toBe(1);
     expect(r.scanned).toBeGreaterThanOrEqual(n + 2);
     expect(r.scanned).toBeLessThan(n + 2 + 1_000);
     // A step done again finds its entries already written.
@@ -168,31 +142,7 @@ describe('migrate with real worker processes', () => {
     const n = 3_000;
     await seed(s.key, n);
     await s.worker('w1');
-    const cli = (args: string[]) =>
-      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-        const env: Record<string, string> = {};
-        for (const [k, v] of Object.entries(process.env))
-          if (v !== undefined && !/^(CACHE_|QUEUE_|CACHEFLEET_|WORKER_)/.test(k)) env[k] = v;
-        const child = spawn(process.execPath, ['--import', 'tsx', 'apps/cli/src/main.ts', ...args], {
-          cwd: ROOT,
-          env: { ...env, ...s.env },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.setEncoding('utf8').on('data', (d: string) => {
-          stdout += d;
-        });
-        child.stderr.setEncoding('utf8').on('data', (d: string) => {
-          stderr += d;
-        });
-        const guard = setTimeout(() => child.kill('SIGKILL'), 90_000);
-        child.once('error', reject);
-        child.once('close', (code) => {
-          clearTimeout(guard);
-          resolve({ code, stdout, stderr });
-        });
-      });
+    const cli = (args: string[]) => runCli(args, s.env);
 
     const dry = await cli(['migrate', 'item', '--to', '2', '--dry-run', '--json']);
     expect(dry.stderr).toBe('');
@@ -217,4 +167,104 @@ describe('migrate with real worker processes', () => {
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/E_JOB_INVALID_PAYLOAD: <namespace>: no namespace "nosuch"/);
   }, 180_000);
+});
+
+const SweepSaved = z.object({
+  state: z.object({ cursor: z.string(), scanned: z.number(), unlinked: z.number() }),
+});
+
+/** Every key of the database whose name starts with `start` (SCAN), sorted. */
+async function keysFrom(start: string): Promise<string[]> {
+  const found = new Set<string>();
+  let cursor = '0';
+  do {
+    const [next, keys] = await raw.scan(cursor, 'MATCH', `${start}*`, 'COUNT', 5_000);
+    for (const k of keys) found.add(k);
+    cursor = next;
+  } while (cursor !== '0');
+  return [...found].sort();
+}
+
+describe('sweep with real worker processes', () => {
+  it('SIGKILL mid-sweep: another worker continues from the saved cursor, same end state', async () => {
+    const s = scope();
+    // Another fleet on the same Redis: a prefix that starts like this one, its own `item` keys.
+    const foreign = `${s.prefix.slice(0, -1)}x:`;
+    const n = { v1: 15_000, v2g0: 15_000, v2g1: 10_000, v3: 200, other: 5_000, foreign: 5_000 };
+    const unreachable: string[] = [];
+    const batch = async (keys: string[]) => {
+      for (let at = 0; at < keys.length; at += 10_000) {
+        const pipe = raw.pipeline();
+        for (const k of keys.slice(at, at + 10_000)) pipe.set(k, `value of ${k}`, 'PX', TTL_MS);
+        await pipe.exec();
+      }
+    };
+    const range = (count: number, key: (i: number) => string) =>
+      Array.from({ length: count }, (_, i) => key(i + 1));
+    // Unreachable by a v2 pod at generation 1: the older version, the older generation.
+    unreachable.push(...range(n.v1, (i) => s.key(1, i)), ...range(n.v2g0, (i) => s.key(2, i)));
+    await batch(unreachable);
+    // Reachable (the current generation, a newer version), another namespace (a name that starts
+    // like `item`), and the other fleet's keys.
+    await batch([
+      ...range(n.v2g1, (i) => s.key(2, i, 1)),
+      ...range(n.v3, (i) => s.key(3, i)),
+      ...range(n.other, (i) => `${s.prefix}items:v1:${i}`),
+      ...range(n.foreign, (i) => `${foreign}item:v1:${i}`),
+    ]);
+    // The namespace's generation, as a namespace invalidation leaves it (libs/redis/src/keys.ts).
+    await raw.hset(`${s.prefix}__gen`, 'item', '1');
+    const before = [...(await keysFrom(s.prefix)), ...(await keysFrom(foreign))];
+    const gone = new Set(unreachable);
+    const expected = before.filter((k) => !gone.has(k));
+    const matching = n.v1 + n.v2g0 + n.v2g1 + n.v3;
+
+    // count 10 over ~50,000 keys: thousands of steps, so the kill lands mid-way.
+    const w1 = await s.worker('w1');
+    const { id } = await s.jobs.enqueue('sweep', { namespace: 'item', count: 10 });
+    const atKill = await killWhen(
+      'the sweep to be well under way',
+      async () => {
+        const job = await s.jobs.queue('sweep').getJob(id);
+        const saved = SweepSaved.safeParse(job?.data);
+        return saved.success && saved.data.state.scanned >= matching / 4 ? saved.data.state : undefined;
+      },
+      w1,
+    );
+    expect(atKill.cursor).not.toBe('0');
+    // Killed mid-way: some unreachable keys unlinked, some still there.
+    const left = await raw.exists(...unreachable);
+    expect(left).toBeGreaterThan(0);
+    expect(left).toBeLessThan(unreachable.length);
+    const w2 = await s.worker('w2');
+    const view = await settled(s.jobs, id);
+    expect(view.failedReason).toBeUndefined();
+    const r = sweepResultSchema.parse(view.result);
+    expect(await loggedCount(w2, id, 'job completed')).toBe(1);
+    // Counts carried over from the saved state: the second worker did not start again (from the
+    // start it would count only the keys still there, at most `matching - atKill.unlinked`).
+    // The step in flight at the kill is met again without the keys it had unlinked.
+    expect(r.scanned).toBeGreaterThan(matching - 100);
+    expect(r.scanned).toBeLessThan(matching + 1_000);
+    expect(r.unlinked).toBeGreaterThan(unreachable.length - 100);
+    expect(r.unlinked).toBeLessThanOrEqual(unreachable.length);
+    console.info(
+      `sweep kill: killed at scanned ${atKill.scanned}/${matching}, unlinked ${atKill.unlinked}/${unreachable.length} ` +
+        `(${left} left); result scanned ${r.scanned}, unlinked ${r.unlinked}`,
+    );
+
+    // The end state of an uninterrupted sweep: exactly the unreachable keys gone, every other key
+    // (of this prefix and of the other fleet) there with its value.
+    const after = [...(await keysFrom(s.prefix)), ...(await keysFrom(foreign))];
+    expect(after.length).toBe(expected.length);
+    expect(after.filter((k) => gone.has(k)).slice(0, 10)).toEqual([]);
+    const kept = new Set(after);
+    expect(expected.filter((k) => !kept.has(k)).slice(0, 10)).toEqual([]);
+    const values = expected.filter((k) => !k.endsWith('__gen'));
+    for (let at = 0; at < values.length; at += 10_000) {
+      const chunk = values.slice(at, at + 10_000);
+      const got = await raw.mget(chunk);
+      expect(chunk.filter((k, j) => got[j] !== `value of ${k}`).slice(0, 10)).toEqual([]);
+    }
+  }, 240_000);
 });

@@ -9,6 +9,7 @@ export {
   startCluster,
 } from './cluster.js';
 export { testDatabaseUrl } from './database.js';
+export { jobSettled } from './jobs.js';
 export { clientIds, countKeys, type Deferred, deferred, seededRandom, unwrap } from './kit.js';
 export { busHead, isTombstoned, type KeyReader, liveValue, type StreamReader } from './l2.js';
 export { freePort } from './ports.js';

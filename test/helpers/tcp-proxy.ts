@@ -17,7 +17,12 @@ export interface TcpProxy {
   start(): Promise<void>;
 }
 
-export async function startTcpProxy(targetHost: string, targetPort: number): Promise<TcpProxy> {
+/** `listenHost`: where the proxy listens (a veth address for a network namespace, test/helpers/netns.ts). */
+export async function startTcpProxy(
+  targetHost: string,
+  targetPort: number,
+  listenHost = '127.0.0.1',
+): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let accepted = 0;
   let server: Server | undefined;
@@ -40,7 +45,7 @@ export async function startTcpProxy(targetHost: string, targetPort: number): Pro
         upstream.on('close', () => client.destroy());
       });
       srv.once('error', reject);
-      srv.listen(port, '127.0.0.1', () => {
+      srv.listen(port, listenHost, () => {
         const addr = srv.address();
         if (addr !== null && typeof addr !== 'string') port = addr.port;
         server = srv;

@@ -163,6 +163,14 @@ export class FleetRuntime {
         },
       );
       worker.on('error', (error) => this.#deps.logger.warn({ queue, err: error.message }, 'worker error'));
+      // A worker cut from Redis past its lock finds, once back, that another took its jobs over:
+      // stop them at their next checkpoint instead of doing the rest of the work a second time.
+      worker.on('lockRenewalFailed', (jobIds) => {
+        for (const jobId of jobIds) {
+          this.#deps.logger.warn({ queue, jobId }, 'job lock lost: attempt cancelled');
+          worker.cancelJob(jobId, 'lock lost');
+        }
+      });
       worker.on('stalled', (jobId) =>
         this.#deps.logger.warn({ queue, jobId }, 'job stalled: handed to another attempt'),
       );

@@ -1,10 +1,12 @@
+import { CacheError } from '@cachefleet/tiered-cache';
 import type { SweepResult, SweepState } from '../catalogue.js';
 import { checkpoint, type JobContext, must } from './context.js';
 
 /**
  * Unlinks the keys no pod can reach (older versions and generations) of one namespace or every
  * one, SCAN step by SCAN step on each master (docs/design-lifecycle.md); the cursor is saved
- * after each step, so a killed worker's sweep continues where it stopped.
+ * after each step, so a killed worker's sweep continues where it stopped (or walks the namespace
+ * again when the masters it saved are not the ones this worker knows).
  */
 export async function sweepHandler(ctx: JobContext<'sweep'>): Promise<SweepResult> {
   const p = ctx.payload;
@@ -22,6 +24,15 @@ export async function sweepHandler(ctx: JobContext<'sweep'>): Promise<SweepResul
     const ns = ctx.namespace(names[state.index] as string);
     while (state.master < state.masters.length) {
       checkpoint(ctx.signal);
+      // Saved by a worker that knew the masters under other names (another network path, a
+      // failover): its cursor means nothing here, so this namespace is walked again on every
+      // master now known. UNLINK of what is already gone is harmless; the totals carry over.
+      const now = must(ctx.cache.fleet.masters());
+      if (now.length !== state.masters.length || state.masters.some((m) => !now.includes(m))) {
+        if (now.length === 0)
+          throw new CacheError('E_CACHE_L2_UNAVAILABLE', 'no cache master known yet (a failover?): retried');
+        state = { ...state, masters: now, master: 0, cursor: '0' };
+      }
       const step = must(
         await ctx.cache.fleet.sweepStep(ns, {
           master: state.masters[state.master] as string,
