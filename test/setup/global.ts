@@ -10,6 +10,7 @@ export default async function setup(): Promise<() => void> {
     const prepared = await prepare({
       chromium: true,
       postgres: true,
+      promtool: true,
       say: (line) => console.log(`set-up: ${line}`),
     });
     return () => prepared.stop();

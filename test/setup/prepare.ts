@@ -1,5 +1,5 @@
 import { startPrivatePostgres } from './postgres.js';
-import { findChromium, findPostgresBin, findRedisServer } from './tools.js';
+import { findChromium, findPostgresBin, findPromtool, findRedisServer } from './tools.js';
 
 export { MissingPiece } from './install.js';
 
@@ -8,6 +8,8 @@ interface PrepareOptions {
   readonly chromium: boolean;
   /** A PostgreSQL server for TEST_DATABASE_URL. */
   readonly postgres: boolean;
+  /** promtool, for the metrics tests' `promtool check metrics` (the bench does not need it). */
+  readonly promtool?: boolean;
   /** One line per piece: what was found, started or installed. */
   readonly say: (line: string) => void;
 }
@@ -20,7 +22,7 @@ interface Prepared {
 /**
  * Finds, installs or starts what the tests and benches need, and hands it to them (and their child
  * processes) through the environment: REDIS_SERVER_BIN (read by test/helpers' startRedis),
- * CHROMIUM_PATH (test/browser.test.ts) and TEST_DATABASE_URL (testDatabaseUrl()). Every program is
+ * CHROMIUM_PATH (test/browser.test.ts), PROMTOOL_BIN (test/metrics.test.ts) and TEST_DATABASE_URL (testDatabaseUrl()). Every program is
  * found or installed before anything starts, so a missing one fails the run in its first second.
  * A piece that cannot be had throws MissingPiece, whose message is the one line to print.
  */
@@ -31,6 +33,10 @@ export async function prepare(options: PrepareOptions): Promise<Prepared> {
   if (options.chromium) {
     const chromium = findChromium(say);
     say(`chromium: ${chromium.path}, ${chromium.version} (${chromium.how})`);
+  }
+  if (options.promtool) {
+    const promtool = findPromtool(say);
+    say(`promtool: ${promtool.path}, ${promtool.version} (${promtool.how})`);
   }
   if (!options.postgres) return { stop: () => {} };
   const own = process.env.TEST_DATABASE_URL;

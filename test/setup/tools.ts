@@ -107,3 +107,25 @@ export function findPostgresBin(say: Say): Found {
   const postgres = join(bin, 'postgres');
   return { path: bin, how, version: versionOf(postgres, ['--version'], /(\d+(\.\d+)?)/) };
 }
+
+/**
+ * promtool (`promtool check metrics` on the live /metrics of the API and a worker): PROMTOOL_BIN
+ * when set, else PATH, else Debian's `prometheus` package (it ships /usr/bin/promtool).
+ */
+export function findPromtool(say: Say): Found {
+  let path = fromVariable('PROMTOOL_BIN', 'promtool');
+  let how = 'PROMTOOL_BIN';
+  if (path === undefined) {
+    path = onPath('promtool');
+    how = 'on PATH';
+  }
+  if (path === undefined) {
+    aptInstall('prometheus', 'promtool: not on PATH, PROMTOOL_BIN unset', say);
+    path = onPath('promtool') ?? '/usr/bin/promtool';
+    how = 'installed now with apt-get';
+    if (!isExecutable(path))
+      throw new MissingPiece(`promtool: the prometheus package is installed, yet no ${path}`);
+  }
+  process.env.PROMTOOL_BIN = path;
+  return { path, how, version: versionOf(path, ['--version'], /version (\S+)/) };
+}
