@@ -21,7 +21,7 @@ import { JobClient, type JobView, loadQueueConfig, QUEUE_NAMES } from '@cachefle
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApiProc, startWorker, stopAllWorkers, type WorkerProc } from './fixtures/fleet-procs.js';
-import { type RedisProcess, startRedis, testDatabaseUrl, waitUntil } from './helpers/index.js';
+import { need, type RedisProcess, startRedis, testDatabaseUrl, waitUntil } from './helpers/index.js';
 
 const TAG = randomBytes(4).toString('hex');
 const SCHEMA = `met_${TAG}`;
@@ -40,11 +40,6 @@ let jobs: JobClient | undefined;
 let api: WorkerProc | undefined;
 let worker: WorkerProc | undefined;
 let captureWorker: WorkerProc | undefined;
-
-function need<T>(value: T | undefined, what: string): T {
-  if (value === undefined) throw new Error(`${what} did not start (see beforeAll)`);
-  return value;
-}
 
 beforeAll(async () => {
   redis = await startRedis();

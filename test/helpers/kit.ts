@@ -56,3 +56,9 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** A value a test file's beforeAll set; a clear error when it did not get that far. */
+export function need<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`${what} did not start (see beforeAll)`);
+  return value;
+}

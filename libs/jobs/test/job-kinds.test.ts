@@ -1,5 +1,14 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { JOB_KINDS, JOB_NAMES, type JobName, jobKind, parsePayload } from '../src/index.js';
+import {
+  isJobError,
+  JOB_KINDS,
+  JOB_NAMES,
+  type JobName,
+  jobKind,
+  loadQueueMetricsLeaseMs,
+  parsePayload,
+} from '../src/index.js';
 
 /** One payload per kind of each job (as producers send them). */
 const EXAMPLES: { readonly [N in JobName]: readonly [kind: string, payload: unknown][] } = {
@@ -36,6 +45,36 @@ const EXAMPLES: { readonly [N in JobName]: readonly [kind: string, payload: unkn
     ['replace', { file: 'latest', replace: true }],
   ],
 };
+
+describe('METRICS_QUEUE_LEASE_MS', () => {
+  it('defaults to 60 s, takes 1000–3600000, and refuses anything else with E_JOB_CONFIG naming it', () => {
+    expect(loadQueueMetricsLeaseMs({})).toBe(60_000);
+    expect(loadQueueMetricsLeaseMs({ METRICS_QUEUE_LEASE_MS: '' })).toBe(60_000);
+    fc.assert(
+      fc.property(fc.integer({ min: 1_000, max: 3_600_000 }), (ms) => {
+        expect(loadQueueMetricsLeaseMs({ METRICS_QUEUE_LEASE_MS: String(ms) })).toBe(ms);
+      }),
+    );
+    const bad = fc.oneof(
+      fc.integer({ max: 999 }).map(String),
+      fc.integer({ min: 3_600_001 }).map(String),
+      fc.double({ noInteger: true, noNaN: true }).map(String),
+      fc.string({ minLength: 1 }).filter((s) => s.trim() !== '' && !Number.isFinite(Number(s))),
+    );
+    fc.assert(
+      fc.property(bad, (value) => {
+        let thrown: unknown;
+        try {
+          loadQueueMetricsLeaseMs({ METRICS_QUEUE_LEASE_MS: value });
+        } catch (error) {
+          thrown = error;
+        }
+        expect(isJobError(thrown) && thrown.code, value).toBe('E_JOB_CONFIG');
+        expect(thrown instanceof Error && thrown.message, value).toMatch(/^METRICS_QUEUE_LEASE_MS: /);
+      }),
+    );
+  });
+});
 
 describe('the job kind label', () => {
   it('maps every payload to one of its listed kinds, and every listed kind is reachable', () => {
