@@ -639,13 +639,20 @@ describe('worker fleet, end to end (worker and pod processes)', () => {
     const ready = await fetch(`http://127.0.0.1:${w1.port}/readyz`);
     expect(ready.status).toBe(200);
     const metrics = await (await fetch(`http://127.0.0.1:${w1.port}/metrics`)).text();
-    // Both refused invalidations: the one its schema refuses, and the one naming no known namespace.
+    // Both refused invalidations: the one its schema refuses (no kind: `invalid`), and the one
+    // naming no known namespace (a `keys` invalidation).
     expect(metrics).toMatch(
-      /cachefleet_job_failures_total\{queue="invalidate",name="invalidate",reason="invalid"\} 2\n/,
+      /cachefleet_job_failures_total\{queue="invalidate",name="invalidate",kind="invalid",reason="invalid"\} 1\n/,
     );
     expect(metrics).toMatch(
-      /cachefleet_job_failures_total\{queue="invalidate",name="bogus",reason="invalid"\} 1\n/,
+      /cachefleet_job_failures_total\{queue="invalidate",name="invalidate",kind="keys",reason="invalid"\} 1\n/,
     );
+    // A name the queue does not run (`bogus`, and `warm` on the invalidate queue) is no label value:
+    // any string can be added to a queue, and each would be a series of its own.
+    expect(metrics).toMatch(
+      /cachefleet_job_failures_total\{queue="invalidate",name="unknown",kind="invalid",reason="invalid"\} 2\n/,
+    );
+    expect(metrics).not.toMatch(/name="bogus"/);
   }, 60_000);
 
   it('dedupe: identical pending jobs are one; a different payload, or one after the first started, is new', async () => {

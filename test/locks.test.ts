@@ -183,8 +183,8 @@ describe('invariant 5: the fleet load lock', () => {
 
     expect(got.ok && got.value?.by).toBe('b'); // …and b loaded once it expired
     expect(b.loads).toBe(1);
-    expect(await metric(b.cache, 'cache_lock_waits_total')).toBeGreaterThan(0);
-    expect(await metric(b.cache, 'cache_lock_timeouts_total')).toBe(0);
+    expect(await metric(b.cache, 'cachefleet_cache_lock_waits_total')).toBeGreaterThan(0);
+    expect(await metric(b.cache, 'cachefleet_cache_lock_timeouts_total')).toBe(0);
     // Within the lock's TTL (what was left of it at the kill), plus the waiter's last back-off
     // (≤ 200 ms ± 50%), a few round trips on a loaded machine (1.5 s) and this process's own
     // event-loop stalls — far below the 120 s the fallback would take.
@@ -238,9 +238,9 @@ describe('invariant 5: the fleet load lock', () => {
       await db().del(entryKey(id)); // evicted: C misses L2 and asks for the lock
       const readC = c.cache.get(c.ns, id);
       // C either waits on B's lock (its waits counter moves) or loads (the double load).
-      const waitsBefore = await metric(c.cache, 'cache_lock_waits_total');
+      const waitsBefore = await metric(c.cache, 'cachefleet_cache_lock_waits_total');
       await waitUntil('C waits for the lock or loads', async () =>
-        c.loads > before.c || (await metric(c.cache, 'cache_lock_waits_total')) > waitsBefore
+        c.loads > before.c || (await metric(c.cache, 'cachefleet_cache_lock_waits_total')) > waitsBefore
           ? true
           : undefined,
       );
@@ -269,7 +269,7 @@ describe('invariant 5: the fleet load lock', () => {
     expect(got.ok && got.value?.by).toBe('d');
     expect(d.loads).toBe(1);
     expect(tookMs).toBeGreaterThanOrEqual(MAX_WAIT_MS); // it did wait for the holder first
-    expect(await metric(d.cache, 'cache_lock_timeouts_total')).toBe(1);
+    expect(await metric(d.cache, 'cachefleet_cache_lock_timeouts_total')).toBe(1);
     expect(await db().get(lockKey('c1'))).toBe(holderToken); // not taken over, not freed
     expect(await db().get(`loads:${PREFIX}c1`)).toBe('1');
     process.kill(holder.pid, 'SIGKILL');

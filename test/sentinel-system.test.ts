@@ -18,7 +18,7 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { z } from 'zod';
-import { type SentinelSet, startSentinelSet, testDatabaseUrl, waitUntil } from './helpers/index.js';
+import { need, type SentinelSet, startSentinelSet, testDatabaseUrl, waitUntil } from './helpers/index.js';
 
 const TAG = randomBytes(4).toString('hex');
 const SCHEMA = `sent_${TAG}`;
@@ -36,11 +36,6 @@ let set: SentinelSet | undefined;
 let db: Db | undefined;
 let api: RunningApi | undefined;
 let worker: RunningWorker | undefined;
-
-function need<T>(value: T | undefined, what: string): T {
-  if (value === undefined) throw new Error(`${what} did not start (see beforeAll)`);
-  return value;
-}
 
 beforeAll(async () => {
   set = await startSentinelSet({ replicas: 1, downAfterMs: 1000 });

@@ -67,3 +67,9 @@ export async function clientIds(redis: Redis, named: (name: string) => boolean):
     return name !== undefined && id !== undefined && named(name) ? [id] : [];
   });
 }
+
+/** A value a test file's beforeAll set; a clear error when it did not get that far. */
+export function need<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`${what} did not start (see beforeAll)`);
+  return value;
+}

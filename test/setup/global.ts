@@ -11,6 +11,7 @@ export default async function setup(): Promise<() => void> {
       chromium: true,
       kubectl: true,
       postgres: true,
+      promtool: true,
       say: (line) => console.log(`set-up: ${line}`),
     });
     return () => prepared.stop();

@@ -1,6 +1,6 @@
 import { findKubectl } from './kubectl.js';
 import { startPrivatePostgres } from './postgres.js';
-import { findChromium, findPostgresBin, findRedisServer } from './tools.js';
+import { findChromium, findPostgresBin, findPromtool, findRedisServer } from './tools.js';
 
 export { MissingPiece } from './install.js';
 
@@ -11,6 +11,8 @@ interface PrepareOptions {
   readonly kubectl?: boolean;
   /** A PostgreSQL server for TEST_DATABASE_URL. */
   readonly postgres: boolean;
+  /** promtool, for the metrics tests' `promtool check metrics` (the bench does not need it). */
+  readonly promtool?: boolean;
   /** One line per piece: what was found, started or installed. */
   readonly say: (line: string) => void;
 }
@@ -23,7 +25,8 @@ interface Prepared {
 /**
  * Finds, installs or starts what the tests and benches need, and hands it to them (and their child
  * processes) through the environment: REDIS_SERVER_BIN (read by test/helpers' startRedis),
- * CHROMIUM_PATH (test/browser.test.ts), KUBECTL_BIN (test/deploy) and TEST_DATABASE_URL (testDatabaseUrl()). Every program is
+ * CHROMIUM_PATH (test/browser.test.ts), KUBECTL_BIN (test/deploy), PROMTOOL_BIN (test/metrics.test.ts) and
+ * TEST_DATABASE_URL (testDatabaseUrl()). Every program is
  * found or installed before anything starts, so a missing one fails the run in its first second.
  * A piece that cannot be had throws MissingPiece, whose message is the one line to print.
  */
@@ -38,6 +41,10 @@ export async function prepare(options: PrepareOptions): Promise<Prepared> {
   if (options.kubectl === true) {
     const kubectl = findKubectl(say);
     say(`kubectl: ${kubectl.path}, ${kubectl.version} (${kubectl.how})`);
+  }
+  if (options.promtool) {
+    const promtool = findPromtool(say);
+    say(`promtool: ${promtool.path}, ${promtool.version} (${promtool.how})`);
   }
   if (!options.postgres) return { stop: () => {} };
   const own = process.env.TEST_DATABASE_URL;

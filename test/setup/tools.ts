@@ -29,23 +29,35 @@ export function fromVariable(name: string, what: string): string | undefined {
 }
 
 /**
+ * A program named by `variable` when set (an explicit choice wins over PATH), else PATH's, else the
+ * Debian package `pkg` installed now (which puts it in /usr/bin). `variable` is set to the path found,
+ * for the tests and their child processes.
+ */
+function findProgram(variable: string, name: string, pkg: string, say: Say): { path: string; how: string } {
+  let path = fromVariable(variable, name);
+  let how = variable;
+  if (path === undefined) {
+    path = onPath(name);
+    how = 'on PATH';
+  }
+  if (path === undefined) {
+    aptInstall(pkg, `${name}: not on PATH, ${variable} unset`, say);
+    path = onPath(name) ?? `/usr/bin/${name}`;
+    how = 'installed now with apt-get';
+    if (!isExecutable(path))
+      throw new MissingPiece(`${name}: the ${pkg} package is installed, yet no ${path}`);
+  }
+  process.env[variable] = path;
+  return { path, how };
+}
+
+/**
  * redis-server: REDIS_SERVER_BIN when set (an explicit choice wins over PATH), else PATH, else
  * Debian's package. redis-cli (Cluster set-up) and redis-benchmark (warm bench) are taken from the
  * same folder when it has them, so the three come from one Redis.
  */
 export function findRedisServer(say: Say): Found {
-  let path = fromVariable('REDIS_SERVER_BIN', 'redis-server');
-  let how = 'REDIS_SERVER_BIN';
-  if (path === undefined) {
-    path = onPath('redis-server');
-    how = 'on PATH';
-  }
-  if (path === undefined) {
-    aptInstall('redis-server', 'redis-server: not on PATH, REDIS_SERVER_BIN unset', say);
-    path = onPath('redis-server') ?? '/usr/bin/redis-server';
-    how = 'installed now with apt-get';
-  }
-  process.env.REDIS_SERVER_BIN = path;
+  const { path, how } = findProgram('REDIS_SERVER_BIN', 'redis-server', 'redis-server', say);
   for (const [variable, tool] of [
     ['REDIS_CLI_BIN', 'redis-cli'],
     ['REDIS_BENCHMARK_BIN', 'redis-benchmark'],
@@ -106,4 +118,13 @@ export function findPostgresBin(say: Say): Found {
   }
   const postgres = join(bin, 'postgres');
   return { path: bin, how, version: versionOf(postgres, ['--version'], /(\d+(\.\d+)?)/) };
+}
+
+/**
+ * promtool (`promtool check metrics` on the live /metrics of the API and a worker): PROMTOOL_BIN
+ * when set, else PATH, else Debian's `prometheus` package (it ships /usr/bin/promtool).
+ */
+export function findPromtool(say: Say): Found {
+  const { path, how } = findProgram('PROMTOOL_BIN', 'promtool', 'prometheus', say);
+  return { path, how, version: versionOf(path, ['--version'], /version (\S+)/) };
 }

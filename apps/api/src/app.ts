@@ -62,7 +62,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const logRequest = requestLogger(deps.requestLogs ?? { mode: 'errors', sampleEvery: 100 });
   const guard = adminGuard(deps.adminToken);
   const duration = new Histogram({
-    name: 'http_request_duration_seconds',
+    name: 'cachefleet_http_request_duration_seconds',
     help: 'HTTP requests by route, method and status',
     labelNames: ['route', 'method', 'status'],
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],

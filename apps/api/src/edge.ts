@@ -89,19 +89,19 @@ export function edgeCaching(app: FastifyInstance, options: EdgeOptions): void {
   const cacheControl = `public, max-age=${maxAgeSeconds}, must-revalidate`;
   const registers = [registry];
   const requests = new Counter({
-    name: 'cache_candidate_requests',
+    name: 'cachefleet_edge_candidate_requests_total',
     help: 'GET/HEAD requests to routes the edge middleware may cache (not on the skip list, not personalised)',
     labelNames: ['route', 'method'],
     registers,
   });
   const candidates = new Counter({
-    name: 'cache_edge_candidates_total',
+    name: 'cachefleet_edge_cacheable_responses_total',
     help: 'Responses that got an ETag and public Cache-Control (200s and 304s)',
     labelNames: ['route', 'method'],
     registers,
   });
   const matches = new Counter({
-    name: 'etag_match_total',
+    name: 'cachefleet_edge_etag_matches_total',
     help: 'Requests answered 304 Not Modified because If-None-Match matched the ETag',
     labelNames: ['route'],
     registers,

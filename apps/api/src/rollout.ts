@@ -153,12 +153,12 @@ export interface RolloutMetrics {
 }
 
 /**
- * `cache_rollout_requests_total{namespace,cohort}` on `registry`: compare the two cohorts' latency and
+ * `cachefleet_rollout_requests_total{namespace,cohort}` on `registry`: compare the two cohorts' latency and
  * error rates (from the route metrics) per namespace before raising the percentage.
  */
 export function rolloutMetrics(registry: Registry): RolloutMetrics {
   const counter = new Counter({
-    name: 'cache_rollout_requests_total',
+    name: 'cachefleet_rollout_requests_total',
     help: 'Requests by rollout cohort (cache: read through the cache; control: straight to the source)',
     labelNames: ['namespace', 'cohort'],
     registers: [registry],

@@ -1,7 +1,14 @@
 import type { AddressInfo } from 'node:net';
 import { createCatalogue, loadCatalogueEnv, readOptionsOf } from '@cachefleet/catalogue';
 import { formatError } from '@cachefleet/config';
-import { JobClient, loadQueueConfig, QUEUE_NAMES, registerQueueMetrics } from '@cachefleet/jobs';
+import {
+  JobClient,
+  loadQueueConfig,
+  loadQueueMetricsLeaseMs,
+  type QueueMetrics,
+  registerProcessMetrics,
+  registerQueueMetrics,
+} from '@cachefleet/jobs';
 import { createCache, loadCacheConfig } from '@cachefleet/tiered-cache';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -29,7 +36,9 @@ export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<
   const config = loadApiConfig(env);
   const catalogueEnv = loadCatalogueEnv(env);
   const schema = catalogueEnv.CATALOGUE_SCHEMA;
+  const leaseMs = loadQueueMetricsLeaseMs(env);
   const metrics = new Registry();
+  registerProcessMetrics(metrics);
   const cache = createCache(
     loadCacheConfig({ ...env, CACHE_REDIS_URL: env.CACHE_REDIS_URL ?? 'redis://127.0.0.1:6379' }),
     { metricsRegistry: metrics, logger },
@@ -41,6 +50,7 @@ export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<
   };
   let database: Awaited<ReturnType<typeof openDatabase>>;
   let jobs: JobClient;
+  let queueMetrics: QueueMetrics;
   let app: FastifyInstance;
   try {
     database = await openDatabase(config, schema, logger);
@@ -53,7 +63,7 @@ export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<
     const queueClient = new JobClient(loadQueueConfig(env), { namespaces: catalogue.namespaces });
     jobs = queueClient;
     opened.push(() => queueClient.close());
-    registerQueueMetrics(metrics, jobs, QUEUE_NAMES);
+    queueMetrics = registerQueueMetrics(metrics, jobs, { leaseMs });
     const plan = createRollout(rolloutOptionsFromEnv(env));
     const cohorts = rolloutMetrics(metrics);
     const rollout = {
@@ -114,6 +124,7 @@ export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<
         const force = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
         await app.close();
         clearTimeout(force);
+        await queueMetrics.release();
         await jobs.close();
         await cache.close();
         await database.close();

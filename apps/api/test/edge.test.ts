@@ -235,16 +235,24 @@ describe('edgeCaching: metrics', () => {
     await app.inject({ method: 'GET', url: '/api/user/me' });
     await app.inject({ method: 'GET', url: '/api/marked' });
 
-    expect(await counter('cache_candidate_requests', { route, method: 'GET' })).toBe(3);
-    expect(await counter('cache_candidate_requests', { route, method: 'HEAD' })).toBe(1);
-    expect(await counter('cache_candidate_requests', { route: '/api/marked', method: 'GET' })).toBe(1);
-    expect(await counter('cache_candidate_requests', { route: '/api/user/me', method: 'GET' })).toBe(0);
-    expect(await counter('cache_candidate_requests', { route: '/api/products', method: 'POST' })).toBe(0);
+    expect(await counter('cachefleet_edge_candidate_requests_total', { route, method: 'GET' })).toBe(3);
+    expect(await counter('cachefleet_edge_candidate_requests_total', { route, method: 'HEAD' })).toBe(1);
+    expect(
+      await counter('cachefleet_edge_candidate_requests_total', { route: '/api/marked', method: 'GET' }),
+    ).toBe(1);
+    expect(
+      await counter('cachefleet_edge_candidate_requests_total', { route: '/api/user/me', method: 'GET' }),
+    ).toBe(0);
+    expect(
+      await counter('cachefleet_edge_candidate_requests_total', { route: '/api/products', method: 'POST' }),
+    ).toBe(0);
 
-    expect(await counter('cache_edge_candidates_total', { route, method: 'GET' })).toBe(2);
-    expect(await counter('cache_edge_candidates_total', { route, method: 'HEAD' })).toBe(1);
-    expect(await counter('cache_edge_candidates_total', { route: '/api/marked', method: 'GET' })).toBe(0);
-    expect(await counter('etag_match_total', { route })).toBe(1);
+    expect(await counter('cachefleet_edge_cacheable_responses_total', { route, method: 'GET' })).toBe(2);
+    expect(await counter('cachefleet_edge_cacheable_responses_total', { route, method: 'HEAD' })).toBe(1);
+    expect(
+      await counter('cachefleet_edge_cacheable_responses_total', { route: '/api/marked', method: 'GET' }),
+    ).toBe(0);
+    expect(await counter('cachefleet_edge_etag_matches_total', { route })).toBe(1);
   });
 });
 

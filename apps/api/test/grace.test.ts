@@ -65,7 +65,7 @@ describe('database down', () => {
     expect(never.json).toEqual({ error: 'unavailable', message: 'the catalogue cannot be read right now' });
 
     const metrics = await pod.call('/metrics');
-    expect(metrics.text).toMatch(/cache_stale_served_total\{namespace="product"\} [1-9]/);
+    expect(metrics.text).toMatch(/cachefleet_cache_stale_served_total\{namespace="product"\} [1-9]/);
 
     // Past the grace the entry is gone from Redis and L1: 503.
     await delay(Math.max(0, loadedAt + TTL_MS + GRACE_MS + 300 - Date.now()));

@@ -37,17 +37,19 @@ describe('7. metrics and health', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
     for (const name of [
-      'cache_hits_total',
-      'http_request_duration_seconds',
+      'cachefleet_cache_requests_total',
+      'cachefleet_http_request_duration_seconds',
       'cachefleet_queue_jobs',
-      'cache_edge_candidates_total',
+      'cachefleet_edge_cacheable_responses_total',
     ]) {
       expect(res.text, name).toMatch(new RegExp(`^${name}(\\{|_bucket\\{| )`, 'm'));
     }
-    expect(res.text).toMatch(/^cache_edge_candidates_total\{route="\/products\/:id",method="GET"\} [1-9]/m);
+    expect(res.text).toMatch(
+      /^cachefleet_edge_cacheable_responses_total\{route="\/products\/:id",method="GET"\} [1-9]/m,
+    );
     expect(res.text).toMatch(/^cachefleet_queue_jobs\{queue="invalidate",state="completed"\} [1-9]/m);
     expect(res.text).toMatch(
-      /^http_request_duration_seconds_count\{route="\/products\/:id",method="GET",status="200"\} [1-9]/m,
+      /^cachefleet_http_request_duration_seconds_count\{route="\/products\/:id",method="GET",status="200"\} [1-9]/m,
     );
   });
 
@@ -61,7 +63,7 @@ describe('7. metrics and health', () => {
     const count = (status: string) =>
       Number(
         new RegExp(
-          `^http_request_duration_seconds_count\\{route="/products/:id",method="GET",status="${status}"\\} (\\d+)`,
+          `^cachefleet_http_request_duration_seconds_count\\{route="/products/:id",method="GET",status="${status}"\\} (\\d+)`,
           'm',
         ).exec(text)?.[1] ?? 0,
       );

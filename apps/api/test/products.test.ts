@@ -95,7 +95,9 @@ describe('1b. rollout (A8): users outside the cohort read the database', () => {
     }
     expect(counters(await stats(pod.url))).toEqual(before);
     const metrics = await call('/metrics', { base: pod.url });
-    expect(metrics.text).toMatch(/^cache_rollout_requests_total\{namespace="product",cohort="control"\} 2$/m);
+    expect(metrics.text).toMatch(
+      /^cachefleet_rollout_requests_total\{namespace="product",cohort="control"\} 2$/m,
+    );
   });
 
   // BUG, fixed (apps/api/src/products.ts, GET /products): the batch route calls cache.getMany without asking

@@ -151,7 +151,7 @@ describe('rolloutMetrics', () => {
       expected[cohort]++;
     }
     metrics.observe('category', 'control');
-    const values = (await registry.getSingleMetric('cache_rollout_requests_total')?.get())?.values ?? [];
+    const values = (await registry.getSingleMetric('cachefleet_rollout_requests_total')?.get())?.values ?? [];
     const value = (namespace: string, cohort: string) =>
       values.find((v) => v.labels.namespace === namespace && v.labels.cohort === cohort)?.value;
     expect(value('product', 'cache')).toBe(expected.cache);

@@ -15,8 +15,11 @@ import {
   keepSchedules,
   loadBackupConfig,
   loadQueueConfig,
+  loadQueueMetricsLeaseMs,
   loadScheduleCheckMs,
   loadSchedules,
+  registerProcessMetrics,
+  registerQueueMetrics,
 } from '@cachefleet/jobs';
 import { cacheKeys, createRedisClient, type RedisClient } from '@cachefleet/redis';
 import { type Cache, createCache, loadCacheConfig } from '@cachefleet/tiered-cache';
@@ -62,8 +65,10 @@ export async function startWorker(
   if (config.capture && !env.DATABASE_URL)
     throw new WorkerError('E_WORKER_CONFIG', 'DATABASE_URL: required by the capture role');
   const backups = loadBackupConfig(env);
+  const leaseMs = loadQueueMetricsLeaseMs(env);
   const definitions = await loadDefinitions(config.definitions, env);
   const metrics = new Registry();
+  registerProcessMetrics(metrics);
   const cache = createCache(
     loadCacheConfig({
       ...env,
@@ -76,6 +81,8 @@ export async function startWorker(
   cache.register(...definitions.namespaces);
   await cache.start();
   const jobs = new JobClient(loadQueueConfig(env), { namespaces: definitions.namespaces });
+  // Every queue's counts, by whichever API pod or worker holds the lease (not one copy per process).
+  const queueMetrics = registerQueueMetrics(metrics, jobs, { leaseMs });
   const runtime = new FleetRuntime(
     { cache, jobs, definitions, logger, metrics, backups },
     {
@@ -127,6 +134,7 @@ export async function startWorker(
         await capture?.close();
         await runtime.close();
         await new Promise<void>((resolve) => server.close(() => resolve()));
+        await queueMetrics.release();
         await jobs.close();
         await cache.close();
         await definitions.close();

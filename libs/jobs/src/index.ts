@@ -93,7 +93,16 @@ export {
   type JobHandlers,
 } from './handlers/context.js';
 export { isJobId } from './job-ids.js';
-export { registerQueueMetrics } from './metrics.js';
+export { INVALID_KIND, JOB_KINDS, type JobKind, jobKind } from './job-kinds.js';
+export {
+  loadQueueMetricsLeaseMs,
+  QUEUE_METRICS_ENV_VARS,
+  type QueueMetrics,
+  type QueueMetricsOptions,
+  queueMetricsLeaseKey,
+  registerProcessMetrics,
+  registerQueueMetrics,
+} from './metrics.js';
 export { LISTED_IDS, type NamespaceRule, payloadSchemaWith } from './namespaces.js';
 export {
   type InvalidateRequest,

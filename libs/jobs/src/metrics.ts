@@ -1,39 +1,153 @@
-import { Gauge, type Registry } from 'prom-client';
-import type { QueueName } from './catalogue.js';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { type Env, intSchema, parseEnv } from '@cachefleet/config';
+import { collectDefaultMetrics, Gauge, type Registry } from 'prom-client';
+import { z } from 'zod';
+import { QUEUE_NAMES, type QueueName } from './catalogue.js';
 import type { JobClient } from './client.js';
 import { queueDown, withDeadline } from './deadline.js';
+import { JobError } from './errors.js';
 
-/** Longest a scrape waits for the queue counts, ms. */
+/** Longest a scrape waits for the lease and the queue counts, ms. */
 const SCRAPE_BUDGET_MS = 1_000;
 
+export const QUEUE_METRICS_ENV_VARS = {
+  METRICS_QUEUE_LEASE_MS:
+    'how long a scrape makes this process the one exporter of the queue gauges (renewed by each scrape); more than the scrape interval, default 60000',
+} as const;
+
+const envSchema = z.object({
+  METRICS_QUEUE_LEASE_MS: intSchema.min(1_000).max(3_600_000).default(60_000),
+});
+
+/** METRICS_QUEUE_LEASE_MS; a bad value throws E_JOB_CONFIG naming it. */
+export function loadQueueMetricsLeaseMs(env: Env): number {
+  return parseEnv(envSchema, env, (message, cause) => new JobError('E_JOB_CONFIG', message, { cause }))
+    .METRICS_QUEUE_LEASE_MS;
+}
+
+/** The queue Redis key naming the process that exports the queue gauges (`__` is no queue name). */
+export function queueMetricsLeaseKey(jobs: JobClient): string {
+  return `${jobs.prefix}:__metrics:queue-exporter`;
+}
+
+/** Takes the lease when free, renews it when held by `holder`; 1 when `holder` has it. */
+const ACQUIRE = `local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0`;
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+export interface QueueMetricsOptions {
+  /** METRICS_QUEUE_LEASE_MS. */
+  readonly leaseMs: number;
+}
+
+export interface QueueMetrics {
+  /** This process's name in the lease (host:pid:random). */
+  readonly holder: string;
+  /** Gives the lease up (graceful shutdown), so another process exports at its next scrape. */
+  release(): Promise<void>;
+}
+
 /**
- * `cachefleet_queue_jobs{queue,state}`: jobs per state, read from the queue Redis when Prometheus
- * scrapes (no polling in between). Workers and API pods both expose it.
+ * `cachefleet_queue_jobs{queue,state}`: jobs per queue and state, read from the queue Redis when
+ * Prometheus scrapes (no polling in between), exported by **one process of the fleet at a time**:
+ * the counts are the same whoever reads them, so a copy per process would make every `sum` count
+ * them once per API pod and worker. A scrape takes (or renews) a lease in the queue Redis
+ * (`SET NX PX`, in a script); the processes that do not hold it export no series. Only scraped
+ * processes ever hold it, and the holder keeps it while its scrapes come more often than
+ * `leaseMs`; when it dies, the next process scraped after `leaseMs` takes over.
+ * `cachefleet_queue_exporter_active` says which process it is (1) — every process exports that one.
  */
 export function registerQueueMetrics(
   registry: Registry,
   jobs: JobClient,
-  queues: readonly QueueName[],
-): void {
+  options: QueueMetricsOptions,
+): QueueMetrics {
+  const key = queueMetricsLeaseKey(jobs);
+  const holder = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  type Scrape = { held: boolean; counts: { queue: QueueName; state: string; n: number }[] };
+  const read = async (): Promise<Scrape> => {
+    // The queue connection waits out outages (BullMQ's rule): a scrape must not. Without an
+    // answer in time the gauges are left empty and the rest of /metrics still goes out.
+    if (queueDown(jobs.connection.status)) return { held: false, counts: [] };
+    return withDeadline(
+      (async (): Promise<Scrape> => {
+        const held = (await jobs.connection.eval(ACQUIRE, 1, key, holder, options.leaseMs)) === 1;
+        if (!held) return { held, counts: [] };
+        const perQueue = await Promise.all(
+          QUEUE_NAMES.map(async (queue) => {
+            const counts = await jobs.queue(queue).getJobCounts();
+            return Object.entries(counts).map(([state, n]) => ({ queue, state, n }));
+          }),
+        );
+        return { held, counts: perQueue.flat() };
+      })(),
+      SCRAPE_BUDGET_MS,
+    ).catch(() => ({ held: false, counts: [] }));
+  };
+  // The two gauges are collected concurrently by one scrape: they share its one read.
+  let inFlight: Promise<Scrape> | undefined;
+  const scrape = (): Promise<Scrape> => {
+    inFlight ??= read().finally(() => {
+      inFlight = undefined;
+    });
+    return inFlight;
+  };
   new Gauge({
     name: 'cachefleet_queue_jobs',
-    help: 'Jobs in each queue by state (read from the queue Redis at scrape time)',
+    help: 'Jobs in each queue by state, read from the queue Redis at scrape time; exported by one process of the fleet at a time (cachefleet_queue_exporter_active)',
     labelNames: ['queue', 'state'],
     registers: [registry],
     collect: async function (this: Gauge<'queue' | 'state'>) {
+      const { counts } = await scrape();
       this.reset();
-      // The queue connection waits out outages (BullMQ's rule): a scrape must not. Without an
-      // answer in time the gauge is left empty and the rest of /metrics still goes out.
-      if (queueDown(jobs.connection.status)) return;
-      await withDeadline(
-        Promise.all(
-          queues.map(async (queue) => {
-            const counts = await jobs.queue(queue).getJobCounts();
-            for (const [state, n] of Object.entries(counts)) this.set({ queue, state }, n);
-          }),
-        ),
-        SCRAPE_BUDGET_MS,
-      ).catch(() => undefined);
+      for (const { queue, state, n } of counts) this.set({ queue, state }, n);
     },
   });
+  new Gauge({
+    name: 'cachefleet_queue_exporter_active',
+    help: '1 while this process is the one that exports cachefleet_queue_jobs (it holds the lease), 0 otherwise',
+    registers: [registry],
+    collect: async function (this: Gauge) {
+      const { held } = await scrape();
+      this.set(held ? 1 : 0);
+    },
+  });
+  return {
+    holder,
+    release: async () => {
+      if (queueDown(jobs.connection.status)) return;
+      await withDeadline(jobs.connection.eval(RELEASE, 1, key, holder), SCRAPE_BUDGET_MS).catch(
+        () => undefined,
+      );
+    },
+  };
+}
+
+/** A default metric collectDefaultMetrics registers: its presence means they are there. */
+const DEFAULT_METRIC = 'process_cpu_user_seconds_total';
+
+/**
+ * Gauges among prom-client's defaults named like counters (`promtool check metrics`: "non-counter
+ * metrics should not have _total suffix"); each is the sum of the by-type gauge of the same name
+ * without `_total` (`nodejs_active_handles{type}`), which stays.
+ */
+const MISNAMED_DEFAULTS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+] as const;
+
+/**
+ * prom-client's default metrics (`process_*`, `nodejs_*`: CPU, memory, event loop lag, GC, handles)
+ * on `registry`, once: their standard names carry no `cachefleet_` prefix, so dashboards made for
+ * any Node.js process work. A registry that has them already (the caller's own) is left as it is.
+ */
+export function registerProcessMetrics(registry: Registry): void {
+  if (registry.getSingleMetric(DEFAULT_METRIC) !== undefined) return;
+  collectDefaultMetrics({ register: registry });
+  for (const name of MISNAMED_DEFAULTS) registry.removeSingleMetric(name);
 }

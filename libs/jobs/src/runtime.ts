@@ -20,7 +20,7 @@ import { type JobClient, parsePayload } from './client.js';
 import { isJobError, JobError } from './errors.js';
 import { AbortedError, type Definitions, type JobContext, namespaceLookup } from './handlers/context.js';
 import { HANDLERS } from './handlers/index.js';
-import { registerQueueMetrics } from './metrics.js';
+import { INVALID_KIND, jobKind } from './job-kinds.js';
 
 export interface QueueConcurrency {
   readonly queue: QueueName;
@@ -56,7 +56,8 @@ interface Attempt {
   readonly signal: AbortSignal | undefined;
   readonly started: number;
   readonly log: Logger;
-  observe(status: string): void;
+  /** One sample of `cachefleet_job_duration_seconds` for this attempt, ended now. */
+  observe(kind: string, status: string): void;
 }
 
 /**
@@ -119,8 +120,8 @@ export class FleetRuntime {
   /** Aborted at shutdown: handlers save their cursor and the job is handed back. */
   readonly #shutdown = new AbortController();
   readonly #namespace: (name: string) => ReturnType<ReturnType<typeof namespaceLookup>>;
-  readonly #duration: Histogram<'queue' | 'name' | 'status'>;
-  readonly #failures: Counter<'queue' | 'name' | 'reason'>;
+  readonly #duration: Histogram<'queue' | 'name' | 'kind' | 'status'>;
+  readonly #failures: Counter<'queue' | 'name' | 'kind' | 'reason'>;
   #closing: Promise<void> | undefined;
 
   constructor(deps: RuntimeDeps, opts: RuntimeOptions) {
@@ -130,22 +131,17 @@ export class FleetRuntime {
     const registers = [deps.metrics];
     this.#duration = new Histogram({
       name: 'cachefleet_job_duration_seconds',
-      help: 'Time a worker spent on one attempt of a job, by outcome',
-      labelNames: ['queue', 'name', 'status'],
+      help: 'Time a worker spent on one attempt of a job, by job name, kind and outcome',
+      labelNames: ['queue', 'name', 'kind', 'status'],
       buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 1800],
       registers,
     });
     this.#failures = new Counter({
       name: 'cachefleet_job_failures_total',
-      help: 'Failed job attempts (reason: error, invalid payload, timeout)',
-      labelNames: ['queue', 'name', 'reason'],
+      help: 'Failed job attempts by job name, kind and reason (error, invalid, timeout, cancelled)',
+      labelNames: ['queue', 'name', 'kind', 'reason'],
       registers,
     });
-    registerQueueMetrics(
-      deps.metrics,
-      deps.jobs,
-      opts.queues.map((q) => q.queue),
-    );
   }
 
   start(): void {
@@ -200,11 +196,12 @@ export class FleetRuntime {
       signal,
       started,
       log: this.#deps.logger.child({ jobId: job.id, queue, job: name, attempt: job.attemptsMade + 1 }),
-      observe: (status) =>
-        this.#duration.observe({ queue, name, status }, (performance.now() - started) / 1000),
+      observe: (kind, status) =>
+        this.#duration.observe({ queue, name, kind, status }, (performance.now() - started) / 1000),
     };
     if (!isJobName(name) || JOBS[name].queue !== queue) {
-      this.#failures.inc({ queue, name, reason: 'invalid' });
+      // Any name can be added to a queue: the label says `unknown`, never the name (unbounded).
+      this.#failures.inc({ queue, name: 'unknown', kind: INVALID_KIND, reason: 'invalid' });
       const error = new JobError('E_JOB_UNKNOWN', `no job named ${JSON.stringify(name)} on queue ${queue}`);
       throw failureOf(error, true);
     }
@@ -213,15 +210,17 @@ export class FleetRuntime {
 
   /** One attempt of job `name`, typed from here on by its catalogue entry. */
   async #run<N extends JobName>(name: N, attempt: Attempt): Promise<ResultOf<N>> {
-    const { queue, job, token, log, observe } = attempt;
+    const { queue, job, token, log } = attempt;
     let payload: PayloadOf<N>;
     try {
       payload = parsePayload(name, job.data?.payload);
     } catch (error) {
-      this.#failures.inc({ queue, name, reason: 'invalid' });
+      this.#failures.inc({ queue, name, kind: INVALID_KIND, reason: 'invalid' });
       log.warn({ err: formatError(error) }, 'job refused: invalid payload');
       throw failureOf(error, true);
     }
+    const kind = jobKind(name, payload);
+    const observe = (status: string) => attempt.observe(kind, status);
     const policy = JOBS[name];
     if (policy.dedupe === 'payload' && job.attemptsMade === 0) await job.removeDeduplicationKey();
     const controller = new AbortController();
@@ -269,7 +268,7 @@ export class FleetRuntime {
       }
       const permanent = isPermanent(error);
       const reason = error instanceof AbortedError ? error.reason : permanent ? 'invalid' : 'error';
-      this.#failures.inc({ queue, name, reason });
+      this.#failures.inc({ queue, name, kind, reason });
       observe('failed');
       log.warn({ err: formatError(error), reason }, 'job attempt failed');
       throw failureOf(error, permanent);

@@ -21,6 +21,7 @@ import {
   parsePayload,
   parseQueueList,
   QUEUE_ENV_VARS,
+  QUEUE_METRICS_ENV_VARS,
   QUEUE_NAMES,
   SCHEDULE_ENV_VARS,
   schedulesMarker,
@@ -288,6 +289,7 @@ describe('configuration', () => {
       ...Object.keys(QUEUE_ENV_VARS),
       ...Object.keys(SCHEDULE_ENV_VARS),
       ...Object.keys(BACKUP_ENV_VARS),
+      ...Object.keys(QUEUE_METRICS_ENV_VARS),
     ])
       expect(readme, name).toContain(`\`${name}\``);
   });

@@ -173,7 +173,7 @@ describe('grace (fail-safe)', () => {
     }
     expect(state.calls).toBe(calls + 1);
     expect(statsOf(pod, 'gr').staleServed).toBe(6);
-    const metrics = await pod.metrics.getSingleMetricAsString('cache_stale_served_total');
+    const metrics = await pod.metrics.getSingleMetricAsString('cachefleet_cache_stale_served_total');
     expect(metrics).toContain('namespace="gr"} 6');
 
     // Another key without a copy is an error: grace serves only what was cached.

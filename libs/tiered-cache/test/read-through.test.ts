@@ -80,7 +80,7 @@ describe('read-through get', () => {
     expect(calls.load).toBe(1);
     for (const r of results) expect(r).toEqual({ ok: true, value: expect.objectContaining({ id: '3' }) });
     // Joiners wait on the in-process promise, not on the Redis lock.
-    expect(await cache.metrics.getSingleMetricAsString('cache_lock_waits_total')).not.toMatch(
+    expect(await cache.metrics.getSingleMetricAsString('cachefleet_cache_lock_waits_total')).not.toMatch(
       /namespace="product"} [1-9]/,
     );
   });

@@ -39,8 +39,13 @@ describe('NullCache and the registry', () => {
       hitRate: 0,
     });
     const text = await cache.metrics.metrics();
-    expect(metricValue(text, 'cache_miss_total{impl="null",tier="none",namespace="reg"}')).toBe(5);
-    expect(metricValue(text, 'cache_enabled{impl="null"}')).toBe(0);
+    expect(
+      metricValue(
+        text,
+        'cachefleet_cache_requests_total{impl="null",tier="none",namespace="reg",result="miss"}',
+      ),
+    ).toBe(5);
+    expect(metricValue(text, 'cachefleet_cache_enabled{impl="null"}')).toBe(0);
     await cache.close();
   });
 
@@ -96,25 +101,66 @@ describe('metrics', () => {
     await cold.get(ns, '404x'); // Number('404x') is NaN: fails z.number() → invalid input, not a hit
 
     const t1 = await cache.metrics.metrics();
-    expect(metricValue(t1, 'cache_hits_total{impl="tiered",tier="l1",namespace="reg"}')).toBe(1);
-    expect(metricValue(t1, 'cache_hits_total{impl="tiered",tier="l2",namespace="reg"}')).toBe(0);
-    expect(metricValue(t1, 'cache_miss_total{impl="tiered",tier="l1",namespace="reg"}')).toBe(1);
-    expect(metricValue(t1, 'cache_miss_total{impl="tiered",tier="l2",namespace="reg"}')).toBe(1);
-    expect(metricValue(t1, 'cache_loader_calls_total{impl="tiered",namespace="reg"}')).toBe(1);
-    expect(metricValue(t1, 'cache_set_total{impl="tiered",namespace="reg"}')).toBe(1);
-    expect(metricValue(t1, 'cache_l1_entries')).toBe(1);
-    expect(metricValue(t1, 'cache_enabled{impl="tiered"}')).toBe(1);
-    expect(metricValue(t1, 'cache_lookup_duration_seconds_count{tier="l2",namespace="reg"}')).toBe(1);
-    expect(metricValue(t1, 'cache_lookup_duration_seconds_count{tier="l3",namespace="reg"}')).toBe(1);
+    expect(
+      metricValue(
+        t1,
+        'cachefleet_cache_requests_total{impl="tiered",tier="l1",namespace="reg",result="hit"}',
+      ),
+    ).toBe(1);
+    expect(
+      metricValue(
+        t1,
+        'cachefleet_cache_requests_total{impl="tiered",tier="l2",namespace="reg",result="hit"}',
+      ),
+    ).toBe(0);
+    expect(
+      metricValue(
+        t1,
+        'cachefleet_cache_requests_total{impl="tiered",tier="l1",namespace="reg",result="miss"}',
+      ),
+    ).toBe(1);
+    expect(
+      metricValue(
+        t1,
+        'cachefleet_cache_requests_total{impl="tiered",tier="l2",namespace="reg",result="miss"}',
+      ),
+    ).toBe(1);
+    expect(metricValue(t1, 'cachefleet_cache_loader_calls_total{impl="tiered",namespace="reg"}')).toBe(1);
+    expect(metricValue(t1, 'cachefleet_cache_sets_total{impl="tiered",namespace="reg"}')).toBe(1);
+    expect(metricValue(t1, 'cachefleet_cache_l1_entries')).toBe(1);
+    expect(metricValue(t1, 'cachefleet_cache_enabled{impl="tiered"}')).toBe(1);
+    expect(metricValue(t1, 'cachefleet_cache_lookup_duration_seconds_count{tier="l2",namespace="reg"}')).toBe(
+      1,
+    );
+    expect(metricValue(t1, 'cachefleet_cache_lookup_duration_seconds_count{tier="l3",namespace="reg"}')).toBe(
+      1,
+    );
 
     const t2 = await cold.metrics.metrics();
-    expect(metricValue(t2, 'cache_hits_total{impl="tiered",tier="l1",namespace="reg"}')).toBe(0);
-    expect(metricValue(t2, 'cache_hits_total{impl="tiered",tier="l2",namespace="reg"}')).toBe(1);
-    expect(metricValue(t2, 'cache_errors_total{impl="tiered",error_type="invalid_input"}')).toBe(1);
+    expect(
+      metricValue(
+        t2,
+        'cachefleet_cache_requests_total{impl="tiered",tier="l1",namespace="reg",result="hit"}',
+      ),
+    ).toBe(0);
+    expect(
+      metricValue(
+        t2,
+        'cachefleet_cache_requests_total{impl="tiered",tier="l2",namespace="reg",result="hit"}',
+      ),
+    ).toBe(1);
+    expect(metricValue(t2, 'cachefleet_cache_errors_total{impl="tiered",error_type="invalid_input"}')).toBe(
+      1,
+    );
 
     // A second scrape does not double-count.
     const t3 = await cache.metrics.metrics();
-    expect(metricValue(t3, 'cache_hits_total{impl="tiered",tier="l1",namespace="reg"}')).toBe(1);
+    expect(
+      metricValue(
+        t3,
+        'cachefleet_cache_requests_total{impl="tiered",tier="l1",namespace="reg",result="hit"}',
+      ),
+    ).toBe(1);
     await cache.close();
     await cold.close();
   });
@@ -125,8 +171,15 @@ describe('metrics', () => {
     await cache.get(ns, '1');
     for (let i = 0; i < 160; i++) await cache.get(ns, '1');
     const text = await cache.metrics.metrics();
-    expect(metricValue(text, 'cache_lookup_duration_seconds_count{tier="l1",namespace="reg"}')).toBe(10);
-    expect(metricValue(text, 'cache_hits_total{impl="memory",tier="l1",namespace="reg"}')).toBe(160);
+    expect(
+      metricValue(text, 'cachefleet_cache_lookup_duration_seconds_count{tier="l1",namespace="reg"}'),
+    ).toBe(10);
+    expect(
+      metricValue(
+        text,
+        'cachefleet_cache_requests_total{impl="memory",tier="l1",namespace="reg",result="hit"}',
+      ),
+    ).toBe(160);
     await cache.close();
   });
 
@@ -135,8 +188,8 @@ describe('metrics', () => {
     await cache.start();
     for (let i = 0; i < 25; i++) await cache.get(ns, String(i));
     const text = await cache.metrics.metrics();
-    expect(metricValue(text, 'cache_l1_entries')).toBe(10);
-    expect(metricValue(text, 'cache_l1_evictions_total')).toBe(15);
+    expect(metricValue(text, 'cachefleet_cache_l1_entries')).toBe(10);
+    expect(metricValue(text, 'cachefleet_cache_l1_evictions_total')).toBe(15);
     await cache.close();
   });
 });

@@ -5,7 +5,7 @@
  * (60 s, back-off 1 s, soft timeout 250 ms), one without; each counts the responses that were not
  * 200 during the outage (every id is read on every pod before the warm-up load, so every one was
  * seen within the grace window) and the
- * loader calls the pods made meanwhile (`cache_loader_calls_total`).
+ * loader calls the pods made meanwhile (`cachefleet_cache_loader_calls_total`).
  */
 import { randomBytes } from 'node:crypto';
 import { type RunningApi, startApi } from '@cachefleet/api';
@@ -27,7 +27,9 @@ async function loaderCalls(pods: readonly RunningApi[]): Promise<number> {
   let n = 0;
   for (const p of pods) {
     const text = await (await fetch(`${p.url}/metrics`)).text();
-    for (const m of text.matchAll(/^cache_loader_calls_total\{[^}]*namespace="product"[^}]*\} (\d+)/gm))
+    for (const m of text.matchAll(
+      /^cachefleet_cache_loader_calls_total\{[^}]*namespace="product"[^}]*\} (\d+)/gm,
+    ))
       n += Number(m[1]);
   }
   return n;

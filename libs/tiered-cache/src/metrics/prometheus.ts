@@ -56,50 +56,48 @@ export function registerCacheMetrics(registry: Registry, source: MetricsSource):
   };
 
   counter(
-    'cache_hits_total',
-    'Reads served by a tier.',
-    ['impl', 'tier', 'namespace'],
+    'cachefleet_cache_requests_total',
+    'Reads that reached a tier, by result: hit (served by it) or miss (counted once the tier said so).',
+    ['impl', 'tier', 'namespace', 'result'],
     perNs((c, impl, s) => {
-      c({ impl, tier: 'l1', namespace: s.ns.name }, s.l1Hits);
-      c({ impl, tier: 'l2', namespace: s.ns.name }, s.l2Hits);
+      const namespace = s.ns.name;
+      if (source.l1()) {
+        c({ impl, tier: 'l1', namespace, result: 'hit' }, s.l1Hits);
+        c({ impl, tier: 'l1', namespace, result: 'miss' }, s.l2Hits + s.misses);
+      }
+      if (source.l2()) {
+        c({ impl, tier: 'l2', namespace, result: 'hit' }, s.l2Hits);
+        c({ impl, tier: 'l2', namespace, result: 'miss' }, s.misses);
+      }
+      if (!source.l1() && !source.l2()) c({ impl, tier: 'none', namespace, result: 'miss' }, s.misses);
     }),
   );
   counter(
-    'cache_miss_total',
-    'Reads a tier could not serve (counted only once the tier said so).',
-    ['impl', 'tier', 'namespace'],
-    perNs((c, impl, s) => {
-      if (source.l1()) c({ impl, tier: 'l1', namespace: s.ns.name }, s.l2Hits + s.misses);
-      if (source.l2()) c({ impl, tier: 'l2', namespace: s.ns.name }, s.misses);
-      if (!source.l1() && !source.l2()) c({ impl, tier: 'none', namespace: s.ns.name }, s.misses);
-    }),
-  );
-  counter(
-    'cache_loader_calls_total',
+    'cachefleet_cache_loader_calls_total',
     'Calls of a namespace loader (L3 queries).',
     ['impl', 'namespace'],
     perNs((c, impl, s) => c({ impl, namespace: s.ns.name }, s.loads)),
   );
   counter(
-    'cache_set_total',
+    'cachefleet_cache_sets_total',
     'Entries written by the read-through fill or set().',
     ['impl', 'namespace'],
     perNs((c, impl, s) => c({ impl, namespace: s.ns.name }, s.sets)),
   );
   counter(
-    'cache_del_total',
+    'cachefleet_cache_deletes_total',
     'Entries deleted by key.',
     ['impl', 'namespace'],
     perNs((c, impl, s) => c({ impl, namespace: s.ns.name }, s.dels)),
   );
   counter(
-    'cache_invalidate_total',
+    'cachefleet_cache_invalidations_total',
     'Namespace-wide invalidations (tags are not a label: their number is unbounded).',
     ['impl', 'namespace'],
     perNs((c, impl, s) => c({ impl, namespace: s.ns.name }, s.invalidations)),
   );
   counter(
-    'cache_lock_waits_total',
+    'cachefleet_cache_lock_waits_total',
     'Reads that found the fleet load lock taken and waited for its holder.',
     ['namespace'],
     perNs((c, _impl, s) => {
@@ -107,13 +105,13 @@ export function registerCacheMetrics(registry: Registry, source: MetricsSource):
     }),
   );
   counter(
-    'cache_lock_timeouts_total',
+    'cachefleet_cache_lock_timeouts_total',
     'Lock waits that reached lock.maxWaitMs and loaded anyway.',
     ['namespace'],
     perNs((c, _impl, s) => c({ namespace: s.ns.name }, s.lockTimeouts)),
   );
   counter(
-    'cache_errors_total',
+    'cachefleet_cache_errors_total',
     'Cache faults by type (none reaches the caller as an exception).',
     ['impl', 'error_type'],
     (c) => {
@@ -131,15 +129,20 @@ export function registerCacheMetrics(registry: Registry, source: MetricsSource):
       if (l2) for (const [type, n] of Object.entries(l2.stats.errors)) c({ impl, error_type: type }, n);
     },
   );
-  counter('cache_l1_evictions_total', 'L1 entries evicted by the LRU for room.', [], (c) => {
+  counter('cachefleet_cache_l1_evictions_total', 'L1 entries evicted by the LRU for room.', [], (c) => {
     const l1 = source.l1();
     if (l1) c({}, l1.stats.evictions);
   });
-  counter('cache_breaker_transitions_total', 'Circuit breaker state changes, by new state.', ['to'], (c) => {
-    for (const [to, n] of Object.entries(source.breakerTransitions())) c({ to }, n);
-  });
   counter(
-    'cache_replayed_deletes_total',
+    'cachefleet_cache_l2_breaker_transitions_total',
+    'Circuit breaker state changes, by new state.',
+    ['to'],
+    (c) => {
+      for (const [to, n] of Object.entries(source.breakerTransitions())) c({ to }, n);
+    },
+  );
+  counter(
+    'cachefleet_cache_l2_replayed_deletes_total',
     'L2 deletes made during an outage and replayed after it.',
     [],
     (c) => {
@@ -149,7 +152,7 @@ export function registerCacheMetrics(registry: Registry, source: MetricsSource):
   );
 
   counter(
-    'cache_bus_events_total',
+    'cachefleet_cache_bus_events_total',
     'Bus events by outcome: published, applied, duplicates, replayed (read from the stream), gaps, flushes, invalid.',
     ['outcome'],
     (c) => {
@@ -158,13 +161,13 @@ export function registerCacheMetrics(registry: Registry, source: MetricsSource):
     },
   );
   counter(
-    'cache_stale_served_total',
+    'cachefleet_cache_stale_served_total',
     'Reads answered with a value past its TTL because the loader failed or was slow (grace).',
     ['namespace'],
     perNs((c, _impl, s) => c({ namespace: s.ns.name }, s.staleServed)),
   );
   counter(
-    'cache_loader_timeouts_total',
+    'cachefleet_cache_loader_timeouts_total',
     'Reads that hit a loader timeout: soft (a stale value was served) or hard.',
     ['namespace', 'kind'],
     perNs((c, _impl, s) => {
@@ -173,13 +176,13 @@ export function registerCacheMetrics(registry: Registry, source: MetricsSource):
     }),
   );
   counter(
-    'cache_early_refreshes_total',
+    'cachefleet_cache_early_refreshes_total',
     'Background refreshes this pod ran for entries near the end of their TTL.',
     ['namespace'],
     perNs((c, _impl, s) => c({ namespace: s.ns.name }, s.earlyRefreshes)),
   );
   counter(
-    'cache_fenced_fills_total',
+    'cachefleet_cache_fenced_fills_total',
     'Fills not cached because an invalidation overtook them.',
     ['namespace'],
     (c) => {
@@ -198,35 +201,61 @@ export function registerCacheMetrics(registry: Registry, source: MetricsSource):
         collect(this);
       },
     });
-  gauge('cache_enabled', '1 while a caching implementation is active, 0 for NullCache.', ['impl'], (g) => {
-    const impl = source.impl();
-    g.set({ impl }, impl === 'null' ? 0 : 1);
-  });
-  gauge('cache_l1_entries', 'Entries in L1.', [], (g) => g.set(source.l1()?.entries ?? 0));
-  gauge('cache_l1_size_bytes', 'JSON bytes held in L1.', [], (g) => g.set(source.l1()?.bytes ?? 0));
-  gauge('cache_l1_capacity_bytes', 'L1 byte limit.', [], (g) => g.set(source.l1()?.maxBytes ?? 0));
-  gauge('cache_l1_capacity_entries', 'L1 entry limit.', [], (g) => g.set(source.l1()?.maxEntries ?? 0));
-  gauge('cache_l1_memory_pressure_ratio', 'L1 bytes / limit (or entries / limit, the larger).', [], (g) => {
-    const l1 = source.l1();
-    g.set(l1 ? Math.max(l1.bytes / l1.maxBytes, l1.entries / l1.maxEntries) : 0);
-  });
-  gauge('cache_l2_breaker_state', 'L2 circuit breaker: 0 closed, 1 half-open, 2 open.', [], (g) => {
-    const state = source.l2()?.breakerState;
-    g.set(state === 'open' ? 2 : state === 'half-open' ? 1 : 0);
-  });
-  gauge('cache_bus_connected', '1 while this pod hears the bus (its L1 is kept coherent).', [], (g) =>
-    g.set(source.bus()?.connected ? 1 : 0),
+  gauge(
+    'cachefleet_cache_enabled',
+    '1 while a caching implementation is active, 0 for NullCache.',
+    ['impl'],
+    (g) => {
+      const impl = source.impl();
+      g.set({ impl }, impl === 'null' ? 0 : 1);
+    },
   );
-  gauge('cache_l2_pending_deletes', 'L2 deletes waiting for Redis to come back.', [], (g) =>
+  gauge('cachefleet_cache_l1_entries', 'Entries in L1.', [], (g) => g.set(source.l1()?.entries ?? 0));
+  gauge('cachefleet_cache_l1_size_bytes', 'JSON bytes held in L1.', [], (g) =>
+    g.set(source.l1()?.bytes ?? 0),
+  );
+  gauge('cachefleet_cache_l1_capacity_bytes', 'L1 byte limit.', [], (g) => g.set(source.l1()?.maxBytes ?? 0));
+  gauge('cachefleet_cache_l1_capacity_entries', 'L1 entry limit.', [], (g) =>
+    g.set(source.l1()?.maxEntries ?? 0),
+  );
+  gauge(
+    'cachefleet_cache_l1_memory_pressure_ratio',
+    'L1 bytes / limit (or entries / limit, the larger).',
+    [],
+    (g) => {
+      const l1 = source.l1();
+      g.set(l1 ? Math.max(l1.bytes / l1.maxBytes, l1.entries / l1.maxEntries) : 0);
+    },
+  );
+  gauge(
+    'cachefleet_cache_l2_breaker_state',
+    'L2 circuit breaker: 0 closed, 1 half-open, 2 open.',
+    [],
+    (g) => {
+      const state = source.l2()?.breakerState;
+      g.set(state === 'open' ? 2 : state === 'half-open' ? 1 : 0);
+    },
+  );
+  gauge(
+    'cachefleet_cache_bus_connected',
+    '1 while this pod hears the bus (its L1 is kept coherent).',
+    [],
+    (g) => g.set(source.bus()?.connected ? 1 : 0),
+  );
+  gauge('cachefleet_cache_l2_pending_deletes', 'L2 deletes waiting for Redis to come back.', [], (g) =>
     g.set(source.l2()?.pendingDeletes ?? 0),
   );
 
   const lookup = new FastHistogram(
-    'cache_lookup_duration_seconds',
+    'cachefleet_cache_lookup_duration_seconds',
     'Lookup time by tier (l1 sampled; l3 is the loader).',
     LATENCY_BUCKETS,
   );
-  const write = new FastHistogram('cache_write_duration_seconds', 'Write time by tier.', LATENCY_BUCKETS);
+  const write = new FastHistogram(
+    'cachefleet_cache_write_duration_seconds',
+    'Write time by tier.',
+    LATENCY_BUCKETS,
+  );
   registry.registerMetric(lookup as unknown as Metric);
   registry.registerMetric(write as unknown as Metric);
   return (namespace) => ({
