@@ -1,7 +1,15 @@
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
-import { isJobId, JOB_NAMES, JOBS, type JobClient, QUEUE_NAMES, type QueueName } from '@cachefleet/jobs';
+import {
+  isJobId,
+  JOB_NAMES,
+  JOBS,
+  type JobClient,
+  jobTitle,
+  QUEUE_NAMES,
+  type QueueName,
+} from '@cachefleet/jobs';
 import type { FastifyInstance } from 'fastify';
 import type { AdminGuard } from './auth.js';
 import { guardServerErrors } from './http-errors.js';
@@ -34,6 +42,10 @@ export async function registerDashboard(
     const adapter = new BullMQAdapter(jobs.queue(name), { readOnlyMode: READ_ONLY.has(name) });
     adapter.setFormatter('data', truncate);
     adapter.setFormatter('returnValue', truncate);
+    // A title saying what was asked (`warm keys product (12)`); BullMQ's job name stays `warm`.
+    adapter.setFormatter('name', (job: { name?: unknown; data?: unknown }) =>
+      jobTitle(typeof job.name === 'string' ? job.name : '', job.data),
+    );
     return adapter;
   });
   createBullBoard({ queues, serverAdapter, options: { uiConfig: { boardTitle: 'cachefleet queues' } } });

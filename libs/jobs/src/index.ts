@@ -136,3 +136,4 @@ export {
   type SystemIdTarget,
   systemIdSchema,
 } from './system-id.js';
+export { jobTitle } from './titles.js';
