@@ -261,6 +261,8 @@ describe('worker fleet, end to end (worker and pod processes)', () => {
       invalid: 0,
     });
     expect(Progress.parse(job.progress).done).toBe(PRODUCTS);
+    // Issue 10.8: the full warm's progress has a total (the namespaces' counts) and a percentage.
+    expect(job.progress).toMatchObject({ done: PRODUCTS, total: PRODUCTS, percent: 100 });
     // One job, one worker: exactly one of the two ran it.
     expect(jobLogs(w1, id, 'job completed').length + jobLogs(w2, id, 'job completed').length).toBe(1);
 

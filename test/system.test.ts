@@ -192,6 +192,148 @@ describe('npm start reads the change-capture outbox of its embedded database', (
   }, 60_000);
 });
 
+describe('npm start prints the lines that join a CLI, a worker and a pod to it (issue 10.2)', () => {
+  /** A printed line, run as a user pastes it: by a shell, in the repository folder, its own group. */
+  function paste(line: string): {
+    child: ChildProcessWithoutNullStreams;
+    out: () => string;
+    json: Record<string, unknown>[];
+  } {
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !FOREIGN.test(k)) env[k] = v;
+    const child = spawn('sh', ['-c', line], {
+      cwd: ROOT,
+      env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let out = '';
+    const json: Record<string, unknown>[] = [];
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
+    createInterface({ input: child.stdout }).on('line', (text) => {
+      out += `${text}\n`;
+      try {
+        const parsed = z.record(z.string(), z.unknown()).safeParse(JSON.parse(text));
+        if (parsed.success) json.push(parsed.data);
+      } catch {
+        // npm's own lines
+      }
+    });
+    return { child, out: () => out, json };
+  }
+
+  async function end(child: ChildProcessWithoutNullStreams): Promise<void> {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const closed = new Promise((resolve) => child.once('close', resolve));
+    process.kill(-(child.pid as number), 'SIGTERM');
+    const timer = setTimeout(() => process.kill(-(child.pid as number), 'SIGKILL'), 15_000);
+    await closed;
+    clearTimeout(timer);
+  }
+
+  function printed(name: string): string {
+    const line = new RegExp(`^ {2}${name} +(\\S.*)$`, 'm').exec((launcher as Launcher).stderr)?.[1];
+    expect(line, name).toBeDefined();
+    return line as string;
+  }
+
+  it('prints the system id it keeps in the data folder, and every setting in each line', () => {
+    const l = launcher as Launcher;
+    const id = readFileSync(join(dir, 'system-id'), 'utf8').trim();
+    expect(l.stderr).toMatch(new RegExp(`system id {6}${id} `));
+    for (const name of ['CLI', 'extra worker', 'extra API pod'])
+      expect(printed(name)).toContain(`REDIS_URL=redis://127.0.0.1:${redisPort} CACHEFLEET_SYSTEM_ID=${id} `);
+    expect(printed('extra worker')).toMatch(
+      /DATABASE_URL='postgres:\/\/\S+' .*npm run worker -- --queues invalidate:4$/,
+    );
+    expect(printed('extra API pod')).toMatch(
+      /DATABASE_URL='postgres:\/\/\S+' ADMIN_TOKEN=\S+ API_PORT=\d+ npm run api$/,
+    );
+  });
+
+  it('the CLI line shows this system: its id, its Redis, its cache stats', async () => {
+    const cli = paste(printed('CLI'));
+    const code = await new Promise<number | null>((resolve) => cli.child.once('close', resolve));
+    const id = readFileSync(join(dir, 'system-id'), 'utf8').trim();
+    expect(code, cli.out()).toBe(0);
+    expect(cli.out()).toContain(`system ${id} (CACHEFLEET_SYSTEM_ID, the same in the queue Redis)`);
+    expect(cli.out()).toContain(`queue Redis redis://127.0.0.1:${redisPort} (from REDIS_URL)`);
+    expect(cli.out()).toContain(`cache stats from http://127.0.0.1:${apiPort}`);
+  }, 60_000);
+
+  it('the printed worker line joins: it runs an invalidation enqueued through the first pod', async () => {
+    const token = (/admin token {4}(\S+)/.exec((launcher as Launcher).stderr) ?? [])[1] as string;
+    const worker = paste(printed('extra worker'));
+    try {
+      await waitUntil(
+        'the extra worker to be ready',
+        async () => {
+          if (worker.child.exitCode !== null) throw new Error(`exited:\n${worker.out()}`);
+          return worker.json.find((x) => x.msg === 'worker ready');
+        },
+        { timeoutMs: 60_000, intervalMs: 200 },
+      );
+      expect(worker.json.find((x) => x.msg === 'worker ready')).toMatchObject({
+        queues: [{ queue: 'invalidate', concurrency: 4 }],
+        systemId: readFileSync(join(dir, 'system-id'), 'utf8').trim(),
+      });
+      // Both workers serve the invalidate queue: enqueue (a new key each time) until one lands here.
+      let n = 0;
+      await waitUntil(
+        'a job to complete on the extra worker',
+        async () => {
+          const r = await fetch(`http://127.0.0.1:${apiPort}/cache/invalidate`, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+            body: JSON.stringify({ namespace: 'product', keys: [String(100 + n++)] }),
+          });
+          expect(r.status).toBe(202);
+          return worker.json.find((x) => x.msg === 'job completed' && x.job === 'invalidate');
+        },
+        { timeoutMs: 60_000, intervalMs: 300 },
+      );
+    } finally {
+      await end(worker.child);
+    }
+  }, 120_000);
+
+  it('the printed pod line joins: it serves a product and sees the first pod’s invalidation', async () => {
+    const token = (/admin token {4}(\S+)/.exec((launcher as Launcher).stderr) ?? [])[1] as string;
+    const pod = paste(printed('extra API pod'));
+    try {
+      const ready = await waitUntil(
+        'the extra pod to be ready',
+        async () => {
+          if (pod.child.exitCode !== null) throw new Error(`exited:\n${pod.out()}`);
+          return pod.json.find((x) => x.msg === 'api ready');
+        },
+        { timeoutMs: 60_000, intervalMs: 200 },
+      );
+      const second = z.object({ url: z.string() }).parse(ready).url;
+      expect(second).not.toBe(`http://127.0.0.1:${apiPort}`);
+      const price = async (base: string) => {
+        const r = await fetch(`${base}/products/7`);
+        return z.object({ price_cents: z.number() }).parse(await r.json()).price_cents;
+      };
+      const before = await price(second);
+      expect(await price(second)).toBe(before); // in its L1 now
+      const patched = await fetch(`http://127.0.0.1:${apiPort}/products/7`, {
+        method: 'PATCH',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ price_cents: before + 3 }),
+      });
+      expect(patched.status).toBe(200);
+      await waitUntil('the extra pod to serve the new price', async () =>
+        (await price(second)) === before + 3 ? true : undefined,
+      );
+    } finally {
+      await end(pod.child);
+    }
+  }, 120_000);
+});
+
 describe('npm start supervises what it started', () => {
   // BUG (issue 9.8): a worker killed by a signal was not restarted, and the launcher, reading its
   // exit code (null for a signal) as "still running", waited 35 s for it before stopping the API:

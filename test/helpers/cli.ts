@@ -3,7 +3,8 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** Settings of the user's shell that would point a run elsewhere than the test says. */
-const FOREIGN = /^(QUEUE_|CACHE_|CACHEFLEET_|WORKER_|CAPTURE_|BACKUP_|DATABASE_URL$|CATALOGUE_SCHEMA$)/;
+const FOREIGN =
+  /^(QUEUE_|CACHE_|CACHEFLEET_|WORKER_|CAPTURE_|BACKUP_|REDIS_URL$|DATABASE_URL$|CATALOGUE_SCHEMA$)/;
 
 export interface CliRun {
   readonly code: number | null;

@@ -6,6 +6,7 @@ import {
   JOB_NAMES,
   JOBS,
   type JobClient,
+  jobTitle,
   QUEUE_NAMES,
   type QueueName,
   SCHEDULE_PREFIX,
@@ -43,6 +44,10 @@ export async function registerDashboard(
     const adapter = new BullMQAdapter(jobs.queue(name), { readOnlyMode: READ_ONLY.has(name) });
     adapter.setFormatter('data', truncate);
     adapter.setFormatter('returnValue', truncate);
+    // A title saying what was asked (`warm keys product (12)`); BullMQ's job name stays `warm`.
+    adapter.setFormatter('name', (job: { name?: unknown; data?: unknown }) =>
+      jobTitle(typeof job.name === 'string' ? job.name : '', job.data),
+    );
     return adapter;
   });
   createBullBoard({ queues, serverAdapter, options: { uiConfig: { boardTitle: 'cachefleet queues' } } });

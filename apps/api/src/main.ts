@@ -5,7 +5,8 @@ import { startApi } from './server.js';
 /** `node --import tsx apps/api/src/main.ts` — one API pod. */
 const logger = pino({ name: 'cachefleet-api', level: process.env.LOG_LEVEL ?? 'info' });
 
-startApi(process.env, logger).then(
+// A Redis that answered only after the start and holds another system's id: stop at once (logged).
+startApi(process.env, logger, { onWrongSystem: () => process.exit(1) }).then(
   (api) => {
     let stopping = false;
     const stop = (signal: string) => {

@@ -1,10 +1,12 @@
 import type { AddressInfo } from 'node:net';
 import { createCatalogue, loadCatalogueEnv, readOptionsOf } from '@cachefleet/catalogue';
-import { formatError } from '@cachefleet/config';
+import { formatError, redisChoices } from '@cachefleet/config';
 import {
+  guardSystemId,
   JobClient,
   loadQueueConfig,
   loadQueueMetricsLeaseMs,
+  loadSystemId,
   type QueueMetrics,
   registerProcessMetrics,
   registerQueueMetrics,
@@ -32,17 +34,23 @@ export interface RunningApi {
 }
 
 /** Starts one API pod from the environment; see README "The API pod" for every setting. */
-export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<RunningApi> {
+export async function startApi(
+  env: NodeJS.ProcessEnv,
+  logger: Logger,
+  options: { readonly onWrongSystem?: () => void } = {},
+): Promise<RunningApi> {
   const config = loadApiConfig(env);
   const catalogueEnv = loadCatalogueEnv(env);
   const schema = catalogueEnv.CATALOGUE_SCHEMA;
+  // Every setting read before anything connects: a Redis not named (REDIS_URL or the role's own
+  // variable) is a config error here, never a default address.
+  const cacheConfig = loadCacheConfig(env);
+  const queueConfig = loadQueueConfig(env);
+  loadSystemId(env);
   const leaseMs = loadQueueMetricsLeaseMs(env);
   const metrics = new Registry();
   registerProcessMetrics(metrics);
-  const cache = createCache(
-    loadCacheConfig({ ...env, CACHE_REDIS_URL: env.CACHE_REDIS_URL ?? 'redis://127.0.0.1:6379' }),
-    { metricsRegistry: metrics, logger },
-  );
+  const cache = createCache(cacheConfig, { metricsRegistry: metrics, logger });
   // Whatever was opened is closed again if a later step fails (a port in use, a database down).
   const opened: (() => Promise<void>)[] = [];
   const undo = async () => {
@@ -52,7 +60,26 @@ export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<
   let jobs: JobClient;
   let queueMetrics: QueueMetrics;
   let app: FastifyInstance;
+  let systemId: string | undefined;
   try {
+    // The system id is compared before the database or the port opens.
+    const choices = redisChoices(env);
+    const checked = await guardSystemId({
+      env,
+      queue: { conn: queueConfig.redis, prefix: queueConfig.prefix, what: `queue Redis ${choices.queue}` },
+      ...(cacheConfig.redis !== undefined
+        ? {
+            cache: {
+              conn: cacheConfig.redis,
+              prefix: cacheConfig.prefix,
+              what: `cache Redis ${choices.cache}`,
+            },
+          }
+        : {}),
+      logger,
+      ...(options.onWrongSystem !== undefined ? { onWrongSystem: options.onWrongSystem } : {}),
+    });
+    systemId = checked?.id;
     database = await openDatabase(config, schema, logger);
     opened.push(() => database.close());
     const catalogue = createCatalogue({ db: database.db, schema, read: readOptionsOf(catalogueEnv) });
@@ -60,7 +87,7 @@ export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<
     opened.push(() => cache.close());
     await cache.start();
     // Given the namespaces, it refuses a payload naming another or an id its schema refuses.
-    const queueClient = new JobClient(loadQueueConfig(env), { namespaces: catalogue.namespaces });
+    const queueClient = new JobClient(queueConfig, { namespaces: catalogue.namespaces });
     jobs = queueClient;
     opened.push(() => queueClient.close());
     queueMetrics = registerQueueMetrics(metrics, jobs, { leaseMs });
@@ -107,7 +134,10 @@ export async function startApi(env: NodeJS.ProcessEnv, logger: Logger): Promise<
       metrics: `${url}/metrics`,
       databaseUrl: database.url,
       embeddedDatabase: database.embedded,
+      // Which Redis each role uses and from which variable: never a silent default address.
+      redis: redisChoices(env),
       ...(config.generatedToken ? { adminToken: config.adminToken } : {}),
+      systemId: systemId ?? null,
     },
     'api ready',
   );

@@ -9,6 +9,38 @@ import { api, apiEnv, call, logger, startExtraApi, TOKEN, useApiSuite } from './
 
 useApiSuite();
 
+describe('2b. the dashboard titles jobs by what was asked (issue 10.8)', () => {
+  it('`warm all`, `warm keys product (3)`, `invalidate pattern product 12*`: the BullMQ name stays', async () => {
+    const asked = [
+      ['/cache/prewarm', { type: 'all' }],
+      ['/cache/prewarm', { type: 'critical' }],
+      ['/cache/invalidate', { namespace: 'product', pattern: '12*' }],
+      ['/cache/invalidate', { namespace: 'product', keys: ['1', '2', '3'] }],
+    ] as const;
+    for (const [path, body] of asked)
+      expect((await call(path, { method: 'POST', body, token: true })).status, path).toBe(202);
+    const titles = async (queue: string) => {
+      const res = await call(
+        `/admin/queues/api/queues?activeQueue=${queue}&status=latest&page=1&jobsPerPage=50`,
+        {
+          token: true,
+        },
+      );
+      expect(res.status).toBe(200);
+      const body = z
+        .object({
+          queues: z.array(z.object({ name: z.string(), jobs: z.array(z.object({ name: z.string() })) })),
+        })
+        .parse(res.json);
+      return body.queues.find((q) => q.name === queue)?.jobs.map((j) => j.name) ?? [];
+    };
+    expect(await titles('warm')).toEqual(expect.arrayContaining(['warm all', 'warm critical']));
+    expect(await titles('invalidate')).toEqual(
+      expect.arrayContaining(['invalidate pattern product 12*', 'invalidate keys product (3)']),
+    );
+  });
+});
+
 describe('2. admin auth', () => {
   const adminGets = ['/cache/stats', '/internal/cache', '/jobs/anything'];
 

@@ -19,12 +19,12 @@ export interface CaptureView {
 }
 
 /**
- * Reads the capture state from the cache Redis (CACHE_REDIS_URL, CACHE_KEY_PREFIX). Undefined when
- * CACHE_REDIS_URL is unset: never a default address for this part.
+ * Reads the capture state from the cache Redis (CACHE_REDIS_URL, else REDIS_URL; CACHE_KEY_PREFIX).
+ * Undefined when neither is set: never a default address for this part.
  */
 export async function captureView(session: Session): Promise<CaptureView | undefined> {
   const env = session.env;
-  if (!env.CACHE_REDIS_URL) return undefined;
+  if (!env.CACHE_REDIS_URL && !env.REDIS_URL) return undefined;
   const config = loadCacheConfig({ ...env, CACHE_IMPL: 'redis' });
   const conn = config.redis;
   if (conn === undefined) return undefined;

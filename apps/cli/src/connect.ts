@@ -1,5 +1,13 @@
 import { createConnection } from 'node:net';
-import { JobClient, loadQueueConfig } from '@cachefleet/jobs';
+import { redisChoices } from '@cachefleet/config';
+import {
+  checkSystemId,
+  JobClient,
+  loadQueueConfig,
+  loadSystemId,
+  queueSystemIdKey,
+  type SystemIdCheck,
+} from '@cachefleet/jobs';
 import type { RedisClient, ResolvedRedisConnection } from '@cachefleet/redis';
 import { CliError } from './errors.js';
 
@@ -14,19 +22,38 @@ const CALL_TIMEOUT_MS = 5_000;
 /** Closing never holds the process: past this, sockets are dropped. */
 const CLOSE_TIMEOUT_MS = 2_000;
 
-/** The queue settings from the environment, connected (or E_CLI_UNREACHABLE after 3 s). */
-export async function connectJobs(env: Readonly<Record<string, string | undefined>>): Promise<JobClient> {
+/** A connected queue client and the system id its Redis holds (compared with CACHEFLEET_SYSTEM_ID). */
+export interface ConnectedJobs {
+  readonly jobs: JobClient;
+  readonly system: SystemIdCheck;
+  /** `redis://h:p (from REDIS_URL)`: where the queue role went and why. */
+  readonly redis: string;
+}
+
+/**
+ * The queue settings from the environment, connected (or E_CLI_UNREACHABLE after 3 s), and the
+ * system id checked: a Redis holding another system's id is E_JOB_SYSTEM_ID before any command.
+ */
+export async function connectJobs(env: Readonly<Record<string, string | undefined>>): Promise<ConnectedJobs> {
   const config = loadQueueConfig(env);
+  const configured = loadSystemId(env);
   const what = `queue Redis (${describeRedis(config.redis)})`;
   await probe(config.redis, CONNECT_TIMEOUT_MS, what);
   const jobs = new JobClient(config);
   try {
     await waitReady(jobs.connection, CONNECT_TIMEOUT_MS, what);
+    const redis = redisChoices(env).queue;
+    const target = {
+      client: jobs.connection,
+      key: queueSystemIdKey(config.prefix),
+      what: `queue Redis ${redis}`,
+    };
+    const system = await deadline(checkSystemId([target], configured), 'checking the system id');
+    return { jobs, system, redis };
   } catch (error) {
     jobs.connection.disconnect();
     throw error;
   }
-  return jobs;
 }
 
 /** Closes the queues and the connection; a Redis gone meanwhile cannot keep the process alive. */

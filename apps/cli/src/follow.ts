@@ -35,7 +35,8 @@ export function describeProgress(view: JobView, slices: SliceTotals | undefined)
   } else {
     const p = progressRecord.safeParse(view.progress);
     if (p.success && Object.keys(p.data).length > 0) {
-      const { done, total, ...rest } = p.data;
+      // `percent` is the bar's own figure: not repeated as text.
+      const { done, total, percent: _percent, ...rest } = p.data;
       if (typeof done === 'number' && typeof total === 'number' && total > 0) {
         fraction = done / total;
         parts.push(`${done}/${total}`);

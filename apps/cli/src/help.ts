@@ -19,8 +19,9 @@ export function commandHelp(command: Command): string {
 export function globalHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
   const env = Object.entries({
+    REDIS_URL: 'the Redis of the system (both roles; npm start prints it); no address is assumed',
     ...QUEUE_ENV_VARS,
-    CACHE_REDIS_URL: 'the cache Redis, for top (default redis://127.0.0.1:6379); other CACHE_* apply too',
+    CACHE_REDIS_URL: 'the cache Redis, for top and status (default REDIS_URL); other CACHE_* apply too',
     CACHEFLEET_API_URL: 'base URL of the admin API; status then shows GET /cache/stats',
     CACHEFLEET_ADMIN_TOKEN: 'bearer token sent to the admin API',
   });

@@ -1,5 +1,5 @@
 import type { JobClient, NamespaceRule } from '@cachefleet/jobs';
-import { closeJobs, connectJobs } from './connect.js';
+import { type ConnectedJobs, closeJobs, connectJobs } from './connect.js';
 import { loadNamespaceRules } from './definitions.js';
 
 /** Where the CLI writes; process.stdout / process.stderr in the real program. */
@@ -28,7 +28,7 @@ export interface Io {
  */
 export class Session {
   readonly io: Io;
-  #jobs: Promise<JobClient> | undefined;
+  #jobs: Promise<ConnectedJobs> | undefined;
   #rules: Promise<readonly NamespaceRule[]> | undefined;
   readonly #closers: (() => Promise<void>)[] = [];
 
@@ -50,11 +50,16 @@ export class Session {
     this.io.stderr.write(`${line}\n`);
   }
 
-  /** The queue client, connected (E_CLI_UNREACHABLE after 3 s). */
-  jobs(): Promise<JobClient> {
-    this.#jobs ??= connectJobs(this.io.env).then((jobs) => {
-      this.onClose(() => closeJobs(jobs));
-      return jobs;
+  /** The queue client, connected (E_CLI_UNREACHABLE after 3 s), its system id checked. */
+  async jobs(): Promise<JobClient> {
+    return (await this.connected()).jobs;
+  }
+
+  /** The queue client with the system id its Redis holds and where it went. */
+  connected(): Promise<ConnectedJobs> {
+    this.#jobs ??= connectJobs(this.io.env).then((connected) => {
+      this.onClose(() => closeJobs(connected.jobs));
+      return connected;
     });
     return this.#jobs;
   }

@@ -494,7 +494,7 @@ describe('status and top', { timeout: SLOW }, () => {
     const denied = await cli(['status'], { CACHEFLEET_API_URL: apiUrl, CACHEFLEET_ADMIN_TOKEN: 'wrong' });
     // BUG (issue 10.8): a refused token exited 3, "unreachable": it is a setting to fix (2).
     expect(denied.code).toBe(2);
-    expect(denied.stdout).toMatch(/^QUEUE/);
+    expect(denied.stdout).toMatch(/^QUEUE/m);
     expect(denied.stderr).toMatch(
       /E_CLI_API_TOKEN: .* 401 Unauthorized: CACHEFLEET_ADMIN_TOKEN is not the admin token/,
     );

@@ -92,6 +92,13 @@ describe('the progress display', () => {
         undefined,
       ),
     ).toEqual({ fraction: 0.25, text: 'active 500/2000 namespace=product written=498' });
+    // The full warm reports its percentage too (issue 10.8): the bar shows it, the text does not repeat it.
+    expect(
+      describeProgress(
+        view({ progress: { namespace: 'product', done: 500, total: 2000, percent: 25, written: 498 } }),
+        undefined,
+      ),
+    ).toEqual({ fraction: 0.25, text: 'active 500/2000 namespace=product written=498' });
     expect(
       describeProgress(view({ progress: { namespace: 'product', done: 1000, written: 7 } }), undefined),
     ).toEqual({ fraction: undefined, text: 'active done=1000 namespace=product written=7' });

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import {
   closeSync,
   mkdirSync,
@@ -13,10 +13,12 @@ import { join } from 'node:path';
 
 /**
  * What `npm start` keeps in its data folder besides the data: the admin token (so cookies, CLI
- * settings and scripts survive a restart) and a lock (one `npm start` per folder: two would open
+ * settings and scripts survive a restart), the system id (CACHEFLEET_SYSTEM_ID: the Redis of this
+ * system carry it, and a process pointed at another system's Redis refuses to start) and a lock (one `npm start` per folder: two would open
  * the same embedded database).
  */
 const TOKEN_FILE = 'admin-token';
+const SYSTEM_ID_FILE = 'system-id';
 const LOCK_FILE = 'start.lock';
 
 /** The token kept in `dir`, made (mode 0600) at the first start. */
@@ -29,6 +31,22 @@ export function adminTokenIn(dir: string): { readonly token: string; readonly cr
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
   return { token: writeToken(dir), created: true };
+}
+
+/** The system id kept in `dir`, made at the first start (a UUID; never changed by npm start). */
+export function systemIdIn(dir: string): { readonly id: string; readonly created: boolean } {
+  const path = join(dir, SYSTEM_ID_FILE);
+  try {
+    const id = readFileSync(path, 'utf8').trim();
+    if (/^[A-Za-z0-9_-]{1,64}$/.test(id)) return { id, created: false };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  mkdirSync(dir, { recursive: true });
+  const id = randomUUID();
+  writeFileSync(`${path}.new`, `${id}\n`);
+  renameSync(`${path}.new`, path);
+  return { id, created: true };
 }
 
 /** A new token replaces the kept one (the running API keeps the old one until it restarts). */

@@ -7,15 +7,15 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { createConnection } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { issueMessage, pickEnv, portSchema } from '@cachefleet/config';
-import { DEFAULT_QUEUE_LIST } from '@cachefleet/jobs';
+import { DEFAULT_QUEUE_LIST, loadSystemId } from '@cachefleet/jobs';
 import { z } from 'zod';
-import { adminTokenIn, lockDataDir } from './data-dir.js';
+import { adminTokenIn, lockDataDir, systemIdIn } from './data-dir.js';
 import { Service } from './supervise.js';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
@@ -180,6 +180,66 @@ async function stop(code: number): Promise<void> {
   process.exit(code);
 }
 
+function keptSystemId(): string {
+  // CACHEFLEET_SYSTEM_ID, else the one kept in the data folder since the first start.
+  let given: string | undefined;
+  try {
+    given = loadSystemId(process.env);
+  } catch (error) {
+    fail((error as Error).message);
+  }
+  if (given !== undefined) return given;
+  const kept = systemIdIn(DATA);
+  say(
+    `system id ${kept.id} ${kept.created ? 'made and kept in' : 'read from'} ${resolve(DATA, 'system-id')}`,
+  );
+  return kept.id;
+}
+
+/** Settings of this shell the children read as they are: the extra processes need them too. */
+function passedOn(): Record<string, string> {
+  const names = /^(CACHE_REDIS_|QUEUE_REDIS_|CACHE_KEY_PREFIX$|QUEUE_PREFIX$|CATALOGUE_SCHEMA$)/;
+  return Object.fromEntries(
+    Object.entries(process.env).filter((e): e is [string, string] => names.test(e[0]) && !!e[1]),
+  );
+}
+
+/** `NAME=value` as a shell reads it back (single-quoted unless plainly safe). */
+function assign(name: string, value: string): string {
+  return /^[A-Za-z0-9_\-.:/@%+=,]*$/.test(value)
+    ? `${name}=${value}`
+    : `${name}='${value.replaceAll("'", "'\\''")}'`;
+}
+
+/** The ready-to-paste lines that add a CLI, a worker or an API pod to this system. */
+function joinLines(shared: Record<string, string>, databaseUrl: string, token: string) {
+  const env = (extra: Record<string, string>) =>
+    Object.entries({ ...shared, ...extra })
+      .map(([k, v]) => assign(k, v))
+      .join(' ');
+  return {
+    cli: (apiUrl: string) =>
+      `${env({ CACHEFLEET_API_URL: apiUrl, CACHEFLEET_ADMIN_TOKEN: token })} npx cachefleet status`,
+    worker: `${env({ DATABASE_URL: databaseUrl, WORKER_HTTP_PORT: '0' })} npm run worker -- --queues invalidate:4`,
+    api: (port: number) =>
+      `${env({ DATABASE_URL: databaseUrl, ADMIN_TOKEN: token, API_PORT: String(port) })} npm run api`,
+  };
+}
+
+/** The first port after `port` that is free now (for the extra pod's line), else one the system picks. */
+async function portNear(port: number): Promise<number> {
+  for (let p = port + 1; p > 0 && p <= Math.min(port + 20, 65535); p++) if (await isFree(p)) return p;
+  return 0;
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const server = createServer();
+    server.once('error', () => done(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => done(true)));
+  });
+}
+
 function keptToken(): string {
   const kept = adminTokenIn(DATA);
   const file = resolve(DATA, 'admin-token');
@@ -203,10 +263,10 @@ async function main(): Promise<void> {
   await ensureRedis();
   // ADMIN_TOKEN, else the one kept in the data folder since the first start (npm run rotate-token).
   const adminToken = process.env.ADMIN_TOKEN ?? keptToken();
-  const shared = {
-    CACHE_REDIS_URL: process.env.CACHE_REDIS_URL ?? settings.REDIS_URL,
-    QUEUE_REDIS_URL: process.env.QUEUE_REDIS_URL ?? settings.REDIS_URL,
-  };
+  const systemId = keptSystemId();
+  // REDIS_URL names both roles (CACHE_REDIS_URL / QUEUE_REDIS_URL, when set, split one off: the
+  // children read them from this environment, and the lines below repeat them).
+  const shared = { REDIS_URL: settings.REDIS_URL, CACHEFLEET_SYSTEM_ID: systemId };
   say('starting the API pod (first start seeds 100,000 products into the embedded database)…');
   // A restarted API serves the embedded database on the port the worker already uses.
   let pglitePort = process.env.PGLITE_PORT ?? '0';
@@ -247,6 +307,7 @@ async function main(): Promise<void> {
     ),
   );
   const url = String(api.url);
+  const join = joinLines({ ...shared, ...passedOn() }, databaseUrl, adminToken);
   const lines = [
     '',
     'cachefleet is running:',
@@ -255,9 +316,14 @@ async function main(): Promise<void> {
     `  metrics        ${url}/metrics   and   http://127.0.0.1:${String(worker.port)}/metrics (worker)`,
     `  admin token    ${adminToken}`,
     `  database       ${databaseUrl}`,
+    `  system id      ${systemId}   (kept in ${resolve(DATA, 'system-id')}; every Redis of this system holds it)`,
     '  try            curl -H "authorization: Bearer <token>" -X POST -H "content-type: application/json" \\',
     `                   -d '{"namespace":"product","pattern":"1*"}' ${url}/cache/invalidate`,
-    `                 CACHEFLEET_API_URL=${url} CACHEFLEET_ADMIN_TOKEN=<token> npx cachefleet status`,
+    '',
+    'Join this system from another terminal in this folder (each line carries every setting it needs):',
+    `  CLI            ${join.cli(url)}`,
+    `  extra worker   ${join.worker}`,
+    `  extra API pod  ${join.api(await portNear(settings.API_PORT))}`,
     '  stop           Ctrl-C',
     '',
   ];

@@ -8,7 +8,8 @@ const logger = pino({ name: 'cachefleet-worker', level: process.env.LOG_LEVEL ??
 
 async function main(): Promise<void> {
   const config = loadWorkerConfig(process.env, process.argv.slice(2));
-  const worker = await startWorker(config, process.env, logger);
+  // A Redis that answered only after the start and holds another system's id: stop at once (logged).
+  const worker = await startWorker(config, process.env, logger, { onWrongSystem: () => process.exit(1) });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

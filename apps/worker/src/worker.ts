@@ -2,12 +2,13 @@ import { createServer, type Server, STATUS_CODES } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { CaptureReader, installCapture, loadCaptureConfig } from '@cachefleet/capture';
-import { boolishSchema, formatError } from '@cachefleet/config';
+import { boolishSchema, formatError, redisChoices } from '@cachefleet/config';
 import {
   type Definitions,
   type DefinitionsModule,
   definitionsModule,
   FleetRuntime,
+  guardSystemId,
   installSchedules,
   isJobError,
   JOBS,
@@ -60,27 +61,45 @@ export async function startWorker(
   config: WorkerConfig,
   env: NodeJS.ProcessEnv,
   logger: Logger,
+  options: { readonly onWrongSystem?: () => void } = {},
 ): Promise<RunningWorker> {
   // Checked before the definitions connect: never a default address for the capture role.
   if (config.capture && !env.DATABASE_URL)
     throw new WorkerError('E_WORKER_CONFIG', 'DATABASE_URL: required by the capture role');
   const backups = loadBackupConfig(env);
+  // Both Redis settings are read before anything connects: none set (REDIS_URL or the role's own
+  // variable) is a config error naming them, never a default address.
+  const cacheConfig = loadCacheConfig({
+    ...env,
+    CACHE_IMPL: env.CACHE_IMPL ?? 'redis',
+    CACHE_HOT_KEYS_ENABLED: env.CACHE_HOT_KEYS_ENABLED ?? 'false',
+  });
+  const queueConfig = loadQueueConfig(env);
+  // The system id is compared before the database or anything else is touched.
+  const choices = redisChoices(env);
+  const checked = await guardSystemId({
+    env,
+    queue: { conn: queueConfig.redis, prefix: queueConfig.prefix, what: `queue Redis ${choices.queue}` },
+    ...(cacheConfig.redis !== undefined
+      ? {
+          cache: {
+            conn: cacheConfig.redis,
+            prefix: cacheConfig.prefix,
+            what: `cache Redis ${choices.cache}`,
+          },
+        }
+      : {}),
+    logger,
+    ...(options.onWrongSystem !== undefined ? { onWrongSystem: options.onWrongSystem } : {}),
+  });
   const leaseMs = loadQueueMetricsLeaseMs(env);
   const definitions = await loadDefinitions(config.definitions, env);
   const metrics = new Registry();
   registerProcessMetrics(metrics);
-  const cache = createCache(
-    loadCacheConfig({
-      ...env,
-      CACHE_IMPL: env.CACHE_IMPL ?? 'redis',
-      CACHE_REDIS_URL: env.CACHE_REDIS_URL ?? 'redis://127.0.0.1:6379',
-      CACHE_HOT_KEYS_ENABLED: env.CACHE_HOT_KEYS_ENABLED ?? 'false',
-    }),
-    { metricsRegistry: metrics, logger },
-  );
+  const cache = createCache(cacheConfig, { metricsRegistry: metrics, logger });
   cache.register(...definitions.namespaces);
   await cache.start();
-  const jobs = new JobClient(loadQueueConfig(env), { namespaces: definitions.namespaces });
+  const jobs = new JobClient(queueConfig, { namespaces: definitions.namespaces });
   // Every queue's counts, by whichever API pod or worker holds the lease (not one copy per process).
   const queueMetrics = registerQueueMetrics(metrics, jobs, { leaseMs });
   const runtime = new FleetRuntime(
@@ -119,6 +138,9 @@ export async function startWorker(
       capture: config.capture,
       schedules: schedules?.map((s) => `${s.id} ${s.pattern ?? `every ${s.every} ms`}`) ?? 'disabled here',
       namespaces: definitions.namespaces.map((n) => n.name),
+      // Which Redis each role uses and from which variable: never a silent default address.
+      redis: choices,
+      systemId: checked?.id ?? null,
     },
     'worker ready',
   );

@@ -20,11 +20,6 @@ export interface Definitions {
   close(): Promise<void>;
 }
 
-/**
- * The development database (trust auth). The user is spelled out: without one, pg sends $USER, and
- * with $USER unset (as in some CI and service environments) the server refuses the startup packet.
- */
-export const DEFAULT_DATABASE_URL = 'postgres://postgres@127.0.0.1:5432/test';
 /** How many products (the lowest ids) a critical warm loads. */
 export const CRITICAL_PRODUCTS = 100;
 
@@ -32,9 +27,11 @@ const seconds = z.coerce.number().positive();
 const millis = z.coerce.number().int().min(0);
 
 const envSchema = z.object({
+  // No default: a worker must never touch a database it was not given (npm start prints the URL of
+  // its embedded one). The API reads it too and serves an embedded PGlite when it is unset.
   DATABASE_URL: z
     .url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// or postgresql:// URL' })
-    .default(DEFAULT_DATABASE_URL),
+    .optional(),
   CATALOGUE_SCHEMA: schemaNameSchema.default(DEFAULT_SCHEMA),
   CATALOGUE_TTL_L1: seconds.default(DEFAULT_PRODUCT_READ.ttl.l1),
   CATALOGUE_TTL_L2: seconds.default(DEFAULT_PRODUCT_READ.ttl.l2),
@@ -98,6 +95,11 @@ export function loadCatalogueEnv(env: Env): CatalogueEnv {
  */
 export async function createDefinitions(env: NodeJS.ProcessEnv): Promise<Definitions> {
   const config = loadCatalogueEnv(env);
+  if (config.DATABASE_URL === undefined)
+    throw new CatalogueError(
+      'E_CATALOGUE_CONFIG',
+      'DATABASE_URL: required (the PostgreSQL of the catalogue; `npm start` prints the URL of its embedded one)',
+    );
   const db = connectPg(config.DATABASE_URL);
   try {
     await migrate(db, { schema: config.CATALOGUE_SCHEMA });

@@ -4,7 +4,6 @@ export {
   type CatalogueEnv,
   CRITICAL_PRODUCTS,
   createDefinitions,
-  DEFAULT_DATABASE_URL,
   type Definitions,
   describeNamespaces,
   loadCatalogueEnv,

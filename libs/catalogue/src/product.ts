@@ -71,6 +71,7 @@ export function defineProduct(
   // `id::text` ('108' sorts before '11'); a qualified name is the bigint column.
   const first = `SELECT p.id::text AS id FROM ${table} AS p ORDER BY p.id LIMIT $1`;
   const next = `SELECT p.id::text AS id FROM ${table} AS p WHERE p.id > $1::bigint ORDER BY p.id LIMIT $2`;
+  const countAll = `SELECT count(*)::int AS n FROM ${table}`;
   const isId = (id: string) => productIdSchema.safeParse(id).success;
 
   return defineNamespace<Product>({
@@ -97,6 +98,10 @@ export function defineProduct(
       const { rows } = await db.query<Product>(byIds, [wanted]);
       for (const row of rows) found.set(row.id, row);
       return found;
+    },
+    async count() {
+      const { rows } = await db.query<{ n: number }>(countAll);
+      return rows[0]?.n ?? 0;
     },
     async ids(after, limit) {
       const n = parseInput(limitSchema, limit, 'limit');

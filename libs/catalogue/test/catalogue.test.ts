@@ -10,7 +10,6 @@ import {
   createCatalogue,
   createDefinitions,
   type Db,
-  DEFAULT_DATABASE_URL,
   DEFAULT_PRODUCT_READ,
   dbError,
   describeNamespaces,
@@ -290,11 +289,16 @@ describe('createDefinitions', () => {
     }
   });
 
-  it('defaults DATABASE_URL and CATALOGUE_SCHEMA when unset or empty', () => {
-    const defaults = { DATABASE_URL: DEFAULT_DATABASE_URL, CATALOGUE_SCHEMA: 'catalogue' };
-    expect(DEFAULT_DATABASE_URL).toBe('postgres://postgres@127.0.0.1:5432/test');
-    expect(loadCatalogueEnv({})).toMatchObject(defaults);
-    expect(loadCatalogueEnv({ DATABASE_URL: '', CATALOGUE_SCHEMA: '' })).toMatchObject(defaults);
+  it('defaults CATALOGUE_SCHEMA; DATABASE_URL has no default: createDefinitions refuses to guess one', async () => {
+    for (const env of [{}, { DATABASE_URL: '', CATALOGUE_SCHEMA: '' }]) {
+      const e = loadCatalogueEnv(env);
+      expect(e.CATALOGUE_SCHEMA).toBe('catalogue');
+      expect(e.DATABASE_URL).toBeUndefined();
+    }
+    await expect(createDefinitions({ DATABASE_URL: '' })).rejects.toMatchObject({
+      code: 'E_CATALOGUE_CONFIG',
+      message: expect.stringMatching(/^DATABASE_URL: required/),
+    });
   });
 
   it('reads the product read path (TTLs, grace, timeouts) from CATALOGUE_*, defaults documented', () => {

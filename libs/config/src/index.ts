@@ -1,5 +1,16 @@
 export { CodedError, formatError, isCodedError } from './errors.js';
 export {
+  type ChosenRedisUrl,
+  describeChoice,
+  REDIS_URL_VARIABLES,
+  type RedisUrlRole,
+  redactRedisUrl,
+  redisChoices,
+  redisUrlOf,
+  redisUrlSchema,
+  requireRedisUrl,
+} from './redis-url.js';
+export {
   boolishSchema,
   type Env,
   hostListSchema,

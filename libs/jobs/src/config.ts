@@ -1,16 +1,25 @@
-import { type Env, hostListSchema, intSchema, issueMessage, parseEnv } from '@cachefleet/config';
+import {
+  type Env,
+  hostListSchema,
+  intSchema,
+  issueMessage,
+  parseEnv,
+  requireRedisUrl,
+} from '@cachefleet/config';
 import { type ResolvedRedisConnection, redisConnectionSchema } from '@cachefleet/redis';
 import { z } from 'zod';
 import { JobError } from './errors.js';
 
 /**
  * Where the queues live: the **queue Redis** (DESIGN "two Redis roles": `noeviction`, persistent),
- * single node or Sentinel. One server may serve both roles; by default the queue Redis is the
- * cache Redis (`CACHE_REDIS_URL`), else 127.0.0.1:6379.
+ * single node or Sentinel. One server may serve both roles: in single mode the queue Redis is
+ * `QUEUE_REDIS_URL`, else `REDIS_URL` (the system's one Redis), else `CACHE_REDIS_URL`; none set is
+ * an error (no address is assumed).
  */
 export const QUEUE_ENV_VARS = {
   QUEUE_REDIS_MODE: 'single | sentinel (default single)',
-  QUEUE_REDIS_URL: 'redis:// URL of the queue Redis (default CACHE_REDIS_URL, else redis://127.0.0.1:6379)',
+  QUEUE_REDIS_URL:
+    'redis:// URL of the queue Redis (default REDIS_URL, else CACHE_REDIS_URL; one of them is required in mode single)',
   QUEUE_REDIS_SENTINELS: 'host:port,host:port of the Sentinels (mode sentinel)',
   QUEUE_REDIS_SENTINEL_NAME: 'master name the Sentinels monitor (mode sentinel)',
   QUEUE_REDIS_PASSWORD: 'password of the queue Redis (mode sentinel; put it in the URL otherwise)',
@@ -32,7 +41,6 @@ export interface QueueConfig {
 
 const envSchema = z.object({
   QUEUE_REDIS_MODE: z.enum(['single', 'sentinel']).default('single'),
-  QUEUE_REDIS_URL: z.string().optional(),
   QUEUE_REDIS_SENTINELS: hostListSchema.optional(),
   QUEUE_REDIS_SENTINEL_NAME: z.string().min(1).optional(),
   QUEUE_REDIS_PASSWORD: z.string().optional(),
@@ -43,7 +51,6 @@ const envSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_:-]{1,64}$/, 'letters, digits, _ : - (at most 64)')
     .default('cachefleet'),
-  CACHE_REDIS_URL: z.string().optional(),
 });
 
 /** Reads the queue settings from an environment object; a bad value throws naming the variable. */
@@ -59,7 +66,7 @@ export function loadQueueConfig(env: Env): QueueConfig {
   }
   const redis =
     e.QUEUE_REDIS_MODE === 'single'
-      ? { mode: 'single' as const, url: e.QUEUE_REDIS_URL ?? e.CACHE_REDIS_URL ?? 'redis://127.0.0.1:6379' }
+      ? { mode: 'single' as const, url: requireRedisUrl(env, 'queue', configError).url }
       : {
           mode: 'sentinel' as const,
           sentinels: required(e.QUEUE_REDIS_SENTINELS, 'QUEUE_REDIS_SENTINELS'),

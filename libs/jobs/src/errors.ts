@@ -3,6 +3,8 @@ import { CodedError } from '@cachefleet/config';
 /** Coded errors of the job layer; the README's table is checked against this one. */
 export const JOB_ERROR_CODES = {
   E_JOB_CONFIG: 'a queue or worker setting is invalid (the message names the variable)',
+  E_JOB_SYSTEM_ID:
+    "a Redis holds another cachefleet system's id than CACHEFLEET_SYSTEM_ID (or than the other Redis): the process refuses to start (the message names both ids)",
   E_JOB_INVALID_PAYLOAD: 'a job payload does not match its schema: refused at enqueue, and by the worker',
   E_JOB_UNKNOWN: 'no such job name in the catalogue, or a job id that does not exist',
   E_JOB_INTERNAL: 'the job name is added by other jobs only',

@@ -133,3 +133,16 @@ export {
   schedulesMarker,
 } from './schedules.js';
 export { readSlices, type SliceFamily, type SliceTotals, sliceId } from './slices.js';
+export {
+  checkSystemId,
+  type GuardedRedis,
+  guardSystemId,
+  loadSystemId,
+  queueSystemIdKey,
+  SYSTEM_ID_ENV_VARS,
+  type SystemGuardOptions,
+  type SystemIdCheck,
+  type SystemIdTarget,
+  systemIdSchema,
+} from './system-id.js';
+export { jobTitle } from './titles.js';

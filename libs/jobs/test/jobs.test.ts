@@ -248,8 +248,12 @@ describe('the producer', () => {
 });
 
 describe('configuration', () => {
-  it('defaults the queue Redis to the cache Redis, else 127.0.0.1:6379', () => {
-    expect(loadQueueConfig({}).redis).toEqual({ mode: 'single', url: 'redis://127.0.0.1:6379' });
+  it('the queue Redis is QUEUE_REDIS_URL, else REDIS_URL, else the cache Redis; never an assumed address', () => {
+    expect(() => loadQueueConfig({})).toThrow(/^REDIS_URL: required \(or QUEUE_REDIS_URL/);
+    expect(loadQueueConfig({ REDIS_URL: 'redis://r:1', CACHE_REDIS_URL: 'redis://c:2' }).redis).toEqual({
+      mode: 'single',
+      url: 'redis://r:1',
+    });
     expect(loadQueueConfig({ CACHE_REDIS_URL: 'redis://10.0.0.1:7000' }).redis).toEqual({
       mode: 'single',
       url: 'redis://10.0.0.1:7000',

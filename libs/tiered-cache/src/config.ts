@@ -5,6 +5,7 @@ import {
   intSchema,
   issueMessage,
   parseEnv,
+  requireRedisUrl,
 } from '@cachefleet/config';
 import { type RedisConnection, redisConnectionSchema } from '@cachefleet/redis';
 import { z } from 'zod';
@@ -126,6 +127,7 @@ export const ENV_VARS = {
   CACHE_IMPL: 'impl',
   CACHE_REDIS_MODE: 'redis.mode',
   CACHE_REDIS_URL: 'redis.url',
+  REDIS_URL: "redis.url when CACHE_REDIS_URL is unset (the system's one Redis)",
   CACHE_REDIS_SENTINELS: 'redis.sentinels (host:port,host:port)',
   CACHE_REDIS_SENTINEL_NAME: 'redis.name',
   CACHE_REDIS_PASSWORD: 'redis.password',
@@ -162,7 +164,6 @@ const envSchema = z.object({
   FEATURE_CACHE: boolish.default(true),
   CACHE_IMPL: z.enum(CACHE_IMPLS).optional(),
   CACHE_REDIS_MODE: z.enum(['single', 'sentinel', 'cluster']).default('single'),
-  CACHE_REDIS_URL: z.string().optional(),
   CACHE_REDIS_SENTINELS: hostList.optional(),
   CACHE_REDIS_SENTINEL_NAME: z.string().optional(),
   CACHE_REDIS_PASSWORD: z.string().optional(),
@@ -198,7 +199,7 @@ export function loadCacheConfig(env: Env): ResolvedCacheOptions {
   const e = parseEnv(envSchema, env, configError);
   const impl = e.FEATURE_CACHE ? (e.CACHE_IMPL ?? 'tiered') : 'null';
   const needsRedis = impl === 'redis' || impl === 'tiered';
-  const redis = needsRedis ? redisFromEnv(e) : undefined;
+  const redis = needsRedis ? redisFromEnv(e, env) : undefined;
   const options: CacheOptions = {
     impl,
     ...(redis ? { redis } : {}),
@@ -248,7 +249,7 @@ export function loadCacheConfig(env: Env): ResolvedCacheOptions {
   return resolved.data;
 }
 
-function redisFromEnv(e: z.output<typeof envSchema>): RedisConnection {
+function redisFromEnv(e: z.output<typeof envSchema>, env: Env): RedisConnection {
   const missing = (name: EnvVar, why: string) => configError(`${name}: required ${why}`);
   if (e.CACHE_REDIS_MODE !== 'sentinel') {
     if (e.CACHE_REDIS_DB !== undefined)
@@ -260,8 +261,8 @@ function redisFromEnv(e: z.output<typeof envSchema>): RedisConnection {
   }
   switch (e.CACHE_REDIS_MODE) {
     case 'single':
-      if (e.CACHE_REDIS_URL === undefined) throw missing('CACHE_REDIS_URL', 'when CACHE_REDIS_MODE=single');
-      return { mode: 'single', url: e.CACHE_REDIS_URL };
+      // CACHE_REDIS_URL, else REDIS_URL (the system's one Redis); none set: an error, no address assumed.
+      return { mode: 'single', url: requireRedisUrl(env, 'cache', configError).url };
     case 'sentinel':
       if (e.CACHE_REDIS_SENTINELS === undefined)
         throw missing('CACHE_REDIS_SENTINELS', 'when CACHE_REDIS_MODE=sentinel');

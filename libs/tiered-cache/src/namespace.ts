@@ -36,6 +36,11 @@ export interface NamespaceDefinition<T> {
    */
   readonly ids?: (after: string | undefined, limit: number) => Promise<readonly string[]>;
   /**
+   * How many ids `ids` enumerates (read once when a full warm starts; an estimate will do): the
+   * warm's progress then has a total and a percentage. Without it, the progress counts only.
+   */
+  readonly count?: () => Promise<number>;
+  /**
    * Conversions of entries written by older versions, keyed by the version they convert from: a
    * migration job (`cachefleet migrate <ns> --to <version>`) turns each `version - 1` entry into
    * this version's shape with `migrations[version - 1]` (the result is checked by `schema`; a throw

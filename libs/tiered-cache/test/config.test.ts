@@ -97,7 +97,12 @@ describe('configuration from the environment (A4)', () => {
     expect(configError(() => loadCacheConfig({ CACHE_IMPL: 'disk' }))).toMatch(/CACHE_IMPL/);
     expect(configError(() => loadCacheConfig({ CACHE_REDIS_MODE: 'ring' }))).toMatch(/CACHE_REDIS_MODE/);
     expect(configError(() => loadCacheConfig({ FEATURE_CACHE: 'maybe' }))).toMatch(/FEATURE_CACHE/);
-    expect(configError(() => loadCacheConfig({}))).toMatch(/CACHE_REDIS_URL: required/);
+    expect(configError(() => loadCacheConfig({}))).toMatch(/REDIS_URL: required \(or CACHE_REDIS_URL/);
+    expect(loadCacheConfig({ REDIS_URL: 'redis://r:1' }).redis).toEqual({
+      mode: 'single',
+      url: 'redis://r:1',
+    });
+    expect(configError(() => loadCacheConfig({ REDIS_URL: 'redis://r:x' }))).toMatch(/^REDIS_URL: /);
     expect(
       configError(() => loadCacheConfig({ CACHE_REDIS_MODE: 'sentinel', CACHE_REDIS_SENTINELS: 'nohost' })),
     ).toMatch(/CACHE_REDIS_SENTINELS.*host:port/);

@@ -28,20 +28,23 @@ export const status: Command = {
   help: `Usage:
   cachefleet status [--json]
 
-Prints the job counts of every queue by state, the job schedulers (id, cron pattern or interval,
+Prints the system id (CACHEFLEET_SYSTEM_ID, else the one the queue Redis holds; another id in the
+Redis is E_JOB_SYSTEM_ID, exit 2) and which Redis the queues are on, the job counts of every queue by state, the job schedulers (id, cron pattern or interval,
 next run), with CACHE_REDIS_URL set the change-capture reader (holder, position, lag at its last
 turn: cachefleet_capture_lag_seconds), and, when CACHEFLEET_API_URL is set, GET $CACHEFLEET_API_URL/cache/stats (sent with
 Authorization: Bearer $CACHEFLEET_ADMIN_TOKEN) as a table. The queue part is printed before the
 API is asked, so an API that does not answer (exit 3) still leaves the queue figures.
 
 Flags:
-  --json                one JSON object: {"queues", "schedulers", "capture"?, "api"?}`,
+  --json                one JSON object: {"system", "queues", "schedulers", "capture"?, "api"?}`,
 
   async run(args, session) {
     const { values } = parseFlags('status', () =>
       parseArgs({ args, options: { json: { type: 'boolean' } }, allowPositionals: false, strict: true }),
     );
-    const jobs = await session.jobs();
+    const { jobs, system: checked, redis } = await session.connected();
+    // Which system this is (CACHEFLEET_SYSTEM_ID, or the id the queue Redis holds) and which Redis.
+    const system = { id: checked.id ?? null, how: checked.how, queueRedis: redis };
     const perQueue = await deadline(
       Promise.all(
         QUEUE_NAMES.map(async (name) => {
@@ -83,6 +86,7 @@ Flags:
       const failed = apiError === undefined ? {} : { apiError: describeFailure(apiError).message };
       session.out(
         JSON.stringify({
+          system,
           queues,
           schedulers,
           ...(capture ? { capture } : {}),
@@ -93,6 +97,9 @@ Flags:
       if (apiError !== undefined) throw apiError;
       return EXIT.OK;
     }
+    session.out(`system ${systemLine(system)}`);
+    session.out(`queue Redis ${redis}`);
+    session.out();
     for (const line of table(
       ['QUEUE', ...COUNT_STATES.map((s) => s.toUpperCase())],
       perQueue.map((q) => [q.name, ...COUNT_STATES.map((s) => formatScalar(q.counts[s] ?? 0))]),
@@ -119,6 +126,13 @@ Flags:
     return EXIT.OK;
   },
 };
+
+function systemLine(s: { id: string | null; how: string }): string {
+  if (s.id === null) return 'none (CACHEFLEET_SYSTEM_ID unset and the queue Redis holds no id)';
+  return s.how === 'adopted'
+    ? `${s.id} (the id the queue Redis holds; CACHEFLEET_SYSTEM_ID unset)`
+    : `${s.id} (CACHEFLEET_SYSTEM_ID, the same in the queue Redis)`;
+}
 
 function captureLines(c: CaptureView): string[] {
   if (c.position === null && !c.active)

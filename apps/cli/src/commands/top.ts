@@ -7,7 +7,6 @@ import { CONNECT_TIMEOUT_MS, describeRedis, probe } from '../connect.js';
 import { CliError, EXIT } from '../errors.js';
 import { formatScalar, table } from '../format.js';
 
-const DEFAULT_CACHE_REDIS_URL = 'redis://127.0.0.1:6379';
 /** Namespaces found by `top` without --namespace; far more than any deployment defines. */
 const MAX_DISCOVERED = 1_000;
 
@@ -28,7 +27,7 @@ export const top: Command = {
 Reads the hot-key counts pods flush to the cache Redis (<prefix>__hot:<namespace>, the set the
 hot warm takes its ids from) and prints the top ids with their scores (sampled reads scaled to
 an estimate, halved by each hot warm). Without --namespace, every namespace that has counts.
-Uses the cache settings (CACHE_REDIS_URL, default ${DEFAULT_CACHE_REDIS_URL}; CACHE_KEY_PREFIX …).
+Uses the cache settings (CACHE_REDIS_URL, else REDIS_URL: one is required; CACHE_KEY_PREFIX …).
 
 Flags:
   -n, --namespace <ns>  namespace; repeat or comma-separate (default: every namespace with counts)
@@ -56,7 +55,6 @@ Flags:
       CACHE_IMPL: 'redis',
       CACHE_BUS_ENABLED: 'false',
       CACHE_HOT_KEYS_ENABLED: 'false',
-      CACHE_REDIS_URL: env.CACHE_REDIS_URL || DEFAULT_CACHE_REDIS_URL,
     });
     const what = `cache Redis (${config.redis ? describeRedis(config.redis) : 'none'})`;
     if (config.redis) await probe(config.redis, CONNECT_TIMEOUT_MS, what);

@@ -24,6 +24,9 @@ export async function warmHandler(ctx: JobContext<'warm'>): Promise<WarmResult> 
   };
   const totals = { ...state.totals };
   let prewarmed = 0;
+  // The full warm's total: every namespace's count, read once at the start (undefined when one
+  // cannot count: the progress then counts without a total).
+  const total = p.type === 'all' ? await countAll(ctx, names) : undefined;
   for (let index = state.index; index < names.length; index++) {
     const ns = ctx.namespace(names[index] as string);
     if (state.index !== index) state = { index, totals };
@@ -49,7 +52,12 @@ export async function warmHandler(ctx: JobContext<'warm'>): Promise<WarmResult> 
         addTotals(totals, await batch.done);
         state = { index, after: batch.last, totals };
         await ctx.save(state);
-        await ctx.progress({ namespace: ns.name, done: totals.requested, written: totals.written });
+        await ctx.progress({
+          namespace: ns.name,
+          done: totals.requested,
+          ...(total !== undefined ? { total, percent: percentOf(totals.requested, total) } : {}),
+          written: totals.written,
+        });
       };
       try {
         for (;;) {
@@ -97,6 +105,32 @@ export async function warmHandler(ctx: JobContext<'warm'>): Promise<WarmResult> 
   }
   const listed = refused > 0 ? { invalidIds: keys?.invalid.slice(0, LISTED_IDS) ?? [] } : {};
   return { type: p.type, namespaces: names, prewarmed, ...totals, ...listed };
+}
+
+/** Sum of the namespaces' counts, or undefined when one that a full warm pages cannot count. */
+async function countAll(ctx: JobContext<'warm'>, names: readonly string[]): Promise<number | undefined> {
+  let sum = 0;
+  for (const name of names) {
+    const ns = ctx.namespace(name);
+    if (ns.ids === undefined) continue; // skipped by the full warm
+    if (ns.count === undefined) return undefined;
+    try {
+      sum += await ns.count();
+    } catch (error) {
+      // Only the progress needs it: the warm goes on (its paging meets the same fault, if any).
+      ctx.log.warn(
+        { namespace: name, err: error instanceof Error ? error.message : String(error) },
+        'count failed',
+      );
+      return undefined;
+    }
+  }
+  return sum;
+}
+
+/** Whole percent of `total` (capped at 100: rows added during the warm are pages past the count). */
+function percentOf(done: number, total: number): number {
+  return total === 0 ? 100 : Math.min(100, Math.floor((done / total) * 100));
 }
 
 async function warmBatch(
