@@ -1,5 +1,6 @@
 import {
   type Catalogue,
+  categorySchema,
   categorySummary,
   type Db,
   productPatchSchema,
@@ -24,7 +25,7 @@ interface ProductDeps {
 }
 
 const idParams = z.strictObject({ id: z.string().regex(/^[1-9][0-9]{0,17}$/, 'a positive integer id') });
-const categoryParams = z.strictObject({ category: z.string().min(1).max(128) });
+const categoryParams = z.strictObject({ category: categorySchema });
 const idsQuery = z.strictObject({
   ids: z
     .string()

@@ -209,6 +209,10 @@ describe('5. the category page, cached through the Fastify plugin (@cachefleet/f
     expect(spaced.status).toBe(200);
     expect(spaced.headers.get('cache-status')).toBeNull();
     expect(Summary.parse(spaced.json).products).toBe(0);
+    // Found by the API fuzzer: a NUL reached PostgreSQL (22021) and came back a 500.
+    const nul = await call(`/categories/a%00b/summary`);
+    expect(nul.status).toBe(400);
+    expect(ErrorJson.parse(nul.json).message).toMatch(/^category: .*NUL/);
     const long = await call(`/categories/${'c'.repeat(129)}/summary`);
     expect(long.status).toBe(414); // Fastify's maxParamLength (100) comes before the route's own 128
     expect(ErrorJson.parse(long.json).error).toBeTruthy();

@@ -13,6 +13,7 @@ export { CATALOGUE_ERROR_CODES, CatalogueError, type CatalogueErrorCode, dbError
 export { migrate, SEED_CATEGORIES, type SeedOptions, seed } from './migrate.js';
 export {
   type CategorySummary,
+  categorySchema,
   categorySummary,
   DEFAULT_PRODUCT_READ,
   MAX_IDS_PAGE,

@@ -125,6 +125,9 @@ const text = (min: number, max: number) =>
     .max(max)
     .refine((s) => !s.includes('\u0000'), 'must not contain NUL (\\u0000)');
 
+/** A category name as the products table holds it (1–128 characters, no NUL). */
+export const categorySchema = text(1, 128);
+
 /**
  * The columns `updateProduct` may change; `id` is the key and `updated_at` is set by the database.
  * Lengths: a sku is a unique key (PostgreSQL refuses a btree entry past ~2.7 kB, 54000); a category
@@ -134,7 +137,7 @@ export const productPatchSchema = z
   .strictObject({
     sku: text(1, 64),
     name: text(0, 256),
-    category: text(1, 128),
+    category: categorySchema,
     price_cents: z.int32().min(0),
     stock: z.int32().min(0),
   })
@@ -200,6 +203,7 @@ export interface CategorySummary {
 /** One category's summary, computed by the source of truth (an aggregate: a view worth caching). */
 export async function categorySummary(db: Db, schema: string, category: string): Promise<CategorySummary> {
   const table = productsTable(schema);
+  parseInput(categorySchema, category, 'category');
   const { rows } = await db.query<{
     products: string;
     in_stock: string;

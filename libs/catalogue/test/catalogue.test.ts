@@ -191,6 +191,10 @@ describe('the product namespace', () => {
       minPriceCents: null,
       maxPriceCents: null,
     });
+    await expect(categorySummary(db, SCHEMA, 'a\u0000b')).rejects.toMatchObject({
+      code: 'E_CATALOGUE_INVALID_INPUT',
+      message: expect.stringContaining('category'),
+    });
     await updateProduct(db, SCHEMA, '100', { category: before?.category ?? '' });
     expect(await updateProduct(db, SCHEMA, String(COUNT + 1), { stock: 1 })).toBeUndefined();
     const bad = { price: 1 } as unknown as Parameters<typeof updateProduct>[3];
