@@ -63,21 +63,12 @@ export async function startApi(
   let systemId: string | undefined;
   try {
     // The system id is compared before the database or the port opens.
-    const choices = redisChoices(env);
     const checked = await guardSystemId({
       env,
-      queue: { conn: queueConfig.redis, prefix: queueConfig.prefix, what: `queue Redis ${choices.queue}` },
-      ...(cacheConfig.redis !== undefined
-        ? {
-            cache: {
-              conn: cacheConfig.redis,
-              prefix: cacheConfig.prefix,
-              what: `cache Redis ${choices.cache}`,
-            },
-          }
-        : {}),
+      queue: queueConfig,
+      cache: cacheConfig,
       logger,
-      ...(options.onWrongSystem !== undefined ? { onWrongSystem: options.onWrongSystem } : {}),
+      onWrongSystem: options.onWrongSystem,
     });
     systemId = checked?.id;
     database = await openDatabase(config, schema, logger);

@@ -76,21 +76,12 @@ export async function startWorker(
   });
   const queueConfig = loadQueueConfig(env);
   // The system id is compared before the database or anything else is touched.
-  const choices = redisChoices(env);
   const checked = await guardSystemId({
     env,
-    queue: { conn: queueConfig.redis, prefix: queueConfig.prefix, what: `queue Redis ${choices.queue}` },
-    ...(cacheConfig.redis !== undefined
-      ? {
-          cache: {
-            conn: cacheConfig.redis,
-            prefix: cacheConfig.prefix,
-            what: `cache Redis ${choices.cache}`,
-          },
-        }
-      : {}),
+    queue: queueConfig,
+    cache: cacheConfig,
     logger,
-    ...(options.onWrongSystem !== undefined ? { onWrongSystem: options.onWrongSystem } : {}),
+    onWrongSystem: options.onWrongSystem,
   });
   const leaseMs = loadQueueMetricsLeaseMs(env);
   const definitions = await loadDefinitions(config.definitions, env);
@@ -139,7 +130,7 @@ export async function startWorker(
       schedules: schedules?.map((s) => `${s.id} ${s.pattern ?? `every ${s.every} ms`}`) ?? 'disabled here',
       namespaces: definitions.namespaces.map((n) => n.name),
       // Which Redis each role uses and from which variable: never a silent default address.
-      redis: choices,
+      redis: redisChoices(env),
       systemId: checked?.id ?? null,
     },
     'worker ready',

@@ -1,4 +1,4 @@
-import { type Env, parseEnv } from '@cachefleet/config';
+import { type Env, parseEnv, redisChoices } from '@cachefleet/config';
 import {
   cacheKeys,
   createRedisClient,
@@ -104,18 +104,18 @@ function mismatch(what: string, held: string, id: string, adoptedFrom: string | 
   );
 }
 
-/** One Redis the guard opens a short-lived connection to. */
+/** One Redis the guard opens a short-lived connection to: a role's connection and key prefix. */
 export interface GuardedRedis {
-  readonly conn: ResolvedRedisConnection;
+  readonly redis: ResolvedRedisConnection;
   readonly prefix: string;
-  /** `queue Redis redis://h:p (from REDIS_URL)` */
-  readonly what: string;
 }
 
 export interface SystemGuardOptions {
   readonly env: Env;
+  /** The queue Redis (e.g. the process's loadQueueConfig). */
   readonly queue: GuardedRedis;
-  readonly cache?: GuardedRedis;
+  /** The cache Redis (e.g. its loadCacheConfig; none for a cache without Redis). */
+  readonly cache?: { readonly redis?: ResolvedRedisConnection; readonly prefix: string };
   readonly logger: Logger;
   /** How long the start waits for the Redis to answer before it goes on and checks later. */
   readonly waitMs?: number;
@@ -133,15 +133,18 @@ export interface SystemGuardOptions {
 export async function guardSystemId(options: SystemGuardOptions): Promise<SystemIdCheck | undefined> {
   const configured = loadSystemId(options.env);
   const { queue, cache, logger } = options;
-  const open = (r: GuardedRedis, key: string): SystemIdTarget => {
+  const choices = redisChoices(options.env);
+  const open = (conn: ResolvedRedisConnection, key: string, what: string): SystemIdTarget => {
     // The queue role's rules: commands wait for the connection instead of failing at once.
-    const client = createRedisClient(r.conn, { role: 'queue', connectionName: 'cachefleet:system-id' });
+    const client = createRedisClient(conn, { role: 'queue', connectionName: 'cachefleet:system-id' });
     client.on('error', () => {});
-    return { client, key, what: r.what };
+    return { client, key, what };
   };
   const targets = [
-    open(queue, queueSystemIdKey(queue.prefix)),
-    ...(cache !== undefined ? [open(cache, cacheKeys(cache.prefix).system)] : []),
+    open(queue.redis, queueSystemIdKey(queue.prefix), `queue Redis ${choices.queue}`),
+    ...(cache?.redis !== undefined
+      ? [open(cache.redis, cacheKeys(cache.prefix).system, `cache Redis ${choices.cache}`)]
+      : []),
   ];
   const check = checkSystemId(targets, configured).finally(() => {
     for (const t of targets) t.client.disconnect();
