@@ -15,13 +15,13 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { connectPg, type Db, migrate, seed } from '@cachefleet/catalogue';
 import { JobClient, type JobView, loadQueueConfig, QUEUE_NAMES } from '@cachefleet/jobs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApiProc, startWorker, stopAllWorkers, type WorkerProc } from './fixtures/fleet-procs.js';
 import { need, type RedisProcess, startRedis, testDatabaseUrl, waitUntil } from './helpers/index.js';
+import { README_METRICS } from './readme-metrics.js';
 
 const TAG = randomBytes(4).toString('hex');
 const SCHEMA = `met_${TAG}`;
@@ -31,7 +31,6 @@ const TOKEN = `metrics-test-token-${TAG}-0123456789`;
 const DATABASE_URL = testDatabaseUrl();
 /** Short, so a takeover is quick; far longer than one round of three scrapes. */
 const LEASE_MS = 6_000;
-const README = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 
 let redis: RedisProcess | undefined;
 let raw: Redis | undefined;
@@ -156,35 +155,7 @@ function seriesOf(text: string, name: string): string[] {
 
 const DEFAULTS = /^(process_|nodejs_)/;
 
-/**
- * The metric names of the first table whose header starts with `| metric` in the README section
- * under `heading` (up to the next heading): the first backticked name of each row.
- */
-function readmeTable(heading: string): string[] {
-  const at = README.indexOf(`\n${heading}\n`);
-  if (at === -1) throw new Error(`README: no section "${heading}"`);
-  const rest = README.slice(at + heading.length + 2);
-  const end = rest.search(/^#{1,3} /m);
-  const lines = (end === -1 ? rest : rest.slice(0, end)).split('\n');
-  const header = lines.findIndex((l) => /^\|\s*metric\s*\|/.test(l));
-  if (header === -1) throw new Error(`README: no metric table under "${heading}"`);
-  const names: string[] = [];
-  for (const row of lines.slice(header + 2)) {
-    if (!row.startsWith('|')) break;
-    const name = /^\|\s*`([a-zA-Z_:][a-zA-Z0-9_:]*)`/.exec(row)?.[1];
-    if (name === undefined) throw new Error(`README "${heading}": a row names no metric: ${row}`);
-    names.push(name);
-  }
-  return names;
-}
-
-const TABLES = {
-  cache: readmeTable('### Metrics (prom-client)'),
-  queue: readmeTable('### Queue metrics (API pods and workers)'),
-  api: readmeTable('### API metrics (`/metrics`)'),
-  worker: readmeTable('### Worker metrics (`/metrics`)'),
-  capture: readmeTable('### Change capture: invalidating from the source of truth'),
-};
+const TABLES = README_METRICS;
 
 /** What is in one list and not the other, both ways, sorted: `{}` when they agree. */
 function difference(exported: readonly string[], documented: readonly string[]): Record<string, string[]> {

@@ -7,12 +7,17 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PodMonitor, ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import {
+  PodMonitor,
+  PrometheusRule,
+  ServiceMonitor,
+} from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { ConfigMap, Service } from 'kubernetes-models/v1';
 import { beforeAll, describe, expect, test } from 'vitest';
+import { parse } from 'yaml';
 import { fleetPolicy } from './fleet-policy.js';
 import { findKustomizers, kustomize } from './kustomize.js';
 import {
@@ -234,6 +239,16 @@ describe.each(Object.keys(OVERLAYS) as Overlay[])('overlay %s', (overlay) => {
         const ports = podSpec(w).containers.flatMap((c) => (c.ports ?? []).map((p) => p.name));
         for (const e of pm.spec.podMetricsEndpoints ?? []) expect(ports, name(w)).toContain(e.port);
       }
+    }
+  });
+
+  test('the PrometheusRule carries deploy/prometheus/rules.yaml as it is', () => {
+    const shipped: unknown = parse(readFileSync(join(ROOT, 'deploy', 'prometheus', 'rules.yaml'), 'utf8'));
+    for (const { manifests } of of(overlay)) {
+      const rule = manifests.one(PrometheusRule, 'cachefleet');
+      // A difference: run deploy/prometheus/prometheus-rule.sh after changing rules.yaml.
+      expect({ groups: rule.spec.groups }).toEqual(shipped);
+      expect(rule.metadata?.labels).toMatchObject({ 'app.kubernetes.io/name': 'cachefleet' });
     }
   });
 

@@ -4,7 +4,11 @@
  */
 
 import { ScaledObject, TriggerAuthentication } from '@kubernetes-models/keda/keda.sh/v1alpha1';
-import { PodMonitor, ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
+import {
+  PodMonitor,
+  PrometheusRule,
+  ServiceMonitor,
+} from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
 import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
@@ -33,6 +37,7 @@ const MODELS = [
   TriggerAuthentication,
   ServiceMonitor,
   PodMonitor,
+  PrometheusRule,
 ] as const;
 type Model = InstanceType<(typeof MODELS)[number]>;
 type ModelClass = (typeof MODELS)[number];
