@@ -166,8 +166,11 @@ export async function store(
       }
     }
   }
-  if (mode.kind === 'set') rt.storeL1(st, key, result, size, tags, times, l1Ms);
-  else rt.putL1(st, key, result, size, mode.epoch, times, l1Ms, tags);
+  if (mode.kind === 'set') {
+    // A namespace invalidation applied during the L2 write moved the generation on and cleared the
+    // old one from L1: the entry would sit there under a key nobody reads until its TTL.
+    if (key.startsWith(st.keyBase)) rt.storeL1(st, key, result, size, tags, times, l1Ms);
+  } else rt.putL1(st, key, result, size, mode.epoch, times, l1Ms, tags);
   st.sets++;
   return result;
 }
