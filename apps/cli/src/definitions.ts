@@ -15,6 +15,13 @@ import {
 export async function loadNamespaceRules(
   env: Readonly<Record<string, string | undefined>>,
 ): Promise<readonly NamespaceRule[]> {
+  return namespaceRulesOf(await importDefinitions(env), { ...env });
+}
+
+/** The definitions module named by WORKER_DEFINITIONS (default the sample catalogue), checked. */
+export async function importDefinitions(
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<ReturnType<typeof definitionsModule>> {
   const specifier = env.WORKER_DEFINITIONS || DEFAULT_DEFINITIONS;
   let imported: unknown;
   try {
@@ -25,5 +32,5 @@ export async function loadNamespaceRules(
       cause: error,
     });
   }
-  return namespaceRulesOf(definitionsModule(imported, specifier), { ...env });
+  return definitionsModule(imported, specifier);
 }

@@ -1,9 +1,9 @@
 import { parseArgs } from 'node:util';
 import { captureSql, installCapture, loadCaptureConfig } from '@cachefleet/capture';
-import { DEFAULT_DEFINITIONS, definitionsModule, JobError } from '@cachefleet/jobs';
 import pg from 'pg';
 import { parseFlags, usage } from '../args.js';
 import type { Command } from '../command.js';
+import { importDefinitions } from '../definitions.js';
 import { CliError, EXIT } from '../errors.js';
 import type { Session } from '../session.js';
 
@@ -12,17 +12,7 @@ async function withNamespaces<T>(
   session: Session,
   use: (namespaces: Parameters<typeof captureSql>[0]) => Promise<T>,
 ): Promise<T> {
-  const specifier = session.env.WORKER_DEFINITIONS || DEFAULT_DEFINITIONS;
-  let imported: unknown;
-  try {
-    imported = await import(specifier);
-  } catch (error) {
-    const why = error instanceof Error ? error.message : String(error);
-    throw new JobError('E_JOB_CONFIG', `WORKER_DEFINITIONS (${specifier}): cannot be loaded: ${why}`, {
-      cause: error,
-    });
-  }
-  const definitions = await definitionsModule(imported, specifier)
+  const definitions = await (await importDefinitions(session.env))
     .createDefinitions({ ...session.env })
     .catch((error: unknown) => {
       throw unreachable(error);
