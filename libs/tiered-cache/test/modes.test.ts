@@ -220,4 +220,34 @@ describe('Cluster (3 masters)', () => {
     expect(loads).toBe(1);
     expect(await clusterKeys('cl:item:v1:g1:*')).toHaveLength(20);
   });
+
+  it('a migration step overtaken by a walk retracts what it wrote so that doing it again writes it', async () => {
+    const store = redisStore(conn, 'clmig:');
+    await store.start();
+    const client = new Cluster([...cluster.nodes]);
+    try {
+      const was = JSON.stringify({ id: 'a', n: 1 });
+      const wire = JSON.stringify({ id: 'a', n: 2 });
+      await client.set('clmig:item:v1:a', was, 'PX', 60_000);
+      const pairs = [
+        { oldKey: 'clmig:item:v1:a', newKey: 'clmig:item:v2:a', was, wire, ttlMs: 60_000, tags: undefined },
+      ];
+      // The step read the walk counter at 5; it is 0 now: a walk moved it (here: never did), so
+      // the write was written (slots differ on a Cluster), then taken back.
+      expect(await store.bulk.migrateWrite('item', pairs, 5)).toEqual({
+        ok: true,
+        value: { written: 0, changed: 0, present: 0, walked: true },
+      });
+      expect(await client.get('clmig:item:v2:a')).toBeNull();
+      // Done again with the counter as it is: written, not mistaken for a vN+1 pod's entry.
+      expect(await store.bulk.migrateWrite('item', pairs, 0)).toEqual({
+        ok: true,
+        value: { written: 1, changed: 0, present: 0, walked: false },
+      });
+      expect(await client.get('clmig:item:v2:a')).toBe(wire);
+    } finally {
+      client.disconnect();
+      await store.close();
+    }
+  });
 });

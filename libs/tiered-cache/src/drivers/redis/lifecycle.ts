@@ -94,8 +94,8 @@ export async function migrateRead(
  * if the walk counter moved (migrate-n.lua). On a Cluster the keys span slots: each new entry is
  * written by the fill compare-and-set (absent → value), then the old entries are read again and
  * new entries whose old one changed are tombstoned. Then, on both, the tags are added and the
- * counter read again: if it moved, every entry written is tombstoned (a tag walk may have missed
- * it) and the step reports `walked`, to be done again.
+ * counter read again: if it moved, every entry written is removed again if it still holds what was
+ * written (a tag walk may have missed it) and the step reports `walked`, to be done again.
  */
 export async function migrateWrite(
   c: L2Connection,
@@ -165,8 +165,11 @@ export async function migrateWrite(
   });
   if (!t.ok) return t;
   if (walked || t.value !== inv) {
+    // Retracted by compare-and-delete, not tombstoned: the step is done again, and a tombstone of
+    // our own would read as "a vN+1 pod got there first" and the entry would never be migrated.
+    // An invalidation that replaced the entry since keeps its tombstone.
     if (written.length > 0) {
-      const r = await c.guard.run(() => fence.tombstone(written.map((p) => p.newKey)));
+      const r = await c.guard.run(() => Promise.all(written.map((p) => cmds.deleteIf(p.newKey, p.wire))));
       if (!r.ok) return r;
     }
     return ok({ written: 0, changed: 0, present: 0, walked: true });

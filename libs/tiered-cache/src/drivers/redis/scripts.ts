@@ -3,6 +3,8 @@ import { loadScripts } from '@cachefleet/redis';
 /** The cache's Lua scripts (files in ./scripts), typed. Registered by the store on its client. */
 export interface CacheScripts {
   lockRelease(key: string, token: string): Promise<number>;
+  /** The same compare-and-delete for an entry: unlinks it only if it still holds `wire`. */
+  deleteIf(entry: string, wire: string): Promise<number>;
   tagAdd(tagKey: string, entryKey: string, ttlMs: number): Promise<number>;
   tagAddMany(tagKey: string, ttlMs: number, ...entryKeys: string[]): Promise<number>;
   /** fill-n.lua with one key: the entry's compare-and-set (Cluster: the counter is in another slot). */
@@ -26,6 +28,7 @@ export interface CacheScripts {
 
 export const CACHE_SCRIPTS = loadScripts<CacheScripts>(new URL('./scripts/', import.meta.url), {
   lockRelease: 'lock-release-1',
+  deleteIf: 'lock-release-1',
   tagAdd: 'tag-add-1',
   tagAddMany: 'tag-add-many-1',
   fill: { file: 'fill-n', keys: 1 },
