@@ -154,7 +154,7 @@ export class Cache {
       if (isL2Fault(r.error)) void this.#announceAfterReplay(ns, [id]);
       return r;
     }
-    return this.#announce({ event_type: 'update', namespace: ns.name, keys: [id] }, r);
+    return this.#announce({ event_type: 'update', namespace: ns.name, keys: [id], version: ns.version }, r);
   }
 
   /**
@@ -170,7 +170,11 @@ export class Cache {
   async delete<T>(ns: Namespace<T>, ...ids: string[]): Promise<Result<number>> {
     const r = await this.#rt.delete(ns as Namespace<unknown>, ids);
     if (ids.length === 0) return r;
-    if (r.ok) return this.#announce({ event_type: 'invalidate', namespace: ns.name, keys: ids }, r);
+    if (r.ok)
+      return this.#announce(
+        { event_type: 'invalidate', namespace: ns.name, keys: ids, version: ns.version },
+        r,
+      );
     if (!isL2Fault(r.error)) return r;
     const d = await this.#awaitDelivery(this.#announceAfterReplay(ns, ids));
     // Past the wait: the fault the caller can act on is "kept, announced once Redis answers", not
@@ -190,7 +194,9 @@ export class Cache {
     await l2.fence.whenWritten(ids.map((id) => keyBase + id));
     const bus = this.bus;
     if (bus === undefined) return ok(undefined);
-    return bus.deliver(this.#event({ event_type: 'invalidate', namespace: ns.name, keys: [...ids] }));
+    return bus.deliver(
+      this.#event({ event_type: 'invalidate', namespace: ns.name, keys: [...ids], version: ns.version }),
+    );
   }
 
   /** Invalidates every entry of the namespace carrying any of the tags (tag index: no SCAN). */

@@ -9,6 +9,11 @@ export type CacheEventType = (typeof EVENT_TYPES)[number];
 
 const namespaceName = z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/);
 const id = z.string().min(1).max(256);
+/**
+ * The publisher's version of the namespace (keys and update events). During a rollout pods at
+ * another version tombstone the ids at their own version too (docs/design-lifecycle.md, Rollout).
+ */
+const version = z.number().int().positive().optional();
 
 const base = {
   namespace: namespaceName,
@@ -29,11 +34,12 @@ export const cacheEventSchema = z.discriminatedUnion('event_type', [
       tags: z.array(z.string().min(1).max(256)).min(1).max(1000).optional(),
       /** Whole-namespace invalidations carry the namespace's new generation. */
       generation: z.number().int().nonnegative().optional(),
+      version,
     })
     .refine((e) => [e.keys, e.key_pattern, e.tags].filter((x) => x !== undefined).length === 1, {
       message: 'an invalidate event names exactly one of keys, key_pattern, tags',
     }),
-  z.object({ event_type: z.literal('update'), ...base, keys: z.array(id).min(1).max(10_000) }),
+  z.object({ event_type: z.literal('update'), ...base, keys: z.array(id).min(1).max(10_000), version }),
   z.object({ event_type: z.literal('prewarm'), ...base, keys: z.array(id).min(1).max(10_000) }),
   z.object({
     event_type: z.literal('config'),

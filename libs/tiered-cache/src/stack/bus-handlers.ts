@@ -21,7 +21,10 @@ export function busHandlers(deps: BusHandlingDeps): BusHandlers {
     apply: (event, own) => {
       if (own) return;
       if (event.event_type === 'prewarm') void prewarmHere(rt, event.namespace, event.keys);
-      else applyToL1(rt, event);
+      else {
+        applyToL1(rt, event);
+        void acrossVersions(rt, event, deps.logger);
+      }
       for (const listener of deps.listeners) listener(event);
     },
     flush: (reason) => {
@@ -37,6 +40,28 @@ export function busHandlers(deps: BusHandlingDeps): BusHandlers {
       if (!cut) void loadGenerations(rt);
     },
   };
+}
+
+/**
+ * An invalidation or update of ids from a pod at another version of the namespace (a rollout: vN
+ * and vN+1 pods side by side): its L2 effect is on its version's keys only, so this pod tombstones
+ * the ids at its own version too, or it and its peers would read the old value back from L2. Every
+ * pod at the other version does so (idempotent tombstones, and only while versions are mixed).
+ */
+async function acrossVersions(rt: ReadThrough, event: CacheEvent, logger: Logger | undefined): Promise<void> {
+  if (event.event_type !== 'invalidate' && event.event_type !== 'update') return;
+  const { keys, version } = event;
+  if (keys === undefined || version === undefined || rt.l2 === undefined) return;
+  for (const st of rt.statesNamed(event.namespace)) {
+    if (st.ns.version === version) continue;
+    const r = await rt.delete(st.ns, keys);
+    if (!r.ok) {
+      logger?.warn(
+        { namespace: event.namespace, version: st.ns.version, from: version, code: r.error.code },
+        'an invalidation from another version could not be applied to this version in L2',
+      );
+    }
+  }
 }
 
 /** Namespaces invalidated as a whole before this pod started (or while it was cut off). */
