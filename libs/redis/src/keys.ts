@@ -25,7 +25,8 @@ import { escapeGlob } from './scan.js';
  * | key                                  | type          | what                                                               |
  * | ------------------------------------ | ------------- | ------------------------------------------------------------------ |
  * | `<prefix>__system`                   | string        | the system id, stored at first start (a process refuses another's) |
- * | `<prefix>__pod:<podId>`              | string, PX    | a pod's or worker's telemetry snapshot; dead pods expire           |
+ * | `<prefix>__{fleet}:pod:<podId>`      | string, PX    | a pod's or worker's telemetry snapshot (JSON); dead pods expire    |
+ * | `<prefix>__{fleet}:pods`             | sorted set    | pod id → when its snapshot expires, ms (read without SCAN)         |
  * | `<prefix>__{tune}:settings`          | hash          | the tuner's settings in force (a late pod reads them)              |
  * | `<prefix>__{tune}:pins`              | hash          | settings an operator pinned (never tuned)                          |
  * | `<prefix>__{tune}:audit`             | stream, capped| one entry per tuning decision                                      |
@@ -75,9 +76,10 @@ export class CacheKeys {
   readonly captureLease: string;
   readonly capturePosition: string;
   readonly backupLock: string;
-  /** SCAN globs of the per-namespace hot sets and of the telemetry snapshots. */
+  /** SCAN glob of the per-namespace hot sets. */
   readonly hotMatch: string;
-  readonly podMatch: string;
+  /** The fleet's telemetry index (pod id → expiry), in the slot of the snapshots. */
+  readonly pods: string;
   readonly #tag: string;
   readonly #lock: string;
   readonly #inv: string;
@@ -109,13 +111,13 @@ export class CacheKeys {
     this.#lock = own('lock:');
     this.#inv = own('inv:');
     this.#hot = own('hot:');
-    this.#pod = own('pod:');
+    this.#pod = own('{fleet}:pod:');
+    this.pods = own('{fleet}:pods');
     this.#ack = own('ack:');
     this.#fenced = own('fenced:');
     this.#migrate = own('migrate:');
     this.#sweep = own('sweep:');
     this.hotMatch = `${escapeGlob(this.#hot)}*`;
-    this.podMatch = `${escapeGlob(this.#pod)}*`;
     this.#stateKeys = new Set([
       this.generations,
       this.bus,

@@ -24,7 +24,7 @@ describe('the key layout', () => {
 
   it('reserves keys for the job kinds to come, grouping by hash tag what changes together', () => {
     expect(k.system).toBe('cf:__system');
-    expect(k.pod('pod-1')).toBe('cf:__pod:pod-1');
+    expect([k.pod('pod-1'), k.pods]).toEqual(['cf:__{fleet}:pod:pod-1', 'cf:__{fleet}:pods']);
     expect([k.tuneSettings, k.tunePins, k.tuneAudit]).toEqual([
       'cf:__{tune}:settings',
       'cf:__{tune}:pins',
@@ -47,6 +47,7 @@ describe('the key layout', () => {
       k.lock('product:v1:42'),
       k.hot('product'),
       k.pod('pod-1'),
+      k.pods,
       k.ack('1-0'),
     ];
     for (const key of cached) expect(k.isFleetState(key), key).toBe(false);

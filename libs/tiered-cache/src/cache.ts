@@ -26,6 +26,7 @@ import type { DeepReadonly } from './stack/freeze.js';
 import { ReadThrough } from './stack/read-through.js';
 import { totals } from './stack/state.js';
 import { type NamespaceStats, namespaceStats, type TierStats, tierStats } from './stats.js';
+import { type FleetView, readFleet, TelemetryPublisher, takeSnapshot } from './telemetry.js';
 import type { CacheStore } from './types.js';
 
 export interface CacheDeps {
@@ -52,6 +53,7 @@ export class Cache {
   readonly #buses = new WeakMap<CacheStore, EventBus>();
   #closed = false;
   #hotTimer: NodeJS.Timeout | undefined;
+  #telemetry: TelemetryPublisher | undefined;
   /** Primitives of the worker fleet: warm batches, bulk invalidation steps, hot keys. */
   readonly fleet: FleetOps;
 
@@ -93,6 +95,29 @@ export class Cache {
       this.#hotTimer.unref();
     }
     const l2 = this.#rt.l2;
+    const t = this.options.telemetry;
+    if (l2 && t.enabled) {
+      const startedAt = Date.now();
+      this.#telemetry = new TelemetryPublisher({
+        pod: this.podId,
+        intervalSeconds: t.intervalSeconds,
+        l2,
+        logger: this.#logger,
+        snapshot: () =>
+          takeSnapshot({
+            pod: this.podId,
+            role: t.role,
+            startedAt,
+            intervalMs: t.intervalSeconds * 1000,
+            impl: this.status().implName,
+            states: this.#rt.states,
+            tiers: this.tiers(),
+            l2,
+            bus: this.bus,
+          }),
+      });
+      await this.#telemetry.start();
+    }
     if (l2 && !l2.available) {
       this.#logger?.warn(
         { impl: this.registry.store.impl },
@@ -105,6 +130,7 @@ export class Cache {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#hotTimer);
+    await this.#telemetry?.stop();
     if (this.options.hotKeys.enabled) await this.fleet.flushHotKeys();
     await this.#closeStore(this.registry.store);
   }
@@ -334,6 +360,20 @@ export class Cache {
 
   stats(): NamespaceStats[] {
     return namespaceStats(this.#rt.states);
+  }
+
+  /**
+   * The whole fleet as its processes' snapshots describe it, with Redis's INFO per node and each
+   * namespace's keys and bytes estimated from `samples` random keys (0: no sample). Needs L2.
+   */
+  async fleetView(samples = 200): Promise<Result<FleetView>> {
+    const l2 = this.#rt.l2;
+    if (l2 === undefined)
+      return err(
+        new CacheError('E_CACHE_L2_UNAVAILABLE', 'the fleet view needs Redis (impl redis or tiered)'),
+      );
+    l2.noteMasters();
+    return readFleet(l2, samples);
   }
 
   async #startStore(store: CacheStore): Promise<void> {

@@ -98,6 +98,28 @@ export const cacheOptionsSchema = z.object({
       keep: z.number().int().min(1).default(10_000),
     })
     .prefault({}),
+  /**
+   * The fleet's telemetry (docs/telemetry.md): a snapshot of this process's counters written to
+   * the cache Redis every `intervalSeconds` (node-cron), kept for three intervals.
+   */
+  telemetry: z
+    .object({
+      enabled: z.boolean().default(true),
+      /** A divisor of 60, so that ticks are evenly spaced. */
+      intervalSeconds: z
+        .number()
+        .int()
+        .min(1)
+        .max(60)
+        .refine((n) => 60 % n === 0, 'must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)')
+        .default(5),
+      /** What this process is in the fleet view: `api`, `worker`, … */
+      role: z
+        .string()
+        .regex(/^[a-z][a-z0-9-]{0,31}$/)
+        .default('app'),
+    })
+    .prefault({}),
   /** Keys of failed L2 deletes kept for replay once Redis is back. */
   maxPendingDeletes: z.number().int().min(0).default(10_000),
   /** Record one L1 lookup duration in this many (a power of two). */
@@ -153,6 +175,8 @@ export const ENV_VARS = {
   CACHE_HOT_KEYS_ENABLED: 'hotKeys.enabled',
   CACHE_HOT_KEYS_FLUSH_MS: 'hotKeys.flushMs',
   CACHE_HOT_KEYS_KEEP: 'hotKeys.keep',
+  CACHE_TELEMETRY_ENABLED: 'telemetry.enabled',
+  CACHE_TELEMETRY_INTERVAL_S: 'telemetry.intervalSeconds',
 } as const;
 type EnvVar = keyof typeof ENV_VARS;
 
@@ -187,6 +211,8 @@ const envSchema = z.object({
   CACHE_TOMBSTONE_TTL_MS: intish.optional(),
   CACHE_BUS_ANNOUNCE_WAIT_MS: intish.optional(),
   CACHE_HOT_KEYS_ENABLED: boolish.optional(),
+  CACHE_TELEMETRY_ENABLED: boolish.optional(),
+  CACHE_TELEMETRY_INTERVAL_S: intish.optional(),
   CACHE_HOT_KEYS_FLUSH_MS: intish.optional(),
   CACHE_HOT_KEYS_KEEP: intish.optional(),
 });
@@ -239,6 +265,12 @@ export function loadCacheConfig(env: Env): ResolvedCacheOptions {
       ...(e.CACHE_HOT_KEYS_ENABLED !== undefined ? { enabled: e.CACHE_HOT_KEYS_ENABLED } : {}),
       ...(e.CACHE_HOT_KEYS_FLUSH_MS !== undefined ? { flushMs: e.CACHE_HOT_KEYS_FLUSH_MS } : {}),
       ...(e.CACHE_HOT_KEYS_KEEP !== undefined ? { keep: e.CACHE_HOT_KEYS_KEEP } : {}),
+    },
+    telemetry: {
+      ...(e.CACHE_TELEMETRY_ENABLED !== undefined ? { enabled: e.CACHE_TELEMETRY_ENABLED } : {}),
+      ...(e.CACHE_TELEMETRY_INTERVAL_S !== undefined
+        ? { intervalSeconds: e.CACHE_TELEMETRY_INTERVAL_S }
+        : {}),
     },
   };
   const resolved = cacheOptionsSchema.safeParse(options);

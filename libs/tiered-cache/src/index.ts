@@ -27,6 +27,7 @@ export { NullStore } from './drivers/null.js';
 export type { HotKey, UnlinkStep } from './drivers/redis/bulk.js';
 export type { BackupPoint, DumpedKey, DumpStep, RestoreResult } from './drivers/redis/lifecycle.js';
 export { RedisStore, type RedisStoreOptions } from './drivers/redis/store.js';
+export type { L2Sample, NamespaceSample, RedisNodeInfo } from './drivers/redis/telemetry.js';
 export { TieredStore } from './drivers/tiered.js';
 export { CacheError, type CacheErrorCode, ERROR_CODES, isCacheError } from './errors.js';
 export { FleetOps, type WarmBatchResult } from './fleet.js';
@@ -51,4 +52,11 @@ export { globToRegExp } from './stack/coherence.js';
 export type { ReadOptions } from './stack/fail-safe.js';
 export { type DeepReadonly, deepFreeze } from './stack/freeze.js';
 export type { NamespaceStats, TierStats } from './stats.js';
+export {
+  type FleetNamespace,
+  type FleetView,
+  type PodSnapshot,
+  podSnapshotSchema,
+  type TierRates,
+} from './telemetry.js';
 export type { CacheImplName, CacheStore, SetOptions, StoreHealth } from './types.js';

@@ -45,6 +45,7 @@ export class EventBus {
   readonly #opts: EventBusOptions;
   readonly #handlers: BusHandlers;
   #lastId = '0-0';
+  #lagMs = 0;
   #catchingUp: Promise<void> | undefined;
   #queue: { id: string; prev: string; event: unknown }[] = [];
   #connected = false;
@@ -78,6 +79,11 @@ export class EventBus {
   /** The id of the last event applied (or skipped as this pod's own). */
   get lastId(): string {
     return this.#lastId;
+  }
+
+  /** How old the last event from another pod was when this pod applied it, ms (0: none yet). */
+  get lagMs(): number {
+    return this.#lagMs;
   }
 
   get connected(): boolean {
@@ -234,7 +240,11 @@ export class EventBus {
       return;
     }
     const own = parsed.data.source_pod === this.#opts.podId;
-    if (!own) this.stats.applied++;
+    if (!own) {
+      this.stats.applied++;
+      // The stream id's first part is Redis's clock at XADD: the event's age when applied here.
+      this.#lagMs = Math.max(0, Date.now() - Number(id.slice(0, id.indexOf('-'))));
+    }
     this.#handlers.apply(parsed.data, own);
   }
 

@@ -15,6 +15,7 @@ import { Bulk } from './bulk.js';
 import { L2Connection } from './connection.js';
 import { type DeleteStats, Fencing } from './fencing.js';
 import { Locks } from './locks.js';
+import { masterAddresses, TelemetryStore } from './telemetry.js';
 
 export interface RedisStoreOptions {
   readonly client: RedisClient;
@@ -58,6 +59,11 @@ export class RedisStore implements CacheStore {
   readonly fence: Fencing;
   readonly locks: Locks;
   readonly bulk: Bulk;
+  /** The fleet's snapshots, Redis INFO and namespace samples (docs/telemetry.md). */
+  readonly telemetry: TelemetryStore;
+  /** Masters the client moved to since it started (failovers, reshards): `noteMasters`. */
+  failovers = 0;
+  #masters = new Set<string>();
   /** The error behind the last `undefined` from `readWire`. */
   lastError: CacheError = new CacheError('E_CACHE_L2_UNAVAILABLE');
   // The hot path reads these directly rather than through the connection object.
@@ -103,8 +109,10 @@ export class RedisStore implements CacheStore {
     this.#pending = this.fence.pending;
     this.locks = new Locks(this.#c);
     this.bulk = new Bulk(this.#c, this.fence);
+    this.telemetry = new TelemetryStore(this.#c);
     // Registered once, not per reconnect: the 'ready' event fires after every reconnect.
     this.client.on('ready', () => {
+      this.noteMasters();
       this.#breaker.success();
       void this.fence.replay();
     });
@@ -112,6 +120,18 @@ export class RedisStore implements CacheStore {
     this.client.on('close', () => {
       if (!this.#closed) this.#breaker.trip();
     });
+  }
+
+  /**
+   * Compares the masters the client reaches now with the last ones it saw: each new address is a
+   * failover (or a reshard) the client followed, counted in `failovers`. Called on every 'ready',
+   * each telemetry tick and each scrape (a Cluster's topology changes without a reconnect).
+   */
+  noteMasters(): void {
+    const now = masterAddresses(this.#c);
+    if (now.length === 0) return;
+    if (this.#masters.size > 0) for (const m of now) if (!this.#masters.has(m)) this.failovers++;
+    this.#masters = new Set(now);
   }
 
   get breakerState(): BreakerState {
