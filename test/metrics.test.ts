@@ -19,8 +19,9 @@ import { connectPg, type Db, migrate, seed } from '@cachefleet/catalogue';
 import { JobClient, type JobView, loadQueueConfig, QUEUE_NAMES } from '@cachefleet/jobs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { startApiProc, startWorker, stopAllWorkers, type WorkerProc } from './fixtures/fleet-procs.js';
-import { need, type RedisProcess, startRedis, testDatabaseUrl, waitUntil } from './helpers/index.js';
+import { need, type RedisProcess, runCli, startRedis, testDatabaseUrl, waitUntil } from './helpers/index.js';
 import { README_METRICS } from './readme-metrics.js';
 
 const TAG = randomBytes(4).toString('hex');
@@ -57,6 +58,7 @@ beforeAll(async () => {
     DATABASE_URL,
     SCHEDULES_ENABLED: 'false',
     METRICS_QUEUE_LEASE_MS: String(LEASE_MS),
+    CACHE_TELEMETRY_INTERVAL_S: '1',
     LOG_LEVEL: 'info',
   };
   const readyTimeoutMs = 50_000;
@@ -251,6 +253,86 @@ describe('1–3. every process: promtool, the README tables, the defaults, the j
         'cachefleet_job_duration_seconds_count{queue="invalidate",name="invalidate",kind="keys",status="completed"}',
       ),
     ).toBe(1);
+  });
+});
+
+/** What the tests read of `GET /cache/stats?scope=fleet` (and of `status --json`'s `fleet`). */
+const FleetBody = z.object({
+  pods: z.array(
+    z.object({ pod: z.string(), role: z.string(), bus: z.object({ connected: z.boolean() }).optional() }),
+  ),
+  namespaces: z.array(
+    z.object({
+      namespace: z.string(),
+      pods: z.number(),
+      l1: z.object({ hits: z.number(), misses: z.number() }),
+      l2: z.object({ hits: z.number(), misses: z.number() }),
+      loads: z.number(),
+    }),
+  ),
+  redis: z.array(z.object({ role: z.string(), usedMemoryBytes: z.number(), connectedClients: z.number() })),
+  sample: z
+    .object({
+      sampled: z.number(),
+      namespaces: z.array(z.object({ namespace: z.string(), entries: z.number() })),
+    })
+    .optional(),
+});
+
+describe('3b. the fleet view (issue 13): every process in /cache/stats?scope=fleet and cachefleet status', () => {
+  const fleetUrl = () => `${base(need(api, 'the API'))}/cache/stats?scope=fleet&samples=500`;
+
+  it('lists the API pod and both workers by role, with the namespace counters and Redis INFO', async () => {
+    const view = await waitUntil('the three processes in the fleet view', async (note) => {
+      const res = await fetch(fleetUrl(), { headers: { authorization: `Bearer ${TOKEN}` } });
+      note(`status ${res.status}`);
+      if (res.status !== 200) return undefined;
+      const body = FleetBody.parse(await res.json());
+      const loads = body.namespaces.find((n) => n.namespace === 'product')?.loads ?? 0;
+      note(`pods ${body.pods.map((p) => p.role).join(',')}, product loads ${loads}`);
+      // The API's reads (traffic()) are in its next snapshot (one a second here).
+      return body.pods.length === 3 && loads > 0 ? body : undefined;
+    });
+    expect(view.pods.map((p) => p.role).sort()).toEqual(['api', 'worker', 'worker']);
+    for (const p of view.pods) expect(p.bus?.connected, p.pod).toBe(true);
+    // The API read products (traffic()): its snapshot carries them.
+    const product = view.namespaces.find((n) => n.namespace === 'product');
+    expect(product?.loads).toBeGreaterThan(0);
+    expect((product?.l1.hits ?? 0) + (product?.l1.misses ?? 0)).toBeGreaterThan(0);
+    expect(view.redis.map((r) => r.role)).toEqual(['master']);
+    expect(view.redis[0]?.connectedClients).toBeGreaterThanOrEqual(3);
+    expect(view.sample?.namespaces.map((n) => n.namespace)).toContain('product');
+  });
+
+  it('is behind the admin token; a bad query is a 400 naming the field', async () => {
+    const none = await fetch(fleetUrl());
+    expect(none.status).toBe(401);
+    await none.body?.cancel();
+    const bad = await fetch(`${base(need(api, 'the API'))}/cache/stats?scope=galaxy&samples=-1`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
+    expect(bad.status).toBe(400);
+    const body = z.object({ error: z.string(), message: z.string() }).parse(await bad.json());
+    expect(body.error).toBe('invalid_query');
+    expect(body.message).toMatch(/scope/);
+  });
+
+  it('cachefleet status shows the same processes (text and --json), from the cache Redis itself', async () => {
+    const env = {
+      REDIS_URL: need(redis, 'redis').url,
+      CACHE_KEY_PREFIX: `met${TAG}:`,
+      QUEUE_PREFIX,
+    };
+    const json = await runCli(['status', '--json', '--samples', '100'], env);
+    expect(json.code, json.stderr).toBe(0);
+    const out = z.object({ fleet: FleetBody }).parse(JSON.parse(json.stdout));
+    expect(out.fleet.pods.map((p) => p.role).sort()).toEqual(['api', 'worker', 'worker']);
+    const text = await runCli(['status'], env);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/^POD\s+ROLE\s+HOST:PID/m);
+    expect(text.stdout).toMatch(/^NAMESPACE\s+VERSIONS\s+PODS\s+L1 HIT/m);
+    expect(text.stdout).toMatch(/^REDIS NODE\s+ROLE\s+MEMORY/m);
+    expect(text.stdout.match(/^\S+\s+worker\s/gm)).toHaveLength(2);
   });
 });
 

@@ -50,6 +50,12 @@ const INVALIDATE_BODY_LIMIT = 1024 * 1024;
 
 const jobIdParams = z.strictObject({ id: z.string().min(1).max(200) });
 
+/** `scope=fleet`: every process's snapshot, Redis INFO and `samples` random keys sized (0: none). */
+const statsQuery = z.strictObject({
+  scope: z.enum(['pod', 'fleet']).default('pod'),
+  samples: z.coerce.number().int().min(0).max(10_000).default(200),
+});
+
 /**
  * The admin surface (G1–G3, A7): cache statistics, invalidations and prewarms as jobs, job state.
  * Every route needs the admin token; bodies are checked by zod with the field named in the 400.
@@ -59,7 +65,18 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
   // The token is checked on request, before any body is read: a caller without one gets a 401,
   // not a 400/413/415 for a body the pod parsed first.
   const onRequest = deps.guard;
-  app.get('/cache/stats', { onRequest }, async () => {
+  app.get('/cache/stats', { onRequest }, async (req, reply) => {
+    const query = parseQuery(statsQuery, req.query, reply);
+    if (query === undefined) return reply;
+    if (query.scope === 'fleet') {
+      const fleet = await cache.fleetView(query.samples);
+      if (!fleet.ok)
+        return reply.code(503).send({
+          error: 'cache_unavailable',
+          message: `the fleet view is read from the cache Redis, which did not answer (${fleet.error.code})`,
+        });
+      return { scope: 'fleet', ...fleet.value };
+    }
     const namespaces = cache.stats();
     const sum = (f: (s: (typeof namespaces)[number]) => number) => namespaces.reduce((a, s) => a + f(s), 0);
     const l1Hits = sum((s) => s.l1.hits);
@@ -204,6 +221,17 @@ function parse<S extends z.ZodType>(schema: S, value: unknown, reply: FastifyRep
 }
 
 export { parse as parseBody };
+
+function parseQuery<S extends z.ZodType>(
+  schema: S,
+  value: unknown,
+  reply: FastifyReply,
+): z.output<S> | undefined {
+  const r = schema.safeParse(value ?? {});
+  if (r.success) return r.data;
+  void reply.code(400).send({ error: 'invalid_query', message: issueMessage(r.error, { root: '(query)' }) });
+  return undefined;
+}
 
 function rate(hits: number, misses: number): number {
   return hits + misses === 0 ? 0 : hits / (hits + misses);

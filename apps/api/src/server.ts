@@ -50,7 +50,10 @@ export async function startApi(
   const leaseMs = loadQueueMetricsLeaseMs(env);
   const metrics = new Registry();
   registerProcessMetrics(metrics);
-  const cache = createCache(cacheConfig, { metricsRegistry: metrics, logger });
+  const cache = createCache(
+    { ...cacheConfig, telemetry: { ...cacheConfig.telemetry, role: 'api' } },
+    { metricsRegistry: metrics, logger },
+  );
   // Whatever was opened is closed again if a later step fails (a port in use, a database down).
   const opened: (() => Promise<void>)[] = [];
   const undo = async () => {

@@ -87,7 +87,10 @@ export async function startWorker(
   const definitions = await loadDefinitions(config.definitions, env);
   const metrics = new Registry();
   registerProcessMetrics(metrics);
-  const cache = createCache(cacheConfig, { metricsRegistry: metrics, logger });
+  const cache = createCache(
+    { ...cacheConfig, telemetry: { ...cacheConfig.telemetry, role: 'worker' } },
+    { metricsRegistry: metrics, logger },
+  );
   cache.register(...definitions.namespaces);
   await cache.start();
   const jobs = new JobClient(queueConfig, { namespaces: definitions.namespaces });

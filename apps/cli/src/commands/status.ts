@@ -1,7 +1,9 @@
 import { parseArgs } from 'node:util';
 import { QUEUE_NAMES } from '@cachefleet/jobs';
+import type { FleetView } from '@cachefleet/tiered-cache';
 import { z } from 'zod';
-import { parseFlags } from '../args.js';
+import { check, flagName, parseFlags, wholeNumber } from '../args.js';
+import { fleetLines, must, openViewer } from '../cache-viewer.js';
 import { type CaptureView, captureView } from '../capture-state.js';
 import type { Command } from '../command.js';
 import { CONNECT_TIMEOUT_MS, deadline } from '../connect.js';
@@ -19,29 +21,58 @@ const COUNT_STATES = [
   'completed',
 ] as const;
 
+const statusFlags = z.object({
+  json: z.boolean().default(false),
+  samples: wholeNumber.pipe(z.number().int().min(0).max(10_000)).default(200),
+});
+
+/** The cache Redis is named (REDIS_URL, CACHE_REDIS_URL, or a Sentinel / Cluster mode): never a default address. */
+function hasCacheRedis(session: Session): boolean {
+  const env = session.env;
+  return Boolean(
+    env.CACHE_REDIS_URL || env.REDIS_URL || (env.CACHE_REDIS_MODE && env.CACHE_REDIS_MODE !== 'single'),
+  );
+}
+
+async function fleetOf(session: Session, samples: number): Promise<FleetView> {
+  const cache = await openViewer(session);
+  return must(await deadline(cache.fleetView(samples), 'reading the fleet view'));
+}
+
 /** The API is built elsewhere: its body is only required to be a JSON object. */
 const statsBody = z.record(z.string(), z.unknown());
 
 export const status: Command = {
   name: 'status',
-  summary: 'job counts per queue and state, job schedulers, change capture, and the API cache stats',
+  summary:
+    'job counts per queue and state, job schedulers, change capture, the fleet, and the API cache stats',
   help: `Usage:
   cachefleet status [--json]
 
 Prints the system id (CACHEFLEET_SYSTEM_ID, else the one the queue Redis holds; another id in the
 Redis is E_JOB_SYSTEM_ID, exit 2) and which Redis the queues are on, the job counts of every queue by state, the job schedulers (id, cron pattern or interval,
 next run), with CACHE_REDIS_URL set the change-capture reader (holder, position, lag at its last
-turn: cachefleet_capture_lag_seconds), and, when CACHEFLEET_API_URL is set, GET $CACHEFLEET_API_URL/cache/stats (sent with
+turn: cachefleet_capture_lag_seconds) and the fleet (every process's last telemetry snapshot:
+role, uptime, L1 size, bus state and lag, failovers seen; per namespace the versions running and
+hit rates per tier summed over the processes, L2 keys and bytes estimated from --samples random
+keys; each Redis master's memory, pressure, policy, evictions, clients and replicas), and, when CACHEFLEET_API_URL is set, GET $CACHEFLEET_API_URL/cache/stats (sent with
 Authorization: Bearer $CACHEFLEET_ADMIN_TOKEN) as a table. The queue part is printed before the
 API is asked, so an API that does not answer (exit 3) still leaves the queue figures.
 
 Flags:
-  --json                one JSON object: {"system", "queues", "schedulers", "capture"?, "api"?}`,
+  --samples <n>         random keys sized for the L2 estimates (default 200, 0: none, at most 10000)
+  --json                one JSON object: {"system", "queues", "schedulers", "capture"?, "fleet"?, "api"?}`,
 
   async run(args, session) {
     const { values } = parseFlags('status', () =>
-      parseArgs({ args, options: { json: { type: 'boolean' } }, allowPositionals: false, strict: true }),
+      parseArgs({
+        args,
+        options: { json: { type: 'boolean' }, samples: { type: 'string' } },
+        allowPositionals: false,
+        strict: true,
+      }),
     );
+    const flags = check(statusFlags, values, flagName);
     const { jobs, system: checked, redis } = await session.connected();
     // Which system this is (CACHEFLEET_SYSTEM_ID, or the id the queue Redis holds) and which Redis.
     const system = { id: checked.id ?? null, how: checked.how, queueRedis: redis };
@@ -72,8 +103,9 @@ Flags:
     const queues = Object.fromEntries(perQueue.map((q) => [q.name, q.counts]));
     const schedulers = perQueue.flatMap((q) => q.schedulers);
     const capture = await captureView(session);
+    const fleet = hasCacheRedis(session) ? await fleetOf(session, flags.samples) : undefined;
     const apiUrl = session.env.CACHEFLEET_API_URL;
-    if (values.json) {
+    if (flags.json) {
       let api: Record<string, unknown> | undefined;
       let apiError: unknown;
       if (apiUrl) {
@@ -90,6 +122,7 @@ Flags:
           queues,
           schedulers,
           ...(capture ? { capture } : {}),
+          ...(fleet ? { fleet } : {}),
           ...(api ? { api } : {}),
           ...failed,
         }),
@@ -116,6 +149,10 @@ Flags:
     if (capture !== undefined) {
       session.out();
       for (const line of captureLines(capture)) session.out(line);
+    }
+    if (fleet !== undefined) {
+      session.out();
+      for (const line of fleetLines(fleet)) session.out(line);
     }
     if (!apiUrl) return EXIT.OK;
     session.out();

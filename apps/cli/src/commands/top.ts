@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
-import { createCache, type HotKey, loadCacheConfig, type Result } from '@cachefleet/tiered-cache';
+import type { HotKey } from '@cachefleet/tiered-cache';
 import { z } from 'zod';
 import { check, commaList, flagName, parseFlags, wholeNumber } from '../args.js';
+import { must, openViewer } from '../cache-viewer.js';
 import type { Command } from '../command.js';
-import { CONNECT_TIMEOUT_MS, describeRedis, probe } from '../connect.js';
-import { CliError, EXIT } from '../errors.js';
+import { EXIT } from '../errors.js';
 import { formatScalar, table } from '../format.js';
 
 /** Namespaces found by `top` without --namespace; far more than any deployment defines. */
@@ -48,22 +48,7 @@ Flags:
       }),
     );
     const flags = check(topFlags, { ...values, namespace: commaList(values.namespace) }, flagName);
-    const env = session.env;
-    // Read-only here: no bus (this is no pod), no sampling of its own.
-    const config = loadCacheConfig({
-      ...env,
-      CACHE_IMPL: 'redis',
-      CACHE_BUS_ENABLED: 'false',
-      CACHE_HOT_KEYS_ENABLED: 'false',
-    });
-    const what = `cache Redis (${config.redis ? describeRedis(config.redis) : 'none'})`;
-    if (config.redis) await probe(config.redis, CONNECT_TIMEOUT_MS, what);
-    const cache = createCache({ ...config, l2: { ...config.l2, connectTimeoutMs: CONNECT_TIMEOUT_MS } });
-    session.onClose(() => cache.close());
-    await cache.start(); // never throws: it starts degraded when Redis does not answer
-    if (cache.tiers().l2?.available === false) {
-      throw new CliError('E_CLI_UNREACHABLE', `${what} did not answer within ${CONNECT_TIMEOUT_MS} ms`);
-    }
+    const cache = await openViewer(session);
     const namespaces = flags.namespace ?? must(await cache.fleet.hotNamespaces(MAX_DISCOVERED));
     const hottest: Record<string, HotKey[]> = {};
     for (const ns of namespaces) hottest[ns] = must(await cache.fleet.hotKeys(ns, flags.limit));
@@ -87,8 +72,3 @@ Flags:
     return EXIT.OK;
   },
 };
-
-function must<T>(r: Result<T>): T {
-  if (!r.ok) throw r.error;
-  return r.value;
-}
