@@ -304,6 +304,30 @@ describe('3b. the fleet view (issue 13): every process in /cache/stats?scope=fle
     expect(view.sample?.namespaces.map((n) => n.namespace)).toContain('product');
   });
 
+  it('one process exports the Redis gauges and the L2 estimates; every process counts its failovers', async () => {
+    const procs = [
+      need(api, 'the API'),
+      need(worker, 'the worker'),
+      need(captureWorker, 'the capture worker'),
+    ];
+    const texts = await Promise.all(procs.map(scrape));
+    const active = texts.map((t) => sample(t, 'cachefleet_redis_exporter_active'));
+    expect(active.filter((a) => a === 1)).toHaveLength(1);
+    expect(active.filter((a) => a === 0)).toHaveLength(2);
+    const holder = texts[active.indexOf(1)] ?? '';
+    const used = seriesOf(holder, 'cachefleet_redis_memory_used_bytes');
+    expect(used).toHaveLength(1);
+    expect(used[0]).toMatch(/^cachefleet_redis_memory_used_bytes\{node="[^"]+",role="master"\} [1-9]\d*$/);
+    expect(seriesOf(holder, 'cachefleet_redis_connected_clients')[0]).toMatch(/ ([3-9]|\d{2,})$/);
+    expect(sample(holder, 'cachefleet_cache_l2_entries{namespace="product"}')).toBeGreaterThan(0);
+    for (const [i, t] of texts.entries()) {
+      expect(sample(t, 'cachefleet_redis_failover_events_total'), procs[i]?.name).toBe(0);
+      if (active[i] === 1) continue;
+      expect(seriesOf(t, 'cachefleet_redis_memory_used_bytes'), procs[i]?.name).toEqual([]);
+      expect(seriesOf(t, 'cachefleet_cache_l2_entries'), procs[i]?.name).toEqual([]);
+    }
+  });
+
   it('is behind the admin token; a bad query is a 400 naming the field', async () => {
     const none = await fetch(fleetUrl());
     expect(none.status).toBe(401);

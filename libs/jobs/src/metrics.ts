@@ -1,6 +1,5 @@
-import { randomUUID } from 'node:crypto';
-import { hostname } from 'node:os';
 import { type Env, intSchema, parseEnv } from '@cachefleet/config';
+import { scrapeLease } from '@cachefleet/redis';
 import { collectDefaultMetrics, Gauge, type Registry } from 'prom-client';
 import { z } from 'zod';
 import { QUEUE_NAMES, type QueueName } from './catalogue.js';
@@ -31,14 +30,6 @@ export function queueMetricsLeaseKey(jobs: JobClient): string {
   return `${jobs.prefix}:__metrics:queue-exporter`;
 }
 
-/** Takes the lease when free, renews it when held by `holder`; 1 when `holder` has it. */
-const ACQUIRE = `local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
-return 0`;
-const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`;
-
 export interface QueueMetricsOptions {
   /** METRICS_QUEUE_LEASE_MS. */
   readonly leaseMs: number;
@@ -66,8 +57,7 @@ export function registerQueueMetrics(
   jobs: JobClient,
   options: QueueMetricsOptions,
 ): QueueMetrics {
-  const key = queueMetricsLeaseKey(jobs);
-  const holder = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const lease = scrapeLease(jobs.connection, queueMetricsLeaseKey(jobs), options.leaseMs);
   type Scrape = { held: boolean; counts: { queue: QueueName; state: string; n: number }[] };
   const read = async (): Promise<Scrape> => {
     // The queue connection waits out outages (BullMQ's rule): a scrape must not. Without an
@@ -75,7 +65,7 @@ export function registerQueueMetrics(
     if (queueDown(jobs.connection.status)) return { held: false, counts: [] };
     return withDeadline(
       (async (): Promise<Scrape> => {
-        const held = (await jobs.connection.eval(ACQUIRE, 1, key, holder, options.leaseMs)) === 1;
+        const held = await lease.acquire();
         if (!held) return { held, counts: [] };
         const perQueue = await Promise.all(
           QUEUE_NAMES.map(async (queue) => {
@@ -117,12 +107,10 @@ export function registerQueueMetrics(
     },
   });
   return {
-    holder,
+    holder: lease.holder,
     release: async () => {
       if (queueDown(jobs.connection.status)) return;
-      await withDeadline(jobs.connection.eval(RELEASE, 1, key, holder), SCRAPE_BUDGET_MS).catch(
-        () => undefined,
-      );
+      await withDeadline(lease.release(), SCRAPE_BUDGET_MS).catch(() => undefined);
     },
   };
 }

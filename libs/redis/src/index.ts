@@ -9,6 +9,7 @@ export {
 export { type RedisConnection, type ResolvedRedisConnection, redisConnectionSchema } from './connection.js';
 export { Downtime } from './downtime.js';
 export { CacheKeys, cacheKeys, entryBase, entryGlob, scopedTag } from './keys.js';
+export { type ScrapeLease, scrapeLease } from './lease.js';
 export {
   type CommandTracker,
   escapeGlob,

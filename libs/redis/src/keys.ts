@@ -27,6 +27,7 @@ import { escapeGlob } from './scan.js';
  * | `<prefix>__system`                   | string        | the system id, stored at first start (a process refuses another's) |
  * | `<prefix>__{fleet}:pod:<podId>`      | string, PX    | a pod's or worker's telemetry snapshot (JSON); dead pods expire    |
  * | `<prefix>__{fleet}:pods`             | sorted set    | pod id → when its snapshot expires, ms (read without SCAN)         |
+ * | `<prefix>__{fleet}:exporter`         | string, PX    | the process exporting the Redis gauges now (a scrape lease)        |
  * | `<prefix>__{tune}:settings`          | hash          | the tuner's settings in force (a late pod reads them)              |
  * | `<prefix>__{tune}:pins`              | hash          | settings an operator pinned (never tuned)                          |
  * | `<prefix>__{tune}:audit`             | stream, capped| one entry per tuning decision                                      |
@@ -80,6 +81,8 @@ export class CacheKeys {
   readonly hotMatch: string;
   /** The fleet's telemetry index (pod id → expiry), in the slot of the snapshots. */
   readonly pods: string;
+  /** The scrape lease of the process that exports the Redis gauges. */
+  readonly exporter: string;
   readonly #tag: string;
   readonly #lock: string;
   readonly #inv: string;
@@ -113,6 +116,7 @@ export class CacheKeys {
     this.#hot = own('hot:');
     this.#pod = own('{fleet}:pod:');
     this.pods = own('{fleet}:pods');
+    this.exporter = own('{fleet}:exporter');
     this.#ack = own('ack:');
     this.#fenced = own('fenced:');
     this.#migrate = own('migrate:');

@@ -16,6 +16,7 @@ import type { RedisStore } from './drivers/redis/store.js';
 import { CacheError } from './errors.js';
 import { FleetOps, ID_PATTERN } from './fleet.js';
 import { registerCacheMetrics } from './metrics/prometheus.js';
+import { type RedisMetrics, registerRedisMetrics } from './metrics/redis.js';
 import type { Namespace } from './namespace.js';
 import { CacheRegistry, type CacheStatus } from './registry.js';
 import { err, ok, type Result } from './result.js';
@@ -41,6 +42,9 @@ export interface CacheDeps {
  * it, and the bus that keeps this pod's L1 coherent with the fleet. Construct with `createCache`,
  * then `await start()`; no I/O happens before that.
  */
+/** Random keys a scrape sizes for the L2 estimates (the exporter only). */
+const SCRAPE_SAMPLES = 200;
+
 export class Cache {
   readonly options: ResolvedCacheOptions;
   readonly registry: CacheRegistry;
@@ -54,6 +58,7 @@ export class Cache {
   #closed = false;
   #hotTimer: NodeJS.Timeout | undefined;
   #telemetry: TelemetryPublisher | undefined;
+  readonly #redisMetrics: RedisMetrics;
   /** Primitives of the worker fleet: warm batches, bulk invalidation steps, hot keys. */
   readonly fleet: FleetOps;
 
@@ -69,6 +74,11 @@ export class Cache {
       l2: () => this.#rt.l2,
       breakerTransitions: () => this.#breakerTransitions,
       bus: () => this.bus,
+    });
+    this.#redisMetrics = registerRedisMetrics(this.metrics, {
+      l2: () => this.#rt.l2,
+      leaseMs: options.telemetry.exporterLeaseMs,
+      samples: SCRAPE_SAMPLES,
     });
     // A fill that retracted its own L2 entry (Cluster only) is announced: other pods drop it from L1.
     this.#rt = new ReadThrough(options, timing, (namespace, id) => {
@@ -131,6 +141,7 @@ export class Cache {
     this.#closed = true;
     clearInterval(this.#hotTimer);
     await this.#telemetry?.stop();
+    await this.#redisMetrics.release();
     if (this.options.hotKeys.enabled) await this.fleet.flushHotKeys();
     await this.#closeStore(this.registry.store);
   }

@@ -113,6 +113,8 @@ export const cacheOptionsSchema = z.object({
         .max(60)
         .refine((n) => 60 % n === 0, 'must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)')
         .default(5),
+      /** How long a scrape makes this process the one exporter of the Redis gauges, ms. */
+      exporterLeaseMs: z.number().int().min(1_000).max(3_600_000).default(60_000),
       /** What this process is in the fleet view: `api`, `worker`, … */
       role: z
         .string()
@@ -177,6 +179,7 @@ export const ENV_VARS = {
   CACHE_HOT_KEYS_KEEP: 'hotKeys.keep',
   CACHE_TELEMETRY_ENABLED: 'telemetry.enabled',
   CACHE_TELEMETRY_INTERVAL_S: 'telemetry.intervalSeconds',
+  CACHE_METRICS_LEASE_MS: 'telemetry.exporterLeaseMs',
 } as const;
 type EnvVar = keyof typeof ENV_VARS;
 
@@ -213,6 +216,7 @@ const envSchema = z.object({
   CACHE_HOT_KEYS_ENABLED: boolish.optional(),
   CACHE_TELEMETRY_ENABLED: boolish.optional(),
   CACHE_TELEMETRY_INTERVAL_S: intish.optional(),
+  CACHE_METRICS_LEASE_MS: intish.optional(),
   CACHE_HOT_KEYS_FLUSH_MS: intish.optional(),
   CACHE_HOT_KEYS_KEEP: intish.optional(),
 });

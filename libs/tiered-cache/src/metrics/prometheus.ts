@@ -263,5 +263,6 @@ export function registerCacheMetrics(registry: Registry, source: MetricsSource):
     l2: lookup.series({ tier: 'l2', namespace }),
     l3: lookup.series({ tier: 'l3', namespace }),
     writeL2: write.series({ tier: 'l2', namespace }),
+    writeL1: write.series({ tier: 'l1', namespace }),
   });
 }

@@ -320,8 +320,12 @@ export class ReadThrough {
   ): void {
     const l1 = this.#l1;
     if (l1 === undefined) return;
+    // Timed one write in l1TimingSampleRate, like the L1 lookups (an LRU put costs ~1 µs).
+    const sampled = (++this.#tick & this.#sampleMask) === 0;
+    const t0 = sampled ? performance.now() : 0;
     if (times === undefined || !st.timed) {
       l1.put(key, entry, Math.min(l1TtlMs, this.#l1TtlCapMs), size, tags);
+      if (sampled) st.timers.writeL1.observe((performance.now() - t0) / 1000);
       return;
     }
     const left = times.expiresAt - Date.now();
@@ -345,6 +349,7 @@ export class ReadThrough {
       size,
       tags,
     );
+    if (sampled) st.timers.writeL1.observe((performance.now() - t0) / 1000);
   }
 
   /** Forgets loads in flight under `keyBase` (matching `match`): readers from now on start afresh. */

@@ -7,6 +7,8 @@ export interface NamespaceTimers {
   /** The loader (L3). */
   readonly l3: Observer;
   readonly writeL2: Observer;
+  /** L1 puts, sampled (1 in l1TimingSampleRate). */
+  readonly writeL1: Observer;
 }
 
 /** Hands out a namespace's timers; the read/write paths never look a series up per call. */

@@ -134,6 +134,11 @@ export class RedisStore implements CacheStore {
     this.#masters = new Set(now);
   }
 
+  /** The key layout of this store's prefix. */
+  get keys(): CacheKeys {
+    return this.#c.keys;
+  }
+
   get breakerState(): BreakerState {
     return this.#breaker.state;
   }
