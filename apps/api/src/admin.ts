@@ -153,7 +153,8 @@ const QUEUE_BUDGET_MS = 1_500;
  * The queue connection queues commands while Redis is away (BullMQ needs that); a request must not
  * hang on it: refuse at once when disconnected, and give up after QUEUE_BUDGET_MS.
  */
-function queueCall<T>(jobs: JobClient, call: () => Promise<T>): Promise<T> {
+/** A queue Redis call that fails at once while it is down, and within QUEUE_BUDGET_MS otherwise. */
+export function queueCall<T>(jobs: JobClient, call: () => Promise<T>): Promise<T> {
   if (queueDown(jobs.connection.status))
     return Promise.reject(new JobError('E_JOB_QUEUE_UNAVAILABLE', 'the queue Redis is not connected'));
   return withDeadline(call(), QUEUE_BUDGET_MS);

@@ -10,6 +10,7 @@ import { adminGuard, dashboardGuard } from './auth.js';
 import type { RequestLogs } from './config.js';
 import { registerDashboard } from './dashboard.js';
 import { DEFAULT_SKIP_PREFIXES, edgeCaching } from './edge.js';
+import { registerFleetPage } from './fleet-page.js';
 import { installErrorHandler } from './http-errors.js';
 import { loginRoutes } from './login.js';
 import { boundBy } from './metrics.js';
@@ -136,6 +137,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     production: deps.production,
     guard,
   });
-  await registerDashboard(app, deps.jobs, dashboardGuard(deps.adminToken));
+  const pages = dashboardGuard(deps.adminToken);
+  await registerDashboard(app, deps.jobs, pages);
+  registerFleetPage(app, { cache: deps.cache, jobs: deps.jobs, guard: pages });
   return app;
 }

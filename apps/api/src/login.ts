@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { ADMIN_COOKIE, LOGIN_PATH, SESSION_MS, sessionCookie, tokenMatches } from './auth.js';
 import { DASHBOARD_PATH } from './dashboard.js';
+import { escapeHtml } from './html.js';
 
 /** Where a login may send the browser back to: a dashboard page of this pod, never another site. */
 const nextPath = z
@@ -72,8 +73,4 @@ ${hidden}
 </form>
 </body></html>
 `);
-}
-
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }

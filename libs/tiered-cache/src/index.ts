@@ -1,4 +1,10 @@
-export { type BusHandlers, type BusStats, EventBus, type EventBusOptions } from './bus/event-bus.js';
+export {
+  type BusHandlers,
+  type BusStats,
+  EventBus,
+  type EventBusOptions,
+  type RecentEvent,
+} from './bus/event-bus.js';
 export {
   type CacheEvent,
   type CacheEventInput,

@@ -53,6 +53,9 @@ export const podSnapshotSchema = z.object({
         deletes: count,
         invalidations: count,
         staleServed: count,
+        /** Over the interval since this process's previous snapshot (0 in its first). */
+        readsPerSecond: z.number().nonnegative(),
+        loadsPerSecond: z.number().nonnegative(),
       }),
     )
     .max(1_000),
@@ -77,6 +80,9 @@ export interface FleetNamespace {
   readonly deletes: number;
   readonly invalidations: number;
   readonly staleServed: number;
+  /** Summed over the processes, each over its last interval. */
+  readonly readsPerSecond: number;
+  readonly loadsPerSecond: number;
   /** Sampled estimate of the namespace's keys and bytes in L2 (absent: not seen in the sample). */
   readonly l2Entries: number | undefined;
   readonly l2Bytes: number | undefined;
@@ -155,6 +161,8 @@ export function takeSnapshot(s: {
         deletes: st.dels,
         invalidations: st.invalidations,
         staleServed: st.staleServed,
+        readsPerSecond: 0,
+        loadsPerSecond: 0,
       })),
   };
 }
@@ -178,6 +186,8 @@ export function fleetView(
       deletes: number;
       invalidations: number;
       stale: number;
+      rps: number;
+      lps: number;
     }
   >();
   for (const p of pods) {
@@ -192,6 +202,8 @@ export function fleetView(
         deletes: 0,
         invalidations: 0,
         stale: 0,
+        rps: 0,
+        lps: 0,
       };
       into.versions.add(n.version);
       into.pods++;
@@ -202,6 +214,8 @@ export function fleetView(
       into.deletes += n.deletes;
       into.invalidations += n.invalidations;
       into.stale += n.staleServed;
+      into.rps += n.readsPerSecond;
+      into.lps += n.loadsPerSecond;
       byName.set(n.namespace, into);
     }
   }
@@ -222,6 +236,8 @@ export function fleetView(
         deletes: t.deletes,
         invalidations: t.invalidations,
         staleServed: t.stale,
+        readsPerSecond: t.rps,
+        loadsPerSecond: t.lps,
         l2Entries: size?.entries,
         l2Bytes: size?.bytes,
       };
@@ -257,6 +273,27 @@ export async function readFleet(l2: RedisStore, samples: number): Promise<Result
   return ok(fleetView(pods, info.value, sample?.value, invalid));
 }
 
+/** Reads and loads per second of each namespace since `previous` (this process's last snapshot). */
+function withRates(now: PodSnapshot, previous: PodSnapshot | undefined): PodSnapshot {
+  if (previous === undefined) return now;
+  const seconds = (now.at - previous.at) / 1000;
+  if (seconds <= 0) return now;
+  const before = new Map(previous.namespaces.map((n) => [`${n.namespace}:${n.version}`, n]));
+  const reads = (n: PodSnapshot['namespaces'][number]) => n.l1Hits + n.l2Hits + n.misses;
+  return {
+    ...now,
+    namespaces: now.namespaces.map((n) => {
+      const b = before.get(`${n.namespace}:${n.version}`);
+      if (b === undefined) return n;
+      return {
+        ...n,
+        readsPerSecond: Math.max(0, (reads(n) - reads(b)) / seconds),
+        loadsPerSecond: Math.max(0, (n.loads - b.loads) / seconds),
+      };
+    }),
+  };
+}
+
 /** The cron expression of a snapshot every `seconds` (a divisor of 60: evenly spaced ticks). */
 export function telemetryCron(seconds: number): string {
   return seconds === 60 ? '0 * * * * *' : `*/${seconds} * * * * *`;
@@ -280,6 +317,7 @@ export class TelemetryPublisher {
   readonly #ttlMs: number;
   #task: ScheduledTask | undefined;
   #failing = false;
+  #last: PodSnapshot | undefined;
 
   constructor(o: TelemetryPublisherOptions) {
     this.#o = o;
@@ -299,7 +337,9 @@ export class TelemetryPublisher {
   async publish(): Promise<Result<void>> {
     const o = this.#o;
     o.l2.noteMasters();
-    const r = await o.l2.telemetry.publish(o.pod, JSON.stringify(o.snapshot()), this.#ttlMs);
+    const snapshot = withRates(o.snapshot(), this.#last);
+    this.#last = snapshot;
+    const r = await o.l2.telemetry.publish(o.pod, JSON.stringify(snapshot), this.#ttlMs);
     // One line when publishing starts failing and one when it works again, not one per tick.
     if (!r.ok && !this.#failing) o.logger?.warn({ code: r.error.code }, 'telemetry snapshot not published');
     if (r.ok && this.#failing) o.logger?.info('telemetry snapshot published again');

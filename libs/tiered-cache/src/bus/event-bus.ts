@@ -27,6 +27,13 @@ const BUS_SCRIPTS = loadScripts<BusScripts>(new URL('./', import.meta.url), { bu
  * applies each event once, in stream order, and notices at once when it missed one. After a gap or a
  * reconnect it replays the stream from its last id; if that id was trimmed away it flushes L1.
  */
+/** An event as the stream holds it: its id and Redis's time of XADD (ms). */
+export interface RecentEvent {
+  readonly id: string;
+  readonly at: number;
+  readonly event: CacheEvent;
+}
+
 export class EventBus {
   readonly stats: BusStats = {
     published: 0,
@@ -151,6 +158,24 @@ export class EventBus {
       return ok(id);
     } catch (cause) {
       return err(new CacheError('E_CACHE_L2_FAILED', 'could not publish the event', { cause }));
+    }
+  }
+
+  /**
+   * The newest `n` events of the stream, newest first (the fleet page's last invalidations); an
+   * entry that fails the event schema is left out.
+   */
+  async recent(n: number): Promise<Result<RecentEvent[]>> {
+    try {
+      const entries = await this.#pub.xrevrange(this.#opts.stream, '+', '-', 'COUNT', n);
+      const out: RecentEvent[] = [];
+      for (const [id, fields] of entries) {
+        const parsed = cacheEventSchema.safeParse(entryEvent(fields));
+        if (parsed.success) out.push({ id, at: Number(id.slice(0, id.indexOf('-'))), event: parsed.data });
+      }
+      return ok(out);
+    } catch (cause) {
+      return err(new CacheError('E_CACHE_L2_FAILED', 'could not read the bus stream', { cause }));
     }
   }
 
@@ -417,18 +442,21 @@ export class EventBus {
         REPLAY_BATCH,
       );
       for (const [id, fields] of entries) {
-        const at = fields.indexOf('e');
-        const json = at >= 0 ? fields[at + 1] : undefined;
-        let event: unknown;
-        try {
-          event = json === undefined ? undefined : JSON.parse(json);
-        } catch {
-          event = undefined;
-        }
         this.stats.replayed++;
-        this.#apply(id, event);
+        this.#apply(id, entryEvent(fields));
       }
       if (entries.length < REPLAY_BATCH) return;
     }
+  }
+}
+
+/** The event JSON of a stream entry's fields (`e`), parsed; undefined when absent or not JSON. */
+function entryEvent(fields: readonly string[]): unknown {
+  const at = fields.indexOf('e');
+  const json = at >= 0 ? fields[at + 1] : undefined;
+  try {
+    return json === undefined ? undefined : JSON.parse(json);
+  } catch {
+    return undefined;
   }
 }
