@@ -51,4 +51,5 @@ export { globToRegExp } from './stack/coherence.js';
 export type { ReadOptions } from './stack/fail-safe.js';
 export { type DeepReadonly, deepFreeze } from './stack/freeze.js';
 export type { NamespaceStats, TierStats } from './stats.js';
+export { ATTR, SPAN, type Tier, tracerProviderRegistered } from './tracing.js';
 export type { CacheImplName, CacheStore, SetOptions, StoreHealth } from './types.js';
