@@ -1,0 +1,3 @@
+export { loadTracingConfig, TRACING_ENV_VARS, type TracingConfig } from './config.js';
+export { TELEMETRY_ERROR_CODES, TelemetryError, type TelemetryErrorCode } from './errors.js';
+export { inSpan, installTestTracing, startTracing, type Tracing } from './sdk.js';
