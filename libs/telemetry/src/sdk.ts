@@ -10,8 +10,8 @@ import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
   BatchSpanProcessor,
+  InMemorySpanExporter,
   SimpleSpanProcessor,
-  type SpanExporter,
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
@@ -37,9 +37,15 @@ export function startTracing(config: TracingConfig): Tracing | undefined {
   );
 }
 
-/** Tests: every span handed to `exporter` as it ends (an InMemorySpanExporter). */
-export function installTestTracing(serviceName: string, exporter: SpanExporter): Tracing {
-  return installTracing(serviceName, new SimpleSpanProcessor(exporter));
+export interface TestTracing extends Tracing {
+  /** Every span of the process, kept as it ends (`getFinishedSpans`, `reset`). */
+  readonly exporter: InMemorySpanExporter;
+}
+
+/** Tests: the same SDK as `startTracing`, every span kept in memory as it ends. */
+export function installTestTracing(serviceName: string): TestTracing {
+  const exporter = new InMemorySpanExporter();
+  return { ...installTracing(serviceName, new SimpleSpanProcessor(exporter)), exporter };
 }
 
 function installTracing(serviceName: string, processor: SpanProcessor): Tracing {
