@@ -80,6 +80,12 @@ export class CacheTracing {
    */
   read<R extends Result<unknown>>(name: string, attributes: Attributes, run: () => Promise<R>): Promise<R> {
     const span = this.#tracer.startSpan(name, { attributes });
+    // Sampled out: nothing to record, and the caller's context already carries that decision to
+    // any child. The read runs as untraced (no context switch, no callbacks): twice as fast (bench).
+    if (!span.isRecording()) {
+      span.end();
+      return run();
+    }
     const rec: ReadRecord = {
       tier: undefined,
       lockWaitFrom: undefined,
@@ -112,6 +118,10 @@ export class CacheTracing {
   /** A write or an invalidation: one span around the call, its outcome as status. */
   call<R extends Result<unknown>>(name: string, attributes: Attributes, run: () => Promise<R>): Promise<R> {
     const span = this.#tracer.startSpan(name, { attributes });
+    if (!span.isRecording()) {
+      span.end();
+      return run();
+    }
     return context.with(trace.setSpan(context.active(), span), run).then(
       (r) => settle(span, r),
       (error: unknown) => fail(span, error),
