@@ -81,7 +81,8 @@ export class CacheTracing {
   read<R extends Result<unknown>>(name: string, attributes: Attributes, run: () => Promise<R>): Promise<R> {
     const span = this.#tracer.startSpan(name, { attributes });
     // Sampled out: nothing to record, and the caller's context already carries that decision to
-    // any child. The read runs as untraced (no context switch, no callbacks): twice as fast (bench).
+    // any child. The read runs untraced (no context switch, no callbacks): 0.26 M → 0.31–0.52 M
+    // L1 hits/s in the bench (docs/tracing.md).
     if (!span.isRecording()) {
       span.end();
       return run();
