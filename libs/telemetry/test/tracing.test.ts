@@ -2,10 +2,11 @@
  * The tracing setup: which OTEL_* settings turn it on, how a bad one is refused, and a real export
  * over OTLP/HTTP to a receiver in this process (what a collector on :4318 would get).
  */
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { inSpan, loadTracingConfig, startTracing, TelemetryError } from '../src/index.js';
+import { inSpan, loadTracingConfig, startTracing, TelemetryError, TRACING_ENV_VARS } from '../src/index.js';
 
 describe('loadTracingConfig', () => {
   it('is off unless an endpoint or the otlp exporter is named', () => {
@@ -41,6 +42,11 @@ describe('loadTracingConfig', () => {
     expect(loadTracingConfig({ OTEL_TRACES_EXPORTER: 'otlp' }, 'svc')).toMatchObject({
       url: 'http://localhost:4318/v1/traces',
     });
+  });
+
+  it('documents every variable in the README', () => {
+    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+    for (const name of Object.keys(TRACING_ENV_VARS)) expect(readme, name).toContain(`| \`${name}\` |`);
   });
 
   it('refuses a bad value with E_TELEMETRY_CONFIG naming the variable', () => {
