@@ -15,7 +15,8 @@ import type { Result } from './result.js';
  * Spans of the cache (docs/tracing.md), through `@opentelemetry/api` only: the application registers
  * an SDK (or none). The choice is made once, when the cache is built: without a registered tracer
  * provider no `CacheTracing` exists, `get` stays the class's own method and the read path only
- * tests an `undefined` field on its slow paths (an L2 round trip or a load), never on an L1 hit.
+ * tests an `undefined` field on its slow paths (an L2 round trip or a load), never on a `get`
+ * served by L1 (a `getMany` tests it once per call).
  */
 
 /** Which tier answered a read; `coalesced`: it joined a load of the same key already in flight here. */
