@@ -5,6 +5,7 @@
 import { context, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import {
+  AlwaysOffSampler,
   BasicTracerProvider,
   InMemorySpanExporter,
   type ReadableSpan,
@@ -181,10 +182,37 @@ describe('with a tracer provider', () => {
     expect(only(SPAN.load).events.map((e) => e.name)).toEqual(['exception']);
   });
 
+  it('two reads of one key in one process: one loads, the other joins it (coalesced)', async () => {
+    const a = await newCache();
+    source.slowMs = 100;
+    const [x, y] = await Promise.all([a.get(rows, '4'), a.get(rows, '4')]);
+    expect(x.ok && y.ok).toBe(true);
+    expect(named(SPAN.get).map((s) => s.attributes[ATTR.tier])).toEqual(
+      expect.arrayContaining(['loader', 'coalesced']),
+    );
+    expect(named(SPAN.load)).toHaveLength(1);
+  });
+
   it('tracing: false keeps a cache untraced even with a provider', async () => {
     const a = await newCache(undefined, { tracing: false });
     expect(Object.hasOwn(a, 'get')).toBe(false);
     await a.get(rows, '3');
+    expect(exporter.getFinishedSpans()).toEqual([]);
+  });
+
+  it('a provider that samples nothing: reads are served as untraced, no span is exported', async () => {
+    trace.disable();
+    trace.setGlobalTracerProvider(
+      new BasicTracerProvider({
+        sampler: new AlwaysOffSampler(),
+        spanProcessors: [new SimpleSpanProcessor(exporter)],
+      }),
+    );
+    const a = await newCache();
+    expect(Object.hasOwn(a, 'get')).toBe(true);
+    expect(await a.get(rows, '6')).toMatchObject({ ok: true, value: { id: '6', n: 6 } });
+    expect(await a.get(rows, '6')).toMatchObject({ ok: true, value: { id: '6', n: 6 } });
+    expect(source.calls).toBe(1);
     expect(exporter.getFinishedSpans()).toEqual([]);
   });
 });
