@@ -5,6 +5,7 @@ import { CATALOGUE_ERROR_CODES, CatalogueError } from '@cachefleet/catalogue';
 import { CLI_ERROR_CODES, CliError } from '@cachefleet/cli';
 import { CodedError, formatError } from '@cachefleet/config';
 import { JOB_ERROR_CODES, JobError } from '@cachefleet/jobs';
+import { TELEMETRY_ERROR_CODES, TelemetryError } from '@cachefleet/telemetry';
 import { CacheError, ERROR_CODES } from '@cachefleet/tiered-cache';
 import { WORKER_ERROR_CODES, WorkerError } from '@cachefleet/worker';
 import { describe, expect, it } from 'vitest';
@@ -32,6 +33,7 @@ const PACKAGES = [
   pkg('catalogue', CATALOGUE_ERROR_CODES, CatalogueError, 'libs/catalogue/README.md'),
   pkg('cli', CLI_ERROR_CODES, CliError, 'apps/cli/README.md'),
   pkg('capture', CAPTURE_ERROR_CODES, CaptureError, 'libs/capture/README.md'),
+  pkg('telemetry', TELEMETRY_ERROR_CODES, TelemetryError, 'README.md'),
 ];
 
 const ROOT = new URL('../', import.meta.url);

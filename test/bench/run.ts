@@ -1,6 +1,6 @@
 /**
  * cachefleet benchmark: floors, peers and the project on the same private redis-server.
- * Usage: npm run bench -- [--n <ops>] [--only l1-hit|l2-hit|stampede|invalidation|tags|consistency|warm|bulk-invalidate|http|read-path|read-path-http|migrate|backup|restore|capture]
+ * Usage: npm run bench -- [--n <ops>] [--only l1-hit|l2-hit|stampede|invalidation|tags|consistency|warm|bulk-invalidate|http|read-path|read-path-http|migrate|backup|restore|capture|tracing]
  *   [--json <file>]
  */
 import { randomBytes } from 'node:crypto';
@@ -26,6 +26,7 @@ import { readPath } from './workloads/read-path.js';
 import { readPathHttp } from './workloads/read-path-http.js';
 import { stampede } from './workloads/stampede.js';
 import { tags } from './workloads/tags.js';
+import { tracing } from './workloads/tracing.js';
 import { warm } from './workloads/warm.js';
 
 const WORKLOADS: readonly Workload[] = [
@@ -44,6 +45,7 @@ const WORKLOADS: readonly Workload[] = [
   backup,
   restore,
   capture,
+  tracing,
 ];
 
 interface Cli {

@@ -17,6 +17,7 @@ import { boundBy } from './metrics.js';
 import { productRoutes } from './products.js';
 import { requestLogger } from './request-log.js';
 import type { Rollout, RolloutMetrics } from './rollout.js';
+import { traceRoutes } from './tracing.js';
 
 /** Largest body a route takes unless it says otherwise. */
 const BODY_LIMIT = 16 * 1024;
@@ -59,6 +60,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // API_REQUEST_LOGS (request-log.ts), and every 500 logs its cause (http-errors.ts).
     logController: new LogController({ disableRequestLogging: true }),
   });
+  // Before any hook or route: the plugin wraps the routes defined after it.
+  await traceRoutes(app);
   installErrorHandler(app);
   const logRequest = requestLogger(deps.requestLogs ?? { mode: 'errors', sampleEvery: 100 });
   const guard = adminGuard(deps.adminToken);

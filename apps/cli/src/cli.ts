@@ -1,3 +1,4 @@
+import { inSpan } from '@cachefleet/telemetry';
 import { usage } from './args.js';
 import { findCommand } from './commands/index.js';
 import { describeFailure, EXIT, type ExitCode } from './errors.js';
@@ -31,7 +32,10 @@ export async function run(argv: readonly string[], io: Io): Promise<ExitCode> {
   }
   const session = new Session(io);
   try {
-    return await command.run(args, session);
+    // The command's span: the jobs it enqueues carry its trace into the worker (docs/tracing.md).
+    return await inSpan(`cachefleet ${name}`, { 'cachefleet.command': name }, () =>
+      command.run(args, session),
+    );
   } catch (error) {
     const failure = describeFailure(error);
     io.stderr.write(`cachefleet ${name}: ${failure.text}\n`);

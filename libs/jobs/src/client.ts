@@ -20,6 +20,7 @@ import { JobError } from './errors.js';
 import { isJobId } from './job-ids.js';
 import { SentinelMasterCheck } from './master-check.js';
 import { type NamespaceRule, payloadSchemaWith } from './namespaces.js';
+import { queueTelemetry } from './telemetry.js';
 
 /**
  * Validates a payload against the catalogue (and `schema`, the catalogue's with the deployment's
@@ -102,6 +103,8 @@ export class JobClient {
   readonly #downtime: Downtime;
   readonly #waitReplicas: number;
   readonly #masterCheck: SentinelMasterCheck | undefined;
+  /** BullMQ's tracing, chosen once: present only when a tracer provider is registered (telemetry.ts). */
+  readonly #telemetry = queueTelemetry();
   /** Per job name, the payload schema with the namespaces' rules (built once), if given. */
   readonly #schemas: Partial<Record<JobName, z.ZodType>> = {};
 
@@ -129,7 +132,7 @@ export class JobClient {
   queue(name: QueueName): Queue {
     let q = this.#queues.get(name);
     if (q === undefined) {
-      q = new Queue(name, { connection: this.connection, prefix: this.prefix });
+      q = new Queue(name, { connection: this.connection, prefix: this.prefix, ...this.#telemetry });
       q.on('error', () => {}); // connection errors: ioredis reconnects; calls reject on their own
       this.#queues.set(name, q);
     }

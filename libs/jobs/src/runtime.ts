@@ -21,6 +21,7 @@ import { isJobError, JobError } from './errors.js';
 import { AbortedError, type Definitions, type JobContext, namespaceLookup } from './handlers/context.js';
 import { HANDLERS } from './handlers/index.js';
 import { INVALID_KIND, jobKind } from './job-kinds.js';
+import { queueTelemetry } from './telemetry.js';
 
 export interface QueueConcurrency {
   readonly queue: QueueName;
@@ -117,6 +118,8 @@ export class FleetRuntime {
   readonly #deps: RuntimeDeps;
   readonly #opts: RuntimeOptions;
   readonly #workers: Worker[] = [];
+  /** BullMQ's tracing, chosen once: present only when a tracer provider is registered (telemetry.ts). */
+  readonly #telemetry = queueTelemetry();
   /** Aborted at shutdown: handlers save their cursor and the job is handed back. */
   readonly #shutdown = new AbortController();
   readonly #namespace: (name: string) => ReturnType<ReturnType<typeof namespaceLookup>>;
@@ -156,6 +159,7 @@ export class FleetRuntime {
           lockDuration: this.#opts.lockDurationMs,
           stalledInterval: this.#opts.stalledIntervalMs,
           maxStalledCount: 3,
+          ...this.#telemetry,
         },
       );
       worker.on('error', (error) => this.#deps.logger.warn({ queue, err: error.message }, 'worker error'));

@@ -28,6 +28,7 @@ import { ReadThrough } from './stack/read-through.js';
 import { totals } from './stack/state.js';
 import { type NamespaceStats, namespaceStats, type TierStats, tierStats } from './stats.js';
 import { type FleetView, readFleet, TelemetryPublisher, takeSnapshot } from './telemetry.js';
+import { cacheTracing, traceCalls } from './tracing.js';
 import type { CacheStore } from './types.js';
 
 export interface CacheDeps {
@@ -35,6 +36,11 @@ export interface CacheDeps {
   readonly metricsRegistry?: Registry;
   /** pino logger for breaker changes, bus gaps and degraded starts; silent by default. */
   readonly logger?: Logger;
+  /**
+   * Spans for reads, writes and invalidations (docs/tracing.md). Default: on when an OpenTelemetry
+   * tracer provider is registered when the cache is built; `false`: never.
+   */
+  readonly tracing?: boolean;
 }
 
 /**
@@ -80,11 +86,17 @@ export class Cache {
       leaseMs: options.telemetry.exporterLeaseMs,
       samples: SCRAPE_SAMPLES,
     });
+    const tracing = cacheTracing(deps.tracing);
     // A fill that retracted its own L2 entry (Cluster only) is announced: other pods drop it from L1.
-    this.#rt = new ReadThrough(options, timing, (namespace, id) => {
-      const bus = this.bus;
-      if (bus) void bus.publish(this.#event({ event_type: 'invalidate', namespace, keys: [id] }));
-    });
+    this.#rt = new ReadThrough(
+      options,
+      timing,
+      (namespace, id) => {
+        const bus = this.bus;
+        if (bus) void bus.publish(this.#event({ event_type: 'invalidate', namespace, keys: [id] }));
+      },
+      tracing,
+    );
     this.fleet = new FleetOps({
       rt: this.#rt,
       l2: () => this.#rt.l2,
@@ -95,6 +107,7 @@ export class Cache {
     const store = this.#build(options.impl);
     this.registry = new CacheRegistry(store, () => totals(this.#rt.states));
     this.#rt.useTiers(tiersOf(store));
+    if (tracing !== undefined) traceCalls(this, tracing);
   }
 
   /** Connects the active store and its bus. Never rejects because Redis is down: it starts degraded. */

@@ -65,4 +65,5 @@ export {
   podSnapshotSchema,
   type TierRates,
 } from './telemetry.js';
+export { ATTR, SPAN, type Tier, tracerProviderRegistered } from './tracing.js';
 export type { CacheImplName, CacheStore, SetOptions, StoreHealth } from './types.js';

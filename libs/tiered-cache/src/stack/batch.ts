@@ -38,7 +38,10 @@ export async function getMany<T>(
       todo.push(i);
     }
   }
-  if (todo.length === 0) return ok(out as T[]);
+  if (todo.length === 0) {
+    rt.trace?.batch(ids.length, 0, 0);
+    return ok(out as T[]);
+  }
   for (const i of todo) if (!ns.isValidId(ids[i] as string)) return rt.invalidId(st, ids[i] as string);
   let missing = todo;
   const l2 = rt.l2;
@@ -65,6 +68,7 @@ export async function getMany<T>(
       });
     } else st.l2Errors++;
   }
+  rt.trace?.batch(ids.length - todo.length, todo.length - missing.length, missing.length);
   if (missing.length > 0) {
     const loaded = await loadBatch(
       rt,
@@ -233,7 +237,10 @@ async function loadOwned(
   const t0 = performance.now();
   let found: ReadonlyMap<string, unknown>;
   try {
-    found = await loadMany(owned.map((i) => ids[i] as string));
+    const batch = owned.map((i) => ids[i] as string);
+    found = await (rt.trace === undefined
+      ? loadMany(batch)
+      : rt.trace.load(st.ns.name, batch, () => loadMany(batch)));
   } catch (cause) {
     st.loaderErrors++;
     return err(new CacheError('E_CACHE_LOADER_FAILED', `loadMany of ${st.ns.name} failed`, { cause }));

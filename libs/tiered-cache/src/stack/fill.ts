@@ -39,7 +39,9 @@ export async function loadAndStore(
   let loaded: unknown;
   const ctx = new Adaptive(st);
   try {
-    loaded = await st.ns.load(id, ctx);
+    loaded = await (rt.trace === undefined
+      ? st.ns.load(id, ctx)
+      : rt.trace.load(st.ns.name, id, () => st.ns.load(id, ctx)));
   } catch (cause) {
     st.loaderErrors++;
     return err(

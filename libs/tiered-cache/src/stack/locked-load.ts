@@ -38,6 +38,7 @@ export async function loadLocked(
           if (decoded.ok) {
             const times = st.timed ? entryTimes(again) : undefined;
             if (times === undefined || Date.now() < times.expiresAt) {
+              rt.trace?.answered('l2');
               rt.putL1(st, key, decoded, again.length, mode.epoch, times);
               return decoded;
             }
@@ -61,6 +62,7 @@ export async function loadLocked(
       }
     }
     st.lockWaits++;
+    rt.trace?.lockWait();
     if (performance.now() >= deadline) {
       st.lockTimeouts++;
       const inv = await l2.fence.invalidations(st.ns.name);
@@ -76,6 +78,7 @@ export async function loadLocked(
       if (times === undefined || Date.now() < times.expiresAt) {
         const decoded = rt.decode(st, l2, key, polled);
         if (decoded.ok) {
+          rt.trace?.answered('l2');
           rt.putL1(st, key, decoded, polled.length, mode.epoch, times);
           return decoded;
         }

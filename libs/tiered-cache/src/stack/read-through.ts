@@ -6,6 +6,7 @@ import type { RedisStore } from '../drivers/redis/store.js';
 import { CacheError } from '../errors.js';
 import type { Namespace } from '../namespace.js';
 import { err, OK_UNDEFINED, type Ok, ok, type Result } from '../result.js';
+import type { CacheTracing } from '../tracing.js';
 import { getMany } from './batch.js';
 import { spread, timesOf, withTimes } from './entry-times.js';
 import { type Candidate, FailSafe, type ReadOptions } from './fail-safe.js';
@@ -50,12 +51,16 @@ export class ReadThrough {
   readonly onRetract: ((namespace: string, id: string) => void) | undefined;
   /** Grace, timeouts and early refresh (fail-safe.ts). */
   readonly failSafe: FailSafe;
+  /** Told which tier answered, on the slow paths only; undefined unless traced (tracing.ts). */
+  readonly trace: CacheTracing | undefined;
 
   constructor(
     options: ResolvedCacheOptions,
     timing: TimingSink,
     onRetract?: (namespace: string, id: string) => void,
+    trace?: CacheTracing,
   ) {
+    this.trace = trace;
     this.lock = options.lock;
     this.tombstoneTtlMs = options.bus.tombstoneTtlMs;
     this.onRetract = onRetract;
@@ -217,6 +222,7 @@ export class ReadThrough {
     const pending = this.inflight.get(key);
     if (pending !== undefined) {
       st.misses++;
+      this.trace?.answered('coalesced');
       return pending;
     }
     const p = this.#leader(st, id, key);
@@ -253,6 +259,7 @@ export class ReadThrough {
           const times = st.timed ? entryTimes(wire) : undefined;
           if (times === undefined || Date.now() < times.expiresAt) {
             st.l2Hits++;
+            this.trace?.answered('l2');
             this.putL1(st, key, decoded, wire.length, epoch, times);
             // Started once this read left `inflight` (a refresh does not start beside a load).
             refresh = times !== undefined && this.failSafe.dueForRefresh(st, times);
