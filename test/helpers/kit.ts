@@ -27,7 +27,7 @@ export function unwrap<T>(
   return r.value;
 }
 
-/** How many keys match `pattern` on every node given (SCAN, never KEYS). */
+/** How many keys match `pattern` on every node given (SCAN, never KEYS), telemetry snapshots left out. */
 export async function countKeys(nodes: Redis | readonly Redis[], pattern: string): Promise<number> {
   let n = 0;
   for (const node of isList(nodes) ? nodes : [nodes]) {
@@ -35,7 +35,8 @@ export async function countKeys(nodes: Redis | readonly Redis[], pattern: string
     do {
       const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
       cursor = next;
-      n += keys.length;
+      // Telemetry snapshots (`<prefix>__{fleet}:…`) are every running cache's own, not data.
+      n += keys.filter((k) => !k.includes('__{fleet}:')).length;
     } while (cursor !== '0');
   }
   return n;
