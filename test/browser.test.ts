@@ -11,6 +11,10 @@
  *     (`warm`, `invalidate`); the warm queue's failed tab shows a failed job (a warm of a namespace the
  *     worker has no definition for: E_JOB_UNKNOWN_NAMESPACE, not retried by the worker); its "Retry"
  *     button (and the confirmation) make the worker run it again: attemptsMade grows, it fails anew.
+ *  3. the fleet page (/admin/fleet) after reads, an invalidation and a job left running: the API pod
+ *     and the worker in the processes, the product namespace with its hot id, the running job with
+ *     its progress, the invalidation among the last events. FLEET_SCREENSHOT=<file.png> keeps a
+ *     screenshot (docs/fleet-page.png was taken so).
  *
  * A missing Chromium fails the file (it is not skipped).
  */
@@ -20,9 +24,11 @@ import { type RunningApi, startApi } from '@cachefleet/api';
 import { connectPg, type Db, migrate, seed } from '@cachefleet/catalogue';
 import { JobClient, type JobView, loadQueueConfig } from '@cachefleet/jobs';
 import { loadWorkerConfig, type RunningWorker, startWorker } from '@cachefleet/worker';
+import { Worker } from 'bullmq';
 import { pino } from 'pino';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { type RedisProcess, startRedis, testDatabaseUrl, waitUntil } from './helpers/index.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
@@ -77,6 +83,9 @@ beforeAll(async () => {
     SCHEDULES_ENABLED: 'false',
     WORKER_QUEUES: 'warm:1,invalidate:1',
     WORKER_HTTP_PORT: '0',
+    // The fleet page's figures, quickly: a snapshot a second, hot ids flushed every 200 ms.
+    CACHE_TELEMETRY_INTERVAL_S: '1',
+    CACHE_HOT_KEYS_FLUSH_MS: '200',
   };
   api = await startApi(env, logger);
   worker = await startWorker(loadWorkerConfig(env, []), env, logger);
@@ -227,4 +236,88 @@ describe('queue dashboard in Chromium', () => {
       await context.close();
     }
   }, 45_000);
+});
+
+describe('fleet page in Chromium', () => {
+  it('shows the processes, the namespace with its hot id, a running job with its progress and the last invalidation', async () => {
+    const base = need(api, 'the API').url;
+    const client = need(jobs, 'the job client');
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    for (let i = 1; i <= 20; i++) await (await fetch(`${base}/products/${i}`)).text();
+    // One id read far more than the others: the hot id (reads are sampled 1 in 64).
+    for (let k = 0; k < 640; k++) await (await fetch(`${base}/products/7`)).text();
+    // An invalidation through the admin API: a job, then the worker's event on the bus.
+    const res = await fetch(`${base}/cache/invalidate`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ namespace: 'product', keys: ['12'] }),
+    });
+    expect(res.status).toBe(202);
+    const { jobId } = z.object({ jobId: z.string() }).parse(await res.json());
+    await waitUntil(`invalidate job ${jobId}`, async () =>
+      (await client.job(jobId))?.state === 'completed' ? true : undefined,
+    );
+    // A job left running with its progress: a BullMQ worker of this test takes the sweep queue
+    // (the fleet's worker serves warm and invalidate only) and holds its job until released.
+    const url = new URL(need(redis, 'redis').url);
+    let release = () => {};
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const sweeper = new Worker(
+      'sweep',
+      async (job) => {
+        await job.updateProgress({ namespace: 'product', done: 40, total: 100 });
+        await held;
+      },
+      {
+        connection: { host: url.hostname, port: Number(url.port), maxRetriesPerRequest: null },
+        prefix: client.prefix,
+      },
+    );
+    const context = await need(browser, 'chromium').newContext({ viewport: { width: 1500, height: 1100 } });
+    context.setDefaultTimeout(UI_TIMEOUT_MS);
+    try {
+      const sweep = await client.enqueue('sweep', { namespace: 'product' });
+      await waitUntil(`sweep job ${sweep.id} running`, async () =>
+        (await client.job(sweep.id))?.state === 'active' ? true : undefined,
+      );
+      const page = await context.newPage();
+      // Not logged in: the login form, which sends the browser back to the fleet page.
+      await page.goto(`${base}/admin/fleet`);
+      expect(new URL(page.url()).pathname).toBe('/admin/login');
+      await page.getByLabel('Admin token', { exact: false }).fill(TOKEN);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.waitForURL(/\/admin\/fleet$/);
+      // The snapshots and the hot ids arrive within a second or two: reload until they are in.
+      await waitUntil('the fleet page to show the traffic', async (note) => {
+        await page.goto(`${base}/admin/fleet`);
+        const processes = (await page.locator('#processes').textContent()) ?? '';
+        const namespaces = (await page.locator('#namespaces').textContent()) ?? '';
+        note(`processes: ${processes.slice(0, 300)} namespaces: ${namespaces.slice(0, 300)}`);
+        return /\bapi\b/.test(processes) &&
+          /\bworker\b/.test(processes) &&
+          /product/.test(namespaces) &&
+          /(^|[ ,])7(,|$)/m.test(
+            (await page.locator('#namespaces tbody tr').first().locator('td').last().textContent()) ?? '',
+          )
+          ? true
+          : undefined;
+      });
+      const jobsTable = page.locator('#jobs');
+      await jobsTable.getByText(sweep.id, { exact: true }).waitFor({ state: 'visible' });
+      await jobsTable.getByText('40 / 100 (40%)').waitFor({ state: 'visible' });
+      await page.locator('#events').getByText('ids 12').first().waitFor({ state: 'visible' });
+      await page.locator('#redis').getByText('master').first().waitFor({ state: 'visible' });
+      // Back to the queues from the page's own link.
+      const shot = process.env.FLEET_SCREENSHOT;
+      if (shot) await page.screenshot({ path: shot, fullPage: true });
+      await page.getByRole('link', { name: 'Queues' }).click();
+      await page.waitForURL(/\/admin\/queues/);
+    } finally {
+      release();
+      await context.close();
+      await sweeper.close();
+    }
+  }, 60_000);
 });
