@@ -1,3 +1,4 @@
+import { formatBytes as bytes } from '@cachefleet/config';
 import { type JobClient, jobTitle, QUEUE_NAMES } from '@cachefleet/jobs';
 import type {
   Cache,
@@ -126,19 +127,6 @@ function progressText(progress: unknown): string {
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 const num = (x: number) => x.toLocaleString('en', { maximumFractionDigits: 1 });
-
-function bytes(n: number | undefined): string {
-  if (n === undefined) return '-';
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(1)} ${units[u]}`;
-}
 
 function ago(now: number, at: number | undefined): string {
   if (at === undefined) return '-';

@@ -1,3 +1,4 @@
+import { formatBytes as bytes } from '@cachefleet/config';
 import {
   type Cache,
   createCache,
@@ -41,19 +42,6 @@ export function must<T>(r: Result<T>): T {
 }
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
-
-function bytes(n: number | undefined): string {
-  if (n === undefined) return '-';
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(1)} ${units[u]}`;
-}
 
 /** The fleet as `status` prints it: processes, namespaces, Redis nodes. */
 export function fleetLines(view: FleetView): string[] {

@@ -1,4 +1,5 @@
 export { CodedError, formatError, isCodedError } from './errors.js';
+export { formatBytes } from './format.js';
 export {
   type ChosenRedisUrl,
   describeChoice,

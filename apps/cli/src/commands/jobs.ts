@@ -1,5 +1,12 @@
 import { parseArgs } from 'node:util';
-import { canonicalJson, type JobClient, type JobView, QUEUE_NAMES, type QueueName } from '@cachefleet/jobs';
+import {
+  canonicalJson,
+  type JobClient,
+  type JobView,
+  jobTitle,
+  QUEUE_NAMES,
+  type QueueName,
+} from '@cachefleet/jobs';
 import { z } from 'zod';
 import { check, flagName, parseFlags, usage, wholeNumber } from '../args.js';
 import type { Command } from '../command.js';
@@ -83,6 +90,8 @@ async function list(args: string[], session: Session): Promise<ExitCode> {
             id: job.id ?? '',
             queue: queueName,
             name: job.name,
+            // What was asked (`warm keys product (12)`), as the dashboard titles it.
+            title: jobTitle(job.name, job.data),
             state,
             attemptsMade: job.attemptsMade,
             createdAt: job.timestamp,
@@ -108,11 +117,11 @@ async function list(args: string[], session: Session): Promise<ExitCode> {
     return EXIT.OK;
   }
   for (const line of table(
-    ['ID', 'QUEUE', 'NAME', 'STATE', 'ATTEMPTS', 'CREATED', 'DETAIL'],
+    ['ID', 'QUEUE', 'JOB', 'STATE', 'ATTEMPTS', 'CREATED', 'DETAIL'],
     rows.map((r) => [
       r.id,
       r.queue,
-      r.name,
+      r.title,
       r.state,
       String(r.attemptsMade),
       isoTime(r.createdAt),

@@ -1,7 +1,7 @@
 import { type ScrapeLease, scrapeLease } from '@cachefleet/redis';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { RedisStore } from '../drivers/redis/store.js';
-import type { L2Sample, RedisNodeInfo } from '../drivers/redis/telemetry.js';
+import { type L2Sample, type RedisNodeInfo, within } from '../drivers/redis/telemetry.js';
 
 /** Longest a scrape waits for the lease, INFO and the sample, ms. */
 const SCRAPE_BUDGET_MS = 1_000;
@@ -26,14 +26,6 @@ interface Scrape {
 }
 
 const NOTHING: Scrape = { held: false, nodes: [], sample: undefined };
-
-function within<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
 
 /**
  * The cache Redis as Prometheus sees it (issue 13): memory, pressure, evictions, clients and

@@ -147,7 +147,8 @@ function unreachable(node: string): RedisNodeInfo {
   };
 }
 
-function within<T>(p: Promise<T>, ms: number): Promise<T> {
+/** `p`, or a rejection once `ms` have passed. */
+export function within<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
