@@ -4,6 +4,7 @@ import { CacheError } from '../../errors.js';
 import { err, ok, type Result } from '../../result.js';
 import type { L2Connection } from './connection.js';
 import type { Fencing } from './fencing.js';
+import { dumpMany } from './scripts.js';
 
 /**
  * The cache Redis side of the lifecycle jobs (docs/design-lifecycle.md): reading a migration step's
@@ -69,6 +70,9 @@ function noMaster(master: string): Result<never> {
     new CacheError('E_CACHE_L2_UNAVAILABLE', `no cache master ${master} (failover since the walk began?)`),
   );
 }
+
+/** Keys per dump-n.lua call of a backup step: no one call holds Redis long. */
+const DUMP_CHUNK = 250;
 
 /** Keys per MGET of a migration step's read: no one command holds Redis long. */
 const READ_CHUNK = 500;
@@ -283,9 +287,10 @@ export interface DumpStep {
 }
 
 /**
- * One SCAN step on `master` and, pipelined, DUMP + PTTL of every key found (keys that vanished in
- * between are left out). The expiry is made absolute with this process's clock right after the
- * replies (RESTORE … ABSTTL takes it back).
+ * One SCAN step on `master` and DUMP + PTTL of every key found (keys that vanished in between are
+ * left out): on a single node one dump-n.lua call per 250 keys, on a Cluster two commands a key
+ * (pipelined per node: the keys span slots). The expiry is made absolute with this process's
+ * clock right after the replies (RESTORE … ABSTTL takes it back).
  */
 export function dumpStep(
   c: L2Connection,
@@ -298,17 +303,27 @@ export function dumpStep(
   if (node === undefined) return Promise.resolve(noMaster(master));
   return c.guard.run(async () => {
     const step = await scanStep(node, c.keys.entryMatch(match), cursor, count, c.guard.watchdog);
-    const [dumps, pttls] = await Promise.all([
-      Promise.all(step.keys.map((k) => c.client.dumpBuffer(k))),
-      Promise.all(step.keys.map((k) => c.client.pttl(k))),
-    ]);
+    let read: { readonly dump: Buffer | null; readonly pttl: number }[];
+    if (c.cluster) {
+      const [dumps, pttls] = await Promise.all([
+        Promise.all(step.keys.map((k) => c.client.dumpBuffer(k))),
+        Promise.all(step.keys.map((k) => c.client.pttl(k))),
+      ]);
+      read = step.keys.map((_, i) => ({ dump: dumps[i] ?? null, pttl: pttls[i] ?? -2 }));
+    } else {
+      // One script call per chunk instead of two commands a key (dump-n.lua).
+      const calls: ReturnType<typeof dumpMany>[] = [];
+      for (let at = 0; at < step.keys.length; at += DUMP_CHUNK)
+        calls.push(dumpMany(c.client, step.keys.slice(at, at + DUMP_CHUNK)));
+      read = (await Promise.all(calls)).flat();
+    }
     const now = Date.now();
     const keys: DumpedKey[] = [];
+    const cut = c.prefix.length;
     step.keys.forEach((k, i) => {
-      const dump = dumps[i];
-      const pttl = pttls[i] ?? -2;
-      if (dump === null || dump === undefined || pttl === -2) return;
-      keys.push({ key: k.slice(c.prefix.length), dump, expireAt: pttl > 0 ? now + pttl : 0 });
+      const r = read[i];
+      if (r === undefined || r.dump === null || r.pttl === -2) return;
+      keys.push({ key: k.slice(cut), dump: r.dump, expireAt: r.pttl > 0 ? now + r.pttl : 0 });
     });
     return { cursor: step.cursor, scanned: step.keys.length, keys };
   });
