@@ -337,7 +337,14 @@ export interface RestoreResult {
   readonly expired: number;
 }
 
-/** RESTORE of each key with its absolute expiry (ABSTTL), REPLACE if asked (else BUSYKEY = kept). */
+/** Keys per restore-n.lua call: no one call holds Redis long. */
+const RESTORE_CHUNK = 250;
+
+/**
+ * RESTORE of each key with its absolute expiry (ABSTTL), REPLACE if asked (else an existing key is
+ * kept): on a single node one restore-n.lua call per 250 keys; on a Cluster one RESTORE a key
+ * (BUSYKEY = kept).
+ */
 export function restoreKeys(
   c: L2Connection,
   keys: readonly DumpedKey[],
@@ -347,6 +354,19 @@ export function restoreKeys(
   const live = keys.filter((k) => k.expireAt === 0 || k.expireAt > now + 1);
   const expired = keys.length - live.length;
   return c.guard.run(async () => {
+    if (!c.cluster) {
+      const calls: Promise<number>[] = [];
+      for (let at = 0; at < live.length; at += RESTORE_CHUNK) {
+        const chunk = live.slice(at, at + RESTORE_CHUNK);
+        const args: (string | Buffer)[] = chunk.map((k) => c.keys.entry(k.key));
+        args.push(replace ? '1' : '0');
+        for (const k of chunk) args.push(String(k.expireAt), k.dump);
+        calls.push(c.scripts.restoreMany(chunk.length, ...args));
+      }
+      let restored = 0;
+      for (const n of await Promise.all(calls)) restored += n;
+      return { restored, existing: live.length - restored, expired };
+    }
     const calls = live.map((k) => {
       const full = c.keys.entry(k.key);
       const p = replace

@@ -26,6 +26,8 @@ export interface CacheScripts {
   genRaise(generations: string, namespace: string, generation: number): Promise<number>;
   /** DUMP + PTTL of each key (dump-n.lua); read its payloads through `dumpMany` (Buffers). */
   dumpMany(numKeys: number, ...keys: string[]): Promise<unknown>;
+  /** `numKeys` first, then the keys, then '1' to replace and (expiry, payload) per key: restore-n.lua. */
+  restoreMany(numKeys: number, ...keysThenArgs: (string | Buffer)[]): Promise<number>;
 }
 
 export const CACHE_SCRIPTS = loadScripts<CacheScripts>(new URL('./scripts/', import.meta.url), {
@@ -40,6 +42,7 @@ export const CACHE_SCRIPTS = loadScripts<CacheScripts>(new URL('./scripts/', imp
   migrate: 'migrate-n',
   genRaise: 'gen-raise-1',
   dumpMany: 'dump-n',
+  restoreMany: 'restore-n',
 });
 
 /** The Buffer form ioredis defines beside every script command (`<name>Buffer`). */
