@@ -17,7 +17,7 @@ export const migratePayload = z.strictObject({
   rate: z.number().int().min(0).max(10_000_000).default(0),
   /**
    * Keys asked of SCAN per step. 1,000: per-step round trips and saves stop mattering, and no
-   * command holds Redis long (the write is one Lua call per 250 keys, the read an MGET per 500), so
+   * command holds Redis long (the write is one Lua call per 100 keys, the read an MGET per 500), so
    * a concurrent reader's p99 stays in the low milliseconds (docs/benchmarks.md).
    */
   count: z.number().int().min(10).max(10_000).default(1_000),

@@ -7,7 +7,8 @@
  * same run:
  *
  * - migrate (target ≥ 100 k keys/s): floor = ioredis SCAN + pipelined GET/PTTL + `SET … PX` of the
- *   converted value (no fence, no schema); the job at COUNT 200 (its default) and 1,000;
+ *   converted value (no fence, no schema); the job at COUNT 200 (its default until 2026-12-02)
+ *   and 1,000 (its default since);
  * - backup (target < 60 s): floor = `redis-cli --rdb` of the whole server; the job (gzip, SHA-256);
  * - restore (target < 60 s) into an emptied Redis: floor = pipelined `RESTORE … ABSTTL` of the same
  *   DUMP payloads, decoded beforehand; the job (verifies the file whole first, then RESTOREs).
