@@ -8,8 +8,11 @@ import type { WarmEntry } from './drivers/redis/warm.js';
 import { CacheError } from './errors.js';
 import {
   isUnreachable,
+  type MigratePrepared,
   type MigrateStepOptions,
   type MigrateStepResult,
+  migrateCommit,
+  migratePrepare,
   migrateStep,
   migrateTotal,
   reindexTags,
@@ -262,6 +265,32 @@ export class FleetOps {
     if (!l2.ok) return l2;
     const st = this.#d.rt.state(ns as Namespace<unknown>);
     return migrateStep({ l2: l2.value, rt: this.#d.rt, load: (ids) => loadAll(st, ids) }, ns, options);
+  }
+
+  /**
+   * `migrateStep` in two halves, so that a walk can read (and convert) its next step while this
+   * one is written: the read has no effect, and a prepared step may be dropped. A step written
+   * with `redo` is prepared again from its `start`.
+   */
+  async migratePrepare<T>(
+    ns: Namespace<T>,
+    options: Omit<MigrateStepOptions, 'dryRun'>,
+  ): Promise<Result<MigratePrepared>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    const st = this.#d.rt.state(ns as Namespace<unknown>);
+    return migratePrepare({ l2: l2.value, rt: this.#d.rt, load: (ids) => loadAll(st, ids) }, ns, options);
+  }
+
+  /** Writes a prepared step, fenced (nothing in a dry run): see `migrateStep`. */
+  async migrateCommit(
+    ns: Namespace<unknown>,
+    step: MigratePrepared,
+    dryRun: boolean,
+  ): Promise<Result<MigrateStepResult>> {
+    const l2 = this.#l2();
+    if (!l2.ok) return l2;
+    return migrateCommit({ l2: l2.value }, ns, step, dryRun);
   }
 
   /**

@@ -40,6 +40,7 @@ export { FleetOps, type WarmBatchResult } from './fleet.js';
 export {
   isUnreachable,
   type MigrateFailure,
+  type MigratePrepared,
   type MigrateStepOptions,
   type MigrateStepResult,
   type SweepStepOptions,

@@ -109,59 +109,82 @@ export function migrateTotal(
   return l2.bulk.countKeys(k.match, k.keep);
 }
 
-export async function migrateStep<T>(
+/**
+ * A migration step read, converted and validated, not written yet (`migrateCommit` writes it).
+ * Reading has no effect: a prepared step may be dropped (its write's step redone) at no cost.
+ */
+export interface MigratePrepared {
+  /** The cursor the step began at (a step to redo begins there again). */
+  readonly start: string;
+  /** The cursor to continue from ('0': the master is done). */
+  readonly cursor: string;
+  readonly scanned: number;
+  readonly skipped: number;
+  readonly failures: readonly MigrateFailure[];
+  /** The entries to write, converted and valid. */
+  readonly pairs: readonly MigratePair[];
+  /** The walk counter as read before the entries. */
+  readonly inv: number;
+}
+
+/** The read half of a step: SCAN, the values, conversion and the new schema's check. */
+export async function migratePrepare<T>(
   d: LifecycleDeps,
   ns: Namespace<T>,
-  o: MigrateStepOptions,
-): Promise<Result<MigrateStepResult>> {
+  o: Omit<MigrateStepOptions, 'dryRun'>,
+): Promise<Result<MigratePrepared>> {
   const { l2, rt } = d;
   const prefix = l2.prefix;
   const { at, match, keep } = fromKeys(prefix, ns.name, o.from, o.generation);
-  const toBase = entryBase(ns.name, ns.version, o.generation);
+  const newBase = prefix + entryBase(ns.name, ns.version, o.generation);
   const read = await l2.bulk.migrateRead(ns.name, o.master, match, o.cursor, o.count, keep);
   if (!read.ok) return read;
   const st = rt.state(ns as Namespace<unknown>);
   const convert = ns.migrations?.[o.from];
+  const schema = ns.schema;
   let skipped = 0;
   const failures: MigrateFailure[] = [];
-  /** Old entries to write: the id, its full key, its wire, its TTL, and its converted value if known. */
-  const todo: { id: string; oldKey: string; was: string; ttlMs: number; value?: unknown }[] = [];
-  read.value.keys.forEach((oldKey, i) => {
-    const e = read.value.entries[i];
+  const pairs: MigratePair[] = [];
+  /** Converted (or, without a migration, to be reloaded) values, in the order of `todo`. */
+  const todo: { id: string; oldKey: string; was: string; ttlMs: number; value: unknown }[] = [];
+  const { keys, entries } = read.value;
+  for (let i = 0; i < keys.length; i++) {
+    const oldKey = keys[i] as string;
+    const e = entries[i];
     const id = oldKey.slice(at);
     if (e === undefined || e.wire === null || e.pttl === -2 || isTombstone(e.wire)) {
       skipped++;
-      return;
+      continue;
     }
-    const ttlMs = e.pttl > 0 ? e.pttl : st.l2TtlMs;
+    // Known on a Cluster only; a single node's write reads the old entry's PTTL itself.
+    const ttlMs = e.pttl !== undefined && e.pttl > 0 ? e.pttl : st.l2TtlMs;
     if (convert === undefined) {
-      todo.push({ id, oldKey, was: e.wire, ttlMs });
-      return;
+      todo.push({ id, oldKey, was: e.wire, ttlMs, value: undefined });
+      continue;
     }
     const decoded = l2.decode(oldKey, e.wire);
     if (!decoded.ok) {
       failures.push({ id, reason: `could not decode: ${reasonOf(decoded.error.cause ?? decoded.error)}` });
-      return;
+      continue;
     }
     try {
       todo.push({ id, oldKey, was: e.wire, ttlMs, value: convert(decoded.value) });
     } catch (error) {
       failures.push({ id, reason: `migration threw: ${reasonOf(error)}` });
     }
-  });
+  }
   if (convert === undefined && todo.length > 0) {
     // No migration declared: the new shape comes from the source of truth, one loadMany a step.
     const loaded = await d.load(todo.map((t) => t.id));
     if (!loaded.ok) return loaded;
     for (const t of todo) t.value = loaded.value.get(t.id);
   }
-  const pairs: MigratePair[] = [];
   for (const t of todo) {
     if (t.value === undefined) {
       skipped++; // gone from the source (or the migration returned nothing): nothing to write
       continue;
     }
-    const parsed = ns.schema.safeParse(t.value);
+    const parsed = schema.safeParse(t.value);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       const path = issue?.path.length ? `${issue.path.join('.')}: ` : '';
@@ -180,28 +203,46 @@ export async function migrateStep<T>(
     }
     pairs.push({
       oldKey: t.oldKey,
-      newKey: prefix + toBase + t.id,
+      newKey: newBase + t.id,
       was: t.was,
       wire,
       ttlMs: t.ttlMs,
       tags: rt.tagsOf(st, parsed.data),
     });
   }
-  const base = {
+  return ok({
+    start: o.cursor,
     cursor: read.value.cursor,
-    scanned: read.value.keys.length,
+    scanned: keys.length,
     skipped,
-    failed: failures.length,
     failures,
+    pairs,
+    inv: read.value.inv,
+  });
+}
+
+/** The write half of a step (nothing in a dry run): fenced, see `migrateWrite`. */
+export async function migrateCommit(
+  d: Pick<LifecycleDeps, 'l2'>,
+  ns: Namespace<unknown>,
+  step: MigratePrepared,
+  dryRun: boolean,
+): Promise<Result<MigrateStepResult>> {
+  const base = {
+    cursor: step.cursor,
+    scanned: step.scanned,
+    skipped: step.skipped,
+    failed: step.failures.length,
+    failures: step.failures,
     redo: false,
   };
-  if (o.dryRun) return ok({ ...base, migrated: pairs.length, present: 0, changed: 0 });
-  const w = await l2.bulk.migrateWrite(ns.name, pairs, read.value.inv);
+  if (dryRun) return ok({ ...base, migrated: step.pairs.length, present: 0, changed: 0 });
+  const w = await d.l2.bulk.migrateWrite(ns.name, step.pairs, step.inv);
   if (!w.ok) return w;
   if (w.value.walked) {
     return ok({
       ...base,
-      cursor: o.cursor,
+      cursor: step.start,
       scanned: 0,
       skipped: 0,
       failed: 0,
@@ -213,6 +254,17 @@ export async function migrateStep<T>(
     });
   }
   return ok({ ...base, migrated: w.value.written, present: w.value.present, changed: w.value.changed });
+}
+
+/** One whole step: `migratePrepare` then `migrateCommit`. */
+export async function migrateStep<T>(
+  d: LifecycleDeps,
+  ns: Namespace<T>,
+  o: MigrateStepOptions,
+): Promise<Result<MigrateStepResult>> {
+  const prepared = await migratePrepare(d, ns, o);
+  if (!prepared.ok) return prepared;
+  return migrateCommit(d, ns as Namespace<unknown>, prepared.value, o.dryRun);
 }
 
 /**

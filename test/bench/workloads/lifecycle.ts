@@ -7,7 +7,8 @@
  * same run:
  *
  * - migrate (target ≥ 100 k keys/s): floor = ioredis SCAN + pipelined GET/PTTL + `SET … PX` of the
- *   converted value (no fence, no schema); the job at COUNT 200 (its default) and 1,000;
+ *   converted value (no fence, no schema); the job at COUNT 1,000 (its default), 200 (its default
+ *   until 2026-12-02), and 1,000 throttled to 12 k keys/s;
  * - backup (target < 60 s): floor = `redis-cli --rdb` of the whole server; the job (gzip, SHA-256);
  * - restore (target < 60 s) into an emptied Redis: floor = pipelined `RESTORE … ABSTTL` of the same
  *   DUMP payloads, decoded beforehand; the job (verifies the file whole first, then RESTOREs).
@@ -204,14 +205,21 @@ async function migrateRows(e: Env): Promise<Row[]> {
     definitions: DEFINITIONS,
   });
   try {
-    for (const stepCount of [200, 1000]) {
+    // The default (count 1,000), the old default (200), and the default throttled to 12 k keys/s:
+    // unthrottled the job keeps Redis busy, which on a loaded machine shows in the reader's p99.
+    for (const [stepCount, rate] of [
+      [1000, 0],
+      [200, 0],
+      [1000, 12_000],
+    ] as const) {
       await refill(e);
+      const payload = { namespace: 'product', to: 2, count: stepCount, ...(rate > 0 ? { rate } : {}) };
       out.push(
         await jobRow(
           e,
           'migrate',
-          `cachefleet worker: migrate {to: 2, count: ${stepCount}} job`,
-          () => worker.run('migrate', { namespace: 'product', to: 2, count: stepCount }, JOB_TIMEOUT_MS),
+          `cachefleet worker: migrate {to: 2, count: ${stepCount}${rate > 0 ? `, rate: ${rate}` : ''}} job`,
+          () => worker.run('migrate', payload, JOB_TIMEOUT_MS),
           async (result) => {
             const r = migrateResult.parse(result);
             const v2 = await countKeys(e.admin, V2);

@@ -80,15 +80,17 @@ export async function backupHandler(ctx: JobContext<'backup'>): Promise<BackupRe
     async function* records(): AsyncGenerator<readonly DumpedKey[]> {
       for (const match of matches) {
         for (const master of masters) {
-          let cursor = '0';
-          do {
+          let next = ctx.cache.fleet.dumpStep(master, match, '0', STEP);
+          for (;;) {
             checkpoint(ctx.signal);
-            const step = must(await ctx.cache.fleet.dumpStep(master, match, cursor, STEP));
-            cursor = step.cursor;
+            const step = must(await next);
+            // The next step is read while this one is compressed and written (reads have no effect).
+            if (step.cursor !== '0') next = ctx.cache.fleet.dumpStep(master, match, step.cursor, STEP);
             done += step.scanned;
             if (step.keys.length > 0) yield step.keys;
             await beat({ file: name, done, total: Math.max(total, done) });
-          } while (cursor !== '0');
+            if (step.cursor === '0') break;
+          }
         }
       }
     }

@@ -4,10 +4,15 @@ import { JobError } from '../errors.js';
 import { LISTED_IDS } from '../namespaces.js';
 import { checkpoint, type JobContext, must } from './context.js';
 
+/** How often the cursor is saved and progress reported while the walk runs, ms (and at each pause). */
+const SAVE_EVERY_MS = 100;
+
 /**
  * A version migration (docs/design-lifecycle.md): walks the `to - 1` entries of the namespace on
- * every master, step by step, converting and writing them at `to` fenced against invalidations;
- * the cursor is saved after each step. Then enqueues the sweep that removes the old version.
+ * every master, step by step, converting and writing them at `to` fenced against invalidations.
+ * The next step is read (and converted) while this one is written; the cursor is saved every
+ * `SAVE_EVERY_MS`, at each pause of the throttle, at each master's end and before an abort (a step
+ * done again after a SIGKILL is harmless). Then enqueues the sweep that removes the old version.
  */
 export async function migrateHandler(ctx: JobContext<'migrate'>): Promise<MigrateResult> {
   const p = ctx.payload;
@@ -19,56 +24,83 @@ export async function migrateHandler(ctx: JobContext<'migrate'>): Promise<Migrat
     );
   }
   const from = p.to - 1;
+  const fleet = ctx.cache.fleet;
   // Invalidations heard while the walk runs, from pods still at the old version: their L2 effect
   // is on old keys only, so the new keys this job wrote for them are invalidated here too.
   const heard = listen(ctx, ns.name);
   try {
     let state: MigrateState = ctx.state ?? (await begin(ctx, ns, from));
-    const pace = pacer(p.rate, ctx.signal);
-    while (state.index < state.masters.length && !state.overtaken) {
-      checkpoint(ctx.signal);
-      const generation = must(await ctx.cache.fleet.generation(ns.name));
-      if (generation !== state.generation) {
-        // A whole-namespace invalidation: every entry of this generation is unreachable now.
-        state = { ...state, overtaken: true };
-        await ctx.save(state);
-        break;
-      }
-      const master = state.masters[state.index] as string;
-      const step = must(
-        await ctx.cache.fleet.migrateStep(ns, {
+    const pace = pacer(p.rate);
+    let saved = performance.now();
+    let unsaved = false;
+    const flush = async () => {
+      saved = performance.now();
+      if (!unsaved) return;
+      unsaved = false;
+      await ctx.save(state);
+      await ctx.progress({
+        namespace: ns.name,
+        done: state.totals.scanned,
+        total: Math.max(state.total, state.totals.scanned),
+        migrated: state.totals.migrated,
+        failed: state.totals.failed,
+      });
+    };
+    /** Reads (and converts) the step at `index`/`cursor`, and the namespace's generation beside it. */
+    const prepare = (index: number, cursor: string) => {
+      const read = Promise.all([
+        fleet.migratePrepare(ns, {
           from,
           generation: state.generation,
-          master,
-          cursor: state.cursor,
+          master: state.masters[index] as string,
+          cursor,
           count: p.count,
-          dryRun: p.dryRun,
         }),
-      );
+        fleet.generation(ns.name),
+      ]);
+      read.catch(() => {}); // a read dropped unawaited (its step redone) must not go unhandled
+      return read;
+    };
+    /** The step read ahead (unthrottled: while the one before it is written). */
+    let next: ReturnType<typeof prepare> | undefined;
+    while (state.index < state.masters.length && !state.overtaken) {
+      if (ctx.signal.aborted) await flush();
+      checkpoint(ctx.signal);
+      next ??= prepare(state.index, state.cursor);
+      const [prepared, generation] = await next;
+      next = undefined;
+      if (must(generation) !== state.generation) {
+        // A whole-namespace invalidation: every entry of this generation is unreachable now.
+        state = { ...state, overtaken: true };
+        unsaved = true;
+        break;
+      }
+      const read = must(prepared);
+      const done = read.cursor === '0';
+      const index = done ? state.index + 1 : state.index;
+      const cursor = done ? '0' : read.cursor;
+      // Unthrottled, the next step is read while this one is written (a throttled walk reads it
+      // after its pause, so what it writes is as fresh as before).
+      if (p.rate <= 0 && index < state.masters.length) next = prepare(index, cursor);
+      const step = must(await fleet.migrateCommit(ns, read, p.dryRun));
       if (!p.dryRun) await heard.apply(ns);
+      if (step.redo) {
+        // A pattern or tag walk overtook the write: the read ahead is dropped, the step done again.
+        next = undefined;
+        continue;
+      }
       const totals = addTotals(state.totals, step);
       const failures =
         state.failures.length < LISTED_IDS
           ? [...state.failures, ...step.failures].slice(0, LISTED_IDS)
           : state.failures;
-      const done = !step.redo && step.cursor === '0';
-      state = {
-        ...state,
-        index: done ? state.index + 1 : state.index,
-        cursor: done ? '0' : step.cursor,
-        totals,
-        failures,
-      };
-      await ctx.save(state);
-      await ctx.progress({
-        namespace: ns.name,
-        done: totals.scanned,
-        total: Math.max(state.total, totals.scanned),
-        migrated: totals.migrated,
-        failed: totals.failed,
-      });
-      await pace(step.scanned);
+      state = { ...state, index, cursor, totals, failures };
+      unsaved = true;
+      const pause = pace(step.scanned);
+      if (done || pause > 0 || performance.now() - saved >= SAVE_EVERY_MS) await flush();
+      if (pause > 0) await sleep(pause, ctx.signal);
     }
+    await flush();
     if (!p.dryRun) await heard.apply(ns);
     const sweepJobId = p.dryRun ? undefined : (await ctx.jobs.enqueue('sweep', { namespace: ns.name })).id;
     return {
@@ -157,15 +189,15 @@ function listen(ctx: JobContext<'migrate'>, name: string): Heard {
   };
 }
 
-/** Keeps a walk under `rate` keys/s (0: no limit): sleeps after a step until the keys fit. */
-function pacer(rate: number, signal: AbortSignal): (keys: number) => Promise<void> {
+/** Keeps a walk under `rate` keys/s (0: no limit): after a step, how long to pause until the keys fit, ms. */
+function pacer(rate: number): (keys: number) => number {
   const started = performance.now();
   let done = 0;
-  return async (keys) => {
-    if (rate <= 0) return;
+  return (keys) => {
+    if (rate <= 0) return 0;
     done += keys;
     const ahead = (done / rate) * 1000 - (performance.now() - started);
-    if (ahead > 0) await sleep(Math.min(ahead, 5_000), signal);
+    return ahead > 0 ? Math.min(ahead, 5_000) : 0;
   };
 }
 

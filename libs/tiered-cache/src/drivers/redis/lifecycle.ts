@@ -4,6 +4,7 @@ import { CacheError } from '../../errors.js';
 import { err, ok, type Result } from '../../result.js';
 import type { L2Connection } from './connection.js';
 import type { Fencing } from './fencing.js';
+import { dumpMany } from './scripts.js';
 
 /**
  * The cache Redis side of the lifecycle jobs (docs/design-lifecycle.md): reading a migration step's
@@ -11,13 +12,20 @@ import type { Fencing } from './fencing.js';
  * of keys no pod can reach. Every call runs under the store's breaker and hang watchdog.
  */
 
-/** Pairs per migrate-n.lua call: one EVALSHA writes them all, and no call holds Redis long. */
-const MIGRATE_CHUNK = 250;
+/**
+ * Pairs per migrate-n.lua call: ~5 µs of Redis a pair, so a call holds Redis about half a
+ * millisecond, and its ~13 KB of arguments fit one 16 KB read of Redis (which runs every command a
+ * read completed before it serves the next client).
+ */
+const MIGRATE_CHUNK = 100;
 
-/** An old entry as a migration step read it: its wire (null: gone) and its PTTL (ms; < 0: none). */
+/**
+ * An old entry as a migration step read it: its wire (null: gone) and, on a Cluster, its PTTL (ms;
+ * < 0: none). On a single node the write reads the PTTL itself (migrate-n.lua), exact at the write.
+ */
 export interface ReadEntry {
   readonly wire: string | null;
-  readonly pttl: number;
+  readonly pttl: number | undefined;
 }
 
 export interface MigrateRead {
@@ -36,6 +44,10 @@ export interface MigratePair {
   /** The old entry's wire as read: the write stands only if it still holds it. */
   readonly was: string;
   readonly wire: string;
+  /**
+   * The TTL to give the new entry, ms: the old one's remaining PTTL as read on a Cluster; on a
+   * single node the write gives the old entry's PTTL at the write, this only if it has none.
+   */
   readonly ttlMs: number;
   readonly tags: readonly string[] | undefined;
 }
@@ -63,7 +75,17 @@ function noMaster(master: string): Result<never> {
   );
 }
 
-/** One SCAN step on `master`, then the walk counter and GET + PTTL of every key found (pipelined). */
+/** Keys per dump-n.lua call of a backup step: no one call holds Redis long. */
+const DUMP_CHUNK = 250;
+
+/** Keys per MGET of a migration step's read: no one command holds Redis long. */
+const READ_CHUNK = 500;
+
+/**
+ * One SCAN step on `master`, then the walk counter and the values of the keys found. Single node:
+ * one MGET (in chunks, pipelined) whose first key is the counter, so it is read first; the PTTLs
+ * are read by the write. Cluster: GET of the counter, then GET + PTTL of every key (pipelined).
+ */
 export async function migrateRead(
   c: L2Connection,
   namespace: string,
@@ -78,8 +100,25 @@ export async function migrateRead(
   return c.guard.run(async () => {
     const step = await scanStep(node, c.keys.entryMatch(match), cursor, count, c.guard.watchdog);
     const keys = step.keys.filter(keep);
+    if (keys.length === 0) return { keys, cursor: step.cursor, entries: [], inv: 0 };
+    const counter = c.keys.invalidations(namespace);
+    if (!c.cluster) {
+      const calls: Promise<(string | null)[]>[] = [];
+      for (let at = 0; at < keys.length; at += READ_CHUNK) {
+        const chunk = keys.slice(at, at + READ_CHUNK);
+        calls.push(c.client.mget(at === 0 ? [counter, ...chunk] : chunk));
+      }
+      const replies = await Promise.all(calls);
+      const inv = Number(replies[0]?.[0] ?? 0);
+      const entries: ReadEntry[] = [];
+      replies.forEach((wires, chunkNo) => {
+        for (let i = chunkNo === 0 ? 1 : 0; i < wires.length; i++)
+          entries.push({ wire: wires[i] ?? null, pttl: undefined });
+      });
+      return { keys, cursor: step.cursor, entries, inv };
+    }
     // The counter first: a walk that begins after this read is seen by the write.
-    const inv = Number((await c.client.get(c.keys.invalidations(namespace))) ?? 0);
+    const inv = Number((await c.client.get(counter)) ?? 0);
     const [wires, pttls] = await Promise.all([
       c.getAll(keys),
       Promise.all(keys.map((k) => c.client.pttl(k))),
@@ -91,11 +130,14 @@ export async function migrateRead(
 
 /**
  * Writes migrated entries, each only if its old entry is unchanged and its new one absent, none
- * if the walk counter moved (migrate-n.lua). On a Cluster the keys span slots: each new entry is
- * written by the fill compare-and-set (absent → value), then the old entries are read again and
- * new entries whose old one changed are tombstoned. Then, on both, the tags are added and the
- * counter read again: if it moved, every entry written is removed again if it still holds what was
- * written (a tag walk may have missed it) and the step reports `walked`, to be done again.
+ * if the walk counter moved (migrate-n.lua, which also gives each the old entry's PTTL). On a
+ * Cluster the keys span slots: each new entry is written by the fill compare-and-set (absent →
+ * value), then the old entries are read again and new entries whose old one changed are
+ * tombstoned. Then the tags are added and, if any were (or on a Cluster, where nothing checked
+ * it yet), the counter is read again: if it moved, every entry written is removed again if it
+ * still holds what was written (a tag walk may have missed it) and the step reports `walked`, to
+ * be done again. On a single node without tags the script's own check is the whole fence: a
+ * walk that begins after it finds the new entries by SCAN.
  */
 export async function migrateWrite(
   c: L2Connection,
@@ -107,6 +149,7 @@ export async function migrateWrite(
   if (pairs.length === 0) return ok({ written: 0, changed: 0, present: 0, walked: false });
   const counter = c.keys.invalidations(namespace);
   const cmds = c.scripts;
+  /** Per pair: the TTL it was written with (> 0), 0 the old entry changed, -1 the new one existed. */
   const codes: number[] = new Array(pairs.length).fill(0);
   let walked = false;
   const w = await c.guard.run(async () => {
@@ -115,21 +158,27 @@ export async function migrateWrite(
       const now = await c.getAll(pairs.map((p) => p.oldKey));
       const retract: string[] = [];
       pairs.forEach((p, i) => {
-        if (filled[i] !== 1) codes[i] = 2;
+        if (filled[i] !== 1) codes[i] = -1;
         else if (now[i] !== p.was) {
           codes[i] = 0;
           retract.push(p.newKey);
-        } else codes[i] = 1;
+        } else codes[i] = Math.max(1, Math.round(p.ttlMs));
       });
       if (retract.length > 0) await fence.tombstone(retract);
       return;
     }
     const calls: Promise<number | number[]>[] = [];
+    const inv$ = String(inv);
     for (let at = 0; at < pairs.length; at += MIGRATE_CHUNK) {
-      const chunk = pairs.slice(at, at + MIGRATE_CHUNK);
-      const keys = chunk.flatMap((p) => [p.oldKey, p.newKey]);
-      const args = chunk.flatMap((p) => [p.was, p.wire, String(Math.max(1, Math.round(p.ttlMs)))]);
-      calls.push(cmds.migrate(keys.length + 1, counter, ...keys, String(inv), ...args));
+      const end = Math.min(pairs.length, at + MIGRATE_CHUNK);
+      const keys: string[] = [];
+      const args: string[] = [];
+      for (let i = at; i < end; i++) {
+        const p = pairs[i] as MigratePair;
+        keys.push(p.oldKey, p.newKey);
+        args.push(p.was, p.wire, String(Math.max(1, Math.round(p.ttlMs))));
+      }
+      calls.push(cmds.migrate(keys.length + 1, counter, ...keys, inv$, ...args));
     }
     const results = await Promise.all(calls);
     results.forEach((r, chunkNo) => {
@@ -143,42 +192,47 @@ export async function migrateWrite(
     });
   });
   if (!w.ok) return w;
-  const written = pairs.filter((_, i) => codes[i] === 1);
-  const t = await c.guard.run(async () => {
-    const byTag = new Map<string, { members: string[]; ttl: number }>();
-    for (const p of written) {
-      for (const tag of p.tags ?? []) {
-        const into = byTag.get(tag);
-        if (into === undefined) byTag.set(tag, { members: [p.newKey], ttl: p.ttlMs });
-        else {
-          into.members.push(p.newKey);
-          into.ttl = Math.max(into.ttl, p.ttlMs);
-        }
+  const written: { pair: MigratePair; ttl: number }[] = [];
+  let changed = 0;
+  let present = 0;
+  pairs.forEach((pair, i) => {
+    const code = codes[i] ?? 0;
+    if (code > 0) written.push({ pair, ttl: code });
+    else if (code === 0) changed++;
+    else present++;
+  });
+  const byTag = new Map<string, { members: string[]; ttl: number }>();
+  for (const { pair, ttl } of written) {
+    for (const tag of pair.tags ?? []) {
+      const into = byTag.get(tag);
+      if (into === undefined) byTag.set(tag, { members: [pair.newKey], ttl });
+      else {
+        into.members.push(pair.newKey);
+        into.ttl = Math.max(into.ttl, ttl);
       }
     }
-    await Promise.all(
-      [...byTag].map(([tag, { members, ttl }]) =>
-        cmds.tagAddMany(c.keys.tag(tag), Math.max(1, Math.round(ttl)), ...members),
-      ),
-    );
-    return Number((await c.client.get(counter)) ?? 0);
-  });
-  if (!t.ok) return t;
-  if (walked || t.value !== inv) {
+  }
+  if (!walked && (c.cluster || byTag.size > 0)) {
+    const t = await c.guard.run(async () => {
+      await Promise.all(
+        [...byTag].map(([tag, { members, ttl }]) => cmds.tagAddMany(c.keys.tag(tag), ttl, ...members)),
+      );
+      return Number((await c.client.get(counter)) ?? 0);
+    });
+    if (!t.ok) return t;
+    if (t.value !== inv) walked = true;
+  }
+  if (walked) {
     // Retracted by compare-and-delete, not tombstoned: the step is done again, and a tombstone of
     // our own would read as "a vN+1 pod got there first" and the entry would never be migrated.
     // An invalidation that replaced the entry since keeps its tombstone.
     if (written.length > 0) {
-      const r = await c.guard.run(() => Promise.all(written.map((p) => cmds.deleteIf(p.newKey, p.wire))));
+      const r = await c.guard.run(() =>
+        Promise.all(written.map(({ pair }) => cmds.deleteIf(pair.newKey, pair.wire))),
+      );
       if (!r.ok) return r;
     }
     return ok({ written: 0, changed: 0, present: 0, walked: true });
-  }
-  let changed = 0;
-  let present = 0;
-  for (const code of codes) {
-    if (code === 0) changed++;
-    else if (code === 2) present++;
   }
   return ok({ written: written.length, changed, present, walked: false });
 }
@@ -237,9 +291,10 @@ export interface DumpStep {
 }
 
 /**
- * One SCAN step on `master` and, pipelined, DUMP + PTTL of every key found (keys that vanished in
- * between are left out). The expiry is made absolute with this process's clock right after the
- * replies (RESTORE … ABSTTL takes it back).
+ * One SCAN step on `master` and DUMP + PTTL of every key found (keys that vanished in between are
+ * left out): on a single node one dump-n.lua call per 250 keys, on a Cluster two commands a key
+ * (pipelined per node: the keys span slots). The expiry is made absolute with this process's
+ * clock right after the replies (RESTORE … ABSTTL takes it back).
  */
 export function dumpStep(
   c: L2Connection,
@@ -252,17 +307,27 @@ export function dumpStep(
   if (node === undefined) return Promise.resolve(noMaster(master));
   return c.guard.run(async () => {
     const step = await scanStep(node, c.keys.entryMatch(match), cursor, count, c.guard.watchdog);
-    const [dumps, pttls] = await Promise.all([
-      Promise.all(step.keys.map((k) => c.client.dumpBuffer(k))),
-      Promise.all(step.keys.map((k) => c.client.pttl(k))),
-    ]);
+    let read: { readonly dump: Buffer | null; readonly pttl: number }[];
+    if (c.cluster) {
+      const [dumps, pttls] = await Promise.all([
+        Promise.all(step.keys.map((k) => c.client.dumpBuffer(k))),
+        Promise.all(step.keys.map((k) => c.client.pttl(k))),
+      ]);
+      read = step.keys.map((_, i) => ({ dump: dumps[i] ?? null, pttl: pttls[i] ?? -2 }));
+    } else {
+      // One script call per chunk instead of two commands a key (dump-n.lua).
+      const calls: ReturnType<typeof dumpMany>[] = [];
+      for (let at = 0; at < step.keys.length; at += DUMP_CHUNK)
+        calls.push(dumpMany(c.client, step.keys.slice(at, at + DUMP_CHUNK)));
+      read = (await Promise.all(calls)).flat();
+    }
     const now = Date.now();
     const keys: DumpedKey[] = [];
+    const cut = c.prefix.length;
     step.keys.forEach((k, i) => {
-      const dump = dumps[i];
-      const pttl = pttls[i] ?? -2;
-      if (dump === null || dump === undefined || pttl === -2) return;
-      keys.push({ key: k.slice(c.prefix.length), dump, expireAt: pttl > 0 ? now + pttl : 0 });
+      const r = read[i];
+      if (r === undefined || r.dump === null || r.pttl === -2) return;
+      keys.push({ key: k.slice(cut), dump: r.dump, expireAt: r.pttl > 0 ? now + r.pttl : 0 });
     });
     return { cursor: step.cursor, scanned: step.keys.length, keys };
   });
@@ -276,7 +341,14 @@ export interface RestoreResult {
   readonly expired: number;
 }
 
-/** RESTORE of each key with its absolute expiry (ABSTTL), REPLACE if asked (else BUSYKEY = kept). */
+/** Keys per restore-n.lua call: no one call holds Redis long. */
+const RESTORE_CHUNK = 250;
+
+/**
+ * RESTORE of each key with its absolute expiry (ABSTTL), REPLACE if asked (else an existing key is
+ * kept): on a single node one restore-n.lua call per 250 keys; on a Cluster one RESTORE a key
+ * (BUSYKEY = kept).
+ */
 export function restoreKeys(
   c: L2Connection,
   keys: readonly DumpedKey[],
@@ -286,6 +358,19 @@ export function restoreKeys(
   const live = keys.filter((k) => k.expireAt === 0 || k.expireAt > now + 1);
   const expired = keys.length - live.length;
   return c.guard.run(async () => {
+    if (!c.cluster) {
+      const calls: Promise<number>[] = [];
+      for (let at = 0; at < live.length; at += RESTORE_CHUNK) {
+        const chunk = live.slice(at, at + RESTORE_CHUNK);
+        const args: (string | Buffer)[] = chunk.map((k) => c.keys.entry(k.key));
+        args.push(replace ? '1' : '0');
+        for (const k of chunk) args.push(String(k.expireAt), k.dump);
+        calls.push(c.scripts.restoreMany(chunk.length, ...args));
+      }
+      let restored = 0;
+      for (const n of await Promise.all(calls)) restored += n;
+      return { restored, existing: live.length - restored, expired };
+    }
     const calls = live.map((k) => {
       const full = c.keys.entry(k.key);
       const p = replace

@@ -24,6 +24,10 @@ export interface CacheScripts {
   /** `numKeys` first (counter + old/new pairs), then the keys, then the arguments: see migrate-n.lua. */
   migrate(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<number | number[]>;
   genRaise(generations: string, namespace: string, generation: number): Promise<number>;
+  /** DUMP + PTTL of each key (dump-n.lua); read its payloads through `dumpMany` (Buffers). */
+  dumpMany(numKeys: number, ...keys: string[]): Promise<unknown>;
+  /** `numKeys` first, then the keys, then '1' to replace and (expiry, payload) per key: restore-n.lua. */
+  restoreMany(numKeys: number, ...keysThenArgs: (string | Buffer)[]): Promise<number>;
 }
 
 export const CACHE_SCRIPTS = loadScripts<CacheScripts>(new URL('./scripts/', import.meta.url), {
@@ -37,4 +41,28 @@ export const CACHE_SCRIPTS = loadScripts<CacheScripts>(new URL('./scripts/', imp
   warm: 'warm-n',
   migrate: 'migrate-n',
   genRaise: 'gen-raise-1',
+  dumpMany: 'dump-n',
+  restoreMany: 'restore-n',
 });
+
+/** The Buffer form ioredis defines beside every script command (`<name>Buffer`). */
+interface DumpManyBuffer {
+  dumpManyBuffer(numKeys: number, ...keys: string[]): Promise<unknown>;
+}
+
+/**
+ * dump-n.lua on `client` (after `defineScripts`), its payloads as Buffers: for each key, its
+ * DUMP (null: gone) and its PTTL.
+ */
+export async function dumpMany(
+  client: object,
+  keys: readonly string[],
+): Promise<{ readonly dump: Buffer | null; readonly pttl: number }[]> {
+  const reply = await (client as DumpManyBuffer).dumpManyBuffer(keys.length, ...keys);
+  if (!Array.isArray(reply)) throw new Error('dump-n.lua: not an array');
+  return keys.map((_, i) => {
+    const dump: unknown = reply[2 * i];
+    const pttl: unknown = reply[2 * i + 1];
+    return { dump: Buffer.isBuffer(dump) ? dump : null, pttl: typeof pttl === 'number' ? pttl : -2 };
+  });
+}

@@ -6,24 +6,27 @@
 -- KEYS[2i], KEYS[2i+1] for pair i >= 1: the old entry, the new entry
 -- ARGV[1]            the counter as read before the old entries
 -- ARGV[3i-1], ARGV[3i], ARGV[3i+1] for pair i: the old value as read (wire), the new value (wire),
---                    the TTL to give it, ms (the old entry's remaining PTTL)
+--                    the TTL to give it, ms, if the old entry has none
+-- The new entry gets the old entry's remaining TTL (PTTL, read here: exact at the write).
 -- returns            -1 if the counter moved (nothing written), else one code per pair:
---                    1 written, 0 the old entry changed (an invalidation, a write), 2 the new one exists
-local inv = redis.call('GET', KEYS[1])
-if (inv or '0') ~= ARGV[1] then return -1 end
+--                    the TTL given (> 0) written, 0 the old entry changed (an invalidation, a
+--                    write), -1 the new one exists (SET NX: a vN+1 pod's entry or tombstone)
+local call = redis.call
+if (call('GET', KEYS[1]) or '0') ~= ARGV[1] then return -1 end
 local out = {}
-local n = (#KEYS - 1) / 2
-for i = 1, n do
+for i = 1, (#KEYS - 1) / 2 do
   local old = KEYS[2 * i]
-  local new = KEYS[2 * i + 1]
   local a = 3 * i - 1
-  if redis.call('GET', old) ~= ARGV[a] then
+  if call('GET', old) ~= ARGV[a] then
     out[i] = 0
-  elseif redis.call('EXISTS', new) == 1 then
-    out[i] = 2
   else
-    redis.call('SET', new, ARGV[a + 1], 'PX', ARGV[a + 2])
-    out[i] = 1
+    local ttl = call('PTTL', old)
+    if ttl < 1 then ttl = tonumber(ARGV[a + 2]) end
+    if call('SET', KEYS[2 * i + 1], ARGV[a + 1], 'NX', 'PX', ttl) then
+      out[i] = ttl
+    else
+      out[i] = -1
+    end
   end
 end
 return out
