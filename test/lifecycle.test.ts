@@ -412,6 +412,34 @@ describe('refusals and the sweep', () => {
     }
   });
 
+  it('a migration saved with masters this worker does not know (a failover since) walks the ones it knows again', async () => {
+    const w = await world(setup, itemV2() as Namespace<unknown>);
+    try {
+      await seed(w, 300);
+      // As a worker that was killed after a failover left it: a cursor on a master that is gone.
+      const job = await w.jobs.queue('migrate').add('migrate', {
+        payload: { namespace: 'item', to: 2, dryRun: false, rate: 0, count: 50 },
+        state: {
+          generation: 0,
+          masters: ['127.0.0.1:1'],
+          index: 0,
+          cursor: '4242',
+          total: 300,
+          totals: { scanned: 40, migrated: 40, present: 0, changed: 0, skipped: 0, failed: 0 },
+          failures: [],
+          overtaken: false,
+        },
+      });
+      const r = migrateResultSchema.parse((await completed(w.jobs, job.id ?? '')).result);
+      // Every entry is migrated: the walk started over on the master the worker knows.
+      expect(r.failed).toBe(0);
+      for (const i of [1, 150, 300]) expect(live(await w.raw.get(w.key(2, i)))).toEqual(convert(v1Value(i)));
+      expect(await keysOf(w, 'item:v2:*')).toHaveLength(300);
+    } finally {
+      await w.close();
+    }
+  });
+
   it('a worker whose definition is not at the version asked refuses the job without retries', async () => {
     const w = await world(setup, itemV2() as Namespace<unknown>);
     try {

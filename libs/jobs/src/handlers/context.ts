@@ -1,4 +1,4 @@
-import type { Cache, Namespace, Result } from '@cachefleet/tiered-cache';
+import { type Cache, CacheError, type Namespace, type Result } from '@cachefleet/tiered-cache';
 import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { BackupConfig } from '../backup/config.js';
@@ -74,4 +74,18 @@ export function namespaceLookup(definitions: Definitions): (name: string) => Nam
     }
     return ns;
   };
+}
+
+/**
+ * The cache masters a walk should go on with: undefined when they are the ones it saved; else the
+ * masters known now (a failover, or a worker that knows them under other names), over which the
+ * walk starts again (its saved cursor means nothing on them; what it did again is harmless).
+ * None known yet: E_CACHE_L2_UNAVAILABLE, and the job is retried.
+ */
+export function changedMasters(ctx: JobContext<JobName>, saved: readonly string[]): string[] | undefined {
+  const now = must(ctx.cache.fleet.masters());
+  if (now.length === saved.length && saved.every((m) => now.includes(m))) return undefined;
+  if (now.length === 0)
+    throw new CacheError('E_CACHE_L2_UNAVAILABLE', 'no cache master known yet (a failover?): retried');
+  return now;
 }

@@ -2,7 +2,7 @@ import type { CacheEvent, Namespace } from '@cachefleet/tiered-cache';
 import type { MigrateResult, MigrateState, MigrateTotals } from '../catalogue.js';
 import { JobError } from '../errors.js';
 import { LISTED_IDS } from '../namespaces.js';
-import { checkpoint, type JobContext, must } from './context.js';
+import { changedMasters, checkpoint, type JobContext, must } from './context.js';
 
 /** How often the cursor is saved and progress reported while the walk runs, ms (and at each pause). */
 const SAVE_EVERY_MS = 100;
@@ -66,6 +66,15 @@ export async function migrateHandler(ctx: JobContext<'migrate'>): Promise<Migrat
     while (state.index < state.masters.length && !state.overtaken) {
       if (ctx.signal.aborted) await flush();
       checkpoint(ctx.signal);
+      if (next === undefined) {
+        // Saved by a worker that knew the masters under other names, or before a failover: the
+        // walk starts again on the masters known now (a step done again is harmless).
+        const now = changedMasters(ctx, state.masters);
+        if (now !== undefined) {
+          state = { ...state, masters: now, index: 0, cursor: '0' };
+          unsaved = true;
+        }
+      }
       next ??= prepare(state.index, state.cursor);
       const [prepared, generation] = await next;
       next = undefined;

@@ -1,6 +1,5 @@
-import { CacheError } from '@cachefleet/tiered-cache';
 import type { SweepResult, SweepState } from '../catalogue.js';
-import { checkpoint, type JobContext, must } from './context.js';
+import { changedMasters, checkpoint, type JobContext, must } from './context.js';
 
 /**
  * Unlinks the keys no pod can reach (older versions and generations) of one namespace or every
@@ -27,12 +26,8 @@ export async function sweepHandler(ctx: JobContext<'sweep'>): Promise<SweepResul
       // Saved by a worker that knew the masters under other names (another network path, a
       // failover): its cursor means nothing here, so this namespace is walked again on every
       // master now known. UNLINK of what is already gone is harmless; the totals carry over.
-      const now = must(ctx.cache.fleet.masters());
-      if (now.length !== state.masters.length || state.masters.some((m) => !now.includes(m))) {
-        if (now.length === 0)
-          throw new CacheError('E_CACHE_L2_UNAVAILABLE', 'no cache master known yet (a failover?): retried');
-        state = { ...state, masters: now, master: 0, cursor: '0' };
-      }
+      const now = changedMasters(ctx, state.masters);
+      if (now !== undefined) state = { ...state, masters: now, master: 0, cursor: '0' };
       const step = must(
         await ctx.cache.fleet.sweepStep(ns, {
           master: state.masters[state.master] as string,
