@@ -51,15 +51,18 @@ const ITEMS = 300;
 
 /**
  * The backup worker's user on the cache Redis (docs/reliability.md, invariant 8): read every key of
- * the prefix (SCAN, DUMP, PTTL, the generations), write only the backup lock, hear the bus without
+ * the prefix (SCAN, DUMP, PTTL, the generations), write only the backup lock and its telemetry
+ * snapshot, hear the bus without
  * publishing on it, nothing @dangerous (RESTORE is: a restore runs as the fleet user).
  */
-const BACKUP_ACL = ['%R~cf:*', '%RW~cf:__backup:lock', 'resetchannels', '&cf:__bus'].concat([
-  '+@all',
-  '-@dangerous',
-  '-publish',
-  '+info',
-]);
+const BACKUP_ACL = [
+  '%R~cf:*',
+  '%RW~cf:__backup:lock',
+  // Its own telemetry snapshot (the fleet view lists every worker).
+  '%RW~cf:__{fleet}:*',
+  'resetchannels',
+  '&cf:__bus',
+].concat(['+@all', '-@dangerous', '-publish', '+info']);
 interface TlsRedis {
   readonly proc: RedisProcess;
   readonly tlsPort: number;

@@ -10,7 +10,16 @@ export {
 } from './cluster.js';
 export { testDatabaseUrl } from './database.js';
 export { jobSettled } from './jobs.js';
-export { clientIds, countKeys, type Deferred, deferred, need, seededRandom, unwrap } from './kit.js';
+export {
+  clientIds,
+  countKeys,
+  type Deferred,
+  deferred,
+  isTelemetryKey,
+  need,
+  seededRandom,
+  unwrap,
+} from './kit.js';
 export { busHead, isTombstoned, type KeyReader, liveValue, type StreamReader } from './l2.js';
 export { freePort } from './ports.js';
 export { delay, pingOnce, type RedisProcess, type StartRedisOptions, startRedis } from './redis-server.js';

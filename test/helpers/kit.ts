@@ -27,16 +27,27 @@ export function unwrap<T>(
   return r.value;
 }
 
-/** How many keys match `pattern` on every node given (SCAN, never KEYS), telemetry snapshots left out. */
-export async function countKeys(nodes: Redis | readonly Redis[], pattern: string): Promise<number> {
+/**
+ * A telemetry snapshot or its index (`<prefix>__{fleet}:…`): every running cache writes its own,
+ * so a test that asks "was anything written" about data leaves them out.
+ */
+export function isTelemetryKey(key: string): boolean {
+  return key.includes('__{fleet}:');
+}
+
+/** How many keys match `pattern` on every node given (SCAN, never KEYS); `dataOnly`: no telemetry keys. */
+export async function countKeys(
+  nodes: Redis | readonly Redis[],
+  pattern: string,
+  options: { readonly dataOnly?: boolean } = {},
+): Promise<number> {
   let n = 0;
   for (const node of isList(nodes) ? nodes : [nodes]) {
     let cursor = '0';
     do {
       const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
       cursor = next;
-      // Telemetry snapshots (`<prefix>__{fleet}:…`) are every running cache's own, not data.
-      n += keys.filter((k) => !k.includes('__{fleet}:')).length;
+      n += keys.filter((k) => !options.dataOnly || !isTelemetryKey(k)).length;
     } while (cursor !== '0');
   }
   return n;

@@ -397,7 +397,7 @@ describe('jobs', { timeout: SLOW }, () => {
     const rows = z.array(z.object({ id: z.string(), state: z.string() })).parse(lastJson(listed));
     expect(rows).toContainEqual(expect.objectContaining({ id: end.id, state: 'failed' }));
     const table = await cli(['jobs', 'list', '--queue', 'warm']);
-    expect(table.stdout).toMatch(/^ID\s+QUEUE\s+NAME\s+STATE/);
+    expect(table.stdout).toMatch(/^ID\s+QUEUE\s+JOB\s+STATE/);
     expect(table.stdout).toContain(end.id);
 
     const attempts = (await jobs.job(end.id))?.attemptsMade ?? 0;

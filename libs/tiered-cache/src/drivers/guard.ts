@@ -64,6 +64,22 @@ export class L2Guard {
     }
   }
 
+  /**
+   * A call beside the cache's own work (telemetry, metrics, the fleet view): not sent while the
+   * breaker is open, watched for hangs, but its failure (a NOPERM of a user without the telemetry
+   * keys, a slow INFO) neither counts toward the breaker nor as a cache error: it must never make
+   * reads and writes degrade.
+   */
+  async side<T>(op: () => Promise<T>): Promise<Result<T>> {
+    if (this.breaker.state === 'open') return err(new CacheError('E_CACHE_L2_UNAVAILABLE'));
+    try {
+      return ok(await this.watchdog.track(op()));
+    } catch (cause) {
+      const message = cause instanceof Error ? cause.message : String(cause);
+      return err(new CacheError('E_CACHE_L2_FAILED', `Redis command failed: ${message}`, { cause }));
+    }
+  }
+
   /** Counts a command for the hang watchdog. */
   track<T>(command: Promise<T>): Promise<T> {
     return this.watchdog.track(command);

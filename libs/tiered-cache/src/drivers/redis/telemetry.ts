@@ -188,7 +188,7 @@ export class TelemetryStore {
   publish(podId: string, json: string, ttlMs: number): Promise<Result<void>> {
     const c = this.#c;
     const now = Date.now();
-    return c.guard.run(async () => {
+    return c.guard.side(async () => {
       // One slot ({fleet}): a MULTI is allowed on a Cluster too.
       await c.client
         .multi()
@@ -202,7 +202,7 @@ export class TelemetryStore {
   /** Takes this process's snapshot out (a graceful stop): it leaves the fleet view at once. */
   remove(podId: string): Promise<Result<void>> {
     const c = this.#c;
-    return c.guard.run(async () => {
+    return c.guard.side(async () => {
       await c.client.multi().del(c.keys.pod(podId)).zrem(c.keys.pods, podId).exec();
     });
   }
@@ -210,7 +210,7 @@ export class TelemetryStore {
   /** The snapshots of every live process, as stored (JSON text; the caller validates). */
   read(): Promise<Result<string[]>> {
     const c = this.#c;
-    return c.guard.run(async () => {
+    return c.guard.side(async () => {
       const ids = await c.client.zrangebyscore(c.keys.pods, Date.now(), '+inf');
       if (ids.length === 0) return [];
       const values = await c.client.mget(...ids.map((id) => c.keys.pod(id)));
@@ -221,7 +221,7 @@ export class TelemetryStore {
   /** INFO of every node: each master and replica of a Cluster; the connected node otherwise. */
   info(): Promise<Result<RedisNodeInfo[]>> {
     const c = this.#c;
-    return c.guard.run(async () => {
+    return c.guard.side(async () => {
       if (isCluster(c.client)) {
         await this.#topology();
         // A node down (a failover in progress) is listed as unreachable; the others still answer.
@@ -246,7 +246,7 @@ export class TelemetryStore {
     const c = this.#c;
     const prefix = c.prefix;
     const ownState = `${prefix}__`;
-    return c.guard.run(async () => {
+    return c.guard.side(async () => {
       await this.#topology();
       const nodes = masters(c.client);
       const sizes = await Promise.all(nodes.map((n) => n.dbsize()));
