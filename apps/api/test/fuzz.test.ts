@@ -237,8 +237,22 @@ function headersArb(token: string) {
 const query = absentOneIn(
   2,
   fc.dictionary(
-    fc.oneof(fc.constantFrom('ids', 'token', 'ns', 'id', '__proto__'), PRINTABLE),
-    fc.oneof(fc.constantFrom('1,2,3', '1,a', ','.repeat(5), '1'.repeat(40)), text),
+    fc.oneof(fc.constantFrom('ids', 'token', 'ns', 'id', '__proto__', 'scope', 'samples', 'next'), PRINTABLE),
+    fc.oneof(
+      fc.constantFrom(
+        '1,2,3',
+        '1,a',
+        ','.repeat(5),
+        '1'.repeat(40),
+        'fleet',
+        'pod',
+        '0',
+        '10001',
+        '-1',
+        '1e3',
+      ),
+      text,
+    ),
     { maxKeys: 3 },
   ),
 );

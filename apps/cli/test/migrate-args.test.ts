@@ -79,7 +79,7 @@ describe('cachefleet migrate arguments', () => {
             to,
             dryRun: dry,
             rate: rate ?? 0,
-            count: 200,
+            count: 1_000,
           });
         },
       ),

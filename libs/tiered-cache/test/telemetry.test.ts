@@ -59,7 +59,9 @@ describe('the fleet view', () => {
       const v = await a.fleetView(0);
       if (!v.ok) return undefined;
       const ns = v.value.namespaces.find((n) => n.namespace === 'item');
-      return ns?.l2.hits === 10 && ns.l1.hits === 10 && v.value.namespaces.length === 2 ? v.value : undefined;
+      return ns?.l2.hits === 10 && ns.l1.hits === 10 && ns.deletes === 1 && v.value.namespaces.length === 2
+        ? v.value
+        : undefined;
     });
     expect(view.pods.map((p) => [p.role, p.pod])).toEqual([
       ['api', 'api-a'],

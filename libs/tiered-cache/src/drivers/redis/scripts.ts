@@ -1,4 +1,5 @@
-import { loadScripts } from '@cachefleet/redis';
+import { createHash } from 'node:crypto';
+import { loadScripts, type RedisClient } from '@cachefleet/redis';
 
 /** The cache's Lua scripts (files in ./scripts), typed. Registered by the store on its client. */
 export interface CacheScripts {
@@ -24,7 +25,7 @@ export interface CacheScripts {
   /** `numKeys` first (counter + old/new pairs), then the keys, then the arguments: see migrate-n.lua. */
   migrate(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<number | number[]>;
   genRaise(generations: string, namespace: string, generation: number): Promise<number>;
-  /** DUMP + PTTL of each key (dump-n.lua); read its payloads through `dumpMany` (Buffers). */
+  /** DUMP + PTTL of each key (dump-n.lua): run it read-only through `dumpMany` (Buffers). */
   dumpMany(numKeys: number, ...keys: string[]): Promise<unknown>;
   /** `numKeys` first, then the keys, then '1' to replace and (expiry, payload) per key: restore-n.lua. */
   restoreMany(numKeys: number, ...keysThenArgs: (string | Buffer)[]): Promise<number>;
@@ -45,20 +46,35 @@ export const CACHE_SCRIPTS = loadScripts<CacheScripts>(new URL('./scripts/', imp
   restoreMany: 'restore-n',
 });
 
-/** The Buffer form ioredis defines beside every script command (`<name>Buffer`). */
-interface DumpManyBuffer {
-  dumpManyBuffer(numKeys: number, ...keys: string[]): Promise<unknown>;
+interface ReadOnlyScripts {
+  evalsha_roBuffer(sha: string, numKeys: string, ...keys: string[]): Promise<unknown>;
+  eval_roBuffer(script: string, numKeys: string, ...keys: string[]): Promise<unknown>;
 }
 
+const DUMP_LUA = CACHE_SCRIPTS.scripts.find((x) => x.command === 'dumpMany')?.lua ?? '';
+const DUMP_SHA = createHash('sha1').update(DUMP_LUA).digest('hex');
+
 /**
- * dump-n.lua on `client` (after `defineScripts`), its payloads as Buffers: for each key, its
- * DUMP (null: gone) and its PTTL.
+ * dump-n.lua run as a read-only script (EVALSHA_RO; EVAL_RO the first time a server has not seen
+ * it): for each key, its DUMP (null: gone) and its PTTL, payloads as Buffers. Read-only matters
+ * for ACL: EVALSHA counts its keys as written, so the backup user (`%R~<prefix>*`: read-only keys)
+ * was refused it with NOPERM; EVALSHA_RO checks them as read.
  */
 export async function dumpMany(
-  client: object,
+  client: RedisClient,
   keys: readonly string[],
 ): Promise<{ readonly dump: Buffer | null; readonly pttl: number }[]> {
-  const reply = await (client as DumpManyBuffer).dumpManyBuffer(keys.length, ...keys);
+  const n = String(keys.length);
+  // The `<command>Buffer` methods ioredis generates for every command (not `callBuffer`, which
+  // auto-pipelining sends without its command name).
+  const c = client as unknown as ReadOnlyScripts;
+  let reply: unknown;
+  try {
+    reply = await c.evalsha_roBuffer(DUMP_SHA, n, ...keys);
+  } catch (error) {
+    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+    reply = await c.eval_roBuffer(DUMP_LUA, n, ...keys);
+  }
   if (!Array.isArray(reply)) throw new Error('dump-n.lua: not an array');
   return keys.map((_, i) => {
     const dump: unknown = reply[2 * i];

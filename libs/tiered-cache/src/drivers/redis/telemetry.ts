@@ -249,7 +249,8 @@ export class TelemetryStore {
     return c.guard.side(async () => {
       await this.#topology();
       const nodes = masters(c.client);
-      const sizes = await Promise.all(nodes.map((n) => n.dbsize()));
+      // A master that does not answer (down, a failover in progress) is left out of the sample.
+      const sizes = await Promise.all(nodes.map((n) => within(n.dbsize(), INFO_BUDGET_MS).catch(() => 0)));
       const dbKeysTotal = sizes.reduce((a, b) => a + b, 0);
       const seen = new Map<string, { hits: number; bytes: number }>();
       let sampled = 0;
@@ -260,14 +261,15 @@ export class TelemetryStore {
           const draws = Math.max(1, Math.round((samples * size) / dbKeysTotal));
           const p = n.pipeline();
           for (let k = 0; k < draws; k++) p.randomkey();
-          const keys = ((await p.exec()) ?? []).map(([, v]) => (typeof v === 'string' ? v : undefined));
+          const drawn = await within(p.exec(), INFO_BUDGET_MS).catch(() => null);
+          const keys = (drawn ?? []).map(([, v]) => (typeof v === 'string' ? v : undefined));
           sampled += keys.filter((k) => k !== undefined).length;
           const ours: string[] = [];
           for (const k of keys) if (k?.startsWith(prefix) && !k.startsWith(ownState)) ours.push(k);
           if (ours.length === 0) return;
           const m = n.pipeline();
           for (const k of ours) m.call('MEMORY', 'USAGE', k, 'SAMPLES', '0');
-          const usage = (await m.exec()) ?? [];
+          const usage = (await within(m.exec(), INFO_BUDGET_MS).catch(() => null)) ?? [];
           ours.forEach((k, j) => {
             const rest = k.slice(prefix.length);
             const at = rest.indexOf(':v');
