@@ -61,7 +61,19 @@ export async function tuneHandler(ctx: JobContext<'tune'>): Promise<TuneResult> 
     const at = Date.now();
     const window = windowOf(
       memory,
-      fleet.pods.map((p) => ({ pod: p.pod, startedAt: p.startedAt, namespaces: p.namespaces })),
+      // Invalidations: ids deleted plus pattern, tag and namespace invalidations, each counted
+      // once, by the process that issued it.
+      fleet.pods.map((p) => ({
+        pod: p.pod,
+        startedAt: p.startedAt,
+        namespaces: p.namespaces.map((n) => ({
+          namespace: n.namespace,
+          l1Hits: n.l1Hits,
+          l2Hits: n.l2Hits,
+          misses: n.misses,
+          invalidations: n.invalidations + n.deletes,
+        })),
+      })),
       at,
     );
     const pressure = pressureOf(fleet.redis);
