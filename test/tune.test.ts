@@ -161,7 +161,7 @@ describe('the tune job', () => {
     ]);
     // The worker applied it; pod b got the config event; pod a too.
     expect(factors(workerCache)).toEqual([2, 1]);
-    await waitUntil('both pods apply the L1 factor', () =>
+    await waitUntil('both pods apply the L1 factor', async () =>
       factors(a)[0] === 2 && factors(b)[0] === 2 ? true : undefined,
     );
     expect(a.stats().find((s) => s.namespace === 'product')?.tuning.l1TtlMs).toBe(60_000);
@@ -202,7 +202,7 @@ describe('the tune job', () => {
     expect(r.decisions.map((d) => [d.rule, d.action, d.after ?? '-'])).toEqual([
       ['l1-hit-rate', 'revert', 1],
     ]);
-    await waitUntil('pods back to factor 1', () =>
+    await waitUntil('pods back to factor 1', async () =>
       factors(a)[0] === 1 && factors(b)[0] === 1 ? true : undefined,
     );
   });
@@ -221,7 +221,7 @@ describe('the tune job', () => {
     expect(r.decisions.map((d) => [d.rule, d.action, d.setting ?? '-', d.after ?? '-'])).toEqual([
       ['memory-pressure', 'set', 'l2TtlFactor', 0.5],
     ]);
-    await waitUntil('pod b applies the L2 factor', () => (factors(b)[1] === 0.5 ? true : undefined));
+    await waitUntil('pod b applies the L2 factor', async () => (factors(b)[1] === 0.5 ? true : undefined));
     // A new write on pod b: its L2 TTL is half the definition's (600 s).
     unwrap(await b.set(product, 'fresh-write', { id: 'fresh-write' }));
     const pttl = await raw.pttl(`${PREFIX}product:v1:fresh-write`);
@@ -238,7 +238,7 @@ describe('the tune job', () => {
     expect(back.decisions.map((d) => [d.rule, d.action, d.after ?? '-'])).toEqual([
       ['memory-pressure', 'revert', 1],
     ]);
-    await waitUntil('pods back to L2 factor 1', () =>
+    await waitUntil('pods back to L2 factor 1', async () =>
       factors(a)[1] === 1 && factors(b)[1] === 1 ? true : undefined,
     );
   });
@@ -264,7 +264,7 @@ describe('the tune job', () => {
   it('a pinned setting is never changed; unpinned, the tuner takes it back; undo puts back the last change', async () => {
     const store = unwrap(workerCache.tuning);
     await pinSetting(store, 'product', 'l1TtlFactor', 3);
-    await waitUntil('pods read the pinned value', () =>
+    await waitUntil('pods read the pinned value', async () =>
       factors(a)[0] === 3 && factors(b)[0] === 3 ? true : undefined,
     );
     // High L1 hit rate would revert a factor 3 … but it is pinned.
@@ -283,7 +283,7 @@ describe('the tune job', () => {
     ]);
     const undone = await undoLast(store);
     expect(undone?.after).toBe(1);
-    await waitUntil('pods read the undone value', () =>
+    await waitUntil('pods read the undone value', async () =>
       factors(a)[0] === 3 && factors(b)[0] === 3 ? true : undefined,
     );
   });
