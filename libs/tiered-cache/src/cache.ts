@@ -132,7 +132,17 @@ export class Cache {
       // The settings in force (stored, not only broadcast): read at start and every telemetry
       // interval, so a pod that started later or missed an event converges within one interval.
       await this.refreshTuning();
-      this.#tuneTimer = setInterval(() => void this.refreshTuning(), t.intervalSeconds * 1000);
+      let refreshing = false;
+      this.#tuneTimer = setInterval(() => {
+        if (refreshing) return;
+        refreshing = true;
+        void l2.tuning
+          .settingsInBackground()
+          .then((settings) => settings !== undefined && this.#applyTuning(settings))
+          .finally(() => {
+            refreshing = false;
+          });
+      }, t.intervalSeconds * 1000);
       this.#tuneTimer.unref();
     }
     if (l2 && t.enabled) {
@@ -378,14 +388,18 @@ export class Cache {
     const t = this.tuning;
     if (!t.ok) return t;
     const r = await t.value.settings();
-    if (!r.ok) return r;
-    const names = new Set<string>(r.value.keys());
+    if (r.ok) this.#applyTuning(r.value);
+    return r;
+  }
+
+  /** The settings in force everywhere here; a namespace absent from them goes back to factors 1. */
+  #applyTuning(settings: ReadonlyMap<string, NamespaceTuning>): void {
+    const names = new Set<string>(settings.keys());
     for (const st of this.#rt.states) if (st) names.add(st.ns.name);
     for (const name of names) {
-      const s = r.value.get(name);
+      const s = settings.get(name);
       this.#applyFactors(name, { l1TtlFactor: s?.l1TtlFactor ?? 1, l2TtlFactor: s?.l2TtlFactor ?? 1 });
     }
-    return r;
   }
 
   /** Applies a tuner's decision here and tells every pod (a `config` event on the bus). */

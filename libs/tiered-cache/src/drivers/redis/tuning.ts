@@ -32,6 +32,21 @@ export class TuningStore {
     return c.guard.run(async () => parseTuningHash(await c.client.hgetall(c.keys.tuneSettings)));
   }
 
+  /**
+   * The settings for a pod's background refresh: sent only while the breaker is closed, and a
+   * failure is not counted against it (undefined: not read now; the next refresh tries again). A
+   * poll failing during a failover must not open the breaker for the pod's reads.
+   */
+  async settingsInBackground(): Promise<Map<string, NamespaceTuning> | undefined> {
+    const c = this.#c;
+    if (c.guard.breaker.state !== 'closed' || c.client.status !== 'ready') return undefined;
+    try {
+      return parseTuningHash(await c.client.hgetall(c.keys.tuneSettings));
+    } catch {
+      return undefined;
+    }
+  }
+
   /** Pins: `<namespace>:<setting>` → value. */
   pins(): Promise<Result<Map<string, number>>> {
     const c = this.#c;
