@@ -182,7 +182,7 @@ but changes nothing: no setting, no config event, no warm, not the tuner's memor
 REDIS_URL). pin sets a setting (l1TtlFactor or l2TtlFactor, a factor on the namespace's TTL for
 new writes, 0.01–100) and keeps the tuner from ever changing it; unpin gives it back to the tuner.
 undo puts back the setting the last decision changed (refused when it is pinned). Pods pick pins
-and undos up within their telemetry interval (CACHE_TELEMETRY_INTERVAL_SECONDS).
+and undos up within their telemetry interval (CACHE_TELEMETRY_INTERVAL_S).
 
 Flags:
   --dry-run             decide and report only
