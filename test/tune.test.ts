@@ -20,13 +20,14 @@ import {
   unpinSetting,
 } from '@cachefleet/jobs';
 import { cacheKeys } from '@cachefleet/redis';
-import { jobSettled, startRedis, unwrap, waitUntil } from '@cachefleet/test';
+import { jobSettled, startRedis, testDatabaseUrl, unwrap, waitUntil } from '@cachefleet/test';
 import { type Cache, createCache, defineNamespace } from '@cachefleet/tiered-cache';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { type FleetPod, startFleetPod, stopAllPods } from './fixtures/fleet-procs.js';
 
 const PREFIX = 'tn:';
 // 8 MB: an empty Redis uses about 1 MB, so fillers of a few MB cross 0.85 and deleting them clears it.
@@ -95,6 +96,7 @@ const runtime = new FleetRuntime(
 runtime.start();
 
 afterAll(async () => {
+  await stopAllPods();
   await runtime.close();
   await jobs.close();
   await Promise.all(caches.map((c) => c.close()));
@@ -135,6 +137,21 @@ async function stored(): Promise<Record<string, string>> {
 
 const a = await pod('pod-a');
 const b = await pod('pod-b');
+/** A pod in a process of its own (test/fixtures/fleet-pod.ts): only asked for its stats here. */
+function procPod(name: string): Promise<FleetPod> {
+  return startFleetPod({
+    name,
+    redisUrl: cacheRedis.url,
+    prefix: PREFIX,
+    schema: 'tune_unused',
+    databaseUrl: testDatabaseUrl(),
+  });
+}
+const proc = await procPod('proc-early');
+const procFactors = async (p: FleetPod) => {
+  const t = (await p.stats()).tuning;
+  return [t?.l1TtlFactor, t?.l2TtlFactor];
+};
 let reads = 0;
 let fresh = 0;
 /** Reads ids never read before (misses everywhere) on pod a. */
@@ -161,8 +178,8 @@ describe('the tune job', () => {
     ]);
     // The worker applied it; pod b got the config event; pod a too.
     expect(factors(workerCache)).toEqual([2, 1]);
-    await waitUntil('both pods apply the L1 factor', async () =>
-      factors(a)[0] === 2 && factors(b)[0] === 2 ? true : undefined,
+    await waitUntil('every pod, the one in its own process too, applies the L1 factor', async () =>
+      factors(a)[0] === 2 && factors(b)[0] === 2 && (await procFactors(proc))[0] === 2 ? true : undefined,
     );
     expect(a.stats().find((s) => s.namespace === 'product')?.tuning.l1TtlMs).toBe(60_000);
     expect(JSON.parse((await stored()).product ?? '{}')).toMatchObject({ l1TtlFactor: 2, l2TtlFactor: 1 });
@@ -170,16 +187,21 @@ describe('the tune job', () => {
     await missReads(50);
     await published(reads);
     expect((await tick()).decisions).toEqual([]);
-    // The pods report the settings in force in their snapshots.
-    const view = unwrap(await workerCache.fleetView(0));
-    for (const p of view.pods)
-      expect(p.namespaces.find((n) => n.namespace === 'product')?.l1TtlFactor).toBe(2);
+    // The pods report the settings in force in their snapshots (the next one each publishes).
+    await waitUntil('every snapshot reports the L1 factor', async () => {
+      const view = unwrap(await workerCache.fleetView(0));
+      const seen = view.pods.map((p) => p.namespaces.find((n) => n.namespace === 'product')?.l1TtlFactor);
+      return seen.length === 4 && seen.every((f) => f === 2) ? true : undefined;
+    });
   });
 
-  it('a pod that starts later reads the settings in force', async () => {
+  it('a pod that starts later reads the settings in force (in-process and in a process of its own)', async () => {
     const late = await pod('pod-late');
     expect(factors(late)).toEqual([2, 1]);
     await late.close();
+    const lateProc = await procPod('proc-late');
+    expect(await procFactors(lateProc)).toEqual([2, 1]);
+    await lateProc.close();
   });
 
   it('a dry run reports what it would do and changes nothing', async () => {
