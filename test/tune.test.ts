@@ -20,7 +20,7 @@ import {
   unpinSetting,
 } from '@cachefleet/jobs';
 import { cacheKeys } from '@cachefleet/redis';
-import { jobSettled, startRedis, testDatabaseUrl, unwrap, waitUntil } from '@cachefleet/test';
+import { jobSettled, runCli, startRedis, testDatabaseUrl, unwrap, waitUntil } from '@cachefleet/test';
 import { type Cache, createCache, defineNamespace } from '@cachefleet/tiered-cache';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -323,5 +323,36 @@ describe('the tune job', () => {
     expect(text).toMatch(
       /cachefleet_tune_decisions_total\{rule="l1-hit-rate",action="set",mode="applied"\} 1/,
     );
+  });
+
+  it('the CLI: tune --dry-run follows the job and prints its decisions; --history prints the audit stream; pin and undo are audited', async () => {
+    const env = {
+      QUEUE_REDIS_URL: queueRedis.url,
+      QUEUE_PREFIX: 'tnq',
+      CACHE_REDIS_URL: cacheRedis.url,
+      CACHE_KEY_PREFIX: PREFIX,
+    };
+    const settingsBefore = await stored();
+    const dry = await runCli(['tune', '--dry-run'], env);
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toMatch(/dry run: nothing changed; window \d+ s/);
+    expect(await stored()).toEqual(settingsBefore);
+    const json = await runCli(['tune', '--dry-run', '--json'], env);
+    expect(json.code, json.stderr).toBe(0);
+    const out = z
+      .object({ state: z.literal('completed'), result: tuneResultSchema })
+      .parse(JSON.parse(json.stdout));
+    expect(out.result.dryRun).toBe(true);
+    const pin = await runCli(['tune', 'pin', 'product', 'l2TtlFactor', '0.8'], env);
+    expect(pin.code, pin.stderr).toBe(0);
+    expect(JSON.parse((await stored()).product ?? '{}')).toMatchObject({ l2TtlFactor: 0.8 });
+    const history = await runCli(['tune', '--history', '--limit', '3'], env);
+    expect(history.code, history.stderr).toBe(0);
+    const rows = history.stdout.trim().split('\n');
+    expect(rows).toHaveLength(4); // header + 3
+    expect(rows[1]).toMatch(/product\s+pin\s+pin\s+l2TtlFactor\s+1\s+0\.8\s+applied\s+operator/);
+    const bad = await runCli(['tune', 'pin', 'product', 'ttl', '2'], env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/E_CLI_USAGE/);
   });
 });
