@@ -19,6 +19,7 @@ import {
   loadQueueMetricsLeaseMs,
   loadScheduleCheckMs,
   loadSchedules,
+  loadTuneConfig,
   registerProcessMetrics,
   registerQueueMetrics,
 } from '@cachefleet/jobs';
@@ -67,6 +68,7 @@ export async function startWorker(
   if (config.capture && !env.DATABASE_URL)
     throw new WorkerError('E_WORKER_CONFIG', 'DATABASE_URL: required by the capture role');
   const backups = loadBackupConfig(env);
+  const tune = loadTuneConfig(env);
   // Both Redis settings are read before anything connects: none set (REDIS_URL or the role's own
   // variable) is a config error naming them, never a default address.
   const cacheConfig = loadCacheConfig({
@@ -97,7 +99,7 @@ export async function startWorker(
   // Every queue's counts, by whichever API pod or worker holds the lease (not one copy per process).
   const queueMetrics = registerQueueMetrics(metrics, jobs, { leaseMs });
   const runtime = new FleetRuntime(
-    { cache, jobs, definitions, logger, metrics, backups },
+    { cache, jobs, definitions, logger, metrics, backups, tune },
     {
       queues: config.queues,
       lockDurationMs: config.lockDurationMs,

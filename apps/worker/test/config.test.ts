@@ -19,6 +19,7 @@ describe('worker settings', () => {
       { queue: 'migrate', concurrency: 1 },
       { queue: 'sweep', concurrency: 1 },
       { queue: 'backup', concurrency: 1 },
+      { queue: 'tune', concurrency: 1 },
     ]);
     expect(loadWorkerConfig({ WORKER_QUEUES: 'warm:3' }, ['--queues', 'invalidate:1']).queues).toEqual([
       { queue: 'invalidate', concurrency: 1 },

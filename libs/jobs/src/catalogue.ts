@@ -51,7 +51,7 @@ export {
   sweepStateSchema,
 } from './lifecycle-schemas.js';
 
-export const QUEUE_NAMES = ['warm', 'invalidate', 'migrate', 'sweep', 'backup'] as const;
+export const QUEUE_NAMES = ['warm', 'invalidate', 'migrate', 'sweep', 'backup', 'tune'] as const;
 export type QueueName = (typeof QUEUE_NAMES)[number];
 
 /** Concurrency a worker gives each queue unless WORKER_QUEUES / --queues say otherwise. */
@@ -61,6 +61,9 @@ export const DEFAULT_CONCURRENCY: Readonly<Record<QueueName, number>> = {
   migrate: 1,
   sweep: 1,
   backup: 1,
+  // One tick at a time per worker (and a lock in the cache Redis across workers): a tick reads the
+  // previous one's counters and flags.
+  tune: 1,
 };
 
 export const warmPayload = z.discriminatedUnion('type', [
@@ -192,6 +195,40 @@ export const sliceStateSchema = z.object({
 });
 export type SliceState = z.output<typeof sliceStateSchema>;
 
+/** `cachefleet tune [--dry-run]` and the schedule's tick (docs/tuning.md). */
+export const tunePayload = z.strictObject({
+  /** Decide and report (and audit as dry-run), change nothing: no settings, no event, no warm. */
+  dryRun: z.boolean().default(false),
+});
+export type TunePayload = z.output<typeof tunePayload>;
+
+export const tuneDecisionSchema = z.object({
+  namespace: z.string(),
+  rule: z.string(),
+  action: z.string(),
+  setting: z.string().optional(),
+  before: z.number().optional(),
+  after: z.number().optional(),
+  inputs: z.record(z.string(), z.number().nullable()),
+});
+
+export const tuneResultSchema = z.object({
+  dryRun: z.boolean(),
+  /** Another tick held the tune lock: this one did nothing. */
+  skipped: z.boolean(),
+  /** Seconds since the previous tick (null: first tick, no window yet). */
+  windowSeconds: z.number().nullable(),
+  pressure: z.number().nullable(),
+  namespaces: z.number(),
+  decisions: z.array(tuneDecisionSchema),
+  /** Jobs enqueued by the invalidation-rate rule (hot warms). */
+  warmJobIds: z.array(z.string()),
+});
+export type TuneResult = z.output<typeof tuneResultSchema>;
+
+/** A tick has no cursor: it is short and starts over. */
+export const tuneStateSchema = z.object({});
+
 interface RetentionPolicy {
   readonly age: number;
   readonly count: number;
@@ -299,6 +336,20 @@ export const JOBS = {
     state: backupStateSchema,
     ...LIFECYCLE_JOB,
     backoff: { type: 'exponential', delay: 5_000 },
+  },
+  tune: {
+    queue: 'tune',
+    payload: tunePayload,
+    result: tuneResultSchema,
+    state: tuneStateSchema,
+    // A tick lost is replaced by the next one a minute later.
+    attempts: 2,
+    backoff: { type: 'fixed', delay: 5_000 },
+    timeoutMs: 50_000,
+    removeOnComplete: { age: 1 * DAY, count: 1_500 },
+    removeOnFail: { age: 7 * DAY, count: 1_000 },
+    dedupe: 'payload',
+    internal: false,
   },
   restore: {
     queue: 'backup',

@@ -62,6 +62,10 @@ export {
   sliceResultSchema,
   sweepPayload,
   sweepResultSchema,
+  type TunePayload,
+  type TuneResult,
+  tunePayload,
+  tuneResultSchema,
   type WarmPayload,
   type WarmResult,
   type WarmState,
@@ -146,3 +150,21 @@ export {
   systemIdSchema,
 } from './system-id.js';
 export { jobTitle } from './titles.js';
+export { loadTuneConfig, TUNE_ENV_VARS, type TuneConfig } from './tune/config.js';
+export { pinSetting, undoLast, unpinSetting } from './tune/operator.js';
+export {
+  type Decision,
+  decide,
+  EMPTY_MEMORY,
+  l1Target,
+  l2Target,
+  type NamespaceWindow,
+  type PodCounters,
+  TUNE_ACTIONS,
+  TUNE_RULES,
+  type TuneInputs,
+  type TuneMemory,
+  type TuneOutcome,
+  type TuneWindow,
+  windowOf,
+} from './tune/rules.js';

@@ -13,6 +13,7 @@ export const JOB_KINDS = {
   sweep: ['namespace', 'all'],
   backup: ['namespaces', 'all'],
   restore: ['keep', 'replace'],
+  tune: ['apply', 'dry-run'],
 } as const satisfies Record<JobName, readonly string[]>;
 
 export type JobKind<N extends JobName> = (typeof JOB_KINDS)[N][number];
@@ -30,6 +31,7 @@ const KIND_OF: KindOf = {
   sweep: (p) => (p.namespace === undefined ? 'all' : 'namespace'),
   backup: (p) => (p.namespaces === undefined || p.namespaces.length === 0 ? 'all' : 'namespaces'),
   restore: (p) => (p.replace ? 'replace' : 'keep'),
+  tune: (p) => (p.dryRun ? 'dry-run' : 'apply'),
 };
 
 /** The kind of a job whose payload the catalogue accepted. */

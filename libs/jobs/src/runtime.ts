@@ -18,10 +18,17 @@ import {
 } from './catalogue.js';
 import { type JobClient, parsePayload } from './client.js';
 import { isJobError, JobError } from './errors.js';
-import { AbortedError, type Definitions, type JobContext, namespaceLookup } from './handlers/context.js';
+import {
+  AbortedError,
+  type Definitions,
+  type JobContext,
+  namespaceLookup,
+  type TuneDeps,
+} from './handlers/context.js';
 import { HANDLERS } from './handlers/index.js';
 import { INVALID_KIND, jobKind } from './job-kinds.js';
 import { queueTelemetry } from './telemetry.js';
+import { loadTuneConfig, type TuneConfig } from './tune/config.js';
 
 export interface QueueConcurrency {
   readonly queue: QueueName;
@@ -46,6 +53,8 @@ export interface RuntimeDeps {
   readonly metrics: Registry;
   /** Backup settings; without them backup and restore jobs fail (E_JOB_CONFIG). */
   readonly backups?: BackupConfig;
+  /** The tuner's settings (TUNE_*; the defaults without them). */
+  readonly tune?: TuneConfig;
 }
 
 /** One attempt of a job as the processor received it, before its name is known to be ours. */
@@ -125,6 +134,7 @@ export class FleetRuntime {
   readonly #namespace: (name: string) => ReturnType<ReturnType<typeof namespaceLookup>>;
   readonly #duration: Histogram<'queue' | 'name' | 'kind' | 'status'>;
   readonly #failures: Counter<'queue' | 'name' | 'kind' | 'reason'>;
+  readonly #tune: TuneDeps;
   #closing: Promise<void> | undefined;
 
   constructor(deps: RuntimeDeps, opts: RuntimeOptions) {
@@ -145,6 +155,16 @@ export class FleetRuntime {
       labelNames: ['queue', 'name', 'kind', 'reason'],
       registers,
     });
+    const decisions = new Counter({
+      name: 'cachefleet_tune_decisions_total',
+      help: 'Decisions of the tune job by rule and action (recommend: scale Redis, no action) and mode (applied, dry-run)',
+      labelNames: ['rule', 'action', 'mode'],
+      registers,
+    });
+    this.#tune = {
+      config: deps.tune ?? loadTuneConfig({}),
+      counted: (d, mode) => decisions.inc({ rule: d.rule, action: d.action, mode }),
+    };
   }
 
   start(): void {
@@ -246,6 +266,7 @@ export class FleetRuntime {
       jobs: this.#deps.jobs,
       definitions: this.#deps.definitions,
       backups: this.#deps.backups,
+      tune: this.#tune,
       log,
       namespace: this.#namespace,
       save: async (state) => {

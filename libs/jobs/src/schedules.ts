@@ -80,6 +80,14 @@ export const SCHEDULED: readonly ScheduledJob[] = [
     cron: '15 */6 * * *',
     what: 'the backup of every namespace (every 6 h, at :15)',
   }),
+  scheduled({
+    variable: 'SCHEDULE_TUNE',
+    id: 'tune',
+    name: 'tune',
+    payload: {},
+    cron: '* * * * *',
+    what: 'the tuner (every minute)',
+  }),
 ];
 
 export const SCHEDULE_ENV_VARS: Readonly<Record<string, string>> = {

@@ -63,5 +63,7 @@ function titleWords(name: JobName, p: z.output<typeof loose>): (string | undefin
       return [namespaces ?? 'all'];
     case 'restore':
       return [p.file];
+    case 'tune':
+      return [p.dryRun ? '(dry run)' : undefined];
   }
 }

@@ -35,6 +35,10 @@ const EXAMPLES: { readonly [N in JobName]: readonly [kind: string, payload: unkn
     ['namespace', { namespace: 'product' }],
     ['all', {}],
   ],
+  tune: [
+    ['apply', {}],
+    ['dry-run', { dryRun: true }],
+  ],
   backup: [
     ['namespaces', { namespaces: ['product'] }],
     ['all', {}],

@@ -26,6 +26,7 @@ import {
   SCHEDULE_ENV_VARS,
   schedulesMarker,
   sliceId,
+  TUNE_ENV_VARS,
   warmPayloadOf,
 } from '../src/index.js';
 
@@ -293,6 +294,7 @@ describe('configuration', () => {
       ...Object.keys(QUEUE_ENV_VARS),
       ...Object.keys(SCHEDULE_ENV_VARS),
       ...Object.keys(BACKUP_ENV_VARS),
+      ...Object.keys(TUNE_ENV_VARS),
       ...Object.keys(QUEUE_METRICS_ENV_VARS),
     ])
       expect(readme, name).toContain(`\`${name}\``);
@@ -300,14 +302,15 @@ describe('configuration', () => {
 });
 
 describe('schedules', () => {
-  it('defaults to the full warm at 02:00 UTC, the hot warm every 6 h, the sweep at 03:30, the backup every 6 h; "off" drops one', () => {
+  it('defaults to the full warm at 02:00 UTC, the hot warm every 6 h, the sweep at 03:30, the backup every 6 h, the tuner every minute; "off" drops one', () => {
     expect(loadSchedules({})?.map((s) => [s.id, s.pattern])).toEqual([
       ['cachefleet-warm-all', '0 2 * * *'],
       ['cachefleet-warm-hot', '0 */6 * * *'],
       ['cachefleet-sweep', '30 3 * * *'],
       ['cachefleet-backup', '15 */6 * * *'],
+      ['cachefleet-tune', '* * * * *'],
     ]);
-    expect(loadSchedules({ SCHEDULE_WARM_ALL: 'off' })?.map((s) => s.id)).toEqual([
+    expect(loadSchedules({ SCHEDULE_WARM_ALL: 'off', SCHEDULE_TUNE: 'off' })?.map((s) => s.id)).toEqual([
       'cachefleet-warm-hot',
       'cachefleet-sweep',
       'cachefleet-backup',

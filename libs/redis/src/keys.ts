@@ -31,6 +31,8 @@ import { escapeGlob } from './scan.js';
  * | `<prefix>__{tune}:settings`          | hash          | the tuner's settings in force (a late pod reads them)              |
  * | `<prefix>__{tune}:pins`              | hash          | settings an operator pinned (never tuned)                          |
  * | `<prefix>__{tune}:audit`             | stream, capped| one entry per tuning decision                                      |
+ * | `<prefix>__{tune}:state`             | string        | the tuner's memory: counters at its last tick, rules engaged       |
+ * | `<prefix>__{tune}:lock`              | string, PX    | one tune run at a time                                             |
  * | `<prefix>__ack:<event id>`           | set, PX       | pods that applied one event (fleet-acknowledged invalidation)      |
  * | `<prefix>__fenced:<podId>`           | set           | namespaces a pod that did not acknowledge drops from L1 when back  |
  * | `<prefix>__{capture}:lease`          | string, PX    | capture reader's lease `<fence>:<token>` (libs/capture writes it)  |
@@ -74,6 +76,8 @@ export class CacheKeys {
   readonly tuneSettings: string;
   readonly tunePins: string;
   readonly tuneAudit: string;
+  readonly tuneState: string;
+  readonly tuneLock: string;
   readonly captureLease: string;
   readonly capturePosition: string;
   readonly backupLock: string;
@@ -107,6 +111,8 @@ export class CacheKeys {
     this.tuneSettings = own('{tune}:settings');
     this.tunePins = own('{tune}:pins');
     this.tuneAudit = own('{tune}:audit');
+    this.tuneState = own('{tune}:state');
+    this.tuneLock = own('{tune}:lock');
     this.captureLease = own('{capture}:lease');
     this.capturePosition = own('{capture}:position');
     this.backupLock = own('backup:lock');
@@ -129,6 +135,8 @@ export class CacheKeys {
       this.tuneSettings,
       this.tunePins,
       this.tuneAudit,
+      this.tuneState,
+      this.tuneLock,
       this.captureLease,
       this.capturePosition,
       this.backupLock,

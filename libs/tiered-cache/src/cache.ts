@@ -13,6 +13,7 @@ import {
   resolveCacheOptions,
 } from './config.js';
 import type { RedisStore } from './drivers/redis/store.js';
+import type { TuningStore } from './drivers/redis/tuning.js';
 import { CacheError } from './errors.js';
 import { FleetOps, ID_PATTERN } from './fleet.js';
 import { registerCacheMetrics } from './metrics/prometheus.js';
@@ -29,6 +30,7 @@ import { totals } from './stack/state.js';
 import { type NamespaceStats, namespaceStats, type TierStats, tierStats } from './stats.js';
 import { type FleetView, readFleet, TelemetryPublisher, takeSnapshot } from './telemetry.js';
 import { cacheTracing, traceCalls } from './tracing.js';
+import { factorsOfEvent, type NamespaceTuning } from './tuning.js';
 import type { CacheStore } from './types.js';
 
 export interface CacheDeps {
@@ -64,6 +66,7 @@ export class Cache {
   #closed = false;
   #hotTimer: NodeJS.Timeout | undefined;
   #telemetry: TelemetryPublisher | undefined;
+  #tuneTimer: NodeJS.Timeout | undefined;
   readonly #redisMetrics: RedisMetrics;
   /** Primitives of the worker fleet: warm batches, bulk invalidation steps, hot keys. */
   readonly fleet: FleetOps;
@@ -104,6 +107,12 @@ export class Cache {
       sampleRate: options.l1TimingSampleRate,
       hotKeep: options.hotKeys.keep,
     });
+    // A tuner's decision (docs/tuning.md): applied live, for new writes.
+    this.#listeners.add((event) => {
+      if (event.event_type !== 'config') return;
+      const f = factorsOfEvent(event.settings);
+      if (f !== undefined) this.#applyFactors(event.namespace, f);
+    });
     const store = this.#build(options.impl);
     this.registry = new CacheRegistry(store, () => totals(this.#rt.states));
     this.#rt.useTiers(tiersOf(store));
@@ -119,6 +128,23 @@ export class Cache {
     }
     const l2 = this.#rt.l2;
     const t = this.options.telemetry;
+    if (l2) {
+      // The settings in force (stored, not only broadcast): read at start and every telemetry
+      // interval, so a pod that started later or missed an event converges within one interval.
+      await this.refreshTuning();
+      let refreshing = false;
+      this.#tuneTimer = setInterval(() => {
+        if (refreshing) return;
+        refreshing = true;
+        void l2.tuning
+          .settingsInBackground()
+          .then((settings) => settings !== undefined && this.#applyTuning(settings))
+          .finally(() => {
+            refreshing = false;
+          });
+      }, t.intervalSeconds * 1000);
+      this.#tuneTimer.unref();
+    }
     if (l2 && t.enabled) {
       const startedAt = Date.now();
       this.#telemetry = new TelemetryPublisher({
@@ -153,6 +179,7 @@ export class Cache {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#hotTimer);
+    clearInterval(this.#tuneTimer);
     await this.#telemetry?.stop();
     await this.#redisMetrics.release();
     if (this.options.hotKeys.enabled) await this.fleet.flushHotKeys();
@@ -343,6 +370,48 @@ export class Cache {
     const r = await prewarmHere(this.#rt, ns.name, ids);
     if (!r.ok) return r;
     return bus.publish(this.#event({ event_type: 'prewarm', namespace: ns.name, keys: [...ids] }));
+  }
+
+  /** The tuner's keys in the cache Redis (settings, pins, audit, state); needs L2. */
+  get tuning(): Result<TuningStore> {
+    const l2 = this.#rt.l2;
+    return l2
+      ? ok(l2.tuning)
+      : err(new CacheError('E_CACHE_L2_UNAVAILABLE', 'tuning needs Redis (impl redis or tiered)'));
+  }
+
+  /**
+   * Reads the settings in force from the cache Redis and applies them here (a namespace absent
+   * from them goes back to its definition's TTLs). Also what a pod does at start.
+   */
+  async refreshTuning(): Promise<Result<ReadonlyMap<string, NamespaceTuning>>> {
+    const t = this.tuning;
+    if (!t.ok) return t;
+    const r = await t.value.settings();
+    if (r.ok) this.#applyTuning(r.value);
+    return r;
+  }
+
+  /** The settings in force everywhere here; a namespace absent from them goes back to factors 1. */
+  #applyTuning(settings: ReadonlyMap<string, NamespaceTuning>): void {
+    const names = new Set<string>(settings.keys());
+    for (const st of this.#rt.states) if (st) names.add(st.ns.name);
+    for (const name of names) {
+      const s = settings.get(name);
+      this.#applyFactors(name, { l1TtlFactor: s?.l1TtlFactor ?? 1, l2TtlFactor: s?.l2TtlFactor ?? 1 });
+    }
+  }
+
+  /** Applies a tuner's decision here and tells every pod (a `config` event on the bus). */
+  async applyTuning(namespace: string, tuning: NamespaceTuning): Promise<Result<string>> {
+    const settings = { l1TtlFactor: tuning.l1TtlFactor, l2TtlFactor: tuning.l2TtlFactor };
+    this.#applyFactors(namespace, settings);
+    return this.publishConfig(namespace, settings);
+  }
+
+  #applyFactors(namespace: string, f: { l1TtlFactor?: number; l2TtlFactor?: number }): void {
+    const st = this.#rt.statesNamed(namespace)[0];
+    this.#rt.tune(namespace, f.l1TtlFactor ?? st?.l1TtlFactor ?? 1, f.l2TtlFactor ?? st?.l2TtlFactor ?? 1);
   }
 
   /** Publishes runtime settings (a tuner's decision) to every pod's `onEvent` listeners. */

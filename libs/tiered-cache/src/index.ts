@@ -34,6 +34,7 @@ export type { HotKey, UnlinkStep } from './drivers/redis/bulk.js';
 export type { BackupPoint, DumpedKey, DumpStep, RestoreResult } from './drivers/redis/lifecycle.js';
 export { RedisStore, type RedisStoreOptions } from './drivers/redis/store.js';
 export type { L2Sample, NamespaceSample, RedisNodeInfo } from './drivers/redis/telemetry.js';
+export { AUDIT_MAXLEN, TuningStore } from './drivers/redis/tuning.js';
 export { TieredStore } from './drivers/tiered.js';
 export { CacheError, type CacheErrorCode, ERROR_CODES, isCacheError } from './errors.js';
 export { FleetOps, type WarmBatchResult } from './fleet.js';
@@ -58,6 +59,7 @@ export { type Err, err, type Ok, ok, type Result, type Staleness } from './resul
 export { globToRegExp } from './stack/coherence.js';
 export type { ReadOptions } from './stack/fail-safe.js';
 export { type DeepReadonly, deepFreeze } from './stack/freeze.js';
+export { MAX_TUNED_L1_TTL_MS } from './stack/state.js';
 export type { NamespaceStats, TierStats } from './stats.js';
 export {
   type FleetNamespace,
@@ -67,4 +69,17 @@ export {
   type TierRates,
 } from './telemetry.js';
 export { ATTR, SPAN, type Tier, tracerProviderRegistered } from './tracing.js';
+export {
+  type AuditEntry,
+  type AuditInput,
+  auditEntrySchema,
+  DEFAULT_TUNING,
+  type NamespaceTuning,
+  namespaceTuningSchema,
+  pinField,
+  type StoredAuditEntry,
+  TUNE_SETTINGS,
+  type TuneSetting,
+  tuneFactorSchema,
+} from './tuning.js';
 export type { CacheImplName, CacheStore, SetOptions, StoreHealth } from './types.js';

@@ -39,6 +39,13 @@ export interface NamespaceStats {
   readonly hardTimeouts: number;
   /** Background refreshes started by hits near the end of an entry's TTL (this pod took the lock). */
   readonly earlyRefreshes: number;
+  /** The tuner's settings in force here, and the TTLs new writes get from them (docs/tuning.md). */
+  readonly tuning: {
+    readonly l1TtlFactor: number;
+    readonly l2TtlFactor: number;
+    readonly l1TtlMs: number;
+    readonly l2TtlMs: number;
+  };
 }
 
 /** Size and state of each tier of the active store (G1). */
@@ -86,5 +93,11 @@ function statsOf(s: NamespaceState): NamespaceStats {
     softTimeouts: s.softTimeouts,
     hardTimeouts: s.hardTimeouts,
     earlyRefreshes: s.earlyRefreshes,
+    tuning: {
+      l1TtlFactor: s.l1TtlFactor,
+      l2TtlFactor: s.l2TtlFactor,
+      l1TtlMs: s.l1TtlMs,
+      l2TtlMs: s.l2TtlMs,
+    },
   };
 }

@@ -56,6 +56,9 @@ export const podSnapshotSchema = z.object({
         /** Over the interval since this process's previous snapshot (0 in its first). */
         readsPerSecond: z.number().nonnegative(),
         loadsPerSecond: z.number().nonnegative(),
+        /** The tuner's factors in force in this process (docs/tuning.md); absent from older versions. */
+        l1TtlFactor: z.number().positive().optional(),
+        l2TtlFactor: z.number().positive().optional(),
       }),
     )
     .max(1_000),
@@ -163,6 +166,8 @@ export function takeSnapshot(s: {
         staleServed: st.staleServed,
         readsPerSecond: 0,
         loadsPerSecond: 0,
+        l1TtlFactor: st.l1TtlFactor,
+        l2TtlFactor: st.l2TtlFactor,
       })),
   };
 }

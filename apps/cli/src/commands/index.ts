@@ -7,6 +7,7 @@ import { migrate } from './migrate.js';
 import { status } from './status.js';
 import { sweep } from './sweep.js';
 import { top } from './top.js';
+import { tune } from './tune.js';
 import { warm } from './warm.js';
 
 /** Every command, in the order `cachefleet --help` lists them. A new one is one more line here. */
@@ -18,6 +19,7 @@ export const COMMANDS: readonly Command[] = [
   backup,
   restore,
   backups,
+  tune,
   jobs,
   status,
   top,

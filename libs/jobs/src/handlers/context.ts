@@ -5,6 +5,8 @@ import type { BackupConfig } from '../backup/config.js';
 import type { JobData, JobName, PayloadOf, ResultOf, StateOf } from '../catalogue.js';
 import type { JobClient } from '../client.js';
 import { JobError } from '../errors.js';
+import type { TuneConfig } from '../tune/config.js';
+import type { Decision } from '../tune/rules.js';
 
 /** What a worker was given to serve: the namespace definitions (the same module API pods import). */
 export interface Definitions {
@@ -29,11 +31,19 @@ export interface JobContext<N extends JobName> {
   readonly definitions: Definitions;
   /** Backup settings (BACKUP_*), when the worker was given them. */
   readonly backups: BackupConfig | undefined;
+  /** The tuner's thresholds (TUNE_*), and where its decisions are counted. */
+  readonly tune: TuneDeps;
   readonly log: Logger;
   namespace(name: string): Namespace<unknown>;
   /** Saves the cursor in the job's data, so the next attempt (on any worker) continues from it. */
   save(state: StateOf<N>): Promise<void>;
   progress(progress: Record<string, number | string>): Promise<void>;
+}
+
+export interface TuneDeps {
+  readonly config: TuneConfig;
+  /** Counts a decision in `cachefleet_tune_decisions_total`. */
+  counted(decision: Decision, mode: 'applied' | 'dry-run'): void;
 }
 
 /** A job kind's handler: its payload, state and result are the catalogue's. */

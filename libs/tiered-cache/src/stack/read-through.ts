@@ -13,7 +13,7 @@ import { type Candidate, FailSafe, type ReadOptions } from './fail-safe.js';
 import { loadAndStore, store } from './fill.js';
 import { deepFreeze } from './freeze.js';
 import { loadLocked } from './locked-load.js';
-import { keyBaseAt, type NamespaceState, newState } from './state.js';
+import { applyFactors, keyBaseAt, type NamespaceState, newState } from './state.js';
 import type { TimingSink } from './timing.js';
 
 /** Distinct ids counted per namespace between two hot-key flushes (bounds the map). */
@@ -34,6 +34,8 @@ export class ReadThrough {
   #l1: MemoryStore | undefined;
   #l2: RedisStore | undefined;
   readonly #states: (NamespaceState | undefined)[] = [];
+  /** Factors the tuner set per namespace name (docs/tuning.md). */
+  readonly #tuning = new Map<string, { l1: number; l2: number }>();
   readonly #generations = new Map<string, number>();
   readonly inflight = new Map<string, Promise<Result<unknown>>>();
   readonly lock: ResolvedCacheOptions['lock'];
@@ -96,9 +98,17 @@ export class ReadThrough {
     let st = this.#states[ns.index];
     if (st === undefined) {
       st = newState(ns, this.#timing(ns.name), this.#generations.get(ns.name) ?? 0);
+      const tuned = this.#tuning.get(ns.name);
+      if (tuned !== undefined) applyFactors(st, tuned.l1, tuned.l2);
       this.#states[ns.index] = st;
     }
     return st;
+  }
+
+  /** The tuner's factors for a namespace name: applied now, and to its states made later. */
+  tune(name: string, l1: number, l2: number): void {
+    this.#tuning.set(name, { l1, l2 });
+    for (const st of this.statesNamed(name)) applyFactors(st, l1, l2);
   }
 
   /** Every state of a namespace name (several definitions may share one, e.g. v1 and v2). */

@@ -10,8 +10,15 @@ export interface NamespaceState {
   readonly ns: Namespace<unknown>;
   /** The namespace's entry base at its current generation (`entryBase` of @cachefleet/redis). */
   keyBase: string;
-  readonly l1TtlMs: number;
-  readonly l2TtlMs: number;
+  /**
+   * TTLs of new writes: the definition's times the tuner's factors (docs/tuning.md). Set by
+   * `applyTuning` when a decision arrives, so the hot path reads one field as before.
+   */
+  l1TtlMs: number;
+  l2TtlMs: number;
+  /** The tuner's factors in force (1: the definition's TTL). */
+  l1TtlFactor: number;
+  l2TtlFactor: number;
   /** How long entries are kept past their TTL (0: no grace), and the loader back-off after a failure. */
   readonly graceMs: number;
   readonly backoffMs: number;
@@ -71,6 +78,8 @@ export function newState(
     keyBase: keyBaseAt(ns, generation),
     l1TtlMs: ns.ttl.l1 * 1000,
     l2TtlMs: ns.ttl.l2 * 1000,
+    l1TtlFactor: 1,
+    l2TtlFactor: 1,
     graceMs,
     backoffMs: (ns.grace?.backoffSeconds ?? 10) * 1000,
     softMs,
@@ -98,6 +107,18 @@ export function newState(
     fencedFills: 0,
     hot: new Map(),
   };
+}
+
+/** Longest L1 TTL a tuning factor may give (REQUIREMENTS E3: up to 10 min), unless the definition's is longer. */
+export const MAX_TUNED_L1_TTL_MS = 10 * 60_000;
+
+/** Applies the tuner's factors to a namespace's TTLs for new writes (entries already cached keep theirs). */
+export function applyFactors(st: NamespaceState, l1TtlFactor: number, l2TtlFactor: number): void {
+  const l1 = st.ns.ttl.l1 * 1000;
+  st.l1TtlFactor = l1TtlFactor;
+  st.l2TtlFactor = l2TtlFactor;
+  st.l1TtlMs = Math.max(1, Math.round(Math.min(l1 * l1TtlFactor, Math.max(l1, MAX_TUNED_L1_TTL_MS))));
+  st.l2TtlMs = Math.max(1, Math.round(st.ns.ttl.l2 * 1000 * l2TtlFactor));
 }
 
 export interface Totals {

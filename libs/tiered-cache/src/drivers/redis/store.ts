@@ -16,6 +16,7 @@ import { L2Connection } from './connection.js';
 import { type DeleteStats, Fencing } from './fencing.js';
 import { Locks } from './locks.js';
 import { masterAddresses, TelemetryStore } from './telemetry.js';
+import { TuningStore } from './tuning.js';
 
 export interface RedisStoreOptions {
   readonly client: RedisClient;
@@ -61,6 +62,8 @@ export class RedisStore implements CacheStore {
   readonly bulk: Bulk;
   /** The fleet's snapshots, Redis INFO and namespace samples (docs/telemetry.md). */
   readonly telemetry: TelemetryStore;
+  /** The tuner's settings, pins, audit stream and state (docs/tuning.md). */
+  readonly tuning: TuningStore;
   /** Masters the client moved to since it started (failovers, reshards): `noteMasters`. */
   failovers = 0;
   #masters = new Set<string>();
@@ -110,6 +113,7 @@ export class RedisStore implements CacheStore {
     this.locks = new Locks(this.#c);
     this.bulk = new Bulk(this.#c, this.fence);
     this.telemetry = new TelemetryStore(this.#c);
+    this.tuning = new TuningStore(this.#c);
     // Registered once, not per reconnect: the 'ready' event fires after every reconnect.
     this.client.on('ready', () => {
       this.noteMasters();
