@@ -173,10 +173,7 @@ describe('on a Cluster', () => {
       if (victim === undefined) throw new Error('no master');
       await cluster.node(victim.port).kill();
       await cluster.waitHealthy();
-      // With a node dead the view still answers (the node is listed unreachable until the client
-      // drops it from its pool).
-      const during = await c.fleetView(0);
-      expect(during.ok).toBe(true);
+      // (While the failover runs the view may be refused: the cache's breaker is open then.)
       await waitUntil(
         'the pod saw the new master',
         async () => {
