@@ -313,6 +313,7 @@ async function main(): Promise<void> {
     'cachefleet is running:',
     `  API            ${url}/products/42`,
     `  dashboard      ${url}/admin/login?token=${adminToken}   (then ${url}/admin/queues)`,
+    `  fleet page     ${url}/admin/fleet   (every process, hit rates, hot ids, jobs running, last invalidations)`,
     `  metrics        ${url}/metrics   and   http://127.0.0.1:${String(worker.port)}/metrics (worker)`,
     `  admin token    ${adminToken}`,
     `  database       ${databaseUrl}`,
