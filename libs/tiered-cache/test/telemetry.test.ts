@@ -1,4 +1,4 @@
-import { startCluster, startRedis, waitUntil } from '@cachefleet/test';
+import { startCluster, startRedis, startSentinelSet, waitUntil } from '@cachefleet/test';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -145,6 +145,95 @@ describe('the fleet view', () => {
     expect(itemBytes).toBeGreaterThan(400);
     expect(userBytes).toBeLessThan(itemBytes / 3);
   });
+});
+
+/** The value of one series in a /metrics text (undefined: absent). */
+function series(text: string, name: string, labels = ''): number | undefined {
+  const line = text
+    .split('\n')
+    .find((l) => l.startsWith(`${name}${labels} `) || l.startsWith(`${name}${labels}{`));
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+describe('persistence', () => {
+  it('a failing RDB save shows as cachefleet_redis_persistence_ok 0 and recovers', async () => {
+    // `dir` is a protected setting since Redis 7: this server of the test's own lets it change.
+    const own = await startRedis({ args: ['--enable-protected-configs', 'yes'] });
+    const c = createCache({
+      impl: 'tiered',
+      redis: { mode: 'single', url: own.url },
+      prefix: 'tel5:',
+      hotKeys: { enabled: false },
+      telemetry: { enabled: false },
+    });
+    const admin = new Redis(own.url);
+    try {
+      await c.start();
+      const ok = /^cachefleet_redis_persistence_ok\{node="[^"]+",role="master",kind="rdb"\} 1$/m;
+      expect(await c.metrics.metrics()).toMatch(ok);
+      // A save that cannot write its file (no file can be created under /proc, not even by root).
+      const dir = z.tuple([z.string(), z.string()]).parse(await admin.config('GET', 'dir'))[1];
+      await admin.config('SET', 'dir', '/proc');
+      await admin.bgsave();
+      await waitUntil('the failed save shows', async () =>
+        /kind="rdb"\} 0$/m.test(await c.metrics.metrics()) ? true : undefined,
+      );
+      await admin.config('SET', 'dir', dir);
+      await admin.bgsave();
+      await waitUntil('the next good save shows', async () =>
+        ok.test(await c.metrics.metrics()) ? true : undefined,
+      );
+    } finally {
+      await c.close();
+      admin.disconnect();
+      await own.stop();
+    }
+  }, 30_000);
+});
+
+describe('on a Sentinel set', () => {
+  it("reports each Sentinel, the replicas' lag and counts the failover the client followed", async () => {
+    const set = await startSentinelSet({ replicas: 1 });
+    const c = createCache({
+      impl: 'tiered',
+      redis: { mode: 'sentinel', sentinels: [...set.sentinels], name: set.name },
+      prefix: 'tel6:',
+      hotKeys: { enabled: false },
+      telemetry: { enabled: false },
+    });
+    try {
+      await c.start();
+      const text = await c.metrics.metrics();
+      for (const s of set.sentinels)
+        expect(series(text, 'cachefleet_redis_sentinel_up', `{sentinel="${s.host}:${s.port}"}`)).toBe(1);
+      expect(text).toMatch(
+        /^cachefleet_redis_replication_lag_seconds\{node="[^"]+",replica="[^"]+"\} [01]$/m,
+      );
+      expect(series(text, 'cachefleet_redis_failover_events_total')).toBe(0);
+
+      // A failover the Sentinels order: the client moves to the new master and counts it once.
+      await set.failover();
+      await set.waitSettled();
+      await waitUntil('the client follows the new master and counts it', async () => {
+        await c.set(items, 'f', { id: 'f' }).catch(() => undefined);
+        return series(await c.metrics.metrics(), 'cachefleet_redis_failover_events_total') === 1
+          ? true
+          : undefined;
+      });
+
+      // One Sentinel down: only it shows 0.
+      const [down, ...others] = set.sentinelProcesses;
+      if (down === undefined) throw new Error('no sentinel');
+      await down.kill();
+      const after = await c.metrics.metrics();
+      expect(series(after, 'cachefleet_redis_sentinel_up', `{sentinel="127.0.0.1:${down.port}"}`)).toBe(0);
+      for (const s of others)
+        expect(series(after, 'cachefleet_redis_sentinel_up', `{sentinel="127.0.0.1:${s.port}"}`)).toBe(1);
+    } finally {
+      await c.close();
+      await set.stop();
+    }
+  }, 90_000);
 });
 
 describe('on a Cluster', () => {

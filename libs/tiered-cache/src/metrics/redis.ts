@@ -1,7 +1,7 @@
 import { type ScrapeLease, scrapeLease } from '@cachefleet/redis';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { RedisStore } from '../drivers/redis/store.js';
-import { type L2Sample, type RedisNodeInfo, within } from '../drivers/redis/telemetry.js';
+import { type L2Sample, type RedisNodeInfo, type SentinelInfo, within } from '../drivers/redis/telemetry.js';
 
 /** Longest a scrape waits for the lease, INFO and the sample, ms. */
 const SCRAPE_BUDGET_MS = 1_000;
@@ -23,9 +23,10 @@ interface Scrape {
   readonly held: boolean;
   readonly nodes: readonly RedisNodeInfo[];
   readonly sample: L2Sample | undefined;
+  readonly sentinels: readonly SentinelInfo[];
 }
 
-const NOTHING: Scrape = { held: false, nodes: [], sample: undefined };
+const NOTHING: Scrape = { held: false, nodes: [], sample: undefined, sentinels: [] };
 
 /**
  * The cache Redis as Prometheus sees it (issue 13): memory, pressure, evictions, clients and
@@ -51,11 +52,16 @@ export function registerRedisMetrics(registry: Registry, source: RedisMetricsSou
     return within(
       (async (): Promise<Scrape> => {
         if (!(await leaseFor(l2).acquire())) return NOTHING;
-        const [info, sample] = await Promise.all([l2.telemetry.info(), l2.telemetry.sample(source.samples)]);
+        const [info, sample, sentinels] = await Promise.all([
+          l2.telemetry.info(),
+          l2.telemetry.sample(source.samples),
+          l2.telemetry.sentinels(),
+        ]);
         return {
           held: true,
           nodes: info.ok ? info.value : [],
           sample: sample.ok ? sample.value : undefined,
+          sentinels,
         };
       })(),
       SCRAPE_BUDGET_MS,
@@ -123,6 +129,44 @@ export function registerRedisMetrics(registry: Registry, source: RedisMetricsSou
       this.reset();
       for (const n of nodes)
         for (const r of n.replicas) this.set({ node: n.node, replica: r.node }, r.lagBytes);
+    },
+  });
+  new Gauge({
+    name: 'cachefleet_redis_replication_lag_seconds',
+    help: "Seconds since each replica last acknowledged its master (the master's INFO `lag=`)",
+    labelNames: ['node', 'replica'],
+    registers: [registry],
+    collect: async function (this: Gauge<'node' | 'replica'>) {
+      const { nodes } = await scrape();
+      this.reset();
+      for (const n of nodes)
+        for (const r of n.replicas) this.set({ node: n.node, replica: r.node }, r.lagSeconds);
+    },
+  });
+  new Gauge({
+    name: 'cachefleet_redis_persistence_ok',
+    help: 'Whether the last RDB save (kind="rdb") and the AOF writes and rewrites (kind="aof", only with AOF on) of each node succeeded: 1 ok, 0 failing',
+    labelNames: ['node', 'role', 'kind'],
+    registers: [registry],
+    collect: async function (this: Gauge<'node' | 'role' | 'kind'>) {
+      const { nodes } = await scrape();
+      this.reset();
+      for (const n of nodes) {
+        if (n.role === 'unreachable') continue;
+        this.set({ node: n.node, role: n.role, kind: 'rdb' }, n.rdbOk ? 1 : 0);
+        if (n.aofOk !== undefined) this.set({ node: n.node, role: n.role, kind: 'aof' }, n.aofOk ? 1 : 0);
+      }
+    },
+  });
+  new Gauge({
+    name: 'cachefleet_redis_sentinel_up',
+    help: 'Each configured Sentinel of the cache Redis: 1 when it answers with the master address, 0 when not (Sentinel mode only)',
+    labelNames: ['sentinel'],
+    registers: [registry],
+    collect: async function (this: Gauge<'sentinel'>) {
+      const { sentinels } = await scrape();
+      this.reset();
+      for (const s of sentinels) this.set({ sentinel: s.sentinel }, s.up ? 1 : 0);
     },
   });
   const perNamespace = (

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { isCluster, masterName, masters } from '@cachefleet/redis';
-import type { Redis } from 'ioredis';
+import { Redis } from 'ioredis';
 import type { Result } from '../../result.js';
 import type { L2Connection } from './connection.js';
 
@@ -31,7 +31,19 @@ export interface RedisNodeInfo {
   readonly masterLinkUp: boolean | undefined;
   /** Bytes a replica is behind its master (master_repl_offset − its offset), when known. */
   readonly replicationLagBytes: number | undefined;
+  /** Whether the last RDB save (BGSAVE) succeeded: INFO `rdb_last_bgsave_status`. */
+  readonly rdbOk: boolean;
+  /** Whether AOF writes and rewrites succeed (`aof_last_write_status`, `aof_last_bgrewrite_status`); undefined: AOF off. */
+  readonly aofOk: boolean | undefined;
   readonly version: string;
+}
+
+/** One configured Sentinel, as the exporter found it. */
+export interface SentinelInfo {
+  /** `host:port` as configured. */
+  readonly sentinel: string;
+  /** It answered and names a master for the set. */
+  readonly up: boolean;
 }
 
 export interface ReplicaInfo {
@@ -39,6 +51,8 @@ export interface ReplicaInfo {
   /** `online`, `wait_bgsave`, `send_bulk`, … */
   readonly state: string;
   readonly lagBytes: number;
+  /** Seconds since the replica last acknowledged (the master's INFO `lag=`; 0–1 while healthy). */
+  readonly lagSeconds: number;
 }
 
 export interface NamespaceSample {
@@ -94,6 +108,7 @@ function replicasOf(info: Map<string, string>): ReplicaInfo[] {
       node: `${f.get('ip') ?? '?'}:${f.get('port') ?? '?'}`,
       state: f.get('state') ?? 'unknown',
       lagBytes: Math.max(0, head - Number(f.get('offset') ?? head)),
+      lagSeconds: Number(f.get('lag') ?? 0) || 0,
     });
   }
   return out;
@@ -121,12 +136,19 @@ export function nodeInfo(node: string, text: string): RedisNodeInfo {
     replicas: replicasOf(info),
     masterLinkUp: replica ? info.get('master_link_status') === 'up' : undefined,
     replicationLagBytes: lag,
+    rdbOk: (info.get('rdb_last_bgsave_status') ?? 'ok') === 'ok',
+    aofOk:
+      info.get('aof_enabled') === '1'
+        ? info.get('aof_last_write_status') !== 'err' && info.get('aof_last_bgrewrite_status') !== 'err'
+        : undefined,
     version: info.get('redis_version') ?? 'unknown',
   };
 }
 
 /** Longest a node's INFO may take before it is listed as unreachable, ms. */
 const INFO_BUDGET_MS = 1_000;
+/** Longest a Sentinel may take to answer before it counts as down, ms (inside a scrape's budget). */
+const SENTINEL_BUDGET_MS = 400;
 
 function unreachable(node: string): RedisNodeInfo {
   return {
@@ -143,6 +165,8 @@ function unreachable(node: string): RedisNodeInfo {
     replicas: [],
     masterLinkUp: undefined,
     replicationLagBytes: undefined,
+    rdbOk: true,
+    aofOk: undefined,
     version: 'unknown',
   };
 }
@@ -235,6 +259,47 @@ export class TelemetryStore {
       }
       return [nodeInfo(connectedTo(c.client) ?? 'unknown', await c.client.info())];
     });
+  }
+
+  /**
+   * Each configured Sentinel of a Sentinel-mode client, asked on a connection of its own (the
+   * client's own Sentinel connection is only used while it looks for the master): up when it answers
+   * `SENTINEL GET-MASTER-ADDR-BY-NAME` with an address. Empty for a single node or a Cluster.
+   */
+  async sentinels(): Promise<SentinelInfo[]> {
+    const client = this.#c.client;
+    if (isCluster(client)) return [];
+    const { sentinels, name, sentinelPassword, sentinelUsername, sentinelTLS } = client.options;
+    if (sentinels === undefined || sentinels === null || name === undefined) return [];
+    return Promise.all(
+      sentinels.map(async (s) => {
+        const host = s.host ?? '127.0.0.1';
+        const port = s.port ?? 26379;
+        const probe = new Redis({
+          host,
+          port,
+          lazyConnect: true,
+          connectTimeout: SENTINEL_BUDGET_MS,
+          maxRetriesPerRequest: 0,
+          enableOfflineQueue: false,
+          retryStrategy: () => null,
+          ...(sentinelPassword !== undefined ? { password: sentinelPassword } : {}),
+          ...(sentinelUsername !== undefined ? { username: sentinelUsername } : {}),
+          ...(sentinelTLS !== undefined ? { tls: sentinelTLS } : {}),
+        });
+        probe.on('error', () => undefined);
+        const up = await within(
+          (async () => {
+            await probe.connect();
+            const at = await probe.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', name);
+            return Array.isArray(at) && at.length === 2;
+          })(),
+          SENTINEL_BUDGET_MS,
+        ).catch(() => false);
+        probe.disconnect();
+        return { sentinel: `${host}:${port}`, up };
+      }),
+    );
   }
 
   /**
