@@ -68,7 +68,7 @@ describe('a worker SIGKILLed mid-job', () => {
       return p.success && p.data.done >= 2_000 ? true : undefined;
     });
     // The second worker is up before the kill: what is measured is the hand-over, not a start.
-    await startWorker({ name: 'w2', env, queues: 'warm:1' });
+    const w2 = await startWorker({ name: 'w2', env, queues: 'warm:1' });
     const before = await jobs.queue('warm').getJob(id);
     expect(before?.processedOn).toBeDefined();
     const killedAt = Date.now();
@@ -87,5 +87,8 @@ describe('a worker SIGKILLed mid-job', () => {
     expect(waited, `taken over ${waited} ms after the kill`).toBeLessThanOrEqual(
       LOCK_MS + DEFAULT_STALLED_MS + SLACK_MS,
     );
+    // The stalled check that found it is counted where it ran (the CachefleetJobsStalled alert).
+    const metrics = await (await fetch(`http://127.0.0.1:${w2.port}/metrics`)).text();
+    expect(metrics).toMatch(/^cachefleet_job_stalled_total\{queue="warm"\} 1$/m);
   }, 90_000);
 });

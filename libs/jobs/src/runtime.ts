@@ -134,6 +134,7 @@ export class FleetRuntime {
   readonly #namespace: (name: string) => ReturnType<ReturnType<typeof namespaceLookup>>;
   readonly #duration: Histogram<'queue' | 'name' | 'kind' | 'status'>;
   readonly #failures: Counter<'queue' | 'name' | 'kind' | 'reason'>;
+  readonly #stalled: Counter<'queue'>;
   readonly #tune: TuneDeps;
   #closing: Promise<void> | undefined;
 
@@ -153,6 +154,12 @@ export class FleetRuntime {
       name: 'cachefleet_job_failures_total',
       help: 'Failed job attempts by job name, kind and reason (error, invalid, timeout, cancelled)',
       labelNames: ['queue', 'name', 'kind', 'reason'],
+      registers,
+    });
+    this.#stalled = new Counter({
+      name: 'cachefleet_job_stalled_total',
+      help: "Jobs this worker's stalled checks found without a live lock (their worker died or hung) and moved back to wait, or failed past maxStalledCount",
+      labelNames: ['queue'],
       registers,
     });
     const decisions = new Counter({
@@ -191,9 +198,10 @@ export class FleetRuntime {
           worker.cancelJob(jobId, 'lock lost');
         }
       });
-      worker.on('stalled', (jobId) =>
-        this.#deps.logger.warn({ queue, jobId }, 'job stalled: handed to another attempt'),
-      );
+      worker.on('stalled', (jobId) => {
+        this.#stalled.inc({ queue });
+        this.#deps.logger.warn({ queue, jobId }, 'job stalled: handed to another attempt');
+      });
       this.#workers.push(worker);
     }
   }

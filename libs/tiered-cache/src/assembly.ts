@@ -8,6 +8,7 @@ import { NullStore } from './drivers/null.js';
 import { RedisStore } from './drivers/redis/store.js';
 import { TieredStore } from './drivers/tiered.js';
 import { CacheError } from './errors.js';
+import type { Observer } from './metrics/histogram.js';
 import type { Tiers } from './stack/read-through.js';
 import type { CacheStore } from './types.js';
 
@@ -19,6 +20,8 @@ interface AssemblyDeps {
   readonly onBreakerChange: (from: BreakerState, to: BreakerState) => void;
   /** What the bus does with events; the bus is built with redis and tiered stores. */
   readonly handlers: BusHandlers;
+  /** Where the bus records each event's age when applied (cachefleet_cache_bus_lag_seconds). */
+  readonly busLag?: Observer;
 }
 
 interface Assembled {
@@ -104,6 +107,7 @@ function bus(l2: RedisStore, deps: AssemblyDeps): EventBus | undefined {
       podId: deps.podId,
       disconnectedTtlMs: o.bus.disconnectedTtlMs,
       ...(deps.logger ? { logger: deps.logger } : {}),
+      ...(deps.busLag ? { lag: deps.busLag } : {}),
     },
     deps.handlers,
   );

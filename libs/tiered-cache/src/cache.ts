@@ -16,6 +16,7 @@ import type { RedisStore } from './drivers/redis/store.js';
 import type { TuningStore } from './drivers/redis/tuning.js';
 import { CacheError } from './errors.js';
 import { FleetOps, ID_PATTERN } from './fleet.js';
+import type { Observer } from './metrics/histogram.js';
 import { registerCacheMetrics } from './metrics/prometheus.js';
 import { type RedisMetrics, registerRedisMetrics } from './metrics/redis.js';
 import type { Namespace } from './namespace.js';
@@ -68,6 +69,7 @@ export class Cache {
   #telemetry: TelemetryPublisher | undefined;
   #tuneTimer: NodeJS.Timeout | undefined;
   readonly #redisMetrics: RedisMetrics;
+  readonly #busLag: Observer;
   /** Primitives of the worker fleet: warm batches, bulk invalidation steps, hot keys. */
   readonly fleet: FleetOps;
 
@@ -76,7 +78,7 @@ export class Cache {
     this.#logger = deps.logger;
     this.podId = options.bus.podId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
     this.metrics = deps.metricsRegistry ?? new Registry();
-    const timing = registerCacheMetrics(this.metrics, {
+    const { timing, busLag } = registerCacheMetrics(this.metrics, {
       impl: () => this.registry.store.impl,
       states: () => this.#rt.states,
       l1: () => this.#rt.l1,
@@ -84,6 +86,7 @@ export class Cache {
       breakerTransitions: () => this.#breakerTransitions,
       bus: () => this.bus,
     });
+    this.#busLag = busLag;
     this.#redisMetrics = registerRedisMetrics(this.metrics, {
       l2: () => this.#rt.l2,
       leaseMs: options.telemetry.exporterLeaseMs,
@@ -526,6 +529,7 @@ export class Cache {
       options: this.options,
       podId: this.podId,
       logger: this.#logger,
+      busLag: this.#busLag,
       onBreakerChange: (from, to) => {
         this.#breakerTransitions[to] = (this.#breakerTransitions[to] ?? 0) + 1;
         this.#logger?.warn({ from, to }, 'cache L2 circuit breaker changed state');

@@ -1,4 +1,4 @@
-import { startRedis } from '@cachefleet/test';
+import { startRedis, waitUntil } from '@cachefleet/test';
 import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createCache, defineNamespace } from '../src/index.js';
@@ -181,6 +181,29 @@ describe('metrics', () => {
       ),
     ).toBe(160);
     await cache.close();
+  });
+
+  it("records the age of each other pod's bus event when applied, not its own", async () => {
+    const opts = { impl: 'tiered', redis: { mode: 'single', url: server.url }, prefix: 'reg-b:' } as const;
+    const a = createCache(opts);
+    const b = createCache(opts);
+    await Promise.all([a.start(), b.start()]);
+    try {
+      for (let i = 0; i < 5; i++) expect((await a.delete(ns, String(i))).ok).toBe(true);
+      await waitUntil('b applied the five deletes', async () =>
+        metricValue(await b.metrics.metrics(), 'cachefleet_cache_bus_lag_seconds_count') === 5
+          ? true
+          : undefined,
+      );
+      const text = await b.metrics.metrics();
+      // Every one under a minute (the last bucket below +Inf), and the buckets are cumulative.
+      expect(metricValue(text, 'cachefleet_cache_bus_lag_seconds_bucket{le="60"}')).toBe(5);
+      expect(metricValue(text, 'cachefleet_cache_bus_lag_seconds_bucket{le="+Inf"}')).toBe(5);
+      // a published them: its own events are skipped, not timed.
+      expect(metricValue(await a.metrics.metrics(), 'cachefleet_cache_bus_lag_seconds_count')).toBe(0);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
   });
 
   it('counts L1 evictions under the entry limit', async () => {

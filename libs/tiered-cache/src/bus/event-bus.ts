@@ -269,6 +269,7 @@ export class EventBus {
       this.stats.applied++;
       // The stream id's first part is Redis's clock at XADD: the event's age when applied here.
       this.#lagMs = Math.max(0, Date.now() - Number(id.slice(0, id.indexOf('-'))));
+      this.#opts.lag?.observe(this.#lagMs / 1000);
     }
     this.#handlers.apply(parsed.data, own);
   }

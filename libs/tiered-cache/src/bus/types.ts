@@ -12,6 +12,8 @@ export interface EventBusOptions {
   /** While the subscription is down, L1 keeps nothing longer than this, ms. */
   readonly disconnectedTtlMs: number;
   readonly logger?: Logger;
+  /** Given each other pod's event's age when applied here, seconds (the bus lag histogram). */
+  readonly lag?: { observe(seconds: number): void };
 }
 
 /** What the cache does with the bus: apply an event, flush L1, cap L1 lifetimes while cut off. */

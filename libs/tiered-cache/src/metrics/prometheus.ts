@@ -5,7 +5,7 @@ import type { RedisStore } from '../drivers/redis/store.js';
 import type { NamespaceState } from '../stack/state.js';
 import type { TimingSink } from '../stack/timing.js';
 import type { CacheImplName } from '../types.js';
-import { FastHistogram } from './histogram.js';
+import { FastHistogram, type Observer } from './histogram.js';
 
 /** What the collector reads at scrape time. */
 interface MetricsSource {
@@ -22,12 +22,17 @@ const LATENCY_BUCKETS = [
   0.5, 1,
 ];
 
+const BUS_LAG_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
 /**
  * Counters are plain numbers on the hot path; prom-client sees them only at scrape time, when
  * each counter is advanced by what changed since the previous scrape. Durations go straight to
  * histograms, L1 ones sampled (see l1TimingSampleRate).
  */
-export function registerCacheMetrics(registry: Registry, source: MetricsSource): TimingSink {
+export function registerCacheMetrics(
+  registry: Registry,
+  source: MetricsSource,
+): { timing: TimingSink; busLag: Observer } {
   type Advance = (labels: Record<string, string>, value: number) => void;
   /** A counter whose series are advanced to the current totals at scrape time (monotonic). */
   const counter = (name: string, help: string, labelNames: string[], collect: (advance: Advance) => void) => {
@@ -256,13 +261,23 @@ export function registerCacheMetrics(registry: Registry, source: MetricsSource):
     'Write time by tier.',
     LATENCY_BUCKETS,
   );
+  // Redis's clock at XADD against this process's at apply: seconds, not microseconds.
+  const busLag = new FastHistogram(
+    'cachefleet_cache_bus_lag_seconds',
+    "Age of each other pod's bus event when this pod applied it (live or replayed after a cut).",
+    BUS_LAG_BUCKETS,
+  );
   registry.registerMetric(lookup as unknown as Metric);
   registry.registerMetric(write as unknown as Metric);
-  return (namespace) => ({
-    l1: lookup.series({ tier: 'l1', namespace }),
-    l2: lookup.series({ tier: 'l2', namespace }),
-    l3: lookup.series({ tier: 'l3', namespace }),
-    writeL2: write.series({ tier: 'l2', namespace }),
-    writeL1: write.series({ tier: 'l1', namespace }),
-  });
+  registry.registerMetric(busLag as unknown as Metric);
+  return {
+    timing: (namespace) => ({
+      l1: lookup.series({ tier: 'l1', namespace }),
+      l2: lookup.series({ tier: 'l2', namespace }),
+      l3: lookup.series({ tier: 'l3', namespace }),
+      writeL2: write.series({ tier: 'l2', namespace }),
+      writeL1: write.series({ tier: 'l1', namespace }),
+    }),
+    busLag: busLag.series({}),
+  };
 }
