@@ -1,6 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { issueMessage } from '@cachefleet/config';
-import { createRedisClient, Downtime, type RedisClient } from '@cachefleet/redis';
+import {
+  createRedisClient,
+  Downtime,
+  type Heartbeat,
+  type RedisClient,
+  startHeartbeat,
+} from '@cachefleet/redis';
 import { type JobState, type JobsOptions, Queue } from 'bullmq';
 import type { z } from 'zod';
 import {
@@ -91,6 +97,9 @@ export interface JobClientOptions {
 /** How long an enqueue waits for its replicas (WAIT); within the API's queue budget (1.5 s). */
 const REPLICA_WAIT_MS = 1_000;
 
+/** The queue connection is PINGed this often (and must answer within as long), ms. */
+const QUEUE_HEARTBEAT_MS = 2_000;
+
 /**
  * The producer side: API pods, the CLI and tests enqueue through it. Every payload is validated
  * here (and again by the worker), so a bad request never becomes a job.
@@ -101,6 +110,7 @@ export class JobClient {
   readonly #queues = new Map<QueueName, Queue>();
   readonly #ownsConnection: boolean;
   readonly #downtime: Downtime;
+  readonly #heartbeat: Heartbeat;
   readonly #waitReplicas: number;
   readonly #masterCheck: SentinelMasterCheck | undefined;
   /** BullMQ's tracing, chosen once: present only when a tracer provider is registered (telemetry.ts). */
@@ -117,6 +127,9 @@ export class JobClient {
     this.connection =
       connection ?? createRedisClient(config.redis, { role: 'queue', connectionName: 'cachefleet:jobs' });
     this.#downtime = new Downtime(this.connection);
+    // A silent partition would leave the connection `ready` and every call hanging: PINGed, it is
+    // dropped and counts as down (readiness) until Redis answers again.
+    this.#heartbeat = startHeartbeat(this.connection, { intervalMs: QUEUE_HEARTBEAT_MS });
     this.#waitReplicas = config.waitReplicas ?? 0;
     this.#masterCheck =
       config.redis.mode === 'sentinel' && this.#waitReplicas > 0
@@ -221,6 +234,7 @@ export class JobClient {
   }
 
   async close(): Promise<void> {
+    this.#heartbeat.stop();
     await Promise.all([...this.#queues.values()].map((q) => q.close()));
     this.#queues.clear();
     this.#masterCheck?.close();

@@ -8,6 +8,7 @@ export {
 } from './client.js';
 export { type RedisConnection, type ResolvedRedisConnection, redisConnectionSchema } from './connection.js';
 export { Downtime } from './downtime.js';
+export { type Heartbeat, type HeartbeatOptions, startHeartbeat } from './heartbeat.js';
 export { CacheKeys, cacheKeys, entryBase, entryGlob, scopedTag } from './keys.js';
 export { type ScrapeLease, scrapeLease } from './lease.js';
 export {

@@ -1,4 +1,10 @@
-import { defineScripts, loadScripts, type RedisClient } from '@cachefleet/redis';
+import {
+  defineScripts,
+  type Heartbeat,
+  loadScripts,
+  type RedisClient,
+  startHeartbeat,
+} from '@cachefleet/redis';
 import { CacheError } from '../errors.js';
 import { err, ok, type Result } from '../result.js';
 import {
@@ -15,6 +21,11 @@ import { fieldOf, fieldValue, validate } from './wire.js';
 export type { BusHandlers, BusStats, EventBusOptions } from './types.js';
 
 const REPLAY_BATCH = 1000;
+/**
+ * The subscriber is PINGed this often, and must answer within as long: a silent partition
+ * (packets dropped, the socket open, no error ever) is noticed within twice this, not never.
+ */
+const HEARTBEAT_MAX_MS = 1000;
 interface BusScripts {
   busPublish(stream: string, channel: string, maxLen: number, event: string): Promise<string>;
 }
@@ -66,6 +77,8 @@ export class EventBus {
   #checkAgain = false;
   /** Announcements of changes already made, sent in order (see `deliver`). */
   readonly #outbox: Outbox;
+  /** PINGs the subscriber: a silent partition counts as a cut (libs/redis heartbeat.ts). */
+  #heartbeat: Heartbeat | undefined;
 
   constructor(pub: RedisClient, sub: RedisClient, options: EventBusOptions, handlers: BusHandlers) {
     this.#pub = pub;
@@ -76,6 +89,7 @@ export class EventBus {
     this.#outbox = new Outbox((event) => this.#send(event), this.stats);
     // Registered once; ioredis resubscribes by itself after a reconnect and then emits 'ready'.
     this.#sub.on('message', (channel: string, message: string) => {
+      this.#heartbeat?.heard();
       if (channel === this.#opts.channel) this.#onMessage(message);
     });
     this.#sub.on('ready', () => void this.#onReady());
@@ -103,6 +117,18 @@ export class EventBus {
       this.#firstReady = resolve;
       setTimeout(resolve, waitMs).unref();
     });
+    this.#heartbeat = startHeartbeat(this.#sub, {
+      intervalMs: Math.max(10, Math.min(HEARTBEAT_MAX_MS, this.#opts.disconnectedTtlMs / 5)),
+      // The bus counts as cut since it last heard Redis: its L1 bound holds from then.
+      onSilent: (lastHeard) => {
+        if (this.#closed || !this.#connected) return;
+        this.#opts.logger?.warn(
+          { silentMs: Date.now() - lastHeard },
+          'bus subscriber did not answer its heartbeat: treated as cut, reconnecting',
+        );
+        this.#onCut(lastHeard);
+      },
+    });
     // Connect errors are not fatal: the cache serves degraded and the client keeps retrying.
     await this.#sub.connect().catch(() => {});
     if (this.#sub.status !== 'ready' && !this.#connected) this.#onCut();
@@ -113,6 +139,7 @@ export class EventBus {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#flushTimer);
+    this.#heartbeat?.stop();
     this.#outbox.close();
     try {
       await this.#sub.quit();
@@ -212,20 +239,24 @@ export class EventBus {
     await this.#sub.subscribe(this.#opts.channel).catch(() => {});
   }
 
-  #onCut(): void {
+  /** `since`: when events may have started to go unheard (now for a connection seen to drop). */
+  #onCut(since = Date.now()): void {
     if (this.#closed) return;
     this.#cuts++;
     if (!this.#connected && this.#flushTimer !== undefined) return;
     this.#connected = false;
     this.#handlers.disconnected(true);
     // Entries filled before the cut could be invalidated while we cannot hear it: they get
-    // disconnectedTtlMs to live, then L1 is flushed.
+    // disconnectedTtlMs from `since` to live, then L1 is flushed.
     clearTimeout(this.#flushTimer);
-    this.#flushTimer = setTimeout(() => {
-      if (this.#connected) return;
-      this.stats.flushes++;
-      this.#handlers.flush('disconnected');
-    }, this.#opts.disconnectedTtlMs);
+    this.#flushTimer = setTimeout(
+      () => {
+        if (this.#connected) return;
+        this.stats.flushes++;
+        this.#handlers.flush('disconnected');
+      },
+      Math.max(0, this.#opts.disconnectedTtlMs - (Date.now() - since)),
+    );
     this.#flushTimer.unref();
   }
 
