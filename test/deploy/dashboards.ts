@@ -8,8 +8,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 
-/** The datasource every panel and target names: the dashboards' datasource variable. */
-export const DATASOURCE = { type: 'prometheus', uid: '${DS_PROMETHEUS}' } as const;
+/** The dashboards' datasource variable (a provisioned Grafana defaults it to the uid `prometheus`). */
+export const DATASOURCE_VARIABLE = 'DS_PROMETHEUS';
+/** The datasource every panel and target names: `${DS_PROMETHEUS}`, that variable. */
+export const DATASOURCE = { type: 'prometheus', uid: `\${${DATASOURCE_VARIABLE}}` } as const;
 
 const Datasource = z.object({ type: z.string(), uid: z.string() });
 

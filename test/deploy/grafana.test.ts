@@ -16,6 +16,7 @@ import { README_METRICS } from '../readme-metrics.js';
 import {
   allPanels,
   DATASOURCE,
+  DATASOURCE_VARIABLE,
   dashboardQueries,
   dashboardVariables,
   loadDashboards,
@@ -75,7 +76,7 @@ describe('deploy/grafana/dashboards', () => {
       expect(
         ds.map((v) => [v.name, v.current.value]),
         file,
-      ).toEqual([['DS_PROMETHEUS', 'prometheus']]);
+      ).toEqual([[DATASOURCE_VARIABLE, 'prometheus']]);
       for (const panel of allPanels(dashboard)) {
         if (panel.type === 'row') {
           expect(panel.targets ?? [], `${file} row ${panel.title}`).toEqual([]);
@@ -114,7 +115,7 @@ describe('deploy/grafana/dashboards', () => {
     ];
     expect(
       substitute(
-        'rate(m{a=~"$queue", b=~"${queue}", c=~"${queue:regex}", d=~"[[queue]]"}[$__rate_interval]) + increase(m[$__range])',
+        `rate(m{a=~"$queue", b=~"\${queue}", c=~"\${queue:regex}", d=~"[[queue]]"}[$__rate_interval]) + increase(m[$__range])`,
         variables,
         { rateInterval: '30s' },
       ),
