@@ -52,6 +52,7 @@ export interface QueueMetrics {
  * processes ever hold it, and the holder keeps it while its scrapes come more often than
  * `leaseMs`; when it dies, the next process scraped after `leaseMs` takes over.
  * `cachefleet_queue_exporter_active` says which process it is (1) — every process exports that one.
+ * The same process exports `cachefleet_queue_workers{queue}`, the workers connected to each queue.
  */
 export function registerQueueMetrics(
   registry: Registry,
@@ -73,21 +74,21 @@ export function registerQueueMetrics(
       (async (): Promise<Scrape> => {
         const held = await lease.acquire();
         if (!held) return none;
-        const perQueue = await Promise.all(
-          QUEUE_NAMES.map(async (queue) => {
-            const counts = await jobs.queue(queue).getJobCounts();
-            return Object.entries(counts).map(([state, n]) => ({ queue, state, n }));
-          }),
-        );
-        const workers = await Promise.all(
-          QUEUE_NAMES.map(async (queue) => ({ queue, n: await workersOf(jobs.queue(queue)) })),
-        );
+        const [perQueue, workers] = await Promise.all([
+          Promise.all(
+            QUEUE_NAMES.map(async (queue) => {
+              const counts = await jobs.queue(queue).getJobCounts();
+              return Object.entries(counts).map(([state, n]) => ({ queue, state, n }));
+            }),
+          ),
+          Promise.all(QUEUE_NAMES.map(async (queue) => ({ queue, n: await workersOf(jobs.queue(queue)) }))),
+        ]);
         return { held, counts: perQueue.flat(), workers };
       })(),
       SCRAPE_BUDGET_MS,
     ).catch(() => none);
   };
-  // The two gauges are collected concurrently by one scrape: they share its one read.
+  // The three gauges are collected concurrently by one scrape: they share its one read.
   let inFlight: Promise<Scrape> | undefined;
   const scrape = (): Promise<Scrape> => {
     inFlight ??= read().finally(() => {
@@ -137,13 +138,15 @@ export function registerQueueMetrics(
 
 /**
  * The workers of a queue: its connections named by BullMQ's workers (CLIENT LIST; the queue
- * Redis's `default` user may run it, deploy/redis/queue-users.acl). Where CLIENT LIST is refused
- * (GCP's Memorystore) BullMQ answers one entry without a `rawname`, which is no worker: the count
- * is unknown there (undefined: no series), not a made-up 1 nor a 0 that looks like an outage.
+ * Redis's `default` user may run it, deploy/redis/queue-users.acl). Where CLIENT LIST is unknown
+ * (GCP's Memorystore) BullMQ answers one entry without a `rawname`, which is no worker; where an
+ * ACL refuses it, it throws. Either way the count is unknown (undefined: no series), not a made-up
+ * 1 nor a 0 that looks like an outage, and the queue counts of the same scrape still go out.
  */
 async function workersOf(queue: Queue): Promise<number | undefined> {
-  const workers = await queue.getWorkers();
-  return workers.every((w) => w.rawname !== undefined) ? workers.length : undefined;
+  const workers = await queue.getWorkers().catch(() => undefined);
+  if (workers === undefined || workers.some((w) => w.rawname === undefined)) return undefined;
+  return workers.length;
 }
 
 /** A default metric collectDefaultMetrics registers: its presence means they are there. */
