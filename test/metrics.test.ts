@@ -10,7 +10,7 @@
  *     queue gauges', the API's for the API, the worker's and change capture's for the worker.
  *  3. The job metrics carry the job kind (`warm` `keys`, `invalidate` `keys`).
  *  4. The queue gauges come from one process of the three: the others export no series, the sum
- *     over all processes equals the queue's counts; the holder SIGKILLed, another takes over once
+ *     over all processes equals the queue's counts, the workers per queue are the two workers'; the holder SIGKILLed, another takes over once
  *     the lease expired; the next holder stopped with SIGTERM gives the lease up at once.
  */
 import { spawnSync } from 'node:child_process';
@@ -413,6 +413,14 @@ describe('4. the queue gauges: one exporter per fleet', () => {
       );
     expect(sum('completed')).toBe(counts.completed);
     expect(sum('completed')).toBeGreaterThanOrEqual(1);
+    // Workers per queue, from the same one process: both workers run warm and invalidate
+    // (--queues), nothing runs the other queues; the others export no series.
+    const workers = Object.fromEntries(
+      QUEUE_NAMES.map((queue) => [queue, sample(holder.text, `cachefleet_queue_workers{queue="${queue}"}`)]),
+    );
+    expect(workers).toEqual({ warm: 2, invalidate: 2, migrate: 0, sweep: 0, backup: 0, tune: 0 });
+    for (const other of scraped.filter((s) => s !== holder))
+      expect(seriesOf(other.text, 'cachefleet_queue_workers'), other.proc.name).toEqual([]);
 
     // The holder dies without a word: once its lease expires, the next process scraped takes over.
     holder.proc.signal('SIGKILL');

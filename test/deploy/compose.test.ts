@@ -3,13 +3,15 @@
  * these machines): the compose file, interpolated as compose would with the secrets
  * compose-secrets.sh prints, validates against the Compose Specification's schema (the copy dclint
  * ships) and its references hold; the fleet's services parse with the apps' own loaders; the
- * Dockerfile copies every workspace and keeps what the entry point needs. Not checked here: that
- * the images build and the containers start (docs/deploy.md says how that was tried).
+ * Dockerfile copies every workspace and keeps what the entry point needs; Prometheus scrapes every
+ * service serving /metrics and loads the shipped rules (its configuration passes `promtool check
+ * config`), and Grafana's provisioning finds its datasource and the dashboards. Not checked here:
+ * that the images build and the containers start (docs/deploy.md says how that was tried).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, posix, relative, resolve } from 'node:path';
 import { loadApiConfig } from '@cachefleet/api';
 import { loadCatalogueEnv } from '@cachefleet/catalogue';
 import { loadBackupConfig, loadQueueConfig, QUEUE_NAMES } from '@cachefleet/jobs';
@@ -19,6 +21,8 @@ import { Ajv } from 'ajv';
 import { describe, expect, test } from 'vitest';
 import { parse } from 'yaml';
 import { z } from 'zod';
+import { DATASOURCE_VARIABLE, loadDashboards } from './dashboards.js';
+import { promtool } from './promql.js';
 import { CLOSE_MARGIN_MS, READ_BY_THE_CODE, SECRET_NAME, URL_WITH_PASSWORD } from './settings.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -153,6 +157,125 @@ describe('deploy/compose.yaml', () => {
         expect(grace, name).toBeGreaterThanOrEqual(worker.shutdownMs + CLOSE_MARGIN_MS);
       }
     }
+  });
+});
+
+/** The /metrics address (`service:port`) of each fleet service that serves one: the API and workers. */
+function metricsTargets(): string[] {
+  return fleet.flatMap(([name, s]) => {
+    const entry = s.command?.[0];
+    if (entry === 'apps/api/src/main.ts') return [`${name}:${loadApiConfig(env(s)).port}`];
+    if (entry === 'apps/worker/src/main.ts')
+      return [`${name}:${loadWorkerConfig(env(s), s.command?.slice(1) ?? []).port}`];
+    return [];
+  });
+}
+
+/**
+ * Where a path inside a service's container comes from on this machine: the bind mount (`./…`,
+ * relative to deploy/) whose target holds it, or undefined (a named volume, or the image's own).
+ */
+function hostPath(service: string, inContainer: string): string | undefined {
+  for (const volume of compose.services[service]?.volumes ?? []) {
+    const [source = '', target = ''] = volume.split(':');
+    if (!source.startsWith('.')) continue;
+    const rest = posix.relative(target, inContainer);
+    if (rest === '' || !(rest.startsWith('..') || posix.isAbsolute(rest)))
+      return resolve(DEPLOY, source, rest);
+  }
+  return undefined;
+}
+
+describe('Prometheus and Grafana in deploy/compose.yaml', () => {
+  const PromConfig = z.looseObject({
+    global: z.looseObject({ scrape_interval: z.string() }),
+    rule_files: z.array(z.string()),
+    scrape_configs: z.array(
+      z.looseObject({
+        job_name: z.string(),
+        static_configs: z.array(z.object({ targets: z.array(z.string()) })),
+      }),
+    ),
+  });
+  const prometheus = compose.services.prometheus;
+  const grafana = compose.services.grafana;
+  const configPath = prometheus?.command
+    ?.find((a) => a.startsWith('--config.file='))
+    ?.slice('--config.file='.length);
+  const configFile = configPath === undefined ? undefined : hostPath('prometheus', configPath);
+  const config = PromConfig.parse(parse(readFileSync(configFile ?? '/nonexistent', 'utf8')));
+
+  test('Prometheus reads deploy/prometheus/prometheus.yml and, beside it, the shipped rules', () => {
+    expect(configFile).toBe(join(DEPLOY, 'prometheus', 'prometheus.yml'));
+    expect(config.rule_files).toEqual(['rules.yaml']);
+    // A relative rule file is read from the configuration's folder, in the container as here.
+    for (const rules of config.rule_files)
+      expect(hostPath('prometheus', posix.join(posix.dirname(configPath ?? ''), rules))).toBe(
+        join(DEPLOY, 'prometheus', rules),
+      );
+  });
+
+  test('promtool check config passes on prometheus.yml and finds the rules', () => {
+    const run = promtool(['check', 'config', relative(join(DEPLOY, '..'), configFile ?? '')]);
+    expect(run.status, run.output).toBe(0);
+    expect(run.output).toMatch(/SUCCESS: \d+ rules found/);
+  });
+
+  test('Prometheus scrapes every service serving /metrics, at its port, and nothing else', () => {
+    const targets = config.scrape_configs.flatMap((c) => c.static_configs.flatMap((t) => t.targets));
+    expect(targets.filter((t, i) => targets.indexOf(t) !== i)).toEqual([]);
+    const expected = metricsTargets();
+    expect(expected.length).toBeGreaterThan(2);
+    expect(targets.sort()).toEqual(expected.sort());
+  });
+
+  test('Grafana provisions the compose Prometheus as the dashboards’ datasource, and the dashboards', () => {
+    const provisioning = hostPath('grafana', '/etc/grafana/provisioning');
+    expect(provisioning).toBe(join(DEPLOY, 'grafana', 'provisioning'));
+    const dir = (kind: string) => join(provisioning ?? '', kind);
+    const yamls = (kind: string) => readdirSync(dir(kind)).filter((f) => /\.ya?ml$/.test(f));
+    const Datasources = z.object({
+      apiVersion: z.literal(1),
+      datasources: z.array(
+        z.looseObject({
+          uid: z.string(),
+          type: z.string(),
+          url: z.string(),
+          jsonData: z.looseObject({ timeInterval: z.string() }),
+        }),
+      ),
+    });
+    const datasources = yamls('datasources').flatMap(
+      (f) => Datasources.parse(parse(readFileSync(join(dir('datasources'), f), 'utf8'))).datasources,
+    );
+    // The uid every dashboard's datasource variable defaults to, at the compose Prometheus.
+    const dashboards = loadDashboards(join(DEPLOY, 'grafana', 'dashboards'));
+    const uids = new Set(
+      dashboards.flatMap(({ dashboard }) =>
+        dashboard.templating.list.flatMap((v) =>
+          v.type === 'datasource' && v.name === DATASOURCE_VARIABLE ? [v.current.value] : [],
+        ),
+      ),
+    );
+    expect(uids.size).toBe(1);
+    const datasource = datasources.find((d) => uids.has(d.uid));
+    expect(datasource?.type).toBe('prometheus');
+    expect(datasource?.url).toBe('http://prometheus:9090');
+    expect(datasource?.jsonData.timeInterval).toBe(config.global.scrape_interval);
+    expect(Object.keys(grafana?.depends_on ?? {})).toContain('prometheus');
+
+    const Providers = z.object({
+      apiVersion: z.literal(1),
+      providers: z.array(z.looseObject({ type: z.literal('file'), options: z.object({ path: z.string() }) })),
+    });
+    const paths = yamls('dashboards').flatMap((f) =>
+      Providers.parse(parse(readFileSync(join(dir('dashboards'), f), 'utf8'))).providers.map(
+        (p) => p.options.path,
+      ),
+    );
+    expect(paths.map((p) => hostPath('grafana', p))).toEqual([join(DEPLOY, 'grafana', 'dashboards')]);
+    const home = grafana?.environment?.GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH;
+    expect(existsSync(hostPath('grafana', home ?? '') ?? ''), `home dashboard ${home}`).toBe(true);
   });
 });
 

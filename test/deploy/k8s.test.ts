@@ -5,7 +5,7 @@
  * only, network policies, monitors. The fleet's own settings (queues, Redis roles, ACLs, the apps'
  * environment) are checked in fleet-policy.ts, on the same renderings.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   PodMonitor,
@@ -249,6 +249,18 @@ describe.each(Object.keys(OVERLAYS) as Overlay[])('overlay %s', (overlay) => {
       // A difference: run deploy/prometheus/prometheus-rule.sh after changing rules.yaml.
       expect({ groups: rule.spec.groups }).toEqual(shipped);
       expect(rule.metadata?.labels).toMatchObject({ 'app.kubernetes.io/name': 'cachefleet' });
+    }
+  });
+
+  test('the dashboards ConfigMap carries deploy/grafana/dashboards as they are, labelled for the Grafana sidecar', () => {
+    const dir = join(ROOT, 'deploy', 'grafana', 'dashboards');
+    const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const { manifests } of of(overlay)) {
+      const cm = manifests.one(ConfigMap, 'cachefleet-dashboards');
+      expect(cm.metadata?.labels).toMatchObject({ grafana_dashboard: '1' });
+      expect(Object.keys(cm.data ?? {}).sort()).toEqual(files.sort());
+      for (const f of files) expect(cm.data?.[f], f).toBe(readFileSync(join(dir, f), 'utf8'));
     }
   });
 

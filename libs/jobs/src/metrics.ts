@@ -1,5 +1,6 @@
 import { type Env, intSchema, parseEnv } from '@cachefleet/config';
 import { scrapeLease } from '@cachefleet/redis';
+import type { Queue } from 'bullmq';
 import { collectDefaultMetrics, Gauge, type Registry } from 'prom-client';
 import { z } from 'zod';
 import { QUEUE_NAMES, type QueueName } from './catalogue.js';
@@ -51,6 +52,7 @@ export interface QueueMetrics {
  * processes ever hold it, and the holder keeps it while its scrapes come more often than
  * `leaseMs`; when it dies, the next process scraped after `leaseMs` takes over.
  * `cachefleet_queue_exporter_active` says which process it is (1) — every process exports that one.
+ * The same process exports `cachefleet_queue_workers{queue}`, the workers connected to each queue.
  */
 export function registerQueueMetrics(
   registry: Registry,
@@ -58,27 +60,35 @@ export function registerQueueMetrics(
   options: QueueMetricsOptions,
 ): QueueMetrics {
   const lease = scrapeLease(jobs.connection, queueMetricsLeaseKey(jobs), options.leaseMs);
-  type Scrape = { held: boolean; counts: { queue: QueueName; state: string; n: number }[] };
+  type Scrape = {
+    held: boolean;
+    counts: { queue: QueueName; state: string; n: number }[];
+    workers: { queue: QueueName; n: number | undefined }[];
+  };
+  const none: Scrape = { held: false, counts: [], workers: [] };
   const read = async (): Promise<Scrape> => {
     // The queue connection waits out outages (BullMQ's rule): a scrape must not. Without an
     // answer in time the gauges are left empty and the rest of /metrics still goes out.
-    if (queueDown(jobs.connection.status)) return { held: false, counts: [] };
+    if (queueDown(jobs.connection.status)) return none;
     return withDeadline(
       (async (): Promise<Scrape> => {
         const held = await lease.acquire();
-        if (!held) return { held, counts: [] };
-        const perQueue = await Promise.all(
-          QUEUE_NAMES.map(async (queue) => {
-            const counts = await jobs.queue(queue).getJobCounts();
-            return Object.entries(counts).map(([state, n]) => ({ queue, state, n }));
-          }),
-        );
-        return { held, counts: perQueue.flat() };
+        if (!held) return none;
+        const [perQueue, workers] = await Promise.all([
+          Promise.all(
+            QUEUE_NAMES.map(async (queue) => {
+              const counts = await jobs.queue(queue).getJobCounts();
+              return Object.entries(counts).map(([state, n]) => ({ queue, state, n }));
+            }),
+          ),
+          Promise.all(QUEUE_NAMES.map(async (queue) => ({ queue, n: await workersOf(jobs.queue(queue)) }))),
+        ]);
+        return { held, counts: perQueue.flat(), workers };
       })(),
       SCRAPE_BUDGET_MS,
-    ).catch(() => ({ held: false, counts: [] }));
+    ).catch(() => none);
   };
-  // The two gauges are collected concurrently by one scrape: they share its one read.
+  // The three gauges are collected concurrently by one scrape: they share its one read.
   let inFlight: Promise<Scrape> | undefined;
   const scrape = (): Promise<Scrape> => {
     inFlight ??= read().finally(() => {
@@ -106,6 +116,17 @@ export function registerQueueMetrics(
       this.set(held ? 1 : 0);
     },
   });
+  new Gauge({
+    name: 'cachefleet_queue_workers',
+    help: 'BullMQ workers connected to each queue (CLIENT LIST of the queue Redis), at scrape time; exported by one process of the fleet at a time (cachefleet_queue_exporter_active)',
+    labelNames: ['queue'],
+    registers: [registry],
+    collect: async function (this: Gauge<'queue'>) {
+      const { workers } = await scrape();
+      this.reset();
+      for (const { queue, n } of workers) if (n !== undefined) this.set({ queue }, n);
+    },
+  });
   return {
     holder: lease.holder,
     release: async () => {
@@ -113,6 +134,19 @@ export function registerQueueMetrics(
       await withDeadline(lease.release(), SCRAPE_BUDGET_MS).catch(() => undefined);
     },
   };
+}
+
+/**
+ * The workers of a queue: its connections named by BullMQ's workers (CLIENT LIST; the queue
+ * Redis's `default` user may run it, deploy/redis/queue-users.acl). Where CLIENT LIST is unknown
+ * (GCP's Memorystore) BullMQ answers one entry without a `rawname`, which is no worker; where an
+ * ACL refuses it, it throws. Either way the count is unknown (undefined: no series), not a made-up
+ * 1 nor a 0 that looks like an outage, and the queue counts of the same scrape still go out.
+ */
+async function workersOf(queue: Queue): Promise<number | undefined> {
+  const workers = await queue.getWorkers().catch(() => undefined);
+  if (workers === undefined || workers.some((w) => w.rawname === undefined)) return undefined;
+  return workers.length;
 }
 
 /** A default metric collectDefaultMetrics registers: its presence means they are there. */
