@@ -31,12 +31,20 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectPg, type Db, migrate, seed } from '@cachefleet/catalogue';
-import { JobClient, type JobView, loadQueueConfig } from '@cachefleet/jobs';
+import { JobClient, loadQueueConfig } from '@cachefleet/jobs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { startApiProc, startWorker, stopAllWorkers, type WorkerProc } from '../fixtures/fleet-procs.js';
-import { delay, need, type RedisProcess, startRedis, testDatabaseUrl, waitUntil } from '../helpers/index.js';
+import {
+  delay,
+  jobSettled,
+  need,
+  type RedisProcess,
+  startRedis,
+  testDatabaseUrl,
+  waitUntil,
+} from '../helpers/index.js';
 import {
   dashboardFiles,
   dashboardQueries,
@@ -143,17 +151,7 @@ async function read(id: number): Promise<number> {
   return res.status;
 }
 
-function settled(id: string): Promise<JobView> {
-  return waitUntil(
-    `job ${id} to settle`,
-    async (note) => {
-      const j = await need(jobs, 'the job client').job(id);
-      note(`state ${j?.state ?? 'absent'}`);
-      return j?.state === 'completed' || j?.state === 'failed' ? j : undefined;
-    },
-    { timeoutMs: 30_000, intervalMs: 50 },
-  );
-}
+const settled = (id: string) => jobSettled(need(jobs, 'the job client'), id, 30_000);
 
 /**
  * Reads (misses, then hits), an invalidation through the API, a keys warm, a whole-namespace
