@@ -12,6 +12,7 @@ import { describe, expect, test } from 'vitest';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { README_METRICS } from '../readme-metrics.js';
+import { metricNames } from './promql.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const RULES = join(ROOT, 'deploy', 'prometheus', 'rules.yaml');
@@ -53,28 +54,6 @@ function promtool(args: readonly string[]): { status: number | null; output: str
     throw new Error('PROMTOOL_BIN unset: run the tests through vitest (its set-up finds promtool)');
   const run = spawnSync(bin, args, { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
   return { status: run.status, output: `${run.stdout}${run.stderr}`.trim() };
-}
-
-/** PromQL's words that look like names: operators, aggregation modifiers, and `inf`/`nan`. */
-const KEYWORDS = new Set(['and', 'or', 'unless', 'bool', 'offset', 'inf', 'nan']);
-
-/**
- * The metric names a PromQL expression selects: identifiers outside strings, label matchers
- * (`{…}`), ranges (`[…]`) and label lists (`by (…)`, `on (…)`…), that are no function call or
- * keyword. Enough for the expressions we write; the check below proves it on a known expression.
- */
-function metricNames(expr: string): string[] {
-  const bare = expr
-    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g, '""')
-    .replace(/\{[^}]*\}/g, ' ')
-    .replace(/\[[^\]]*\]/g, ' ')
-    .replace(/\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ');
-  const names = new Set<string>();
-  for (const m of bare.matchAll(/(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?/g)) {
-    const name = m[1] as string;
-    if (m[2] === undefined && !KEYWORDS.has(name)) names.add(name);
-  }
-  return [...names].sort();
 }
 
 /** GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces as hyphens. */
