@@ -12,6 +12,7 @@ export default async function setup(): Promise<() => void> {
       kubectl: true,
       postgres: true,
       promtool: true,
+      prometheus: true,
       say: (line) => console.log(`set-up: ${line}`),
     });
     return () => prepared.stop();

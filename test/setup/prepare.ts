@@ -1,6 +1,6 @@
 import { findKubectl } from './kubectl.js';
 import { startPrivatePostgres } from './postgres.js';
-import { findChromium, findPostgresBin, findPromtool, findRedisServer } from './tools.js';
+import { findChromium, findPostgresBin, findPrometheus, findPromtool, findRedisServer } from './tools.js';
 
 export { MissingPiece } from './install.js';
 
@@ -13,6 +13,8 @@ interface PrepareOptions {
   readonly postgres: boolean;
   /** promtool, for the metrics tests' `promtool check metrics` (the bench does not need it). */
   readonly promtool?: boolean;
+  /** A Prometheus server, for test/deploy/prometheus-live.test.ts (the bench does not need it). */
+  readonly prometheus?: boolean;
   /** One line per piece: what was found, started or installed. */
   readonly say: (line: string) => void;
 }
@@ -25,7 +27,8 @@ interface Prepared {
 /**
  * Finds, installs or starts what the tests and benches need, and hands it to them (and their child
  * processes) through the environment: REDIS_SERVER_BIN (read by test/helpers' startRedis),
- * CHROMIUM_PATH (test/browser.test.ts), KUBECTL_BIN (test/deploy), PROMTOOL_BIN (test/metrics.test.ts) and
+ * CHROMIUM_PATH (test/browser.test.ts), KUBECTL_BIN (test/deploy), PROMTOOL_BIN (test/metrics.test.ts), PROMETHEUS_BIN
+ * (test/deploy/prometheus-live.test.ts) and
  * TEST_DATABASE_URL (testDatabaseUrl()). Every program is
  * found or installed before anything starts, so a missing one fails the run in its first second.
  * A piece that cannot be had throws MissingPiece, whose message is the one line to print.
@@ -45,6 +48,10 @@ export async function prepare(options: PrepareOptions): Promise<Prepared> {
   if (options.promtool) {
     const promtool = findPromtool(say);
     say(`promtool: ${promtool.path}, ${promtool.version} (${promtool.how})`);
+  }
+  if (options.prometheus === true) {
+    const prometheus = findPrometheus(say);
+    say(`prometheus: ${prometheus.path}, ${prometheus.version} (${prometheus.how})`);
   }
   if (!options.postgres) return { stop: () => {} };
   const own = process.env.TEST_DATABASE_URL;

@@ -128,3 +128,13 @@ export function findPromtool(say: Say): Found {
   const { path, how } = findProgram('PROMTOOL_BIN', 'promtool', 'prometheus', say);
   return { path, how, version: versionOf(path, ['--version'], /version (\S+)/) };
 }
+
+/**
+ * prometheus (test/deploy/prometheus-live.test.ts scrapes a running API pod and worker with the
+ * shipped rules): PROMETHEUS_BIN when set, else PATH, else Debian's `prometheus` package (it ships
+ * /usr/bin/prometheus; the package's own service is not started, the test runs its own server).
+ */
+export function findPrometheus(say: Say): Found {
+  const { path, how } = findProgram('PROMETHEUS_BIN', 'prometheus', 'prometheus', say);
+  return { path, how, version: versionOf(path, ['--version'], /version (\S+)/) };
+}

@@ -7,6 +7,7 @@ import type { BackupConfig } from './backup/config.js';
 import {
   DEFAULT_CONCURRENCY,
   isJobName,
+  JOB_NAMES,
   JOBS,
   type JobData,
   type JobName,
@@ -26,7 +27,7 @@ import {
   type TuneDeps,
 } from './handlers/context.js';
 import { HANDLERS } from './handlers/index.js';
-import { INVALID_KIND, jobKind } from './job-kinds.js';
+import { INVALID_KIND, JOB_KINDS, jobKind } from './job-kinds.js';
 import { queueTelemetry } from './telemetry.js';
 import { loadTuneConfig, type TuneConfig } from './tune/config.js';
 
@@ -175,6 +176,7 @@ export class FleetRuntime {
   }
 
   start(): void {
+    for (const { queue } of this.#opts.queues) this.#zeroSeries(queue);
     for (const { queue, concurrency } of this.#opts.queues) {
       const worker = new Worker<JobData>(
         queue,
@@ -238,6 +240,24 @@ export class FleetRuntime {
       throw failureOf(error, true);
     }
     return this.#run(name, attempt);
+  }
+
+  /**
+   * Every series a failure or a finished attempt of this queue's jobs moves, created at 0 when the
+   * worker starts (the kinds are a fixed set: JOB_KINDS). Prometheus' rate() and increase() take a
+   * series' first sample as its start: a counter born at 1 would hide the first failure of a job
+   * kind in a process's life from CachefleetJobsFailing.
+   */
+  #zeroSeries(queue: QueueName): void {
+    for (const name of JOB_NAMES) {
+      if (JOBS[name].queue !== queue) continue;
+      for (const kind of JOB_KINDS[name]) {
+        for (const reason of ['error', 'invalid', 'timeout', 'cancelled'] as const)
+          this.#failures.inc({ queue, name, kind, reason }, 0);
+        for (const status of ['completed', 'failed'] as const)
+          this.#duration.zero({ queue, name, kind, status });
+      }
+    }
   }
 
   /** One attempt of job `name`, typed from here on by its catalogue entry. */

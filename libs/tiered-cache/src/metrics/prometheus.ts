@@ -45,9 +45,15 @@ export function registerCacheMetrics(
       collect() {
         collect((labels, value) => {
           const id = Object.values(labels).join('|');
-          const delta = value - (last.get(id) ?? 0);
+          const seen = last.get(id);
+          const delta = value - (seen ?? 0);
           if (delta > 0) {
             this.inc(labels, delta);
+            last.set(id, value);
+          } else if (seen === undefined) {
+            // Exported at 0 from the first scrape: rate() and increase() take a series' first
+            // sample as its start, so a series born at 1 would hide its first event.
+            this.inc(labels, 0);
             last.set(id, value);
           }
         });
