@@ -300,6 +300,18 @@ describe('3. a queue with no worker', () => {
     );
     expect(others).toEqual([]);
   });
+
+  it('CachefleetQueueNoWorkers fires for the queues no worker serves, not for the served ones', async () => {
+    const p = need(prom, 'prometheus');
+    await p.waitForAlert('CachefleetQueueNoWorkers', 'firing', {
+      labels: { queue: 'sweep' },
+      timeoutMs: 40_000,
+    });
+    const named = (await p.alerts())
+      .filter((a) => a.labels.alertname === 'CachefleetQueueNoWorkers')
+      .map((a) => a.labels.queue);
+    for (const served of ['warm', 'invalidate', 'migrate']) expect(named).not.toContain(served);
+  });
 });
 
 describe('4. the dashboards', () => {
