@@ -117,3 +117,77 @@ export async function removeHosts(): Promise<void> {
     await run('ip', ['netns', 'del', name]).catch(() => {});
   }
 }
+
+export interface LanHost {
+  readonly name: string;
+  /** The host's address on the LAN (a /24 shared by every host and this namespace). */
+  readonly address: string;
+  /** Runs `argv` on the host: `ip netns exec <name> …argv`. */
+  command(argv: readonly string[]): { readonly file: string; readonly args: string[] };
+  /** Takes the host off the LAN (its switch port down: packets dropped, sockets left open) until `heal`. */
+  cut(): Promise<void>;
+  heal(): Promise<void>;
+}
+
+export interface Lan {
+  /** This (root) namespace's address on the LAN: tests reach the hosts from here. */
+  readonly address: string;
+  readonly hosts: readonly LanHost[];
+}
+
+/**
+ * `count` hosts on one LAN: a switch namespace with a bridge, each host's veth plugged into it, and
+ * one more port for this namespace, so hosts reach each other and the test directly (no routing,
+ * no forwarding in this namespace). Cutting a host sets its switch port down: it is partitioned
+ * from everyone else, alone. One LAN per test process.
+ */
+export async function createLan(count: number): Promise<Lan> {
+  if (count < 1 || count > 20) throw new Error('createLan: 1 to 20 hosts');
+  const net = `10.${NET}.250`;
+  const sw = `cf${TAG}sw`;
+  const register = (name: string) => {
+    hosts.push(name);
+    if (!hookInstalled) {
+      hookInstalled = true;
+      process.once('exit', () => {
+        for (const h of hosts) removeNow(h);
+      });
+    }
+  };
+  register(sw);
+  await ip('netns', 'add', sw);
+  await ip('-n', sw, 'link', 'add', 'br0', 'type', 'bridge');
+  await ip('-n', sw, 'link', 'set', 'br0', 'up');
+  const plug = async (port: string, peer: string, peerNs: string | undefined, address: string) => {
+    // Made here, then moved: the port into the switch, the peer into its host (or left here).
+    await ip('link', 'add', port, 'type', 'veth', 'peer', 'name', peer);
+    await ip('link', 'set', port, 'netns', sw);
+    await ip('-n', sw, 'link', 'set', port, 'master', 'br0');
+    await ip('-n', sw, 'link', 'set', port, 'up');
+    if (peerNs !== undefined) await ip('link', 'set', peer, 'netns', peerNs);
+    const inPeer = peerNs === undefined ? [] : ['-n', peerNs];
+    await ip(...inPeer, 'addr', 'add', `${address}/24`, 'dev', peer);
+    await ip(...inPeer, 'link', 'set', peer, 'up');
+  };
+  const rootPeer = `cf${TAG}lan`;
+  await plug(`cf${TAG}p0`, rootPeer, undefined, `${net}.1`);
+  const made: LanHost[] = [];
+  for (let i = 0; i < count; i++) {
+    const name = `cf${TAG}h${i}`;
+    register(name);
+    await ip('netns', 'add', name);
+    await ip('-n', name, 'link', 'set', 'lo', 'up');
+    const port = `cf${TAG}p${i + 1}`;
+    const address = `${net}.${i + 2}`;
+    await plug(port, `cf${TAG}e${i}`, name, address);
+    made.push({
+      name,
+      address,
+      command: (argv) => ({ file: 'ip', args: ['netns', 'exec', name, ...argv] }),
+      cut: () => ip('-n', sw, 'link', 'set', port, 'down'),
+      heal: () => ip('-n', sw, 'link', 'set', port, 'up'),
+    });
+  }
+  // The root side's veth goes with the switch namespace when it is deleted (its peer is there).
+  return { address: `${net}.1`, hosts: made };
+}
