@@ -13,3 +13,4 @@ export { describeProgress } from './follow.js';
 export { EXIT_CODES_HELP } from './help.js';
 export { ProgressBar, type ProgressState, render } from './progress.js';
 export type { Io, Output } from './session.js';
+export { CLI_ENV_SCHEMA } from './settings.js';
