@@ -2,6 +2,26 @@ export { run } from './cli.js';
 export type { Command } from './command.js';
 export { COMMANDS, findCommand } from './commands/index.js';
 export {
+  type DeployOutcome,
+  type DeployPlan,
+  deploy,
+  type FleetHitRate,
+  fleetHitRate,
+  overlaysIn,
+  type RenderedOverlay,
+  renderOverlay,
+} from './deploy/deploy.js';
+export { type ClusterVerbs, type Kubectl, realKubectl } from './deploy/kubectl.js';
+export {
+  HASH_SUFFIX,
+  Manifests,
+  name,
+  parseManifests,
+  podSpec,
+  unhashed,
+  type Workload,
+} from './deploy/manifests.js';
+export {
   CLI_ERROR_CODES,
   CliError,
   type CliErrorCode,

@@ -1,0 +1,142 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
+import { z } from 'zod';
+import { CliError } from '../errors.js';
+import type { ClusterVerbs, Kubectl } from './kubectl.js';
+import { type Manifests, parseManifests } from './manifests.js';
+
+/** The overlays a deploy may name: the folders under deploy/k8s/overlays, nothing else. */
+export function overlaysIn(root: string): string[] {
+  const dir = join(root, 'deploy', 'k8s', 'overlays');
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && existsSync(join(dir, e.name, 'kustomization.yaml')))
+    .map((e) => e.name)
+    .sort();
+}
+
+export interface RenderedOverlay {
+  /** kubectl's output as it is: what `apply` is given. */
+  readonly yaml: string;
+  readonly manifests: Manifests;
+}
+
+/** Renders an overlay with the real kubectl and validates every object against its schema. */
+export async function renderOverlay(
+  kubectl: Kubectl,
+  root: string,
+  overlay: string,
+): Promise<RenderedOverlay> {
+  const yaml = await kubectl.kustomize(join(root, 'deploy', 'k8s', 'overlays', overlay));
+  try {
+    return { yaml, manifests: parseManifests(yaml) };
+  } catch (error) {
+    throw new CliError('E_CLI_DEPLOY', `overlay ${overlay}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+const fleetStats = z.looseObject({
+  namespaces: z.array(
+    z.looseObject({
+      namespace: z.string(),
+      l1: z.looseObject({ hits: z.number().min(0) }),
+      l2: z.looseObject({ hits: z.number().min(0), misses: z.number().min(0) }),
+    }),
+  ),
+});
+
+export interface FleetHitRate {
+  /** Hits (L1 + L2) over reads, every namespace and process together; undefined: no reads yet. */
+  readonly rate: number | undefined;
+  readonly reads: number;
+}
+
+/** The fleet's hit rate from `GET /cache/stats?scope=fleet` (the admin token's). */
+export async function fleetHitRate(apiUrl: string, token: string | undefined): Promise<FleetHitRate> {
+  const url = new URL('cache/stats?scope=fleet&samples=0', apiUrl.endsWith('/') ? apiUrl : `${apiUrl}/`);
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      headers: { accept: 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      signal: AbortSignal.timeout(10_000),
+    });
+  } catch (error) {
+    const cause = (error as Error).cause;
+    throw new CliError(
+      'E_CLI_API',
+      `GET ${url.href}: ${cause instanceof Error ? cause.message : String(error)}`,
+    );
+  }
+  if (response.status === 401 || response.status === 403) {
+    await response.body?.cancel();
+    throw new CliError(
+      'E_CLI_API_TOKEN',
+      `GET ${url.href}: ${response.status}: CACHEFLEET_ADMIN_TOKEN refused`,
+    );
+  }
+  const parsed = fleetStats.safeParse(response.ok ? await response.json().catch(() => undefined) : undefined);
+  if (!parsed.success) throw new CliError('E_CLI_API', `GET ${url.href}: ${response.status}, no fleet view`);
+  let hits = 0;
+  let misses = 0;
+  for (const n of parsed.data.namespaces) {
+    hits += n.l1.hits + n.l2.hits;
+    misses += n.l2.misses;
+  }
+  const reads = hits + misses;
+  return { rate: reads === 0 ? undefined : hits / reads, reads };
+}
+
+export interface DeployPlan {
+  readonly manifests: Manifests;
+  readonly yaml: string;
+  readonly warmupMs: number;
+  readonly minHitRate: number;
+  readonly rolloutTimeoutSeconds: number;
+  /** Reads the fleet hit rate after the warm-up. */
+  readonly hitRate: () => Promise<FleetHitRate>;
+  readonly sleep: (ms: number) => Promise<void>;
+  readonly say: (line: string) => void;
+}
+
+export type DeployOutcome =
+  | { readonly ok: true; readonly rate: number }
+  | { readonly ok: false; readonly rate: number | undefined; readonly rolledBack: readonly string[] };
+
+/**
+ * apply → rollout status of every Deployment and StatefulSet (Redis first: the apps wait for it) →
+ * warm-up → the hit-rate gate → `rollout undo` of the Deployments when the gate fails. A rollout
+ * that does not finish rejects before the gate (nothing is undone: kubectl says what is stuck).
+ */
+export async function deploy(cluster: ClusterVerbs, plan: DeployPlan): Promise<DeployOutcome> {
+  const { manifests, say } = plan;
+  say(`applying ${manifests.objects.length} objects`);
+  const applied = await cluster.apply(plan.yaml);
+  for (const line of applied.trim().split('\n').filter(Boolean)) say(`  ${line}`);
+  const statefulSets = manifests.all(StatefulSet);
+  const deployments = manifests.all(Deployment);
+  for (const w of [...statefulSets, ...deployments]) {
+    const name = w.metadata?.name ?? '';
+    say(`waiting for ${w.kind} ${name} (at most ${plan.rolloutTimeoutSeconds} s)`);
+    await cluster.rolloutStatus(w.kind, name, w.metadata?.namespace ?? 'default', plan.rolloutTimeoutSeconds);
+  }
+  if (plan.warmupMs > 0) {
+    say(`rolled out; warming up for ${Math.round(plan.warmupMs / 1000)} s before the hit-rate check`);
+    await plan.sleep(plan.warmupMs);
+  }
+  const { rate, reads } = await plan.hitRate();
+  const shown = rate === undefined ? 'no reads yet' : `${(rate * 100).toFixed(1)}% of ${reads} reads`;
+  if (rate !== undefined && rate >= plan.minHitRate) {
+    say(`fleet hit rate ${shown}: at least ${plan.minHitRate}, deploy kept`);
+    return { ok: true, rate };
+  }
+  say(`fleet hit rate ${shown}: below ${plan.minHitRate}, rolling the Deployments back`);
+  const rolledBack: string[] = [];
+  for (const d of deployments) {
+    const name = d.metadata?.name ?? '';
+    await cluster.rolloutUndo('Deployment', name, d.metadata?.namespace ?? 'default');
+    rolledBack.push(name);
+    say(`  rolled back deployment/${name}`);
+  }
+  return { ok: false, rate, rolledBack };
+}
