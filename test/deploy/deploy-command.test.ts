@@ -13,6 +13,7 @@ import {
   parseManifests,
   realKubectl,
   renderOverlay,
+  requestPrewarm,
   run,
 } from '@cachefleet/cli';
 import { waitUntil } from '@cachefleet/test';
@@ -143,6 +144,7 @@ describe('the hit-rate gate, against a real API pod', () => {
       minHitRate,
       rolloutTimeoutSeconds: 60,
       hitRate: () => fleetHitRate(pod.url, pod.token),
+      prewarm: () => requestPrewarm(pod.url, pod.token, 'hot'),
       sleep: async () => undefined,
       say: () => undefined,
     });
@@ -152,7 +154,11 @@ describe('the hit-rate gate, against a real API pod', () => {
     expect(high.rate).toBeCloseTo(0.95, 5);
     const kept = standIn();
     const ok = await deploy(kept, plan(0.8));
-    expect(ok).toEqual({ ok: true, rate: high.rate });
+    expect(ok).toMatchObject({ ok: true, rate: high.rate });
+    // The kept deploy's prewarm is a real warm job in the pod's queue.
+    const job = await pod.call(`/jobs/${ok.ok ? ok.prewarmJob : ''}`, { token: true });
+    expect(job.status).toBe(200);
+    expect(job.json).toMatchObject({ name: 'warm' });
     const workloads = [...manifests.workloads()].map((w) => `${w.kind}/${w.metadata?.name}`);
     expect(kept.calls[0]).toBe(`apply ${manifests.objects.length}`);
     expect(kept.calls.slice(1).sort()).toEqual(workloads.map((w) => `status ${w}`).sort());
@@ -169,7 +175,7 @@ describe('the hit-rate gate, against a real API pod', () => {
       rate: low.rate,
       rolledBack: deployments.map((d) => d.metadata?.name),
     });
-    // Undo comes after every rollout was waited for, and only for Deployments (never the Redis StatefulSets).
+    // No prewarm; undo comes after every rollout was waited for, only for Deployments (never the Redis StatefulSets).
     const undos = undone.calls.filter((c) => c.startsWith('undo '));
     expect(undos).toEqual(deployments.map((d) => `undo Deployment/${d.metadata?.name}`));
     expect(undone.calls.findIndex((c) => c.startsWith('undo '))).toBe(1 + manifests.workloads().length);

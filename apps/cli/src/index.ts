@@ -10,6 +10,7 @@ export {
   overlaysIn,
   type RenderedOverlay,
   renderOverlay,
+  requestPrewarm,
 } from './deploy/deploy.js';
 export { type ClusterVerbs, type Kubectl, realKubectl } from './deploy/kubectl.js';
 export {

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { check, flagName, parseFlags, usage } from '../args.js';
 import type { Command } from '../command.js';
-import { deploy, fleetHitRate, overlaysIn, renderOverlay } from '../deploy/deploy.js';
+import { deploy, fleetHitRate, overlaysIn, renderOverlay, requestPrewarm } from '../deploy/deploy.js';
 import { realKubectl } from '../deploy/kubectl.js';
 import { EXIT } from '../errors.js';
 
@@ -32,6 +32,7 @@ const flagsSchema = z.object({
     .regex(/^(0(\.\d+)?|1(\.0+)?)$/, 'expects a fraction between 0 and 1, such as 0.80')
     .transform(Number)
     .default(0.8),
+  prewarm: z.enum(['hot', 'critical', 'all', 'none']).default('hot'),
   'api-url': z.url({ protocol: /^https?$/, error: 'expects an http:// or https:// URL' }).optional(),
 });
 
@@ -40,21 +41,23 @@ export const deployCmd: Command = {
   summary: 'render, validate and apply a deploy/k8s overlay, wait for the rollouts, gate on the hit rate',
   help: `Usage:
   cachefleet deploy [--dry-run] <overlay> [--warmup 5m] [--min-hit-rate 0.80] [--timeout 10m]
-                    [--api-url URL]
+                    [--prewarm hot|critical|all|none] [--api-url URL]
 
 Renders deploy/k8s/overlays/<overlay> with kubectl kustomize (KUBECTL_BIN, else kubectl on PATH),
 validates every object against the Kubernetes, KEDA and prometheus-operator schemas, then applies
 it to the cluster of the current kubectl context, waits for every StatefulSet and Deployment to
 roll out, waits --warmup, and reads the fleet hit rate from the admin API (GET
 /cache/stats?scope=fleet with CACHEFLEET_ADMIN_TOKEN). Below --min-hit-rate (or no reads at all),
-it runs kubectl rollout undo on every Deployment of the overlay and exits 1. The Redis
-StatefulSets are never rolled back (they hold the data).
+it runs kubectl rollout undo on every Deployment of the overlay and exits 1; at or above it, it
+enqueues a prewarm (POST /cache/prewarm) and exits 0. The Redis StatefulSets are never rolled back
+(they hold the data).
 
   <overlay>             a folder of deploy/k8s/overlays (dev, prod)
   --dry-run             render and validate only; print the objects, apply nothing
   --warmup DURATION     time between the rollouts and the hit-rate check (default 5m; 0: at once)
   --min-hit-rate F      the gate, a fraction (default 0.80, the plan's)
   --timeout DURATION    per rollout (kubectl rollout status --timeout; default 10m)
+  --prewarm TYPE        the warm enqueued once the deploy is kept (default hot; none: no warm)
   --api-url URL         the admin API (default CACHEFLEET_API_URL); outside the cluster, e.g.
                         kubectl -n cachefleet port-forward svc/api 8080:80 and http://127.0.0.1:8080`,
 
@@ -68,6 +71,7 @@ StatefulSets are never rolled back (they hold the data).
           timeout: { type: 'string' },
           'min-hit-rate': { type: 'string' },
           'api-url': { type: 'string' },
+          prewarm: { type: 'string' },
         },
         allowPositionals: true,
         strict: true,
@@ -97,6 +101,7 @@ StatefulSets are never rolled back (they hold the data).
       return EXIT.OK;
     }
     const token = session.env.CACHEFLEET_ADMIN_TOKEN;
+    const prewarm = flags.prewarm;
     const outcome = await deploy(kubectl, {
       manifests,
       yaml,
@@ -104,10 +109,14 @@ StatefulSets are never rolled back (they hold the data).
       minHitRate: flags['min-hit-rate'],
       rolloutTimeoutSeconds: Math.ceil(flags.timeout / 1000),
       hitRate: () => fleetHitRate(apiUrl as string, token),
+      ...(prewarm !== 'none' ? { prewarm: () => requestPrewarm(apiUrl as string, token, prewarm) } : {}),
       sleep: (ms) => sleep(ms),
       say: (line) => session.note(line),
     });
-    if (outcome.ok) return EXIT.OK;
+    if (outcome.ok) {
+      if (outcome.prewarmJob !== undefined) session.out(outcome.prewarmJob);
+      return EXIT.OK;
+    }
     session.note(
       `cachefleet deploy: E_CLI_DEPLOY: the fleet hit rate ${outcome.rate === undefined ? 'could not be measured (no reads)' : outcome.rate.toFixed(3)} is below ${flags['min-hit-rate']}; rolled back ${outcome.rolledBack.join(', ') || 'nothing'}`,
     );

@@ -87,6 +87,40 @@ export async function fleetHitRate(apiUrl: string, token: string | undefined): P
   return { rate: reads === 0 ? undefined : hits / reads, reads };
 }
 
+const enqueued = z.looseObject({ jobId: z.string().min(1) });
+
+/** `POST /cache/prewarm {type}` (asynchronous: the warm job's id, not its end). */
+export async function requestPrewarm(
+  apiUrl: string,
+  token: string | undefined,
+  type: 'critical' | 'hot' | 'all',
+): Promise<string> {
+  const url = new URL('cache/prewarm', apiUrl.endsWith('/') ? apiUrl : `${apiUrl}/`);
+  let response: Response;
+  try {
+    response = await fetch(url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json',
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+      },
+      body: JSON.stringify({ type }),
+      signal: AbortSignal.timeout(10_000),
+    });
+  } catch (error) {
+    const cause = (error as Error).cause;
+    throw new CliError(
+      'E_CLI_API',
+      `POST ${url.href}: ${cause instanceof Error ? cause.message : String(error)}`,
+    );
+  }
+  const parsed = enqueued.safeParse(await response.json().catch(() => undefined));
+  if (response.status !== 202 || !parsed.success)
+    throw new CliError('E_CLI_API', `POST ${url.href}: ${response.status}, no job id`);
+  return parsed.data.jobId;
+}
+
 export interface DeployPlan {
   readonly manifests: Manifests;
   readonly yaml: string;
@@ -95,17 +129,19 @@ export interface DeployPlan {
   readonly rolloutTimeoutSeconds: number;
   /** Reads the fleet hit rate after the warm-up. */
   readonly hitRate: () => Promise<FleetHitRate>;
+  /** Starts a prewarm once the deploy is kept (G4); its job id. None: no prewarm. */
+  readonly prewarm?: () => Promise<string>;
   readonly sleep: (ms: number) => Promise<void>;
   readonly say: (line: string) => void;
 }
 
 export type DeployOutcome =
-  | { readonly ok: true; readonly rate: number }
+  | { readonly ok: true; readonly rate: number; readonly prewarmJob?: string }
   | { readonly ok: false; readonly rate: number | undefined; readonly rolledBack: readonly string[] };
 
 /**
  * apply → rollout status of every Deployment and StatefulSet (Redis first: the apps wait for it) →
- * warm-up → the hit-rate gate → `rollout undo` of the Deployments when the gate fails. A rollout
+ * warm-up → the hit-rate gate → a prewarm when it passes, `rollout undo` of the Deployments when not. A rollout
  * that does not finish rejects before the gate (nothing is undone: kubectl says what is stuck).
  */
 export async function deploy(cluster: ClusterVerbs, plan: DeployPlan): Promise<DeployOutcome> {
@@ -128,7 +164,10 @@ export async function deploy(cluster: ClusterVerbs, plan: DeployPlan): Promise<D
   const shown = rate === undefined ? 'no reads yet' : `${(rate * 100).toFixed(1)}% of ${reads} reads`;
   if (rate !== undefined && rate >= plan.minHitRate) {
     say(`fleet hit rate ${shown}: at least ${plan.minHitRate}, deploy kept`);
-    return { ok: true, rate };
+    if (plan.prewarm === undefined) return { ok: true, rate };
+    const prewarmJob = await plan.prewarm();
+    say(`prewarm enqueued: job ${prewarmJob} (cachefleet jobs show ${prewarmJob})`);
+    return { ok: true, rate, prewarmJob };
   }
   say(`fleet hit rate ${shown}: below ${plan.minHitRate}, rolling the Deployments back`);
   const rolledBack: string[] = [];
