@@ -72,7 +72,8 @@ export function settingRows(
       values !== undefined && values.length === BOOLISH.length && BOOLISH.every((v) => values.includes(v));
     const type = boolish
       ? 'boolean'
-      : (json.format ?? (values !== undefined ? 'enum' : (json.type ?? 'string')));
+      : ((json.format === 'uri' ? 'URL' : json.format) ??
+        (values !== undefined ? 'enum' : (json.type ?? 'string')));
     return {
       name,
       type,
@@ -148,6 +149,7 @@ function allowedOf(json: JsonSchema, values: readonly string[] | undefined): str
   }
   if (json.minLength !== undefined && json.maxLength !== undefined)
     parts.push(`${json.minLength}–${json.maxLength} characters`);
+  else if (json.minLength === 1) parts.push('not empty');
   else if (json.minLength !== undefined) parts.push(`at least ${json.minLength} characters`);
   else if (json.maxLength !== undefined) parts.push(`at most ${json.maxLength} characters`);
   if (json.pattern !== undefined) parts.push(`matches \`${json.pattern}\``);
@@ -156,7 +158,12 @@ function allowedOf(json: JsonSchema, values: readonly string[] | undefined): str
 
 /** A Markdown table of `rows` (pipes in cells escaped, so a regular expression cannot break it). */
 export function settingsTable(rows: readonly SettingRow[]): string {
-  const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\s*\n\s*/g, ' ');
+  // `<data>` would be read as an HTML tag; a pipe would end the cell.
+  const cell = (text: string) =>
+    text
+      .replace(/\|/g, '\\|')
+      .replace(/</g, '&lt;')
+      .replace(/\s*\n\s*/g, ' ');
   const code = (text: string) => (text === '-' ? '-' : `\`${text}\``);
   return [
     '| variable | type | default | allowed | meaning |',
