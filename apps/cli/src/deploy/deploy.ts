@@ -52,31 +52,47 @@ export interface FleetHitRate {
   readonly reads: number;
 }
 
-/** The fleet's hit rate from `GET /cache/stats?scope=fleet` (the admin token's). */
-export async function fleetHitRate(apiUrl: string, token: string | undefined): Promise<FleetHitRate> {
-  const url = new URL('cache/stats?scope=fleet&samples=0', apiUrl.endsWith('/') ? apiUrl : `${apiUrl}/`);
+/**
+ * One call to the admin API with the admin token: the status and the JSON body (undefined when
+ * none). No answer in 10 s is E_CLI_API (exit 3), a refused token E_CLI_API_TOKEN (exit 2).
+ */
+async function adminCall(
+  method: 'GET' | 'POST',
+  apiUrl: string,
+  path: string,
+  token: string | undefined,
+  body?: unknown,
+): Promise<{ what: string; status: number; json: unknown }> {
+  const url = new URL(path, apiUrl.endsWith('/') ? apiUrl : `${apiUrl}/`);
+  const what = `${method} ${url.href}`;
   let response: Response;
   try {
     response = await fetch(url, {
-      headers: { accept: 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      method,
+      headers: {
+        accept: 'application/json',
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+      },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       signal: AbortSignal.timeout(10_000),
     });
   } catch (error) {
     const cause = (error as Error).cause;
-    throw new CliError(
-      'E_CLI_API',
-      `GET ${url.href}: ${cause instanceof Error ? cause.message : String(error)}`,
-    );
+    throw new CliError('E_CLI_API', `${what}: ${cause instanceof Error ? cause.message : String(error)}`);
   }
   if (response.status === 401 || response.status === 403) {
     await response.body?.cancel();
-    throw new CliError(
-      'E_CLI_API_TOKEN',
-      `GET ${url.href}: ${response.status}: CACHEFLEET_ADMIN_TOKEN refused`,
-    );
+    throw new CliError('E_CLI_API_TOKEN', `${what}: ${response.status}: CACHEFLEET_ADMIN_TOKEN refused`);
   }
-  const parsed = fleetStats.safeParse(response.ok ? await response.json().catch(() => undefined) : undefined);
-  if (!parsed.success) throw new CliError('E_CLI_API', `GET ${url.href}: ${response.status}, no fleet view`);
+  return { what, status: response.status, json: await response.json().catch(() => undefined) };
+}
+
+/** The fleet's hit rate from `GET /cache/stats?scope=fleet`. */
+export async function fleetHitRate(apiUrl: string, token: string | undefined): Promise<FleetHitRate> {
+  const r = await adminCall('GET', apiUrl, 'cache/stats?scope=fleet&samples=0', token);
+  const parsed = fleetStats.safeParse(r.status === 200 ? r.json : undefined);
+  if (!parsed.success) throw new CliError('E_CLI_API', `${r.what}: ${r.status}, no fleet view`);
   let hits = 0;
   let misses = 0;
   for (const n of parsed.data.namespaces) {
@@ -95,29 +111,10 @@ export async function requestPrewarm(
   token: string | undefined,
   type: 'critical' | 'hot' | 'all',
 ): Promise<string> {
-  const url = new URL('cache/prewarm', apiUrl.endsWith('/') ? apiUrl : `${apiUrl}/`);
-  let response: Response;
-  try {
-    response = await fetch(url, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        accept: 'application/json',
-        ...(token ? { authorization: `Bearer ${token}` } : {}),
-      },
-      body: JSON.stringify({ type }),
-      signal: AbortSignal.timeout(10_000),
-    });
-  } catch (error) {
-    const cause = (error as Error).cause;
-    throw new CliError(
-      'E_CLI_API',
-      `POST ${url.href}: ${cause instanceof Error ? cause.message : String(error)}`,
-    );
-  }
-  const parsed = enqueued.safeParse(await response.json().catch(() => undefined));
-  if (response.status !== 202 || !parsed.success)
-    throw new CliError('E_CLI_API', `POST ${url.href}: ${response.status}, no job id`);
+  const r = await adminCall('POST', apiUrl, 'cache/prewarm', token, { type });
+  const parsed = enqueued.safeParse(r.json);
+  if (r.status !== 202 || !parsed.success)
+    throw new CliError('E_CLI_API', `${r.what}: ${r.status}, no job id`);
   return parsed.data.jobId;
 }
 
