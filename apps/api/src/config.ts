@@ -21,6 +21,7 @@ export const API_ENV_VARS = {
   API_REQUEST_LOG_SAMPLE: 'API_REQUEST_LOGS=sampled logs one request in this many (default 100)',
   API_READY_REDIS_DOWN_MS:
     'GET /readyz answers 503 once the queue Redis connection has been down this long; 0 = never (default 30000)',
+  LOG_LEVEL: 'pino level (default info)',
 } as const;
 
 const REQUEST_LOG_MODES = ['off', 'errors', 'sampled', 'all'] as const;
@@ -51,29 +52,51 @@ export interface ApiConfig {
 }
 
 const boolish = boolishSchema;
-const envSchema = z.object({
-  API_HOST: z.string().min(1).default('127.0.0.1'),
-  API_PORT: portSchema.default(3000),
-  ADMIN_TOKEN: z.string().min(16, 'at least 16 characters').optional(),
-  API_DEV_MODE: boolish.default(false),
-  NODE_ENV: z.string().optional(),
+export const API_ENV_SCHEMA = z.object({
+  API_HOST: z.string().min(1).default('127.0.0.1').describe(API_ENV_VARS.API_HOST),
+  API_PORT: portSchema.default(3000).describe(API_ENV_VARS.API_PORT),
+  ADMIN_TOKEN: z.string().min(16, 'at least 16 characters').optional().describe(API_ENV_VARS.ADMIN_TOKEN),
+  API_DEV_MODE: boolish.default(false).describe(API_ENV_VARS.API_DEV_MODE),
+  NODE_ENV: z.string().optional().describe(API_ENV_VARS.NODE_ENV),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'a postgres:// URL')
-    .optional(),
-  PGLITE_DIR: z.string().min(1).default('.data/pglite'),
-  PGLITE_PORT: portSchema.default(0),
-  SEED_COUNT: intSchema.min(0).max(10_000_000).default(100_000),
-  API_CRITICAL_WARM: boolish.default(true),
-  EDGE_MAX_AGE_SECONDS: intSchema.min(0).max(31_536_000).default(60),
-  API_REQUEST_LOGS: z.enum(REQUEST_LOG_MODES).default('errors'),
-  API_REQUEST_LOG_SAMPLE: intSchema.min(1).max(1_000_000).default(100),
-  API_READY_REDIS_DOWN_MS: intSchema.min(0).max(3_600_000).default(30_000),
+    .optional()
+    .describe(API_ENV_VARS.DATABASE_URL),
+  PGLITE_DIR: z.string().min(1).default('.data/pglite').describe(API_ENV_VARS.PGLITE_DIR),
+  PGLITE_PORT: portSchema.default(0).describe(API_ENV_VARS.PGLITE_PORT),
+  SEED_COUNT: intSchema.min(0).max(10_000_000).default(100_000).describe(API_ENV_VARS.SEED_COUNT),
+  API_CRITICAL_WARM: boolish.default(true).describe(API_ENV_VARS.API_CRITICAL_WARM),
+  EDGE_MAX_AGE_SECONDS: intSchema
+    .min(0)
+    .max(31_536_000)
+    .default(60)
+    .describe(API_ENV_VARS.EDGE_MAX_AGE_SECONDS),
+  API_REQUEST_LOGS: z.enum(REQUEST_LOG_MODES).default('errors').describe(API_ENV_VARS.API_REQUEST_LOGS),
+  API_REQUEST_LOG_SAMPLE: intSchema
+    .min(1)
+    .max(1_000_000)
+    .default(100)
+    .describe(API_ENV_VARS.API_REQUEST_LOG_SAMPLE),
+  API_READY_REDIS_DOWN_MS: intSchema
+    .min(0)
+    .max(3_600_000)
+    .default(30_000)
+    .describe(API_ENV_VARS.API_READY_REDIS_DOWN_MS),
+  // main.ts makes its logger before the settings are read; checked here so a typo is named.
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info')
+    .describe(API_ENV_VARS.LOG_LEVEL),
 });
 
 /** Reads and checks the settings; a bad one throws naming the variable. No token → refuse, unless dev. */
 export function loadApiConfig(env: Env): ApiConfig {
-  const e = parseEnv(envSchema, env, (message, cause) => new ApiError('E_API_CONFIG', message, { cause }));
+  const e = parseEnv(
+    API_ENV_SCHEMA,
+    env,
+    (message, cause) => new ApiError('E_API_CONFIG', message, { cause }),
+  );
   if (e.ADMIN_TOKEN === undefined && !e.API_DEV_MODE) {
     throw new ApiError(
       'E_API_CONFIG',

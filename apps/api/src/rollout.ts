@@ -46,7 +46,7 @@ export interface Rollout {
 }
 
 /** Environment variables read by `rolloutOptionsFromEnv`, with their defaults. */
-const ROLLOUT_ENV_VARS = {
+export const ROLLOUT_ENV_VARS = {
   CACHE_ROLLOUT:
     'namespace=percent,... e.g. product=10,category=100; `*=N` sets the default for unlisted namespaces (default: empty, every namespace at 100)',
   CACHE_ROLLOUT_ANONYMOUS:
@@ -102,7 +102,7 @@ const entrySchema = z
   })
   .refine((e) => e.percent <= 100, 'percent must be 0..100');
 
-const envSchema = z.object({
+export const ROLLOUT_ENV_SCHEMA = z.object({
   CACHE_ROLLOUT: z
     .string()
     .default('')
@@ -120,8 +120,12 @@ const envSchema = z.object({
           ctx.addIssue({ code: 'custom', message: `${e.namespace} is listed twice` });
         seen.add(e.namespace);
       }
-    }),
-  CACHE_ROLLOUT_ANONYMOUS: z.enum(['cache', 'control']).default('control'),
+    })
+    .describe(ROLLOUT_ENV_VARS.CACHE_ROLLOUT),
+  CACHE_ROLLOUT_ANONYMOUS: z
+    .enum(['cache', 'control'])
+    .default('control')
+    .describe(ROLLOUT_ENV_VARS.CACHE_ROLLOUT_ANONYMOUS),
 });
 
 /**
@@ -132,7 +136,7 @@ export function rolloutOptionsFromEnv(env: Env): RolloutOptions {
   const present = Object.fromEntries(
     Object.entries(env).filter(([k, v]) => k in ROLLOUT_ENV_VARS && v !== undefined && v.trim() !== ''),
   );
-  const parsed = envSchema.safeParse(present);
+  const parsed = ROLLOUT_ENV_SCHEMA.safeParse(present);
   if (!parsed.success) throw envError(parsed.error, present);
   const percentages: Record<string, number> = {};
   let fallback: number | undefined;

@@ -29,6 +29,8 @@ export const CLI_ERROR_CODES = {
   E_CLI_NOT_FOUND: 'no job with that id in any queue',
   E_CLI_NOT_CONFIRMED:
     'a command that empties a whole namespace (`invalidate --all`, `--pattern *`) was not confirmed: answer y at the prompt, or pass --yes',
+  E_CLI_DEPLOY:
+    'deploy: kubectl failed (render, apply, a rollout that did not finish), or a rendered object is invalid',
   E_CLI_INTERNAL: 'an unexpected error (a bug): the message holds its text',
 } as const;
 export type CliErrorCode = keyof typeof CLI_ERROR_CODES;
@@ -44,6 +46,7 @@ const EXIT_OF_CODE: Readonly<Record<string, ExitCode>> = {
   E_CLI_API_TOKEN: EXIT.USAGE,
   E_CLI_NOT_FOUND: EXIT.NOT_FOUND,
   E_CLI_NOT_CONFIRMED: EXIT.USAGE,
+  E_CLI_DEPLOY: EXIT.JOB_FAILED,
   E_CLI_INTERNAL: EXIT.JOB_FAILED,
   // Errors of the libraries the CLI drives.
   E_JOB_INVALID_PAYLOAD: EXIT.USAGE,

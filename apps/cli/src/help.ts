@@ -1,11 +1,13 @@
+import { envDescriptions } from '@cachefleet/config';
 import { QUEUE_ENV_VARS } from '@cachefleet/jobs';
 import type { Command } from './command.js';
 import { COMMANDS } from './commands/index.js';
+import { CLI_ENV_SCHEMA } from './settings.js';
 
 /** Appended to every help text: scripts branch on these (README "Exit codes"). */
 export const EXIT_CODES_HELP = `Exit codes:
   0  success (a followed job completed; --detach: the job was enqueued)
-  1  the followed job failed (or an unexpected error)
+  1  the followed job failed, a deploy failed or was rolled back (or an unexpected error)
   2  usage error: unknown command or flag, bad argument, payload refused by the job catalogue
      (E_JOB_INVALID_PAYLOAD), invalid settings, retry of a job that has not failed
   3  cannot reach the queue Redis, the cache Redis or the API (gives up after 3 s)
@@ -22,8 +24,7 @@ export function globalHelp(): string {
     REDIS_URL: 'the Redis of the system (both roles; npm start prints it); no address is assumed',
     ...QUEUE_ENV_VARS,
     CACHE_REDIS_URL: 'the cache Redis, for top and status (default REDIS_URL); other CACHE_* apply too',
-    CACHEFLEET_API_URL: 'base URL of the admin API; status then shows GET /cache/stats',
-    CACHEFLEET_ADMIN_TOKEN: 'bearer token sent to the admin API',
+    ...envDescriptions(CLI_ENV_SCHEMA),
   });
   const envWidth = Math.max(...env.map(([k]) => k.length));
   return `cachefleet: run and watch the worker fleet's jobs

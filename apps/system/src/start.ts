@@ -12,26 +12,18 @@ import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { issueMessage, pickEnv, portSchema } from '@cachefleet/config';
+import { issueMessage, pickEnv } from '@cachefleet/config';
 import { DEFAULT_QUEUE_LIST, loadSystemId } from '@cachefleet/jobs';
-import { z } from 'zod';
 import { adminTokenIn, lockDataDir, systemIdIn } from './data-dir.js';
+import { SYSTEM_ENV_SCHEMA } from './settings.js';
 import { Service } from './supervise.js';
 
 const ROOT = fileURLToPath(new URL('../../..', import.meta.url));
-const DATA = resolve(ROOT, process.env.CACHEFLEET_DATA_DIR ?? '.data');
 
-const envSchema = z.object({
-  REDIS_URL: z
-    .string()
-    .regex(/^redis:\/\/(\[[^\]]+\]|[^:/]+):\d+\/?$/, 'redis://host:port')
-    .default('redis://127.0.0.1:6379'),
-  API_PORT: portSchema.default(3000),
-  WORKER_HTTP_PORT: portSchema.default(9465),
-});
-const env = envSchema.safeParse(pickEnv(process.env, Object.keys(envSchema.shape)));
+const env = SYSTEM_ENV_SCHEMA.safeParse(pickEnv(process.env, Object.keys(SYSTEM_ENV_SCHEMA.shape)));
 if (!env.success) fail(issueMessage(env.error));
 const settings = env.data;
+const DATA = resolve(ROOT, settings.CACHEFLEET_DATA_DIR);
 /** What was started, in start order; stopped in the reverse order (workers first). */
 const services: Service<unknown>[] = [];
 let stopping = false;
@@ -262,14 +254,14 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void stop(0));
   await ensureRedis();
   // ADMIN_TOKEN, else the one kept in the data folder since the first start (npm run rotate-token).
-  const adminToken = process.env.ADMIN_TOKEN ?? keptToken();
+  const adminToken = settings.ADMIN_TOKEN ?? keptToken();
   const systemId = keptSystemId();
   // REDIS_URL names both roles (CACHE_REDIS_URL / QUEUE_REDIS_URL, when set, split one off: the
   // children read them from this environment, and the lines below repeat them).
   const shared = { REDIS_URL: settings.REDIS_URL, CACHEFLEET_SYSTEM_ID: systemId };
   say('starting the API pod (first start seeds 100,000 products into the embedded database)…');
   // A restarted API serves the embedded database on the port the worker already uses.
-  let pglitePort = process.env.PGLITE_PORT ?? '0';
+  let pglitePort = String(settings.PGLITE_PORT);
   const api = await supervise(
     nodeService(
       'api',
@@ -278,7 +270,7 @@ async function main(): Promise<void> {
         ...shared,
         ADMIN_TOKEN: adminToken,
         API_PORT: String(settings.API_PORT),
-        PGLITE_DIR: process.env.PGLITE_DIR ?? resolve(DATA, 'pglite'),
+        PGLITE_DIR: settings.PGLITE_DIR ?? resolve(DATA, 'pglite'),
         PGLITE_PORT: pglitePort,
       }),
       'api ready',
@@ -295,15 +287,15 @@ async function main(): Promise<void> {
         ...shared,
         DATABASE_URL: databaseUrl,
         WORKER_HTTP_PORT: String(settings.WORKER_HTTP_PORT),
-        BACKUP_DIR: process.env.BACKUP_DIR ?? resolve(DATA, 'backups'),
+        BACKUP_DIR: settings.BACKUP_DIR ?? resolve(DATA, 'backups'),
         // Every queue, and the change-capture reader over the same database: a write by psql (or
         // any other writer) reaches the cache too. It installs the outbox and triggers at start.
-        WORKER_QUEUES: process.env.WORKER_QUEUES ?? `${DEFAULT_QUEUE_LIST},capture`,
-        CAPTURE_INSTALL: process.env.CAPTURE_INSTALL ?? 'true',
+        WORKER_QUEUES: settings.WORKER_QUEUES ?? `${DEFAULT_QUEUE_LIST},capture`,
+        CAPTURE_INSTALL: String(settings.CAPTURE_INSTALL),
       }),
       'worker ready',
       // Its own deadline (WORKER_SHUTDOWN_MS) closes it by force: a margin above that.
-      (Number(process.env.WORKER_SHUTDOWN_MS) || 30_000) + 5_000,
+      settings.WORKER_SHUTDOWN_MS + 5_000,
     ),
   );
   const url = String(api.url);

@@ -40,20 +40,31 @@ export interface WorkerConfig {
 }
 
 const ms = intSchema.min(100).max(3_600_000);
-const envSchema = z.object({
-  WORKER_QUEUES: z.string().default(DEFAULT_QUEUE_LIST),
-  WORKER_HTTP_HOST: z.string().min(1).default('127.0.0.1'),
-  WORKER_HTTP_PORT: portSchema.default(9465),
-  WORKER_SHUTDOWN_MS: ms.default(30_000),
-  WORKER_LOCK_MS: ms.default(30_000),
+export const WORKER_ENV_SCHEMA = z.object({
+  WORKER_QUEUES: z.string().default(DEFAULT_QUEUE_LIST).describe(WORKER_ENV_VARS.WORKER_QUEUES),
+  WORKER_HTTP_HOST: z.string().min(1).default('127.0.0.1').describe(WORKER_ENV_VARS.WORKER_HTTP_HOST),
+  WORKER_HTTP_PORT: portSchema.default(9465).describe(WORKER_ENV_VARS.WORKER_HTTP_PORT),
+  WORKER_SHUTDOWN_MS: ms.default(30_000).describe(WORKER_ENV_VARS.WORKER_SHUTDOWN_MS),
+  WORKER_LOCK_MS: ms.default(30_000).describe(WORKER_ENV_VARS.WORKER_LOCK_MS),
   // BullMQ moves a job whose lock expired at a stalled check, and only one an earlier check saw
   // active: takeover within lock + interval when the interval is below the lock (a killed worker's
   // job waited 61 s with both at 30 s). A check is one Lua call per queue and process, returning
   // at once unless it is the fleet's turn; then it reads the active list.
-  WORKER_STALLED_MS: ms.default(5_000),
-  WORKER_READY_REDIS_DOWN_MS: intSchema.min(0).max(3_600_000).default(30_000),
-  WORKER_DEFINITIONS: z.string().min(1).default(DEFAULT_DEFINITIONS),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  WORKER_STALLED_MS: ms.default(5_000).describe(WORKER_ENV_VARS.WORKER_STALLED_MS),
+  WORKER_READY_REDIS_DOWN_MS: intSchema
+    .min(0)
+    .max(3_600_000)
+    .default(30_000)
+    .describe(WORKER_ENV_VARS.WORKER_READY_REDIS_DOWN_MS),
+  WORKER_DEFINITIONS: z
+    .string()
+    .min(1)
+    .default(DEFAULT_DEFINITIONS)
+    .describe(WORKER_ENV_VARS.WORKER_DEFINITIONS),
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info')
+    .describe(WORKER_ENV_VARS.LOG_LEVEL),
 });
 
 /** `--queues warm:2` on the command line wins over WORKER_QUEUES. Errors name the variable or flag. */
@@ -62,7 +73,11 @@ export function loadWorkerConfig(env: Env, argv: readonly string[]): WorkerConfi
   const flag = at >= 0 ? argv[at + 1] : undefined;
   if (at >= 0 && flag === undefined)
     throw configError('--queues: expected a list such as warm:2,invalidate:4');
-  const e = parseEnv(envSchema, flag !== undefined ? { ...env, WORKER_QUEUES: flag } : env, configError);
+  const e = parseEnv(
+    WORKER_ENV_SCHEMA,
+    flag !== undefined ? { ...env, WORKER_QUEUES: flag } : env,
+    configError,
+  );
   if (e.WORKER_STALLED_MS >= e.WORKER_LOCK_MS)
     throw configError(
       `WORKER_STALLED_MS: must be less than WORKER_LOCK_MS (${e.WORKER_STALLED_MS} >= ${e.WORKER_LOCK_MS}): a killed worker's jobs move on within lock + interval only then`,

@@ -28,18 +28,26 @@ export const captureSchemaName = z
   .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must match ^[a-z_][a-z0-9_]{0,62}$')
   .refine((name) => !name.startsWith('pg_'), 'must not start with pg_ (reserved for system schemas)');
 
-const envSchema = z.object({
-  CAPTURE_SCHEMA: captureSchemaName.default('cachefleet'),
-  CAPTURE_BATCH: intSchema.min(1).max(100_000).default(10_000),
-  CAPTURE_POLL_MS: intSchema.min(10).max(600_000).default(1_000),
-  CAPTURE_LEASE_MS: intSchema.min(300).max(600_000).default(10_000),
-  CAPTURE_COALESCE_AT: intSchema.min(2).max(1_000_000).default(100),
+export const CAPTURE_ENV_SCHEMA = z.object({
+  CAPTURE_SCHEMA: captureSchemaName.default('cachefleet').describe(CAPTURE_ENV_VARS.CAPTURE_SCHEMA),
+  CAPTURE_BATCH: intSchema.min(1).max(100_000).default(10_000).describe(CAPTURE_ENV_VARS.CAPTURE_BATCH),
+  CAPTURE_POLL_MS: intSchema.min(10).max(600_000).default(1_000).describe(CAPTURE_ENV_VARS.CAPTURE_POLL_MS),
+  CAPTURE_LEASE_MS: intSchema
+    .min(300)
+    .max(600_000)
+    .default(10_000)
+    .describe(CAPTURE_ENV_VARS.CAPTURE_LEASE_MS),
+  CAPTURE_COALESCE_AT: intSchema
+    .min(2)
+    .max(1_000_000)
+    .default(100)
+    .describe(CAPTURE_ENV_VARS.CAPTURE_COALESCE_AT),
 });
 
 /** Reads CAPTURE_* (empty counts as unset); a bad value throws E_CAPTURE_CONFIG naming it. */
 export function loadCaptureConfig(env: Env): CaptureConfig {
   const e = parseEnv(
-    envSchema,
+    CAPTURE_ENV_SCHEMA,
     env,
     (message, cause) => new CaptureError('E_CAPTURE_CONFIG', message, { cause }),
   );

@@ -1,4 +1,10 @@
-export { CAPTURE_ENV_VARS, type CaptureConfig, captureSchemaName, loadCaptureConfig } from './config.js';
+export {
+  CAPTURE_ENV_SCHEMA,
+  CAPTURE_ENV_VARS,
+  type CaptureConfig,
+  captureSchemaName,
+  loadCaptureConfig,
+} from './config.js';
 export { CAPTURE_ERROR_CODES, CaptureError, type CaptureErrorCode } from './errors.js';
 export { CaptureLease, type CapturePosition, capturePositionSchema, readCaptureState } from './lease.js';
 export { type NamespacePlan, type OutboxRow, type Plan, planBatch } from './plan.js';

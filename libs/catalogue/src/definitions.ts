@@ -26,34 +26,62 @@ export const CRITICAL_PRODUCTS = 100;
 const seconds = z.coerce.number().positive();
 const millis = z.coerce.number().int().min(0);
 
-const envSchema = z.object({
+export const CATALOGUE_ENV_SCHEMA = z.object({
   // No default: a worker must never touch a database it was not given (npm start prints the URL of
   // its embedded one). The API reads it too and serves an embedded PGlite when it is unset.
   DATABASE_URL: z
     .url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// or postgresql:// URL' })
-    .optional(),
-  CATALOGUE_SCHEMA: schemaNameSchema.default(DEFAULT_SCHEMA),
-  CATALOGUE_TTL_L1: seconds.default(DEFAULT_PRODUCT_READ.ttl.l1),
-  CATALOGUE_TTL_L2: seconds.default(DEFAULT_PRODUCT_READ.ttl.l2),
+    .optional()
+    .describe(
+      'PostgreSQL of the catalogue (postgres:// URL). Required by a worker (no default database is assumed); the API serves an embedded PGlite when it is unset',
+    ),
+  CATALOGUE_SCHEMA: schemaNameSchema
+    .default(DEFAULT_SCHEMA)
+    .describe("PostgreSQL schema of the catalogue's tables (created at start if missing)"),
+  CATALOGUE_TTL_L1: seconds
+    .default(DEFAULT_PRODUCT_READ.ttl.l1)
+    .describe('L1 TTL of the product namespace, seconds'),
+  CATALOGUE_TTL_L2: seconds
+    .default(DEFAULT_PRODUCT_READ.ttl.l2)
+    .describe('L2 TTL of the product namespace, seconds'),
   CATALOGUE_GRACE_SECONDS: z.coerce
     .number()
     .min(0)
-    .default(DEFAULT_PRODUCT_READ.grace?.seconds ?? 0),
-  CATALOGUE_GRACE_BACKOFF_SECONDS: seconds.default(DEFAULT_PRODUCT_READ.grace?.backoffSeconds ?? 5),
-  CATALOGUE_SOFT_TIMEOUT_MS: millis.default(DEFAULT_PRODUCT_READ.timeouts?.softMs ?? 0),
-  CATALOGUE_HARD_TIMEOUT_MS: millis.default(DEFAULT_PRODUCT_READ.timeouts?.hardMs ?? 0),
+    .default(DEFAULT_PRODUCT_READ.grace?.seconds ?? 0)
+    .describe(
+      'grace (fail-safe) of the product namespace: entries kept this long past their TTL and served when the loader fails, seconds; 0 turns it off',
+    ),
+  CATALOGUE_GRACE_BACKOFF_SECONDS: seconds
+    .default(DEFAULT_PRODUCT_READ.grace?.backoffSeconds ?? 5)
+    .describe(
+      'after a failed load served stale, the loader is not called again for that key for this long, seconds',
+    ),
+  CATALOGUE_SOFT_TIMEOUT_MS: millis
+    .default(DEFAULT_PRODUCT_READ.timeouts?.softMs ?? 0)
+    .describe(
+      'a reader with a stale copy gets it after this long while the load goes on, ms; 0 = off; at most CATALOGUE_HARD_TIMEOUT_MS',
+    ),
+  CATALOGUE_HARD_TIMEOUT_MS: millis
+    .default(DEFAULT_PRODUCT_READ.timeouts?.hardMs ?? 0)
+    .describe('a reader gets its stale copy or E_CACHE_LOADER_TIMEOUT after this long, ms; 0 = off'),
   CATALOGUE_EARLY_REFRESH: z.coerce
     .number()
     .min(0)
     .lt(1)
-    .default(DEFAULT_PRODUCT_READ.earlyRefresh ?? 0),
+    .default(DEFAULT_PRODUCT_READ.earlyRefresh ?? 0)
+    .describe(
+      'fraction of the L2 TTL: a hit in its last part starts one background refresh per key in the fleet; 0 = off',
+    ),
   CATALOGUE_TTL_SPREAD: z.coerce
     .number()
     .min(0)
     .max(0.5)
-    .default(DEFAULT_PRODUCT_READ.ttlSpread ?? 0),
+    .default(DEFAULT_PRODUCT_READ.ttlSpread ?? 0)
+    .describe(
+      "each entry's TTL is multiplied by a uniform 1 ± this, so a full warm does not expire in one second; 0 = off",
+    ),
 });
-export type CatalogueEnv = z.output<typeof envSchema>;
+export type CatalogueEnv = z.output<typeof CATALOGUE_ENV_SCHEMA>;
 
 /** The product namespace's read options from CATALOGUE_* settings (0 turns grace, a timeout, early refresh off). */
 export function readOptionsOf(e: CatalogueEnv): ProductReadOptions {
@@ -83,7 +111,7 @@ export function readOptionsOf(e: CatalogueEnv): ProductReadOptions {
  */
 export function loadCatalogueEnv(env: Env): CatalogueEnv {
   return parseEnv(
-    envSchema,
+    CATALOGUE_ENV_SCHEMA,
     env,
     (message, cause) => new CatalogueError('E_CATALOGUE_CONFIG', message, { cause }),
   );

@@ -1,6 +1,7 @@
 export { type Catalogue, type CatalogueOptions, createCatalogue } from './catalogue.js';
 export { connectPg, type Db, type PgOptions } from './db.js';
 export {
+  CATALOGUE_ENV_SCHEMA,
   type CatalogueEnv,
   CRITICAL_PRODUCTS,
   createDefinitions,

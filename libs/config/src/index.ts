@@ -3,6 +3,7 @@ export { formatBytes } from './format.js';
 export {
   type ChosenRedisUrl,
   describeChoice,
+  REDIS_URL_ENV_SCHEMA,
   REDIS_URL_VARIABLES,
   type RedisUrlRole,
   redactRedisUrl,
@@ -22,3 +23,4 @@ export {
   pickEnv,
   portSchema,
 } from './settings.js';
+export { envDescriptions, type SettingRow, settingRows, settingsTable } from './settings-doc.js';

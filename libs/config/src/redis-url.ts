@@ -26,9 +26,29 @@ export interface ChosenRedisUrl {
  * `redis://` or `rediss://`, with a host, an optional port (1–65535) and an optional database
  * number; userinfo is allowed (a password may be in it, so messages never repeat the value).
  */
-export const redisUrlSchema = z.string().superRefine((value, ctx) => {
-  const bad = redisUrlProblem(value);
-  if (bad !== undefined) ctx.addIssue({ code: 'custom', message: bad });
+export const redisUrlSchema = z
+  .string()
+  .superRefine((value, ctx) => {
+    const bad = redisUrlProblem(value);
+    if (bad !== undefined) ctx.addIssue({ code: 'custom', message: bad });
+  })
+  .meta({ format: 'redis://host:port[/db]' });
+
+/** The variables of REDIS_URL_VARIABLES, described for docs/configuration.md (single mode). */
+export const REDIS_URL_ENV_SCHEMA = z.object({
+  REDIS_URL: redisUrlSchema
+    .optional()
+    .describe(
+      'the Redis of the whole system: both roles use it unless CACHE_REDIS_URL or QUEUE_REDIS_URL splits one off; none set is an error (no address is assumed)',
+    ),
+  CACHE_REDIS_URL: redisUrlSchema
+    .optional()
+    .describe('the cache Redis alone (CACHE_REDIS_MODE=single); wins over REDIS_URL for the cache role'),
+  QUEUE_REDIS_URL: redisUrlSchema
+    .optional()
+    .describe(
+      'the queue Redis alone (QUEUE_REDIS_MODE=single); wins over REDIS_URL, which wins over CACHE_REDIS_URL, for the queue role',
+    ),
 });
 
 function redisUrlProblem(value: string): string | undefined {

@@ -51,7 +51,8 @@ export const hostListSchema = z
           }),
       )
       .min(1),
-  );
+  )
+  .meta({ format: 'host:port,host:port' });
 
 export interface IssueNaming {
   /** What the user calls the field at `path` (a variable, a flag, an option path); default `a.b.c`. */

@@ -39,23 +39,27 @@ export interface QueueConfig {
   readonly waitReplicas?: number;
 }
 
-const envSchema = z.object({
-  QUEUE_REDIS_MODE: z.enum(['single', 'sentinel']).default('single'),
-  QUEUE_REDIS_SENTINELS: hostListSchema.optional(),
-  QUEUE_REDIS_SENTINEL_NAME: z.string().min(1).optional(),
-  QUEUE_REDIS_PASSWORD: z.string().optional(),
-  QUEUE_REDIS_SENTINEL_PASSWORD: z.string().optional(),
-  QUEUE_REDIS_DB: intSchema.min(0).optional(),
-  QUEUE_WAIT_REPLICAS: intSchema.min(0).max(16).optional(),
+export const QUEUE_ENV_SCHEMA = z.object({
+  QUEUE_REDIS_MODE: z
+    .enum(['single', 'sentinel'])
+    .default('single')
+    .describe(QUEUE_ENV_VARS.QUEUE_REDIS_MODE),
+  QUEUE_REDIS_SENTINELS: hostListSchema.optional().describe(QUEUE_ENV_VARS.QUEUE_REDIS_SENTINELS),
+  QUEUE_REDIS_SENTINEL_NAME: z.string().min(1).optional().describe(QUEUE_ENV_VARS.QUEUE_REDIS_SENTINEL_NAME),
+  QUEUE_REDIS_PASSWORD: z.string().optional().describe(QUEUE_ENV_VARS.QUEUE_REDIS_PASSWORD),
+  QUEUE_REDIS_SENTINEL_PASSWORD: z.string().optional().describe(QUEUE_ENV_VARS.QUEUE_REDIS_SENTINEL_PASSWORD),
+  QUEUE_REDIS_DB: intSchema.min(0).optional().describe(QUEUE_ENV_VARS.QUEUE_REDIS_DB),
+  QUEUE_WAIT_REPLICAS: intSchema.min(0).max(16).optional().describe(QUEUE_ENV_VARS.QUEUE_WAIT_REPLICAS),
   QUEUE_PREFIX: z
     .string()
     .regex(/^[A-Za-z0-9_:-]{1,64}$/, 'letters, digits, _ : - (at most 64)')
-    .default('cachefleet'),
+    .default('cachefleet')
+    .describe(QUEUE_ENV_VARS.QUEUE_PREFIX),
 });
 
 /** Reads the queue settings from an environment object; a bad value throws naming the variable. */
 export function loadQueueConfig(env: Env): QueueConfig {
-  const e = parseEnv(envSchema, env, configError);
+  const e = parseEnv(QUEUE_ENV_SCHEMA, env, configError);
   if (e.QUEUE_REDIS_MODE === 'single') {
     if (e.QUEUE_REDIS_DB !== undefined)
       throw configError(

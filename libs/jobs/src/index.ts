@@ -1,4 +1,4 @@
-export { BACKUP_ENV_VARS, type BackupConfig, loadBackupConfig } from './backup/config.js';
+export { BACKUP_ENV_SCHEMA, BACKUP_ENV_VARS, type BackupConfig, loadBackupConfig } from './backup/config.js';
 export {
   type BackupHeader,
   type BackupLayout,
@@ -80,7 +80,7 @@ export {
   jobOptions,
   parsePayload,
 } from './client.js';
-export { loadQueueConfig, QUEUE_ENV_VARS, type QueueConfig } from './config.js';
+export { loadQueueConfig, QUEUE_ENV_SCHEMA, QUEUE_ENV_VARS, type QueueConfig } from './config.js';
 export { queueDown, withDeadline } from './deadline.js';
 export {
   DEFAULT_DEFINITIONS,
@@ -100,6 +100,7 @@ export { isJobId } from './job-ids.js';
 export { INVALID_KIND, JOB_KINDS, type JobKind, jobKind } from './job-kinds.js';
 export {
   loadQueueMetricsLeaseMs,
+  QUEUE_METRICS_ENV_SCHEMA,
   QUEUE_METRICS_ENV_VARS,
   type QueueMetrics,
   type QueueMetricsOptions,
@@ -128,9 +129,11 @@ export {
   keepSchedules,
   loadScheduleCheckMs,
   loadSchedules,
+  SCHEDULE_CRONS_ENV_SCHEMA,
   SCHEDULE_ENV_VARS,
   SCHEDULE_PREFIX,
   SCHEDULED,
+  SCHEDULES_ENV_SCHEMA,
   type Schedule,
   type ScheduledJob,
   type ScheduleKeeper,
@@ -143,6 +146,7 @@ export {
   guardSystemId,
   loadSystemId,
   queueSystemIdKey,
+  SYSTEM_ID_ENV_SCHEMA,
   SYSTEM_ID_ENV_VARS,
   type SystemGuardOptions,
   type SystemIdCheck,
@@ -150,7 +154,7 @@ export {
   systemIdSchema,
 } from './system-id.js';
 export { jobTitle } from './titles.js';
-export { loadTuneConfig, TUNE_ENV_VARS, type TuneConfig } from './tune/config.js';
+export { loadTuneConfig, TUNE_ENV_SCHEMA, TUNE_ENV_VARS, type TuneConfig } from './tune/config.js';
 export { pinSetting, undoLast, unpinSetting } from './tune/operator.js';
 export {
   type Decision,

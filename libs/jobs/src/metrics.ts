@@ -16,14 +16,21 @@ export const QUEUE_METRICS_ENV_VARS = {
     'how long a scrape makes this process the one exporter of the queue gauges (renewed by each scrape); more than the scrape interval, default 60000',
 } as const;
 
-const envSchema = z.object({
-  METRICS_QUEUE_LEASE_MS: intSchema.min(1_000).max(3_600_000).default(60_000),
+export const QUEUE_METRICS_ENV_SCHEMA = z.object({
+  METRICS_QUEUE_LEASE_MS: intSchema
+    .min(1_000)
+    .max(3_600_000)
+    .default(60_000)
+    .describe(QUEUE_METRICS_ENV_VARS.METRICS_QUEUE_LEASE_MS),
 });
 
 /** METRICS_QUEUE_LEASE_MS; a bad value throws E_JOB_CONFIG naming it. */
 export function loadQueueMetricsLeaseMs(env: Env): number {
-  return parseEnv(envSchema, env, (message, cause) => new JobError('E_JOB_CONFIG', message, { cause }))
-    .METRICS_QUEUE_LEASE_MS;
+  return parseEnv(
+    QUEUE_METRICS_ENV_SCHEMA,
+    env,
+    (message, cause) => new JobError('E_JOB_CONFIG', message, { cause }),
+  ).METRICS_QUEUE_LEASE_MS;
 }
 
 /** The queue Redis key naming the process that exports the queue gauges (`__` is no queue name). */

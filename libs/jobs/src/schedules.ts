@@ -90,10 +90,14 @@ export const SCHEDULED: readonly ScheduledJob[] = [
   }),
 ];
 
-export const SCHEDULE_ENV_VARS: Readonly<Record<string, string>> = {
+const SCHEDULE_SWITCHES = {
   SCHEDULES_ENABLED: 'whether this process installs the schedules (default true)',
   SCHEDULES_CHECK_MS:
     'how often a process that installs them checks that the queue Redis still has them, ms (default 30000; also on every reconnect)',
+} as const;
+
+export const SCHEDULE_ENV_VARS: Readonly<Record<string, string>> = {
+  ...SCHEDULE_SWITCHES,
   ...Object.fromEntries(
     SCHEDULED.map((s) => [s.variable, `cron (UTC) of ${s.what}, or "off" (default ${s.cron})`]),
   ),
@@ -104,23 +108,31 @@ const cron = z
   .trim()
   .regex(/^(off|(\S+\s+){4,5}\S+)$/, 'a cron expression of 5 or 6 fields, or "off"');
 
-const enabledSchema = z.object({
-  SCHEDULES_ENABLED: boolishSchema.default(true),
-  SCHEDULES_CHECK_MS: intSchema.min(1_000).max(3_600_000).default(30_000),
+export const SCHEDULES_ENV_SCHEMA = z.object({
+  SCHEDULES_ENABLED: boolishSchema.default(true).describe(SCHEDULE_SWITCHES.SCHEDULES_ENABLED),
+  SCHEDULES_CHECK_MS: intSchema
+    .min(1_000)
+    .max(3_600_000)
+    .default(30_000)
+    .describe(SCHEDULE_SWITCHES.SCHEDULES_CHECK_MS),
 });
-const cronsSchema = z.object(Object.fromEntries(SCHEDULED.map((s) => [s.variable, cron.default(s.cron)])));
+export const SCHEDULE_CRONS_ENV_SCHEMA = z.object(
+  Object.fromEntries(
+    SCHEDULED.map((s) => [s.variable, cron.default(s.cron).describe(`cron (UTC) of ${s.what}, or "off"`)]),
+  ),
+);
 
 /** SCHEDULES_CHECK_MS: how often `keepSchedules` looks for the schedules, ms. */
 export function loadScheduleCheckMs(env: Env): number {
   const fail = (message: string, cause: z.ZodError) => new JobError('E_JOB_CONFIG', message, { cause });
-  return parseEnv(enabledSchema, env, fail).SCHEDULES_CHECK_MS;
+  return parseEnv(SCHEDULES_ENV_SCHEMA, env, fail).SCHEDULES_CHECK_MS;
 }
 
 /** The schedules of this deployment from the environment; a bad value throws naming the variable. */
 export function loadSchedules(env: Env): Schedule[] | undefined {
   const fail = (message: string, cause: z.ZodError) => new JobError('E_JOB_CONFIG', message, { cause });
-  const { SCHEDULES_ENABLED } = parseEnv(enabledSchema, env, fail);
-  const crons = parseEnv(cronsSchema, env, fail);
+  const { SCHEDULES_ENABLED } = parseEnv(SCHEDULES_ENV_SCHEMA, env, fail);
+  const crons = parseEnv(SCHEDULE_CRONS_ENV_SCHEMA, env, fail);
   if (!SCHEDULES_ENABLED) return undefined;
   return SCHEDULED.flatMap((s) => {
     const pattern = crons[s.variable];

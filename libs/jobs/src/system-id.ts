@@ -29,12 +29,17 @@ export const systemIdSchema = z
   .string()
   .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - (at most 64)');
 
-const envSchema = z.object({ CACHEFLEET_SYSTEM_ID: systemIdSchema.optional() });
+export const SYSTEM_ID_ENV_SCHEMA = z.object({
+  CACHEFLEET_SYSTEM_ID: systemIdSchema.optional().describe(SYSTEM_ID_ENV_VARS.CACHEFLEET_SYSTEM_ID),
+});
 
 /** CACHEFLEET_SYSTEM_ID, validated (E_JOB_CONFIG naming it); undefined when unset or empty. */
 export function loadSystemId(env: Env): string | undefined {
-  return parseEnv(envSchema, env, (message, cause) => new JobError('E_JOB_CONFIG', message, { cause }))
-    .CACHEFLEET_SYSTEM_ID;
+  return parseEnv(
+    SYSTEM_ID_ENV_SCHEMA,
+    env,
+    (message, cause) => new JobError('E_JOB_CONFIG', message, { cause }),
+  ).CACHEFLEET_SYSTEM_ID;
 }
 
 /** The key of the id in the queue Redis (`<QUEUE_PREFIX>:__system`; the cache's is `cacheKeys().system`). */

@@ -30,19 +30,23 @@ const httpUrl = z.string().refine((s) => {
   }
 }, 'expected an http:// or https:// URL such as http://otel-collector:4318');
 
-const envSchema = z.object({
-  OTEL_SDK_DISABLED: boolishSchema.optional(),
+export const TRACING_ENV_SCHEMA = z.object({
+  OTEL_SDK_DISABLED: boolishSchema.optional().describe(TRACING_ENV_VARS.OTEL_SDK_DISABLED),
   OTEL_TRACES_EXPORTER: z
     .enum(['otlp', 'none'], { message: 'expected otlp or none (the only exporters built in)' })
-    .optional(),
-  OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl.optional(),
-  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: httpUrl.optional(),
+    .optional()
+    .describe(TRACING_ENV_VARS.OTEL_TRACES_EXPORTER),
+  OTEL_EXPORTER_OTLP_ENDPOINT: httpUrl.optional().describe(TRACING_ENV_VARS.OTEL_EXPORTER_OTLP_ENDPOINT),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: httpUrl
+    .optional()
+    .describe(TRACING_ENV_VARS.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT),
   OTEL_EXPORTER_OTLP_PROTOCOL: z
     .enum(['http/json', 'http/protobuf'], {
       message: 'expected http/json or http/protobuf (traces go out over OTLP/HTTP; grpc is not built in)',
     })
-    .optional(),
-  OTEL_SERVICE_NAME: z.string().min(1).max(200).optional(),
+    .optional()
+    .describe(TRACING_ENV_VARS.OTEL_EXPORTER_OTLP_PROTOCOL),
+  OTEL_SERVICE_NAME: z.string().min(1).max(200).optional().describe(TRACING_ENV_VARS.OTEL_SERVICE_NAME),
 });
 
 export type TracingConfig =
@@ -55,7 +59,7 @@ export type TracingConfig =
  */
 export function loadTracingConfig(env: Env, serviceName: string): TracingConfig {
   const e = parseEnv(
-    envSchema,
+    TRACING_ENV_SCHEMA,
     env,
     (message, cause) => new TelemetryError('E_TELEMETRY_CONFIG', message, { cause }),
   );

@@ -187,38 +187,110 @@ const boolish = boolishSchema;
 const intish = intSchema;
 const hostList = hostListSchema;
 
-const envSchema = z.object({
-  FEATURE_CACHE: boolish.default(true),
-  CACHE_IMPL: z.enum(CACHE_IMPLS).optional(),
-  CACHE_REDIS_MODE: z.enum(['single', 'sentinel', 'cluster']).default('single'),
-  CACHE_REDIS_SENTINELS: hostList.optional(),
-  CACHE_REDIS_SENTINEL_NAME: z.string().optional(),
-  CACHE_REDIS_PASSWORD: z.string().optional(),
-  CACHE_REDIS_SENTINEL_PASSWORD: z.string().optional(),
-  CACHE_REDIS_DB: intish.min(0).optional(),
-  CACHE_REDIS_CLUSTER_NODES: hostList.optional(),
-  CACHE_KEY_PREFIX: z.string().optional(),
-  CACHE_DEFAULT_TTL: intish.optional(),
-  CACHE_L1_MAX_ENTRIES: intish.optional(),
-  CACHE_L1_MAX_BYTES: intish.optional(),
-  CACHE_COMPRESSION_THRESHOLD: intish.optional(),
-  CACHE_REDIS_COMMAND_TIMEOUT_MS: intish.optional(),
-  CACHE_BREAKER_THRESHOLD: intish.optional(),
-  CACHE_BREAKER_COOLDOWN_MS: intish.optional(),
-  CACHE_LOCK_TTL_MS: intish.optional(),
-  CACHE_LOCK_MAX_WAIT_MS: intish.optional(),
-  CACHE_BUS_ENABLED: boolish.optional(),
-  CACHE_POD_ID: z.string().optional(),
-  CACHE_BUS_MAXLEN: intish.optional(),
-  CACHE_DISCONNECTED_TTL_MS: intish.optional(),
-  CACHE_TOMBSTONE_TTL_MS: intish.optional(),
-  CACHE_BUS_ANNOUNCE_WAIT_MS: intish.optional(),
-  CACHE_HOT_KEYS_ENABLED: boolish.optional(),
-  CACHE_TELEMETRY_ENABLED: boolish.optional(),
-  CACHE_TELEMETRY_INTERVAL_S: intish.optional(),
-  CACHE_METRICS_LEASE_MS: intish.optional(),
-  CACHE_HOT_KEYS_FLUSH_MS: intish.optional(),
-  CACHE_HOT_KEYS_KEEP: intish.optional(),
+export const CACHE_ENV_SCHEMA = z.object({
+  FEATURE_CACHE: boolish
+    .default(true)
+    .describe(
+      'master switch: false forces CACHE_IMPL=null (every read goes to the source of truth; demand still counted)',
+    ),
+  CACHE_IMPL: z
+    .enum(CACHE_IMPLS)
+    .optional()
+    .describe(
+      'which store serves reads: null counts demand only, memory is L1 only, redis is L2 only, tiered is L1 then L2 (default tiered; a worker defaults to redis)',
+    ),
+  CACHE_REDIS_MODE: z
+    .enum(['single', 'sentinel', 'cluster'])
+    .default('single')
+    .describe('how the cache Redis is reached: single (CACHE_REDIS_URL / REDIS_URL), sentinel or cluster'),
+  CACHE_REDIS_SENTINELS: hostList
+    .optional()
+    .describe('the Sentinels of the cache Redis (CACHE_REDIS_MODE=sentinel)'),
+  CACHE_REDIS_SENTINEL_NAME: z
+    .string()
+    .optional()
+    .describe('master name the Sentinels monitor (CACHE_REDIS_MODE=sentinel)'),
+  CACHE_REDIS_PASSWORD: z
+    .string()
+    .optional()
+    .describe('password of the cache Redis (sentinel and cluster; in single mode put it in the URL)'),
+  CACHE_REDIS_SENTINEL_PASSWORD: z
+    .string()
+    .optional()
+    .describe('password of the Sentinels themselves (CACHE_REDIS_MODE=sentinel only)'),
+  CACHE_REDIS_DB: intish
+    .min(0)
+    .optional()
+    .describe(
+      'database number on the cache Redis (CACHE_REDIS_MODE=sentinel only; single: in the URL; a Cluster has db 0 only)',
+    ),
+  CACHE_REDIS_CLUSTER_NODES: hostList
+    .optional()
+    .describe('seed nodes of the cache Redis Cluster (CACHE_REDIS_MODE=cluster)'),
+  CACHE_KEY_PREFIX: z
+    .string()
+    .optional()
+    .describe('prepended to every Redis key the cache writes; SCAN-based clearing never leaves it'),
+  CACHE_DEFAULT_TTL: intish
+    .optional()
+    .describe('L2 TTL of raw store.set calls without a TTL, seconds; namespaces bring their own'),
+  CACHE_L1_MAX_ENTRIES: intish.optional().describe('entries the L1 LRU of each process keeps'),
+  CACHE_L1_MAX_BYTES: intish
+    .optional()
+    .describe('upper bound on the JSON size of L1 entries, bytes (64 MiB by default)'),
+  CACHE_COMPRESSION_THRESHOLD: intish
+    .optional()
+    .describe('values whose JSON is at least this long are deflated in L2, bytes; 0 turns compression off'),
+  CACHE_REDIS_COMMAND_TIMEOUT_MS: intish
+    .optional()
+    .describe('an L2 command that takes longer fails and counts toward the breaker, ms'),
+  CACHE_BREAKER_THRESHOLD: intish.optional().describe('consecutive L2 failures that open the breaker'),
+  CACHE_BREAKER_COOLDOWN_MS: intish
+    .optional()
+    .describe('how long an open breaker refuses L2 calls before one probe is let through, ms'),
+  CACHE_LOCK_TTL_MS: intish
+    .optional()
+    .describe('lifetime of the fleet-wide load lock; must exceed the slowest loader call, ms'),
+  CACHE_LOCK_MAX_WAIT_MS: intish
+    .optional()
+    .describe("how long a waiter polls L2 for the lock holder's value before it loads itself, ms"),
+  CACHE_BUS_ENABLED: boolish
+    .optional()
+    .describe('pods tell each other about invalidations over the bus (needs Redis: impl redis or tiered)'),
+  CACHE_POD_ID: z
+    .string()
+    .optional()
+    .describe("this process's name in bus events (default <hostname>-<pid>-<random>)"),
+  CACHE_BUS_MAXLEN: intish
+    .optional()
+    .describe('bus events kept in the stream for pods that reconnect, XADD MAXLEN ~'),
+  CACHE_DISCONNECTED_TTL_MS: intish
+    .optional()
+    .describe('while a pod cannot hear the bus, its L1 keeps nothing longer than this, ms'),
+  CACHE_TOMBSTONE_TTL_MS: intish
+    .optional()
+    .describe('life of an invalidation tombstone in L2; a fill that takes longer is not cached, ms'),
+  CACHE_BUS_ANNOUNCE_WAIT_MS: intish
+    .optional()
+    .describe(
+      'how long a write or an invalidation waits for its event to go out when Redis cannot take it at once, ms; 0 = never wait',
+    ),
+  CACHE_HOT_KEYS_ENABLED: boolish
+    .optional()
+    .describe('hot-key sampling for the hot warm (default true; a worker defaults to false)'),
+  CACHE_TELEMETRY_ENABLED: boolish
+    .optional()
+    .describe('the fleet telemetry snapshot written to the cache Redis'),
+  CACHE_TELEMETRY_INTERVAL_S: intish
+    .optional()
+    .describe('how often the telemetry snapshot is written, seconds; a divisor of 60'),
+  CACHE_METRICS_LEASE_MS: intish
+    .optional()
+    .describe('how long a scrape makes this process the one exporter of the Redis gauges, ms'),
+  CACHE_HOT_KEYS_FLUSH_MS: intish
+    .optional()
+    .describe('how often the hot-key counts are flushed to Redis, ms'),
+  CACHE_HOT_KEYS_KEEP: intish.optional().describe("ids kept per namespace's hot-key sorted set"),
 });
 
 /**
@@ -226,7 +298,7 @@ const envSchema = z.object({
  * it by itself) and validates them. A bad value throws E_CACHE_CONFIG naming the variable.
  */
 export function loadCacheConfig(env: Env): ResolvedCacheOptions {
-  const e = parseEnv(envSchema, env, configError);
+  const e = parseEnv(CACHE_ENV_SCHEMA, env, configError);
   const impl = e.FEATURE_CACHE ? (e.CACHE_IMPL ?? 'tiered') : 'null';
   const needsRedis = impl === 'redis' || impl === 'tiered';
   const redis = needsRedis ? redisFromEnv(e, env) : undefined;
@@ -275,6 +347,8 @@ export function loadCacheConfig(env: Env): ResolvedCacheOptions {
       ...(e.CACHE_TELEMETRY_INTERVAL_S !== undefined
         ? { intervalSeconds: e.CACHE_TELEMETRY_INTERVAL_S }
         : {}),
+      // Read but never passed on before docs/configuration.md listed it: the setting did nothing.
+      ...(e.CACHE_METRICS_LEASE_MS !== undefined ? { exporterLeaseMs: e.CACHE_METRICS_LEASE_MS } : {}),
     },
   };
   const resolved = cacheOptionsSchema.safeParse(options);
@@ -285,7 +359,7 @@ export function loadCacheConfig(env: Env): ResolvedCacheOptions {
   return resolved.data;
 }
 
-function redisFromEnv(e: z.output<typeof envSchema>, env: Env): RedisConnection {
+function redisFromEnv(e: z.output<typeof CACHE_ENV_SCHEMA>, env: Env): RedisConnection {
   const missing = (name: EnvVar, why: string) => configError(`${name}: required ${why}`);
   if (e.CACHE_REDIS_MODE !== 'sentinel') {
     if (e.CACHE_REDIS_DB !== undefined)

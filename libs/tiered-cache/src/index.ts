@@ -16,6 +16,7 @@ export {
 } from './bus/events.js';
 export { Cache, type CacheDeps, createCache } from './cache.js';
 export {
+  CACHE_ENV_SCHEMA,
   CACHE_IMPLS,
   type CacheImpl,
   type CacheOptions,

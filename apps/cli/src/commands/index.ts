@@ -1,6 +1,7 @@
 import type { Command } from '../command.js';
 import { backup, backups, restore } from './backup.js';
 import { capture } from './capture.js';
+import { deployCmd } from './deploy.js';
 import { invalidate } from './invalidate.js';
 import { jobs } from './jobs.js';
 import { migrate } from './migrate.js';
@@ -24,6 +25,7 @@ export const COMMANDS: readonly Command[] = [
   status,
   top,
   capture,
+  deployCmd,
 ];
 
 export function findCommand(name: string): Command | undefined {

@@ -18,19 +18,24 @@ export interface BackupConfig {
   readonly encryptionKey: Buffer | undefined;
 }
 
-const envSchema = z.object({
-  BACKUP_DIR: z.string().min(1).default('.data/backups'),
-  BACKUP_KEEP: intSchema.min(1).max(10_000).default(42),
-  BACKUP_HMAC_KEY: z.string().min(32, 'at least 32 characters').optional(),
+export const BACKUP_ENV_SCHEMA = z.object({
+  BACKUP_DIR: z.string().min(1).default('.data/backups').describe(BACKUP_ENV_VARS.BACKUP_DIR),
+  BACKUP_KEEP: intSchema.min(1).max(10_000).default(42).describe(BACKUP_ENV_VARS.BACKUP_KEEP),
+  BACKUP_HMAC_KEY: z
+    .string()
+    .min(32, 'at least 32 characters')
+    .optional()
+    .describe(BACKUP_ENV_VARS.BACKUP_HMAC_KEY),
   BACKUP_ENCRYPTION_KEY: z
     .string()
     .regex(/^[0-9a-fA-F]{64}$/, '64 hex digits (32 bytes)')
-    .optional(),
+    .optional()
+    .describe(BACKUP_ENV_VARS.BACKUP_ENCRYPTION_KEY),
 });
 
 export function loadBackupConfig(env: Env): BackupConfig {
   const fail = (message: string, cause: z.ZodError) => new JobError('E_JOB_CONFIG', message, { cause });
-  const e = parseEnv(envSchema, env, fail);
+  const e = parseEnv(BACKUP_ENV_SCHEMA, env, fail);
   return {
     dir: e.BACKUP_DIR,
     keep: e.BACKUP_KEEP,

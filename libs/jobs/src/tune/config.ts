@@ -31,23 +31,61 @@ export const TUNE_ENV_VARS = {
 const ratio = z.coerce.number().min(0).max(1);
 const positive = z.coerce.number().positive().max(1_000_000);
 
-const envSchema = z
+export const TUNE_ENV_SCHEMA = z
   .object({
-    TUNE_MIN_READS: z.coerce.number().int().min(1).max(1_000_000_000).default(100),
-    TUNE_COOLDOWN_SECONDS: z.coerce.number().int().min(0).max(86_400).default(300),
-    TUNE_L2_HIT_RATE_LOW: ratio.default(0.7),
-    TUNE_L2_HIT_RATE_CLEAR: ratio.default(0.75),
-    TUNE_PRESSURE_HIGH: ratio.default(0.85),
-    TUNE_PRESSURE_CLEAR: ratio.default(0.75),
-    TUNE_L2_TTL_FACTOR: z.coerce.number().min(0.01).max(1).default(0.5),
-    TUNE_L2_TTL_FACTOR_MIN: z.coerce.number().min(0.01).max(1).default(0.1),
-    TUNE_L1_HIT_RATE_LOW: ratio.default(0.3),
-    TUNE_L1_HIT_RATE_CLEAR: ratio.default(0.4),
-    TUNE_L1_TTL_FACTOR: z.coerce.number().min(1).max(100).default(2),
-    TUNE_L1_TTL_FACTOR_MAX: z.coerce.number().min(1).max(100).default(4),
-    TUNE_L1_TTL_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).default(600),
-    TUNE_INVALIDATIONS_HIGH: positive.default(10),
-    TUNE_INVALIDATIONS_CLEAR: positive.default(5),
+    TUNE_MIN_READS: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000_000)
+      .default(100)
+      .describe(TUNE_ENV_VARS.TUNE_MIN_READS),
+    TUNE_COOLDOWN_SECONDS: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(86_400)
+      .default(300)
+      .describe(TUNE_ENV_VARS.TUNE_COOLDOWN_SECONDS),
+    TUNE_L2_HIT_RATE_LOW: ratio.default(0.7).describe(TUNE_ENV_VARS.TUNE_L2_HIT_RATE_LOW),
+    TUNE_L2_HIT_RATE_CLEAR: ratio.default(0.75).describe(TUNE_ENV_VARS.TUNE_L2_HIT_RATE_CLEAR),
+    TUNE_PRESSURE_HIGH: ratio.default(0.85).describe(TUNE_ENV_VARS.TUNE_PRESSURE_HIGH),
+    TUNE_PRESSURE_CLEAR: ratio.default(0.75).describe(TUNE_ENV_VARS.TUNE_PRESSURE_CLEAR),
+    TUNE_L2_TTL_FACTOR: z.coerce
+      .number()
+      .min(0.01)
+      .max(1)
+      .default(0.5)
+      .describe(TUNE_ENV_VARS.TUNE_L2_TTL_FACTOR),
+    TUNE_L2_TTL_FACTOR_MIN: z.coerce
+      .number()
+      .min(0.01)
+      .max(1)
+      .default(0.1)
+      .describe(TUNE_ENV_VARS.TUNE_L2_TTL_FACTOR_MIN),
+    TUNE_L1_HIT_RATE_LOW: ratio.default(0.3).describe(TUNE_ENV_VARS.TUNE_L1_HIT_RATE_LOW),
+    TUNE_L1_HIT_RATE_CLEAR: ratio.default(0.4).describe(TUNE_ENV_VARS.TUNE_L1_HIT_RATE_CLEAR),
+    TUNE_L1_TTL_FACTOR: z.coerce
+      .number()
+      .min(1)
+      .max(100)
+      .default(2)
+      .describe(TUNE_ENV_VARS.TUNE_L1_TTL_FACTOR),
+    TUNE_L1_TTL_FACTOR_MAX: z.coerce
+      .number()
+      .min(1)
+      .max(100)
+      .default(4)
+      .describe(TUNE_ENV_VARS.TUNE_L1_TTL_FACTOR_MAX),
+    TUNE_L1_TTL_MAX_SECONDS: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(86_400)
+      .default(600)
+      .describe(TUNE_ENV_VARS.TUNE_L1_TTL_MAX_SECONDS),
+    TUNE_INVALIDATIONS_HIGH: positive.default(10).describe(TUNE_ENV_VARS.TUNE_INVALIDATIONS_HIGH),
+    TUNE_INVALIDATIONS_CLEAR: positive.default(5).describe(TUNE_ENV_VARS.TUNE_INVALIDATIONS_CLEAR),
   })
   .superRefine((e, ctx) => {
     const band = (low: keyof typeof e, high: keyof typeof e) => {
@@ -75,7 +113,11 @@ export interface TuneConfig {
 
 /** TUNE_*; a bad value (or a band upside down) throws E_JOB_CONFIG naming the variable. */
 export function loadTuneConfig(env: Env): TuneConfig {
-  const e = parseEnv(envSchema, env, (message, cause) => new JobError('E_JOB_CONFIG', message, { cause }));
+  const e = parseEnv(
+    TUNE_ENV_SCHEMA,
+    env,
+    (message, cause) => new JobError('E_JOB_CONFIG', message, { cause }),
+  );
   return {
     minReads: e.TUNE_MIN_READS,
     cooldownMs: e.TUNE_COOLDOWN_SECONDS * 1000,

@@ -1,0 +1,1 @@
+export { SYSTEM_ENV_SCHEMA } from './settings.js';
