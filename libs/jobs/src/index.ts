@@ -151,7 +151,7 @@ export {
 } from './system-id.js';
 export { jobTitle } from './titles.js';
 export { loadTuneConfig, TUNE_ENV_VARS, type TuneConfig } from './tune/config.js';
-export { pinSetting, undoLast, unpinSetting } from './tune/operator.js';
+export { pinSetting, setRollout, undoLast, unpinSetting } from './tune/operator.js';
 export {
   type Decision,
   decide,
