@@ -62,9 +62,9 @@ export { type DeepReadonly, deepFreeze } from './stack/freeze.js';
 export { MAX_TUNED_L1_TTL_MS } from './stack/state.js';
 export type { NamespaceStats, TierStats } from './stats.js';
 export {
+  type CohortCount,
   type FleetNamespace,
   type FleetView,
-  type CohortCount,
   type PodSnapshot,
   podSnapshotSchema,
   type TierRates,

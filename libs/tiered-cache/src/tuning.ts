@@ -108,7 +108,9 @@ export function parseRolloutHash(hash: Readonly<Record<string, string>>): Map<st
 }
 
 /** The rollout percentage a `config` event carries (undefined: none, or not an integer 0..100). */
-export function rolloutOfEvent(settings: Readonly<Record<string, number | string | boolean>>): number | undefined {
+export function rolloutOfEvent(
+  settings: Readonly<Record<string, number | string | boolean>>,
+): number | undefined {
   const parsed = rolloutPercentSchema.safeParse(settings[ROLLOUT_SETTING]);
   return parsed.success ? parsed.data : undefined;
 }

@@ -81,7 +81,11 @@ export interface TuneConfig {
   readonly l1Ttl: { readonly factor: number; readonly max: number; readonly maxTtlMs: number };
   readonly invalidations: { readonly high: number; readonly clear: number };
   /** The rollout guard (docs/tuning.md "Rollout guard"). */
-  readonly rollout: { readonly minRequests: number; readonly errorRate: number; readonly hitRateDrop: number };
+  readonly rollout: {
+    readonly minRequests: number;
+    readonly errorRate: number;
+    readonly hitRateDrop: number;
+  };
 }
 
 /** TUNE_*; a bad value (or a band upside down) throws E_JOB_CONFIG naming the variable. */

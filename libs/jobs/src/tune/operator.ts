@@ -145,7 +145,11 @@ export async function setRollout(
   namespace: string,
   percent: number,
   by = BY,
-): Promise<{ readonly stage: RolloutStage; readonly before: RolloutStage | undefined; readonly auditId: string }> {
+): Promise<{
+  readonly stage: RolloutStage;
+  readonly before: RolloutStage | undefined;
+  readonly auditId: string;
+}> {
   const before = must(await store.rollouts()).get(namespace);
   const at = Date.now();
   const stage: RolloutStage = { percent, previous: before?.percent ?? null, at, by };

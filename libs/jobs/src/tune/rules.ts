@@ -102,7 +102,14 @@ function combine(a: Counters, b: Counters, sign: 1 | -1): Counters {
   return out;
 }
 const add = (a: Counters, b: Counters) => combine(a, b, 1);
-const ZERO: Counters = { l1Hits: 0, l2Hits: 0, misses: 0, invalidations: 0, cacheRequests: 0, cacheErrors: 0 };
+const ZERO: Counters = {
+  l1Hits: 0,
+  l2Hits: 0,
+  misses: 0,
+  invalidations: 0,
+  cacheRequests: 0,
+  cacheErrors: 0,
+};
 
 /**
  * The counters of each namespace over the window since `memory.at`: per process, now minus then
