@@ -186,7 +186,7 @@ describe('rollout guard', () => {
   it('never moves a stage on noise within the bounds (fast-check, 50–120 ticks)', () => {
     fc.assert(
       fc.property(
-        fc.constantFrom(10, 50, 100),
+        fc.constantFrom<number>(10, 50, 100),
         fc
           .double({ min: 0.05, max: 1, noNaN: true })
           .chain((b) => fc.tuple(fc.constant(b), fc.array(within(b), { minLength: 50, maxLength: 120 }))),
@@ -208,7 +208,7 @@ describe('rollout guard', () => {
     fc.assert(
       fc.property(
         fc.array(fc.oneof(fc.constant(CLEAN), breach), { minLength: 50, maxLength: 120 }),
-        fc.constantFrom(10, 50, 100),
+        fc.constantFrom<number>(10, 50, 100),
         (ticks, percent) => {
           const r = run(stage(percent, { baseline: 0.9 }), ticks);
           // Percentages only go down.
