@@ -4,6 +4,7 @@ import { capture } from './capture.js';
 import { invalidate } from './invalidate.js';
 import { jobs } from './jobs.js';
 import { migrate } from './migrate.js';
+import { rollout } from './rollout.js';
 import { status } from './status.js';
 import { sweep } from './sweep.js';
 import { top } from './top.js';
@@ -20,6 +21,7 @@ export const COMMANDS: readonly Command[] = [
   restore,
   backups,
   tune,
+  rollout,
   jobs,
   status,
   top,
