@@ -23,9 +23,12 @@ export type NamespaceTuning = z.output<typeof namespaceTuningSchema>;
 
 export const DEFAULT_TUNING: NamespaceTuning = { l1TtlFactor: 1, l2TtlFactor: 1, changedAt: {} };
 
-/** The settings hash as read: fields that do not validate (another version wrote them) are skipped. */
-export function parseTuningHash(hash: Readonly<Record<string, string>>): Map<string, NamespaceTuning> {
-  const out = new Map<string, NamespaceTuning>();
+/** A hash of one JSON value per namespace, as read: fields that do not validate (another version wrote them) are skipped. */
+function parseJsonHash<S extends z.ZodType>(
+  hash: Readonly<Record<string, string>>,
+  schema: S,
+): Map<string, z.output<S>> {
+  const out = new Map<string, z.output<S>>();
   for (const [namespace, text] of Object.entries(hash)) {
     let raw: unknown;
     try {
@@ -33,10 +36,15 @@ export function parseTuningHash(hash: Readonly<Record<string, string>>): Map<str
     } catch {
       continue;
     }
-    const parsed = namespaceTuningSchema.safeParse(raw);
+    const parsed = schema.safeParse(raw);
     if (parsed.success) out.set(namespace, parsed.data);
   }
   return out;
+}
+
+/** The settings hash as read. */
+export function parseTuningHash(hash: Readonly<Record<string, string>>): Map<string, NamespaceTuning> {
+  return parseJsonHash(hash, namespaceTuningSchema);
 }
 
 /** The factors of a `config` event (other settings in it are ignored); undefined: none of ours. */
@@ -93,18 +101,7 @@ export type RolloutStage = z.output<typeof rolloutStageSchema>;
 
 /** The rollout hash as read: fields that do not validate are skipped. */
 export function parseRolloutHash(hash: Readonly<Record<string, string>>): Map<string, RolloutStage> {
-  const out = new Map<string, RolloutStage>();
-  for (const [namespace, text] of Object.entries(hash)) {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(text);
-    } catch {
-      continue;
-    }
-    const parsed = rolloutStageSchema.safeParse(raw);
-    if (parsed.success) out.set(namespace, parsed.data);
-  }
-  return out;
+  return parseJsonHash(hash, rolloutStageSchema);
 }
 
 /** The rollout percentage a `config` event carries (undefined: none, or not an integer 0..100). */

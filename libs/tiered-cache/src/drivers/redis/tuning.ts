@@ -40,14 +40,8 @@ export class TuningStore {
    * failure is not counted against it (undefined: not read now; the next refresh tries again). A
    * poll failing during a failover must not open the breaker for the pod's reads.
    */
-  async settingsInBackground(): Promise<Map<string, NamespaceTuning> | undefined> {
-    const c = this.#c;
-    if (c.guard.breaker.state !== 'closed' || c.client.status !== 'ready') return undefined;
-    try {
-      return parseTuningHash(await c.client.hgetall(c.keys.tuneSettings));
-    } catch {
-      return undefined;
-    }
+  settingsInBackground(): Promise<Map<string, NamespaceTuning> | undefined> {
+    return this.#inBackground(this.#c.keys.tuneSettings, parseTuningHash);
   }
 
   /** Rollout stages per namespace (fields that do not validate are left out). */
@@ -57,11 +51,15 @@ export class TuningStore {
   }
 
   /** The rollout stages for an API pod's background refresh: as `settingsInBackground`. */
-  async rolloutsInBackground(): Promise<Map<string, RolloutStage> | undefined> {
+  rolloutsInBackground(): Promise<Map<string, RolloutStage> | undefined> {
+    return this.#inBackground(this.#c.keys.tuneRollout, parseRolloutHash);
+  }
+
+  async #inBackground<T>(key: string, parse: (hash: Record<string, string>) => T): Promise<T | undefined> {
     const c = this.#c;
     if (c.guard.breaker.state !== 'closed' || c.client.status !== 'ready') return undefined;
     try {
-      return parseRolloutHash(await c.client.hgetall(c.keys.tuneRollout));
+      return parse(await c.client.hgetall(key));
     } catch {
       return undefined;
     }
