@@ -54,9 +54,20 @@ const envSchema = z
     TUNE_L1_TTL_MAX_SECONDS: z.coerce.number().int().min(1).max(86_400).default(600),
     TUNE_INVALIDATIONS_HIGH: positive.default(10),
     TUNE_INVALIDATIONS_CLEAR: positive.default(5),
-    TUNE_ROLLOUT_MIN_REQUESTS: z.coerce.number().int().min(1).max(1_000_000_000).default(100),
-    TUNE_ROLLOUT_ERROR_RATE: ratio.default(0.01),
-    TUNE_ROLLOUT_HIT_RATE_DROP: z.coerce.number().positive().max(1).default(0.1),
+    TUNE_ROLLOUT_MIN_REQUESTS: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000_000)
+      .default(100)
+      .describe(TUNE_ENV_VARS.TUNE_ROLLOUT_MIN_REQUESTS),
+    TUNE_ROLLOUT_ERROR_RATE: ratio.default(0.01).describe(TUNE_ENV_VARS.TUNE_ROLLOUT_ERROR_RATE),
+    TUNE_ROLLOUT_HIT_RATE_DROP: z.coerce
+      .number()
+      .positive()
+      .max(1)
+      .default(0.1)
+      .describe(TUNE_ENV_VARS.TUNE_ROLLOUT_HIT_RATE_DROP),
   })
   .superRefine((e, ctx) => {
     const band = (low: keyof typeof e, high: keyof typeof e) => {
