@@ -39,8 +39,14 @@ const idsQuery = z.strictObject({
 export function productRoutes(app: FastifyInstance, deps: ProductDeps): void {
   const { cache, catalogue, rollout } = deps;
   const product = catalogue.product;
+  // A 5xx on these routes counts against the request's cohort (the rollout guard's error rate).
+  // The cohort is worked out again only then: the hash is paid on errors, not on every request.
+  const countFailure = async (req: FastifyRequest, reply: FastifyReply) => {
+    if (reply.statusCode >= 500)
+      rollout.failed(product.name, rollout.enabled(product.name, userOf(req)) ? 'cache' : 'control');
+  };
 
-  app.get('/products/:id', async (req, reply) => {
+  app.get('/products/:id', { onResponse: countFailure }, async (req, reply) => {
     const params = parseBody(idParams, req.params, reply);
     if (params === undefined) return reply;
     const userId = userOf(req);
@@ -59,7 +65,7 @@ export function productRoutes(app: FastifyInstance, deps: ProductDeps): void {
     return r.value;
   });
 
-  app.get('/products', async (req, reply) => {
+  app.get('/products', { onResponse: countFailure }, async (req, reply) => {
     const query = parseBody(idsQuery, req.query, reply);
     if (query === undefined) return reply;
     const ids = query.ids.split(',');

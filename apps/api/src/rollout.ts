@@ -41,8 +41,13 @@ export interface Rollout {
   /** True when this user (or anonymous request) should read through the cache for `namespace`. */
   enabled(namespace: string, userId?: string): boolean;
   cohort(namespace: string, userId?: string): Cohort;
-  /** The percentage in force for `namespace` (listed or default). */
+  /** The percentage in force for `namespace` (a stored stage, else listed, else default). */
   percentage(namespace: string): number;
+  /**
+   * Sets a namespace's percentage live (a stored rollout stage, docs/tuning.md "Rollout guard"):
+   * it overrides CACHE_ROLLOUT from now on. E_API_ROLLOUT_CONFIG for a bad name or percentage.
+   */
+  set(namespace: string, percent: number): void;
 }
 
 /** Environment variables read by `rolloutOptionsFromEnv`, with their defaults. */
@@ -86,10 +91,17 @@ export function createRollout(options: RolloutOptions): Rollout {
     return bucketOf(namespace, userId) < p ? 'cache' : 'control';
   };
 
+  const stage = z.object({ namespace: namespaceName, percent });
   return {
     cohort,
     enabled: (namespace, userId) => cohort(namespace, userId) === 'cache',
     percentage,
+    // The read path stays one Map lookup: a stage replaces the entry, it adds no check per call.
+    set(namespace, p) {
+      const parsed = stage.safeParse({ namespace, percent: p });
+      if (!parsed.success) throw optionsError(parsed.error);
+      table.set(parsed.data.namespace, parsed.data.percent);
+    },
   };
 }
 
@@ -154,6 +166,8 @@ export function rolloutOptionsFromEnv(env: Env): RolloutOptions {
 export interface RolloutMetrics {
   /** Counts one request served in `cohort` for `namespace`. */
   observe(namespace: string, cohort: Cohort): void;
+  /** Counts one 5xx answered to a request of `cohort` on `namespace`'s routes. */
+  failed(namespace: string, cohort: Cohort): void;
 }
 
 /**
@@ -167,10 +181,20 @@ export function rolloutMetrics(registry: Registry): RolloutMetrics {
     labelNames: ['namespace', 'cohort'],
     registers: [registry],
   });
+  const errors = new Counter({
+    name: 'cachefleet_rollout_errors_total',
+    help: "5xx answers by rollout cohort on a namespace's routes (the rollout guard's error rate, docs/tuning.md)",
+    labelNames: ['namespace', 'cohort'],
+    registers: [registry],
+  });
   const of = boundBy(([namespace, cohort]) => counter.labels({ namespace, cohort }));
+  const errorsOf = boundBy(([namespace, cohort]) => errors.labels({ namespace, cohort }));
   return {
     observe(namespace, cohort) {
       of(namespace, cohort).inc();
+    },
+    failed(namespace, cohort) {
+      errorsOf(namespace, cohort).inc();
     },
   };
 }

@@ -16,10 +16,12 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { buildApp } from './app.js';
+import { CohortCounts } from './cohorts.js';
 import { type ApiConfig, loadApiConfig } from './config.js';
 import { DASHBOARD_PATH } from './dashboard.js';
 import { openDatabase } from './db.js';
 import { createRollout, rolloutMetrics, rolloutOptionsFromEnv } from './rollout.js';
+import { followRolloutStages } from './rollout-live.js';
 
 /** Time in-flight requests get to finish at shutdown, ms. */
 const CLOSE_GRACE_MS = 3_000;
@@ -64,6 +66,7 @@ export async function startApi(
   let queueMetrics: QueueMetrics;
   let app: FastifyInstance;
   let systemId: string | undefined;
+  let unfollow: () => void = () => undefined;
   try {
     // The system id is compared before the database or the port opens.
     const checked = await guardSystemId({
@@ -87,9 +90,20 @@ export async function startApi(
     queueMetrics = registerQueueMetrics(metrics, jobs, { leaseMs });
     const plan = createRollout(rolloutOptionsFromEnv(env));
     const cohorts = rolloutMetrics(metrics);
+    // Per cohort in this pod's telemetry snapshot too: the tuner's rollout guard reads them.
+    const counts = new CohortCounts();
+    cache.reportCohorts(() => counts.snapshot());
+    unfollow = await followRolloutStages(cache, plan, logger);
     const rollout = {
       enabled: (namespace: string, userId?: string) => plan.enabled(namespace, userId),
-      observe: cohorts.observe,
+      observe: (namespace: string, cohort: 'cache' | 'control') => {
+        cohorts.observe(namespace, cohort);
+        counts.request(namespace, cohort);
+      },
+      failed: (namespace: string, cohort: 'cache' | 'control') => {
+        cohorts.failed(namespace, cohort);
+        counts.error(namespace, cohort);
+      },
     };
     const built = await buildApp({
       cache,
@@ -148,6 +162,7 @@ export async function startApi(
         const force = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
         await app.close();
         clearTimeout(force);
+        unfollow();
         await queueMetrics.release();
         await jobs.close();
         await cache.close();

@@ -65,6 +65,21 @@ describe('createRollout: cohorts', () => {
     expect(early).toBeGreaterThan(9_000);
   });
 
+  it('takes a stored stage live: set() overrides the env value, the same users as a fresh plan', () => {
+    const live = createRollout({ percentages: { product: 50 }, default: 100 });
+    const at10 = createRollout({ percentages: { product: 10 } });
+    live.set('product', 10);
+    expect(live.percentage('product')).toBe(10);
+    for (const id of userIds.slice(0, 5_000))
+      expect(live.enabled('product', id)).toBe(at10.enabled('product', id));
+    live.set('category', 0); // an unlisted namespace too
+    expect(live.cohort('category', 'u1')).toBe('control');
+    for (const bad of [-1, 101, 10.5, Number.NaN])
+      expect(() => live.set('product', bad), String(bad)).toThrow(/createRollout: percent/);
+    expect(() => live.set('Product!', 10)).toThrow(/namespace/);
+    expect(live.percentage('product')).toBe(10);
+  });
+
   it('draws a separate sample per namespace', () => {
     const rollout = createRollout({ percentages: { product: 10, category: 10 } });
     let both = 0;

@@ -17,11 +17,12 @@ import type { Session } from './session.js';
  * telemetry snapshot of its own. Closed with the session. E_CLI_UNREACHABLE when Redis does not
  * answer within CONNECT_TIMEOUT_MS.
  */
-export async function openViewer(session: Session): Promise<Cache> {
+export async function openViewer(session: Session, options: { readonly bus?: boolean } = {}): Promise<Cache> {
   const config = loadCacheConfig({
     ...session.env,
     CACHE_IMPL: 'redis',
-    CACHE_BUS_ENABLED: 'false',
+    // On the bus only to publish (`cachefleet rollout`'s config event); it serves no reads.
+    CACHE_BUS_ENABLED: options.bus === true ? 'true' : 'false',
     CACHE_HOT_KEYS_ENABLED: 'false',
     CACHE_TELEMETRY_ENABLED: 'false',
   });

@@ -155,7 +155,14 @@ export {
 } from './system-id.js';
 export { jobTitle } from './titles.js';
 export { loadTuneConfig, TUNE_ENV_SCHEMA, TUNE_ENV_VARS, type TuneConfig } from './tune/config.js';
-export { pinSetting, undoLast, unpinSetting } from './tune/operator.js';
+export {
+  type GuardInputs,
+  type GuardOutcome,
+  guardRollouts,
+  lowerStage,
+  ROLLOUT_LADDER,
+} from './tune/guard.js';
+export { pinSetting, setRollout, undoLast, unpinSetting } from './tune/operator.js';
 export {
   type Decision,
   decide,

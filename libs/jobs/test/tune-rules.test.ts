@@ -38,7 +38,10 @@ function windowFor(t: Tick): NamespaceWindow {
     l1HitRate: t.l1HitRate ?? 0.9,
     l2Reads: reads,
     l2HitRate: t.l2HitRate ?? 0.9,
+    hitRate: 0.9,
     invalidationsPerSecond: t.invalidationsPerSecond ?? 0,
+    cacheRequests: 0,
+    cacheErrors: 0,
   };
 }
 

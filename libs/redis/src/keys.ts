@@ -33,6 +33,7 @@ import { escapeGlob } from './scan.js';
  * | `<prefix>__{tune}:audit`             | stream, capped| one entry per tuning decision                                      |
  * | `<prefix>__{tune}:state`             | string        | the tuner's memory: counters at its last tick, rules engaged       |
  * | `<prefix>__{tune}:lock`              | string, PX    | one tune run at a time                                             |
+ * | `<prefix>__{tune}:rollout`           | hash          | namespace → its rollout stage (percent, previous, since, by)      |
  * | `<prefix>__ack:<event id>`           | set, PX       | pods that applied one event (fleet-acknowledged invalidation)      |
  * | `<prefix>__fenced:<podId>`           | set           | namespaces a pod that did not acknowledge drops from L1 when back  |
  * | `<prefix>__{capture}:lease`          | string, PX    | capture reader's lease `<fence>:<token>` (libs/capture writes it)  |
@@ -78,6 +79,8 @@ export class CacheKeys {
   readonly tuneAudit: string;
   readonly tuneState: string;
   readonly tuneLock: string;
+  /** Rollout stages in force (A8): they override CACHE_ROLLOUT; the tuner's rollout guard lowers them. */
+  readonly tuneRollout: string;
   readonly captureLease: string;
   readonly capturePosition: string;
   readonly backupLock: string;
@@ -113,6 +116,7 @@ export class CacheKeys {
     this.tuneAudit = own('{tune}:audit');
     this.tuneState = own('{tune}:state');
     this.tuneLock = own('{tune}:lock');
+    this.tuneRollout = own('{tune}:rollout');
     this.captureLease = own('{capture}:lease');
     this.capturePosition = own('{capture}:position');
     this.backupLock = own('backup:lock');
@@ -137,6 +141,7 @@ export class CacheKeys {
       this.tuneAudit,
       this.tuneState,
       this.tuneLock,
+      this.tuneRollout,
       this.captureLease,
       this.capturePosition,
       this.backupLock,

@@ -29,7 +29,13 @@ import type { DeepReadonly } from './stack/freeze.js';
 import { ReadThrough } from './stack/read-through.js';
 import { totals } from './stack/state.js';
 import { type NamespaceStats, namespaceStats, type TierStats, tierStats } from './stats.js';
-import { type FleetView, readFleet, TelemetryPublisher, takeSnapshot } from './telemetry.js';
+import {
+  type CohortCount,
+  type FleetView,
+  readFleet,
+  TelemetryPublisher,
+  takeSnapshot,
+} from './telemetry.js';
 import { cacheTracing, traceCalls } from './tracing.js';
 import { factorsOfEvent, type NamespaceTuning } from './tuning.js';
 import type { CacheStore } from './types.js';
@@ -68,6 +74,7 @@ export class Cache {
   #hotTimer: NodeJS.Timeout | undefined;
   #telemetry: TelemetryPublisher | undefined;
   #tuneTimer: NodeJS.Timeout | undefined;
+  #cohorts: (() => readonly CohortCount[]) | undefined;
   readonly #redisMetrics: RedisMetrics;
   readonly #busLag: Observer;
   /** Primitives of the worker fleet: warm batches, bulk invalidation steps, hot keys. */
@@ -166,6 +173,7 @@ export class Cache {
             tiers: this.tiers(),
             l2,
             bus: this.bus,
+            cohorts: this.#cohorts?.(),
           }),
       });
       await this.#telemetry.start();
@@ -373,6 +381,14 @@ export class Cache {
     const r = await prewarmHere(this.#rt, ns.name, ids);
     if (!r.ok) return r;
     return bus.publish(this.#event({ event_type: 'prewarm', namespace: ns.name, keys: [...ids] }));
+  }
+
+  /**
+   * Adds the rollout cohorts' request and error counts (an API pod's) to every telemetry snapshot
+   * from now on; the tuner's rollout guard reads them (docs/tuning.md).
+   */
+  reportCohorts(source: () => readonly CohortCount[]): void {
+    this.#cohorts = source;
   }
 
   /** The tuner's keys in the cache Redis (settings, pins, audit, state); needs L2. */

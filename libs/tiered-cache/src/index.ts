@@ -63,6 +63,7 @@ export { type DeepReadonly, deepFreeze } from './stack/freeze.js';
 export { MAX_TUNED_L1_TTL_MS } from './stack/state.js';
 export type { NamespaceStats, TierStats } from './stats.js';
 export {
+  type CohortCount,
   type FleetNamespace,
   type FleetView,
   type PodSnapshot,
@@ -77,7 +78,13 @@ export {
   DEFAULT_TUNING,
   type NamespaceTuning,
   namespaceTuningSchema,
+  parseRolloutHash,
   pinField,
+  ROLLOUT_SETTING,
+  type RolloutStage,
+  rolloutOfEvent,
+  rolloutPercentSchema,
+  rolloutStageSchema,
   type StoredAuditEntry,
   TUNE_SETTINGS,
   type TuneSetting,

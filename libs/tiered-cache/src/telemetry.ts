@@ -62,8 +62,25 @@ export const podSnapshotSchema = z.object({
       }),
     )
     .max(1_000),
+  /**
+   * Requests and errors (5xx answered) per namespace and rollout cohort since the process started
+   * (REQUIREMENTS A8): only API pods report them (`Cache#reportCohorts`); the tuner's rollout guard
+   * reads the `cache` cohort's error rate from them.
+   */
+  cohorts: z
+    .array(
+      z.object({
+        namespace: z.string().min(1).max(64),
+        cohort: z.enum(['cache', 'control']),
+        requests: count,
+        errors: count,
+      }),
+    )
+    .max(2_000)
+    .optional(),
 });
 export type PodSnapshot = z.output<typeof podSnapshotSchema>;
+export type CohortCount = NonNullable<PodSnapshot['cohorts']>[number];
 
 export interface TierRates {
   readonly hits: number;
@@ -118,6 +135,7 @@ export function takeSnapshot(s: {
   readonly tiers: TierStats;
   readonly l2: RedisStore | undefined;
   readonly bus: EventBus | undefined;
+  readonly cohorts?: readonly CohortCount[] | undefined;
 }): PodSnapshot {
   const { tiers, l2, bus } = s;
   return {
@@ -169,6 +187,7 @@ export function takeSnapshot(s: {
         l1TtlFactor: st.l1TtlFactor,
         l2TtlFactor: st.l2TtlFactor,
       })),
+    ...(s.cohorts !== undefined ? { cohorts: [...s.cohorts] } : {}),
   };
 }
 

@@ -5,6 +5,7 @@ import { deployCmd } from './deploy.js';
 import { invalidate } from './invalidate.js';
 import { jobs } from './jobs.js';
 import { migrate } from './migrate.js';
+import { rollout } from './rollout.js';
 import { status } from './status.js';
 import { sweep } from './sweep.js';
 import { top } from './top.js';
@@ -21,6 +22,7 @@ export const COMMANDS: readonly Command[] = [
   restore,
   backups,
   tune,
+  rollout,
   jobs,
   status,
   top,

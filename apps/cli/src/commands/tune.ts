@@ -173,8 +173,9 @@ export const tune: Command = {
   cachefleet tune undo
 
 Enqueues a tune job on the tune queue (it also runs every minute: SCHEDULE_TUNE) and prints its
-decisions: per namespace, the rule (l2-hit-rate, memory-pressure, l1-hit-rate, invalidation-rate),
-the action (set, revert, recommend, clear, prewarm), the setting and its value before and after,
+decisions: per namespace, the rule (l2-hit-rate, memory-pressure, l1-hit-rate, invalidation-rate,
+rollout-guard), the action (set, revert, recommend, clear, prewarm, rollback: a rollout stage
+lowered, see cachefleet rollout), the setting and its value before and after,
 and what the rule saw. With --dry-run the job decides and reports (audit entries marked dry-run)
 but changes nothing: no setting, no config event, no warm, not the tuner's memory.
 

@@ -1,5 +1,6 @@
-import type { AuditInput, RedisNodeInfo } from '@cachefleet/tiered-cache';
+import { type AuditInput, type RedisNodeInfo, ROLLOUT_SETTING } from '@cachefleet/tiered-cache';
 import type { TuneResult } from '../catalogue.js';
+import { guardRollouts } from '../tune/guard.js';
 import {
   type Decision,
   decide,
@@ -50,11 +51,12 @@ export async function tuneHandler(ctx: JobContext<'tune'>): Promise<TuneResult> 
     return { ...none, skipped: true };
   }
   try {
-    const [view, stateText, settings, pins] = await Promise.all([
+    const [view, stateText, settings, pins, rollouts] = await Promise.all([
       ctx.cache.fleetView(0),
       store.state(),
       store.settings(),
       store.pins(),
+      store.rollouts(),
     ]);
     const fleet = must(view);
     const memory = memoryOf(must(stateText));
@@ -66,13 +68,27 @@ export async function tuneHandler(ctx: JobContext<'tune'>): Promise<TuneResult> 
       fleet.pods.map((p) => ({
         pod: p.pod,
         startedAt: p.startedAt,
-        namespaces: p.namespaces.map((n) => ({
-          namespace: n.namespace,
-          l1Hits: n.l1Hits,
-          l2Hits: n.l2Hits,
-          misses: n.misses,
-          invalidations: n.invalidations + n.deletes,
-        })),
+        namespaces: [
+          ...p.namespaces.map((n) => ({
+            namespace: n.namespace,
+            l1Hits: n.l1Hits,
+            l2Hits: n.l2Hits,
+            misses: n.misses,
+            invalidations: n.invalidations + n.deletes,
+          })),
+          // The rollout guard's input: the cache cohort's requests and 5xx (API pods only).
+          ...(p.cohorts ?? [])
+            .filter((c) => c.cohort === 'cache')
+            .map((c) => ({
+              namespace: c.namespace,
+              l1Hits: 0,
+              l2Hits: 0,
+              misses: 0,
+              invalidations: 0,
+              cacheRequests: c.requests,
+              cacheErrors: c.errors,
+            })),
+        ],
       })),
       at,
     );
@@ -97,21 +113,50 @@ export async function tuneHandler(ctx: JobContext<'tune'>): Promise<TuneResult> 
     );
     const mode = dryRun ? 'dry-run' : 'applied';
     const by = `tuner:${ctx.job.id ?? '?'}`;
-    const audit: AuditInput[] = outcome.decisions.map((d) => auditOf(d, at, mode, by));
-    for (const d of outcome.decisions) {
+    const guard = guardRollouts(
+      {
+        at,
+        windowFrom: memory.at,
+        namespaces: unique.map((n) => n.namespace),
+        stages: must(rollouts),
+        window: window.namespaces,
+        previousHitRates: memory.hitRates ?? {},
+      },
+      ctx.tune.config,
+      by,
+    );
+    const decisions = [...outcome.decisions, ...guard.decisions];
+    const audit: AuditInput[] = decisions.map((d) => auditOf(d, at, mode, by));
+    for (const d of decisions) {
       ctx.tune.counted(d, mode);
-      ctx.log.info({ tune: { ...d, mode } }, `tune ${mode}: ${d.rule} ${d.action} ${d.namespace}`);
+      const line = `tune ${mode}: ${d.rule} ${d.action} ${d.namespace}`;
+      // A rollback is an incident (the cache cohort is hurting): warn, with the stages in the line.
+      if (d.action === 'rollback')
+        ctx.log.warn({ tune: { ...d, mode } }, `${line} ${d.before}% -> ${d.after}%`);
+      else ctx.log.info({ tune: { ...d, mode } }, line);
     }
     const warmJobIds: string[] = [];
     if (dryRun) {
       if (audit.length > 0) must(await store.commit(new Map(), audit));
     } else {
-      const next: TuneMemory = { at, pods: window.pods, flags: outcome.flags };
-      must(await store.commit(outcome.settings, audit, { state: JSON.stringify(next) }));
+      const next: TuneMemory = { at, pods: window.pods, flags: outcome.flags, hitRates: guard.hitRates };
+      must(
+        await store.commit(outcome.settings, audit, { state: JSON.stringify(next), rollouts: guard.stages }),
+      );
       for (const [namespace, tuning] of outcome.settings) {
         const r = await ctx.cache.applyTuning(namespace, tuning);
         // Stored already: a pod that misses the event reads the settings within its telemetry interval.
         if (!r.ok) ctx.log.warn({ namespace, code: r.error.code }, 'tune: config event not published');
+      }
+      for (const d of guard.decisions) {
+        if (d.after === undefined) continue;
+        // Stored already: API pods also read the stages every telemetry interval.
+        const r = await ctx.cache.publishConfig(d.namespace, { [ROLLOUT_SETTING]: d.after });
+        if (!r.ok)
+          ctx.log.warn(
+            { namespace: d.namespace, code: r.error.code },
+            'rollback: config event not published',
+          );
       }
       for (const d of outcome.decisions) {
         if (d.action !== 'prewarm') continue;
@@ -125,7 +170,7 @@ export async function tuneHandler(ctx: JobContext<'tune'>): Promise<TuneResult> 
       windowSeconds: window.seconds ?? null,
       pressure: pressure ?? null,
       namespaces: unique.length,
-      decisions: outcome.decisions.map((d) => ({ ...d, inputs: { ...d.inputs } })),
+      decisions: decisions.map((d) => ({ ...d, inputs: { ...d.inputs } })),
       warmJobIds,
     };
   } finally {

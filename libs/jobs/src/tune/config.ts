@@ -26,6 +26,12 @@ export const TUNE_ENV_VARS = {
   TUNE_INVALIDATIONS_HIGH:
     'invalidations per second of a namespace (fleet-wide) above which its hot set is warmed (default 10)',
   TUNE_INVALIDATIONS_CLEAR: 'invalidations per second below which the rule lets go (default 5)',
+  TUNE_ROLLOUT_MIN_REQUESTS:
+    "requests of a namespace's cache cohort the rollout guard needs in the window before its error rate counts (default 100)",
+  TUNE_ROLLOUT_ERROR_RATE:
+    "cache cohort's error rate (5xx / requests) above which the rollout guard lowers the stage (default 0.01)",
+  TUNE_ROLLOUT_HIT_RATE_DROP:
+    "relative drop of the namespace's hit rate below the stage's baseline at which the rollout guard lowers the stage (default 0.10)",
 } as const;
 
 const ratio = z.coerce.number().min(0).max(1);
@@ -86,6 +92,20 @@ export const TUNE_ENV_SCHEMA = z
       .describe(TUNE_ENV_VARS.TUNE_L1_TTL_MAX_SECONDS),
     TUNE_INVALIDATIONS_HIGH: positive.default(10).describe(TUNE_ENV_VARS.TUNE_INVALIDATIONS_HIGH),
     TUNE_INVALIDATIONS_CLEAR: positive.default(5).describe(TUNE_ENV_VARS.TUNE_INVALIDATIONS_CLEAR),
+    TUNE_ROLLOUT_MIN_REQUESTS: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000_000)
+      .default(100)
+      .describe(TUNE_ENV_VARS.TUNE_ROLLOUT_MIN_REQUESTS),
+    TUNE_ROLLOUT_ERROR_RATE: ratio.default(0.01).describe(TUNE_ENV_VARS.TUNE_ROLLOUT_ERROR_RATE),
+    TUNE_ROLLOUT_HIT_RATE_DROP: z.coerce
+      .number()
+      .positive()
+      .max(1)
+      .default(0.1)
+      .describe(TUNE_ENV_VARS.TUNE_ROLLOUT_HIT_RATE_DROP),
   })
   .superRefine((e, ctx) => {
     const band = (low: keyof typeof e, high: keyof typeof e) => {
@@ -109,6 +129,12 @@ export interface TuneConfig {
   /** The L1 factor (never above `max`, nor past `maxTtlMs`). */
   readonly l1Ttl: { readonly factor: number; readonly max: number; readonly maxTtlMs: number };
   readonly invalidations: { readonly high: number; readonly clear: number };
+  /** The rollout guard (docs/tuning.md "Rollout guard"). */
+  readonly rollout: {
+    readonly minRequests: number;
+    readonly errorRate: number;
+    readonly hitRateDrop: number;
+  };
 }
 
 /** TUNE_*; a bad value (or a band upside down) throws E_JOB_CONFIG naming the variable. */
@@ -131,5 +157,10 @@ export function loadTuneConfig(env: Env): TuneConfig {
       maxTtlMs: e.TUNE_L1_TTL_MAX_SECONDS * 1000,
     },
     invalidations: { high: e.TUNE_INVALIDATIONS_HIGH, clear: e.TUNE_INVALIDATIONS_CLEAR },
+    rollout: {
+      minRequests: e.TUNE_ROLLOUT_MIN_REQUESTS,
+      errorRate: e.TUNE_ROLLOUT_ERROR_RATE,
+      hitRateDrop: e.TUNE_ROLLOUT_HIT_RATE_DROP,
+    },
   };
 }

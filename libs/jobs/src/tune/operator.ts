@@ -2,7 +2,10 @@ import {
   DEFAULT_TUNING,
   pinField,
   type Result,
+  ROLLOUT_SETTING,
+  type RolloutStage,
   type StoredAuditEntry,
+  TUNE_SETTINGS,
   type TuneSetting,
   type TuningStore,
 } from '@cachefleet/tiered-cache';
@@ -95,11 +98,11 @@ export async function undoLast(store: TuningStore): Promise<StoredAuditEntry | u
     (e) =>
       e.mode === 'applied' &&
       (e.action === 'set' || e.action === 'revert') &&
-      e.setting !== undefined &&
+      isTuneSetting(e.setting) &&
       e.before !== undefined &&
       !undone.has(e.id),
   );
-  if (last === undefined || last.setting === undefined || last.before === undefined) return undefined;
+  if (last === undefined || !isTuneSetting(last.setting) || last.before === undefined) return undefined;
   const setting = last.setting;
   if (pins.has(pinField(last.namespace, setting)))
     throw new JobError(
@@ -125,4 +128,47 @@ export async function undoLast(store: TuningStore): Promise<StoredAuditEntry | u
   ]);
   must(r);
   return last;
+}
+
+function isTuneSetting(s: string | undefined): s is TuneSetting {
+  return (TUNE_SETTINGS as readonly (string | undefined)[]).includes(s);
+}
+
+/**
+ * An operator's rollout stage (`cachefleet rollout <namespace> <percent>`, docs/tuning.md): the
+ * stage and its audit entry (`rule: operator`, `promote` or `lower`) in one MULTI. The baseline hit
+ * rate is left to the tuner's next tick (it has the window before the change). Resolves the stage
+ * written; the caller publishes the `config` event.
+ */
+export async function setRollout(
+  store: TuningStore,
+  namespace: string,
+  percent: number,
+  by = BY,
+): Promise<{
+  readonly stage: RolloutStage;
+  readonly before: RolloutStage | undefined;
+  readonly auditId: string;
+}> {
+  const before = must(await store.rollouts()).get(namespace);
+  const at = Date.now();
+  const stage: RolloutStage = { percent, previous: before?.percent ?? null, at, by };
+  const r = await store.commit(
+    new Map(),
+    [
+      {
+        at,
+        namespace,
+        rule: 'operator',
+        action: before !== undefined && percent < before.percent ? 'lower' : 'promote',
+        setting: ROLLOUT_SETTING,
+        ...(before !== undefined ? { before: before.percent } : {}),
+        after: percent,
+        mode: 'applied',
+        by,
+      },
+    ],
+    { rollouts: new Map([[namespace, stage]]) },
+  );
+  return { stage, before, auditId: must(r)[0] ?? '' };
 }

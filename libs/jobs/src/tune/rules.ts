@@ -1,4 +1,10 @@
-import { DEFAULT_TUNING, type NamespaceTuning, pinField, type TuneSetting } from '@cachefleet/tiered-cache';
+import {
+  DEFAULT_TUNING,
+  type NamespaceTuning,
+  pinField,
+  type ROLLOUT_SETTING,
+  type TuneSetting,
+} from '@cachefleet/tiered-cache';
 import { z } from 'zod';
 import type { TuneConfig } from './config.js';
 
@@ -9,14 +15,29 @@ import type { TuneConfig } from './config.js';
  * tests drive them over thousands of noisy ticks.
  */
 
-export const TUNE_RULES = ['l2-hit-rate', 'memory-pressure', 'l1-hit-rate', 'invalidation-rate'] as const;
+export const TUNE_RULES = [
+  'l2-hit-rate',
+  'memory-pressure',
+  'l1-hit-rate',
+  'invalidation-rate',
+  'rollout-guard',
+] as const;
 export type TuneRule = (typeof TUNE_RULES)[number];
-export const TUNE_ACTIONS = ['set', 'revert', 'recommend', 'clear', 'prewarm'] as const;
+export const TUNE_ACTIONS = ['set', 'revert', 'recommend', 'clear', 'prewarm', 'rollback'] as const;
 export type TuneAction = (typeof TUNE_ACTIONS)[number];
 
 const count = z.number().nonnegative();
-const counters = z.object({ l1Hits: count, l2Hits: count, misses: count, invalidations: count });
+const counters = z.object({
+  l1Hits: count,
+  l2Hits: count,
+  misses: count,
+  invalidations: count,
+  /** The `cache` rollout cohort's requests and 5xx answers (API pods only; absent from older memory). */
+  cacheRequests: count.optional(),
+  cacheErrors: count.optional(),
+});
 export type Counters = z.output<typeof counters>;
+const COUNTERS = ['l1Hits', 'l2Hits', 'misses', 'invalidations', 'cacheRequests', 'cacheErrors'] as const;
 
 /** What the tuner remembers between ticks (`<prefix>__{tune}:state`). */
 export const tuneMemorySchema = z.object({
@@ -34,16 +55,19 @@ export const tuneMemorySchema = z.object({
       hotAt: count.default(0),
     }),
   ),
+  /** Each namespace's combined hit rate over the last window (with enough reads): a new rollout stage's baseline. */
+  hitRates: z.record(z.string(), z.number().min(0).max(1)).optional(),
 });
 export type TuneMemory = z.output<typeof tuneMemorySchema>;
 export type NamespaceFlags = TuneMemory['flags'][string];
-export const EMPTY_MEMORY: TuneMemory = { pods: {}, flags: {} };
+export const EMPTY_MEMORY: TuneMemory = { pods: {}, flags: {}, hitRates: {} };
 const NO_FLAGS: NamespaceFlags = { l2Low: false, l2LowAt: 0, hot: false, hotAt: 0 };
 
 /** The part of a process's telemetry snapshot the window needs. */
 export interface PodCounters {
   readonly pod: string;
   readonly startedAt: number;
+  /** A namespace may appear more than once (versions, cohorts): summed. */
   readonly namespaces: readonly ({ readonly namespace: string } & Counters)[];
 }
 
@@ -56,7 +80,12 @@ export interface NamespaceWindow {
   /** Reads L1 missed, and L2 hits over them. */
   readonly l2Reads: number;
   readonly l2HitRate: number | undefined;
+  /** Hits of either tier over reads (undefined: no read). */
+  readonly hitRate: number | undefined;
   readonly invalidationsPerSecond: number;
+  /** The `cache` rollout cohort's requests and errors (5xx) in the window. */
+  readonly cacheRequests: number;
+  readonly cacheErrors: number;
 }
 
 export interface TuneWindow {
@@ -67,15 +96,20 @@ export interface TuneWindow {
   readonly pods: TuneMemory['pods'];
 }
 
-function add(a: Counters, b: Counters): Counters {
-  return {
-    l1Hits: a.l1Hits + b.l1Hits,
-    l2Hits: a.l2Hits + b.l2Hits,
-    misses: a.misses + b.misses,
-    invalidations: a.invalidations + b.invalidations,
-  };
+function combine(a: Counters, b: Counters, sign: 1 | -1): Counters {
+  const out = { ...ZERO };
+  for (const k of COUNTERS) out[k] = (a[k] ?? 0) + sign * (b[k] ?? 0);
+  return out;
 }
-const ZERO: Counters = { l1Hits: 0, l2Hits: 0, misses: 0, invalidations: 0 };
+const add = (a: Counters, b: Counters) => combine(a, b, 1);
+const ZERO: Counters = {
+  l1Hits: 0,
+  l2Hits: 0,
+  misses: 0,
+  invalidations: 0,
+  cacheRequests: 0,
+  cacheErrors: 0,
+};
 
 /**
  * The counters of each namespace over the window since `memory.at`: per process, now minus then
@@ -97,21 +131,8 @@ export function windowOf(memory: TuneMemory, pods: readonly PodCounters[], now: 
     if (before === undefined && p.startedAt < prevAt) continue;
     for (const [name, c] of Object.entries(mine)) {
       const b = restarted ? undefined : before?.namespaces[name];
-      const wentBack =
-        b !== undefined &&
-        (c.l1Hits < b.l1Hits ||
-          c.l2Hits < b.l2Hits ||
-          c.misses < b.misses ||
-          c.invalidations < b.invalidations);
-      const delta =
-        b === undefined || wentBack
-          ? c
-          : {
-              l1Hits: c.l1Hits - b.l1Hits,
-              l2Hits: c.l2Hits - b.l2Hits,
-              misses: c.misses - b.misses,
-              invalidations: c.invalidations - b.invalidations,
-            };
+      const wentBack = b !== undefined && COUNTERS.some((k) => (c[k] ?? 0) < (b[k] ?? 0));
+      const delta = b === undefined || wentBack ? c : combine(c, b, -1);
       sums.set(name, add(sums.get(name) ?? ZERO, delta));
     }
   }
@@ -127,7 +148,10 @@ export function windowOf(memory: TuneMemory, pods: readonly PodCounters[], now: 
         l1HitRate: reads > 0 ? c.l1Hits / reads : undefined,
         l2Reads,
         l2HitRate: l2Reads > 0 ? c.l2Hits / l2Reads : undefined,
+        hitRate: reads > 0 ? (c.l1Hits + c.l2Hits) / reads : undefined,
         invalidationsPerSecond: c.invalidations / seconds,
+        cacheRequests: c.cacheRequests ?? 0,
+        cacheErrors: c.cacheErrors ?? 0,
       });
     }
   }
@@ -152,7 +176,7 @@ export interface Decision {
   readonly namespace: string;
   readonly rule: TuneRule;
   readonly action: TuneAction;
-  readonly setting?: TuneSetting;
+  readonly setting?: TuneSetting | typeof ROLLOUT_SETTING;
   readonly before?: number;
   readonly after?: number;
   /** What the rule saw. */

@@ -4,7 +4,10 @@ import {
   auditEntrySchema,
   type NamespaceTuning,
   parsePins,
+  parseRolloutHash,
   parseTuningHash,
+  type RolloutStage,
+  rolloutStageSchema,
   type StoredAuditEntry,
 } from '../../tuning.js';
 import type { L2Connection } from './connection.js';
@@ -37,11 +40,26 @@ export class TuningStore {
    * failure is not counted against it (undefined: not read now; the next refresh tries again). A
    * poll failing during a failover must not open the breaker for the pod's reads.
    */
-  async settingsInBackground(): Promise<Map<string, NamespaceTuning> | undefined> {
+  settingsInBackground(): Promise<Map<string, NamespaceTuning> | undefined> {
+    return this.#inBackground(this.#c.keys.tuneSettings, parseTuningHash);
+  }
+
+  /** Rollout stages per namespace (fields that do not validate are left out). */
+  rollouts(): Promise<Result<Map<string, RolloutStage>>> {
+    const c = this.#c;
+    return c.guard.run(async () => parseRolloutHash(await c.client.hgetall(c.keys.tuneRollout)));
+  }
+
+  /** The rollout stages for an API pod's background refresh: as `settingsInBackground`. */
+  rolloutsInBackground(): Promise<Map<string, RolloutStage> | undefined> {
+    return this.#inBackground(this.#c.keys.tuneRollout, parseRolloutHash);
+  }
+
+  async #inBackground<T>(key: string, parse: (hash: Record<string, string>) => T): Promise<T | undefined> {
     const c = this.#c;
     if (c.guard.breaker.state !== 'closed' || c.client.status !== 'ready') return undefined;
     try {
-      return parseTuningHash(await c.client.hgetall(c.keys.tuneSettings));
+      return parse(await c.client.hgetall(key));
     } catch {
       return undefined;
     }
@@ -65,6 +83,8 @@ export class TuningStore {
       readonly unpin?: readonly string[];
       /** The tuner's memory, written with its decisions. */
       readonly state?: string;
+      /** Rollout stages (an operator's, or the guard's rollback and baselines). */
+      readonly rollouts?: ReadonlyMap<string, RolloutStage>;
     },
   ): Promise<Result<string[]>> {
     const c = this.#c;
@@ -73,6 +93,8 @@ export class TuningStore {
       if (also?.state !== undefined) m.set(c.keys.tuneState, also.state);
       for (const [ns, t] of settings) m.hset(c.keys.tuneSettings, ns, JSON.stringify(t));
       for (const [field, v] of also?.pins ?? []) m.hset(c.keys.tunePins, field, String(v));
+      for (const [ns, stage] of also?.rollouts ?? [])
+        m.hset(c.keys.tuneRollout, ns, JSON.stringify(rolloutStageSchema.parse(stage)));
       if (also?.unpin && also.unpin.length > 0) m.hdel(c.keys.tunePins, ...also.unpin);
       for (const a of audit) {
         const entry = auditEntrySchema.parse(a);
