@@ -29,6 +29,7 @@ import { pino } from 'pino';
 import { z } from 'zod';
 import { startSentinelSet } from '../helpers/index.js';
 import { prepare } from '../setup/prepare.js';
+import { AckLog } from './acks.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -50,11 +51,6 @@ const TOKEN = `chaos-token-${TAG}-0123456789abcdef`;
 
 const say = (line: string) => process.stderr.write(`${line}\n`);
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-interface Ack {
-  readonly at: number;
-  readonly stock: number;
-}
 
 interface RunStats {
   kind: 'SIGKILL' | 'SIGSTOP';
@@ -110,7 +106,7 @@ async function main(): Promise<void> {
   const jobs = new JobClient(loadQueueConfig(env));
   jobs.connection.on('error', () => {});
 
-  const acks = new Map<string, Ack[]>();
+  const acks = new AckLog();
   const jobIds: string[] = [];
   /**
    * Acknowledged jobs not yet seen completed. Checked while the load runs: completed jobs are
@@ -146,16 +142,6 @@ async function main(): Promise<void> {
   };
   const admin = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
 
-  /** The newest write of `id` acknowledged before `t` (ms). */
-  const ackedBefore = (id: string, t: number): Ack | undefined => {
-    const list = acks.get(id) ?? [];
-    for (let i = list.length - 1; i >= 0; i--) {
-      const a = list[i] as Ack;
-      if (a.at < t) return a;
-    }
-    return undefined;
-  };
-
   const reader = async () => {
     while (!stop) {
       const id = pick(ids);
@@ -169,7 +155,7 @@ async function main(): Promise<void> {
           continue;
         }
         const stock = z.object({ stock: z.number() }).parse(JSON.parse(r.body)).stock;
-        const newest = ackedBefore(id, started);
+        const newest = acks.before(id, started);
         if (s && newest !== undefined && stock < newest.stock) {
           const late = started - newest.at;
           s.staleAfterAnswer++;
@@ -196,9 +182,7 @@ async function main(): Promise<void> {
         });
         if (current) current.writes++;
         if (r.status === 200) {
-          const list = acks.get(id) ?? [];
-          list.push({ at: performance.now(), stock });
-          acks.set(id, list);
+          acks.add(id, { at: performance.now(), stock });
         } else if (current) current.writeErrors++;
       } catch {
         if (current) current.writeErrors++;

@@ -33,6 +33,7 @@ import { z } from 'zod';
 import { startApiProc, startWorker, type WorkerProc } from '../fixtures/fleet-procs.js';
 import { type RedisProcess, startRedis } from '../helpers/index.js';
 import { prepare } from '../setup/prepare.js';
+import { AckLog } from './acks.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -74,11 +75,6 @@ function rss(pid: number): number | undefined {
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? Number.NaN;
-}
-
-interface Ack {
-  readonly at: number;
-  readonly stock: number;
 }
 
 type Fault = 'cache-redis-kill' | 'worker-kill' | 'pod-restart' | 'queue-redis-kill';
@@ -134,7 +130,7 @@ async function main(): Promise<void> {
     enqueueRefused: 0,
     faults: [] as { at: number; fault: Fault; backMs: number }[],
   };
-  const acks = new Map<string, Ack[]>();
+  const acks = new AckLog(50);
   const unconfirmed = new Set<string>();
   const failed: string[] = [];
   const memory = new Map<string, { at: number; bytes: number }[]>();
@@ -145,15 +141,6 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   const endAt = t0 + MINUTES * 60_000;
   let stop = false;
-
-  const ackedBefore = (id: string, t: number): Ack | undefined => {
-    const list = acks.get(id) ?? [];
-    for (let i = list.length - 1; i >= 0; i--) {
-      const a = list[i] as Ack;
-      if (a.at < t) return a;
-    }
-    return undefined;
-  };
 
   const reader = async () => {
     while (!stop) {
@@ -174,7 +161,7 @@ async function main(): Promise<void> {
           continue;
         }
         const stock = z.object({ stock: z.number() }).parse(JSON.parse(body)).stock;
-        const newest = ackedBefore(id, started);
+        const newest = acks.before(id, started);
         if (newest !== undefined && stock < newest.stock) {
           const late = started - newest.at;
           stats.staleAfterAnswer++;
@@ -205,11 +192,7 @@ async function main(): Promise<void> {
         await res.text();
         stats.writes++;
         if (res.status === 200) {
-          const list = acks.get(id) ?? [];
-          list.push({ at: performance.now(), stock });
-          // Only the newest acknowledged writes matter to the stale check.
-          if (list.length > 50) list.splice(0, list.length - 50);
-          acks.set(id, list);
+          acks.add(id, { at: performance.now(), stock });
         } else stats.writeErrors++;
       } catch {
         stats.writeErrors++;

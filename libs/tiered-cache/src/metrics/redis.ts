@@ -1,7 +1,13 @@
 import { type ScrapeLease, scrapeLease } from '@cachefleet/redis';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { RedisStore } from '../drivers/redis/store.js';
-import { type L2Sample, type RedisNodeInfo, type SentinelInfo, within } from '../drivers/redis/telemetry.js';
+import {
+  type L2Sample,
+  type RedisNodeInfo,
+  type ReplicaInfo,
+  type SentinelInfo,
+  within,
+} from '../drivers/redis/telemetry.js';
 
 /** Longest a scrape waits for the lease, INFO and the sample, ms. */
 const SCRAPE_BUDGET_MS = 1_000;
@@ -119,30 +125,29 @@ export function registerRedisMetrics(registry: Registry, source: RedisMetricsSou
   perNode('cachefleet_redis_connected_replicas', 'Replicas attached to each master', (n) =>
     n.role === 'master' ? n.connectedReplicas : undefined,
   );
-  new Gauge({
-    name: 'cachefleet_redis_replication_lag_bytes',
-    help: "Bytes each replica is behind its master (the master's INFO: master_repl_offset minus the replica's offset)",
-    labelNames: ['node', 'replica'],
-    registers: [registry],
-    collect: async function (this: Gauge<'node' | 'replica'>) {
-      const { nodes } = await scrape();
-      this.reset();
-      for (const n of nodes)
-        for (const r of n.replicas) this.set({ node: n.node, replica: r.node }, r.lagBytes);
-    },
-  });
-  new Gauge({
-    name: 'cachefleet_redis_replication_lag_seconds',
-    help: "Seconds since each replica last acknowledged its master (the master's INFO `lag=`)",
-    labelNames: ['node', 'replica'],
-    registers: [registry],
-    collect: async function (this: Gauge<'node' | 'replica'>) {
-      const { nodes } = await scrape();
-      this.reset();
-      for (const n of nodes)
-        for (const r of n.replicas) this.set({ node: n.node, replica: r.node }, r.lagSeconds);
-    },
-  });
+  const perReplica = (name: string, help: string, value: (r: ReplicaInfo) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['node', 'replica'],
+      registers: [registry],
+      collect: async function (this: Gauge<'node' | 'replica'>) {
+        const { nodes } = await scrape();
+        this.reset();
+        for (const n of nodes)
+          for (const r of n.replicas) this.set({ node: n.node, replica: r.node }, value(r));
+      },
+    });
+  perReplica(
+    'cachefleet_redis_replication_lag_bytes',
+    "Bytes each replica is behind its master (the master's INFO: master_repl_offset minus the replica's offset)",
+    (r) => r.lagBytes,
+  );
+  perReplica(
+    'cachefleet_redis_replication_lag_seconds',
+    "Seconds since each replica last acknowledged its master (the master's INFO `lag=`)",
+    (r) => r.lagSeconds,
+  );
   new Gauge({
     name: 'cachefleet_redis_persistence_ok',
     help: 'Whether the last RDB save (kind="rdb") and the AOF writes and rewrites (kind="aof", only with AOF on) of each node succeeded: 1 ok, 0 failing',
