@@ -37,8 +37,11 @@ export function startHeartbeat(client: RedisClient, options: HeartbeatOptions): 
     if (beating || client.status !== 'ready') return;
     beating = true;
     let timer: NodeJS.Timeout | undefined;
+    // The deadline yields once to I/O before it counts (setImmediate runs after the poll phase):
+    // after an event-loop stall the deadline's timer and the PONG are both due, and timers run
+    // first — without this, a busy process would take its own stall for a silent network.
     const late = new Promise<'late'>((resolve) => {
-      timer = setTimeout(() => resolve('late'), options.intervalMs);
+      timer = setTimeout(() => setImmediate(() => resolve('late')), options.intervalMs);
     });
     try {
       const answer = await Promise.race([client.ping().then(() => 'pong' as const), late]);
