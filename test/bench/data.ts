@@ -5,9 +5,9 @@ import type { BenchValue } from './types.js';
 const PAYLOAD_BYTES = 1000;
 
 /** Deterministic per key, so a value read back can be checked against the key that was asked for. */
-export function makeValue(key: string): BenchValue {
+export function makeValue(key: string, payloadBytes = PAYLOAD_BYTES): BenchValue {
   const seed = `${key}|`;
-  return { id: key, payload: seed.repeat(Math.ceil(PAYLOAD_BYTES / seed.length)).slice(0, PAYLOAD_BYTES) };
+  return { id: key, payload: seed.repeat(Math.ceil(payloadBytes / seed.length)).slice(0, payloadBytes) };
 }
 
 export const benchValueSchema: z.ZodType<BenchValue> = z.object({ id: z.string(), payload: z.string() });

@@ -35,6 +35,17 @@ export async function bestOf<R extends LoopResult>(
   return { best, bad, all };
 }
 
+/** Median, min and max of a non-empty list of runs (the median of an even count is the upper one). */
+export function spread(values: readonly number[]): { median: number; min: number; max: number } {
+  const sorted = [...values].sort((a, b) => a - b);
+  const median = sorted[Math.floor(sorted.length / 2)];
+  const min = sorted[0];
+  const max = sorted[sorted.length - 1];
+  if (median === undefined || min === undefined || max === undefined)
+    throw new Error('spread needs at least one run');
+  return { median, min, max };
+}
+
 export function errorRow(workload: string, name: string, role: Row['role'], error: string): Row {
   return { workload, name, role, opsPerSec: null, extra: '', error };
 }

@@ -1,6 +1,6 @@
 /**
  * cachefleet benchmark: floors, peers and the project on the same private redis-server.
- * Usage: npm run bench -- [--n <ops>] [--only l1-hit|l2-hit|stampede|invalidation|tags|consistency|warm|bulk-invalidate|http|read-path|read-path-http|migrate|backup|restore|capture|tracing]
+ * Usage: npm run bench -- [--n <ops>] [--only l1-hit|l2-hit|stampede|invalidation|tags|consistency|warm|bulk-invalidate|http|read-path|read-path-http|migrate|backup|restore|capture|tracing|memory|a9]
  *   [--json <file>]
  */
 import { randomBytes } from 'node:crypto';
@@ -14,6 +14,7 @@ import { ADAPTERS } from './adapters/index.js';
 import { errorMessage } from './data.js';
 import { addRatios, renderTable } from './report.js';
 import type { Row, Workload } from './types.js';
+import { a9 } from './workloads/a9.js';
 import { bulkInvalidate } from './workloads/bulk-invalidate.js';
 import { capture } from './workloads/capture.js';
 import { consistency } from './workloads/consistency.js';
@@ -22,6 +23,7 @@ import { invalidation } from './workloads/invalidation.js';
 import { l1Hit } from './workloads/l1-hit.js';
 import { l2Hit } from './workloads/l2-hit.js';
 import { backup, migrate, restore } from './workloads/lifecycle.js';
+import { memory } from './workloads/memory.js';
 import { readPath } from './workloads/read-path.js';
 import { readPathHttp } from './workloads/read-path-http.js';
 import { stampede } from './workloads/stampede.js';
@@ -32,6 +34,7 @@ import { warm } from './workloads/warm.js';
 const WORKLOADS: readonly Workload[] = [
   l1Hit,
   l2Hit,
+  a9,
   stampede,
   invalidation,
   tags,
@@ -46,6 +49,7 @@ const WORKLOADS: readonly Workload[] = [
   restore,
   capture,
   tracing,
+  memory,
 ];
 
 interface Cli {
@@ -87,7 +91,7 @@ async function main(): Promise<void> {
   // workload runs. Its lines go to stderr with the progress notes; stdout is the report.
   const prepared = await prepare({
     chromium: false,
-    postgres: cli.only.includes(http) || cli.only.includes(readPathHttp) || cli.only.includes(capture),
+    postgres: [http, readPathHttp, capture, memory].some((w) => cli.only.includes(w)),
     say: (line) => process.stderr.write(`set-up: ${line}\n`),
   });
   const redis = await startRedis().catch((err: unknown) => {

@@ -1,0 +1,94 @@
+/**
+ * One library's L1 in a process of its own (`--expose-gc`), so that its heap holds nothing of the
+ * others: the heap after a full GC, before and after `n` entries went into L1. Each entry is written
+ * with the library's set() and then read once with get(), so that every library holds it in L1 the
+ * way it keeps a read value (a library whose set writes only L2 fills L1 on that read).
+ *
+ * argv[2]: the JSON of `memoryChildArgsSchema`. stdout: one JSON line, `memoryChildReportSchema`.
+ */
+import { setImmediate as yieldToIo } from 'node:timers/promises';
+import { z } from 'zod';
+import { ADAPTERS } from './adapters/index.js';
+import { makeValue } from './data.js';
+
+export const memoryChildArgsSchema = z.strictObject({
+  adapter: z.string().min(1),
+  port: z.number().int().min(1).max(65535),
+  prefix: z.string().min(1),
+  n: z.number().int().positive(),
+  payloadBytes: z.number().int().min(0),
+});
+
+export const memoryChildReportSchema = z.strictObject({
+  adapter: z.string(),
+  heapEmpty: z.number(),
+  heapFull: z.number(),
+  rssFull: z.number(),
+  /** Entries read back as the value written: every one, or the row is invalid. */
+  verified: z.number().int(),
+});
+
+const gcOrThrow = (): (() => void) => {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) throw new Error('memory-child needs node --expose-gc');
+  return gc;
+};
+
+async function settledHeap(): Promise<number> {
+  const gc = gcOrThrow();
+  // Several rounds with I/O between: weak refs and finalisers of the fill are collected too.
+  for (let i = 0; i < 4; i++) {
+    gc();
+    await yieldToIo();
+  }
+  return process.memoryUsage().heapUsed;
+}
+
+async function main(): Promise<void> {
+  const args = memoryChildArgsSchema.parse(JSON.parse(process.argv[2] ?? 'null'));
+  const spec = ADAPTERS.find((a) => a.name === args.adapter);
+  if (spec === undefined) throw new Error(`no adapter named ${args.adapter}`);
+  const cache = await spec.setup({
+    port: args.port,
+    tier: 'tiered',
+    prefix: args.prefix,
+    load: async (key) => makeValue(key, args.payloadBytes),
+  });
+  try {
+    // One entry in and out first: lazily built state (scripts, codecs, JIT) is not counted per entry.
+    await cache.set('warm-up', makeValue('warm-up', args.payloadBytes));
+    cache.unwrap(await cache.get('warm-up'));
+    const heapEmpty = await settledHeap();
+    const keys = Array.from({ length: args.n }, (_, i) => `m-${i}`);
+    const CHUNK = 256;
+    for (let i = 0; i < keys.length; i += CHUNK) {
+      const chunk = keys.slice(i, i + CHUNK);
+      await Promise.all(chunk.map((key) => cache.set(key, makeValue(key, args.payloadBytes))));
+    }
+    let verified = 0;
+    for (let i = 0; i < keys.length; i += CHUNK) {
+      const chunk = keys.slice(i, i + CHUNK);
+      const values = await Promise.all(chunk.map(async (key) => cache.unwrap(await cache.get(key))));
+      values.forEach((v, j) => {
+        const key = chunk[j];
+        if (typeof v === 'object' && v !== null && 'id' in v && v.id === key) verified++;
+      });
+    }
+    const heapFull = await settledHeap();
+    const report = {
+      adapter: args.adapter,
+      heapEmpty,
+      heapFull,
+      rssFull: process.memoryUsage().rss,
+      verified,
+    };
+    process.stdout.write(`${JSON.stringify(memoryChildReportSchema.parse(report))}\n`);
+  } finally {
+    await cache.close();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`memory-child: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exitCode = 1;
+});
