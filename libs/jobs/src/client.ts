@@ -94,6 +94,11 @@ export interface JobClientOptions {
   readonly connection?: RedisClient;
 }
 
+/** The replicas a master's ROLE reply lists (those connected now); 0 for any other reply. */
+function connectedReplicas(role: unknown): number {
+  return Array.isArray(role) && role[0] === 'master' && Array.isArray(role[2]) ? role[2].length : 0;
+}
+
 /** How long an enqueue waits for its replicas (WAIT); within the API's queue budget (1.5 s). */
 const REPLICA_WAIT_MS = 1_000;
 
@@ -168,10 +173,23 @@ export class JobClient {
     const policy = JOBS[name];
     const jobId = randomUUID();
     const data: JobData = { payload: parsed };
-    const job = await this.queue(policy.queue).add(name, data, jobOptions(name, parsed, jobId));
-    await this.#replicated(SentinelMasterCheck.socketOf(this.connection));
+    const job = await this.replicated(() =>
+      this.queue(policy.queue).add(name, data, jobOptions(name, parsed, jobId)),
+    );
     const id = job.id ?? jobId;
     return { id, queue: policy.queue, name, deduplicated: id !== jobId };
+  }
+
+  /**
+   * Runs `add` (queue writes over this client's connection) and resolves only once they are
+   * replicated as `enqueue` requires: the enqueue itself, and the jobs a worker adds (a pattern
+   * invalidation's slices), which a failover must not lose either.
+   */
+  async replicated<T>(add: () => Promise<T>): Promise<T> {
+    const socket = SentinelMasterCheck.socketOf(this.connection);
+    const added = await add();
+    await this.#replicated(socket);
+    return added;
   }
 
   /**
@@ -180,7 +198,10 @@ export class JobClient {
    * by the chaos runs, issue 17). With waitReplicas, an enqueue is acknowledged only once that many
    * replicas have it (WAIT), over the socket that took it, and — on Sentinel — a majority of the
    * sentinels still name that server master; otherwise it fails E_JOB_QUEUE_UNAVAILABLE (it may
-   * still run).
+   * still run). WAIT asks for every replica connected now (ROLE), not only the minimum: a second
+   * failover soon after the first may promote any of them, and one that had not confirmed the job
+   * would lose it (the chaos runs' last lost job). The minimum still decides after the time-out, so
+   * a lagging replica slows enqueues by at most REPLICA_WAIT_MS and a missing one not at all.
    */
   async #replicated(socket: unknown): Promise<void> {
     const n = this.#waitReplicas;
@@ -190,7 +211,8 @@ export class JobClient {
         'E_JOB_QUEUE_UNAVAILABLE',
         `the job is not confirmed (${why}): it may be lost in a failover, or run`,
       );
-    const acked = await this.connection.call('WAIT', n, REPLICA_WAIT_MS);
+    const connected = connectedReplicas(await this.connection.call('ROLE'));
+    const acked = await this.connection.call('WAIT', Math.max(n, connected), REPLICA_WAIT_MS);
     if (typeof acked !== 'number' || acked < n)
       throw unconfirmed(`no ${n} replica(s) within ${REPLICA_WAIT_MS} ms`);
     if (SentinelMasterCheck.socketOf(this.connection) !== socket) throw unconfirmed('the connection changed');

@@ -28,16 +28,20 @@ export async function addSlices(
   const parentId = parent.id;
   if (parentId === undefined) throw new Error('a parent job has an id');
   const queue = jobs.queue(SLICE_QUEUE);
-  await Promise.all(
-    payloads.map((payload, i) =>
-      queue.add(
-        SLICE_JOB,
-        { payload },
-        {
-          ...jobOptions(SLICE_JOB, payload, sliceId(parentId, i)),
-          parent: { id: parentId, queue: parent.queueQualifiedName },
-          failParentOnFailure: true,
-        },
+  // Replicated as an enqueue is (WAIT on Sentinel): a child lost in a failover would leave its
+  // parent waiting for ever. Unconfirmed, the attempt fails and its retry adds them again.
+  await jobs.replicated(() =>
+    Promise.all(
+      payloads.map((payload, i) =>
+        queue.add(
+          SLICE_JOB,
+          { payload },
+          {
+            ...jobOptions(SLICE_JOB, payload, sliceId(parentId, i)),
+            parent: { id: parentId, queue: parent.queueQualifiedName },
+            failParentOnFailure: true,
+          },
+        ),
       ),
     ),
   );
