@@ -58,6 +58,8 @@ interface RunStats {
   queueRecoveryMs: number;
   reads: number;
   readErrors: number;
+  /** Why reads failed: `<status> <error code>` or the exception's name, with counts. */
+  readErrorKinds: Map<string, number>;
   writes: number;
   writeErrors: number;
   staleAfterAnswer: number;
@@ -100,7 +102,7 @@ async function main(): Promise<void> {
     WORKER_HTTP_PORT: '0',
     WORKER_SHUTDOWN_MS: '2000',
   };
-  const logger = pino({ level: 'silent' });
+  const logger = pino({ level: process.env.CHAOS_LOG_LEVEL ?? 'silent' }, pino.destination(2));
   const apis: RunningApi[] = [await startApi(env, logger), await startApi(env, logger)];
   const worker: RunningWorker = await startWorker(loadWorkerConfig(env, []), env, logger);
   const jobs = new JobClient(loadQueueConfig(env));
@@ -142,6 +144,10 @@ async function main(): Promise<void> {
   };
   const admin = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
 
+  const failedRead = (s: RunStats, kind: string) => {
+    s.readErrors++;
+    s.readErrorKinds.set(kind, (s.readErrorKinds.get(kind) ?? 0) + 1);
+  };
   const reader = async () => {
     while (!stop) {
       const id = pick(ids);
@@ -151,7 +157,8 @@ async function main(): Promise<void> {
         const s = current;
         if (s) s.reads++;
         if (r.status !== 200) {
-          if (s) s.readErrors++;
+          if (s)
+            failedRead(s, `${r.status} ${/"error":"([^"]{1,60})"/.exec(r.body)?.[1] ?? r.body.slice(0, 60)}`);
           continue;
         }
         const stock = z.object({ stock: z.number() }).parse(JSON.parse(r.body)).stock;
@@ -163,8 +170,12 @@ async function main(): Promise<void> {
           if (late > BOUND_MS) s.staleAfterBound++;
           s.maxStaleMs = Math.max(s.maxStaleMs, late);
         }
-      } catch {
-        if (current) current.readErrors++;
+      } catch (error) {
+        if (current)
+          failedRead(
+            current,
+            error instanceof Error ? `${error.name}: ${error.message.slice(0, 60)}` : 'thrown',
+          );
       }
     }
   };
@@ -246,6 +257,7 @@ async function main(): Promise<void> {
       queueRecoveryMs: 0,
       reads: 0,
       readErrors: 0,
+      readErrorKinds: new Map(),
       writes: 0,
       writeErrors: 0,
       staleAfterAnswer: 0,
@@ -275,7 +287,7 @@ async function main(): Promise<void> {
     runs.push(stats);
     say(
       `run ${run}/${RUNS} ${kind}: failover ${stats.failoverMs} ms, queue back ${stats.queueRecoveryMs} ms, ` +
-        `reads ${stats.reads} (errors ${stats.readErrors}), writes ${stats.writes} (errors ${stats.writeErrors}), ` +
+        `reads ${stats.reads} (errors ${stats.readErrors}${[...stats.readErrorKinds].map(([k, n]) => `, ${n}× ${k}`).join('')}), writes ${stats.writes} (errors ${stats.writeErrors}), ` +
         `stale after answer ${stats.staleAfterAnswer} (>1 s ${stats.staleAfter1s}, >${BOUND_MS} ms ${stats.staleAfterBound}, ` +
         `max ${Math.round(stats.maxStaleMs)} ms), jobs ${stats.enqueued} (503 ${stats.enqueueErrors}), ` +
         `masters ${stats.masters.join(' → ')}`,
