@@ -132,7 +132,8 @@ function svg(root: Frame, title: string): string {
   };
   draw(root, 0, 0);
   return `<?xml version="1.0" encoding="UTF-8"?>
-<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="monospace" font-size="${FONT}">
+<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="monospace" font-size="${FONT}" role="img" aria-label="${xmlText(`Flame graph: ${title}`)}">
+<title>${xmlText(`Flame graph: ${title}`)}</title>
 <style>.f rect{stroke:#fff;stroke-width:0.5}.f:hover rect{stroke:#000}</style>
 <rect width="100%" height="100%" fill="#fff"/>
 <text x="${WIDTH / 2}" y="16" text-anchor="middle" font-size="14">${xmlText(title)}</text>
@@ -179,8 +180,9 @@ function summary(root: Frame, top = 25): string {
 
 /** Where a frame's code lives: an npm package, a file of ours, Node's own JavaScript, or native. */
 function areaOf(name: string): string {
+  if (/^\([^)]*\)$/.test(name)) return name;
   const space = name.indexOf(' ');
-  if (space < 0) return name.startsWith('(') ? name : `native ${name}`;
+  if (space < 0) return `native ${name}`;
   const file = name.slice(space + 1);
   if (file.startsWith('node:')) return `node ${file.slice(5).replace(/:\d+$/, '')}`;
   if (/^(apps|libs|test|scripts)\//.test(file)) return file.replace(/:\d+$/, '');
