@@ -101,7 +101,7 @@ function colour(name: string): string {
   let h = 0;
   for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) >>> 0;
   const jitter = h % 40;
-  if (name.startsWith('('))
+  if (/^\([^)]*\)$/.test(name))
     return `rgb(${170 + (jitter >> 1)},${170 + (jitter >> 1)},${170 + (jitter >> 1)})`;
   if (/ (apps|libs)\//.test(name)) return `rgb(${90 + jitter},${170 + (jitter >> 1)},${90 + jitter})`;
   if (name.includes(' node:') || !name.includes(' ')) return `rgb(${120 + jitter},${150 + jitter},220)`;
