@@ -13,8 +13,14 @@
  *
  * argv: one JSON object, `HttpChildConfig`.
  * stdout: `{"ready":true,"api":"http://…","bare":"http://…"}` once both listen.
- * stdin: its end closes both servers and their connections (the process exits).
+ * stdin: one command a line, each answered by one line on stdout (`httpChildCommandSchema`):
+ * `{"cpu":true}` → `{"cpu":<µs of CPU this process used so far, user + system>}`;
+ * `{"profile":"start"}` → `{"ok":true}` once V8's CPU profiler runs; `{"profile":"stop","file":…}`
+ * → `{"ok":true}` once the profile is written there (a `.cpuprofile`, as `node --cpu-prof` writes).
+ * Its end closes both servers and their connections (the process exits).
  */
+import { writeFile } from 'node:fs/promises';
+import { Session } from 'node:inspector/promises';
 import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { startApi } from '@cachefleet/api';
@@ -24,7 +30,7 @@ import Fastify from 'fastify';
 import { type Logger, pino } from 'pino';
 import { Registry } from 'prom-client';
 import { errorMessage } from './data.js';
-import { fleetEnv, httpChildConfigSchema } from './workloads/http.js';
+import { fleetEnv, httpChildCommandSchema, httpChildConfigSchema } from './workloads/http.js';
 
 /** What the floor route answers: the shape and size of a seeded product. */
 const CONSTANT_PRODUCT = Object.freeze({
@@ -97,6 +103,47 @@ async function startCache(env: NodeJS.ProcessEnv, db: Db, schema: string, logger
   return { cache, catalogue };
 }
 
+/** V8's CPU profiler in this process, through the inspector (what `node --cpu-prof` uses). */
+class Profiler {
+  #session: Session | undefined;
+
+  async start(): Promise<void> {
+    if (this.#session !== undefined) throw new Error('the profiler already runs');
+    const session = new Session();
+    session.connect();
+    await session.post('Profiler.enable');
+    // 100 µs between samples: --cpu-prof's default is 1 ms, too coarse for a 10 s row.
+    await session.post('Profiler.setSamplingInterval', { interval: 100 });
+    await session.post('Profiler.start');
+    this.#session = session;
+  }
+
+  async stop(file: string): Promise<void> {
+    const session = this.#session;
+    if (session === undefined) throw new Error('the profiler does not run');
+    this.#session = undefined;
+    const { profile } = await session.post('Profiler.stop');
+    session.disconnect();
+    await writeFile(file, JSON.stringify(profile));
+  }
+
+  async close(): Promise<void> {
+    this.#session?.disconnect();
+    this.#session = undefined;
+  }
+}
+
+async function command(line: string, profiler: Profiler): Promise<object> {
+  const c = httpChildCommandSchema.parse(JSON.parse(line));
+  if ('cpu' in c) {
+    const { user, system } = process.cpuUsage();
+    return { cpu: user + system };
+  }
+  if (c.profile === 'start') await profiler.start();
+  else await profiler.stop(c.file);
+  return { ok: true };
+}
+
 async function main(): Promise<void> {
   const config = httpChildConfigSchema.parse(JSON.parse(process.argv[2] ?? '{}'));
   const logger = pino({ level: 'warn' }, pino.destination(2));
@@ -118,9 +165,12 @@ async function main(): Promise<void> {
     try {
       process.stdout.write(`${JSON.stringify({ ready: true, api: api.url, bare: bare.url })}\n`);
       // Runs until the parent closes stdin.
-      for await (const _ of createInterface({ input: process.stdin })) {
-        // no commands: stdin only tells when to stop
+      const profiler = new Profiler();
+      for await (const line of createInterface({ input: process.stdin })) {
+        const answer = await command(line, profiler).catch((err: unknown) => ({ error: errorMessage(err) }));
+        process.stdout.write(`${JSON.stringify(answer)}\n`);
       }
+      await profiler.close();
     } finally {
       await bare.close();
       await cache.close();

@@ -13,10 +13,11 @@ import { DEFAULT_SKIP_PREFIXES, edgeCaching } from './edge.js';
 import { registerFleetPage } from './fleet-page.js';
 import { installErrorHandler } from './http-errors.js';
 import { loginRoutes } from './login.js';
-import { boundBy } from './metrics.js';
+import { boundBy3 } from './metrics.js';
 import { productRoutes } from './products.js';
-import { requestLogger } from './request-log.js';
+import { lazyRequestLogger, requestLogger } from './request-log.js';
 import type { Rollout, RolloutMetrics } from './rollout.js';
+import { routeOf, trackRoutes } from './route-info.js';
 import { traceRoutes } from './tracing.js';
 
 /** Largest body a route takes unless it says otherwise. */
@@ -59,7 +60,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Fastify's two lines per request would cost more than a cached read: ours follow
     // API_REQUEST_LOGS (request-log.ts), and every 500 logs its cause (http-errors.ts).
     logController: new LogController({ disableRequestLogging: true }),
+    // req.log binds the request id, but its pino child is made only when something logs.
+    childLoggerFactory: lazyRequestLogger,
   });
+  trackRoutes(app);
   // Before any hook or route: the plugin wraps the routes defined after it.
   await traceRoutes(app);
   installErrorHandler(app);
@@ -75,15 +79,15 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // Per-request hooks are callback-style and the histogram's children are bound once per
   // (route, method, status): the load test showed the pod's own per-request work costing more than
   // the cache read itself.
-  const timerOf = boundBy(([route, method, status]) => duration.labels({ route, method, status }));
+  const timerOf = boundBy3((route: string, method: string, status: number) =>
+    duration.labels({ route, method, status: String(status) }),
+  );
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
     done();
   });
   app.addHook('onResponse', (req, reply, done) => {
-    timerOf(req.routeOptions.url ?? 'unmatched', req.method, String(reply.statusCode)).observe(
-      reply.elapsedTime / 1000,
-    );
+    timerOf(routeOf(req).url, req.method, reply.statusCode).observe(reply.elapsedTime / 1000);
     logRequest?.(req, reply);
     done();
   });

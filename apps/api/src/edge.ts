@@ -1,7 +1,8 @@
 import { issueMessage } from '@cachefleet/config';
 import { etagOf, ifNoneMatchMatches } from '@cachefleet/fastify';
 import { ApiError } from './errors.js';
-import { boundBy } from './metrics.js';
+import { boundBy, boundBy2 } from './metrics.js';
+import { type RouteInfo, routeOf, trackRoutes } from './route-info.js';
 
 export { ifNoneMatchMatches };
 
@@ -107,30 +108,38 @@ export function edgeCaching(app: FastifyInstance, options: EdgeOptions): void {
     registers,
   });
 
-  const requestsOf = boundBy(([route, method]) => requests.labels({ route, method }));
-  const candidatesOf = boundBy(([route, method]) => candidates.labels({ route, method }));
-  const matchesOf = boundBy(([route]) => matches.labels({ route }));
+  // Children bound once per route and method; the route's own verdicts worked out once per route.
+  const requestsOf = boundBy2((route: string, method: string) => requests.labels({ route, method }));
+  const candidatesOf = boundBy2((route: string, method: string) => candidates.labels({ route, method }));
+  const matchesOf = boundBy((route: string) => matches.labels({ route }));
+  const patternSkipped = boundBy((route: RouteInfo) =>
+    skipPrefixes.some((prefix) => route.url.startsWith(prefix)),
+  );
 
-  const skipped = (request: FastifyRequest, route: string): boolean => {
+  // Both the pattern and the path: the pattern catches `/api/%75ser/1` (routed, decoded, to
+  // `/api/user/:id`), the path catches wildcard routes (`/api/*`) that serve skipped paths.
+  const skipped = (request: FastifyRequest, route: RouteInfo): boolean => {
+    if (patternSkipped(route)) return true;
     const url = request.url;
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
-    // Both: the pattern catches `/api/%75ser/1` (routed, decoded, to `/api/user/:id`), the path
-    // catches wildcard routes (`/api/*`) that serve skipped paths.
-    for (const prefix of skipPrefixes) {
-      if (path.startsWith(prefix) || route.startsWith(prefix)) return true;
-    }
+    for (const prefix of skipPrefixes) if (path.startsWith(prefix)) return true;
     return false;
   };
 
+  // The reply field `sendJson` leaves its body and ETag in, for this hook.
+  if (!app.hasReplyDecorator(JSON_BODY)) app.decorateReply(JSON_BODY, null);
+  trackRoutes(app);
+
   app.addHook('onSend', (request, reply, payload, done) => {
     const method = request.method;
-    const route = request.routeOptions.url;
     // Unmatched requests (404 handler) have no route pattern: nothing to cache, nothing to label.
-    if ((method !== 'GET' && method !== 'HEAD') || route === undefined) return done(null, payload);
-    const config = request.routeOptions.config;
+    if (method !== 'GET' && method !== 'HEAD') return done(null, payload);
+    const route = routeOf(request);
+    if (!route.matched) return done(null, payload);
+    const config = route.config;
     if (config.edgeCache === 'personalised' || skipped(request, route)) return done(null, payload);
-    requestsOf(route, method).inc();
+    requestsOf(route.url, method).inc();
 
     if (reply.statusCode !== 200 || personalised.has(reply)) return done(null, payload);
     // RFC 9111 §3.5: a shared cache may reuse a response to an authorised request when it says
@@ -146,15 +155,18 @@ export function edgeCaching(app: FastifyInstance, options: EdgeOptions): void {
     // Streams are skipped: hashing would mean buffering the whole body.
     if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) return done(null, payload);
 
-    // A handler that knows its version (e.g. from a row's version) may set its own ETag.
-    const etag = headerText(reply.getHeader('etag')) ?? etagOf(payload);
+    // A handler that knows its version (e.g. from a row's version) may set its own ETag; a body sent
+    // by `sendJson` has its ETag already (computed once per cached value, not per request).
+    const etag = headerText(reply.getHeader('etag')) ?? knownEtag(reply, payload) ?? etagOf(payload);
     reply.header('etag', etag);
     if (existing === undefined) reply.header('cache-control', cacheControl);
-    reply.header('vary', withAuthorization(headerText(reply.getHeader('vary'))));
-    candidatesOf(route, method).inc();
+    const vary = reply.getHeader('vary');
+    reply.header('vary', vary === undefined ? 'Authorization' : withAuthorization(headerText(vary)));
+    candidatesOf(route.url, method).inc();
 
-    if (!ifNoneMatchMatches(request.headers['if-none-match'], etag)) return done(null, payload);
-    matchesOf(route).inc();
+    const ifNoneMatch = request.headers['if-none-match'];
+    if (ifNoneMatch === undefined || !ifNoneMatchMatches(ifNoneMatch, etag)) return done(null, payload);
+    matchesOf(route.url).inc();
     reply.code(304);
     // 304 carries the validators and caching headers of the 200 (RFC 9110 §15.4.5), no body.
     reply.removeHeader('content-type');
@@ -165,6 +177,48 @@ export function edgeCaching(app: FastifyInstance, options: EdgeOptions): void {
     // the length an edge cache stored with the 200.
     return done(null, method === 'HEAD' ? payload : null);
   });
+}
+
+/** A JSON body and its strong ETag, made once per value (`sendJson`). */
+interface JsonBody {
+  readonly json: string;
+  readonly etag: string;
+}
+
+const JSON_BODY = 'cachefleetJsonBody';
+
+declare module 'fastify' {
+  interface FastifyReply {
+    /** The body `sendJson` sent, with its ETag, for the edge-caching hook; null otherwise. */
+    [JSON_BODY]: JsonBody | null;
+  }
+}
+
+/** By value: the cache hands out the same frozen object for an entry until it is replaced. */
+const jsonBodies = new WeakMap<object, JsonBody>();
+
+/**
+ * Sends `value` as JSON. A frozen object (what an `immutable` cache namespace hands out, the same
+ * object on every L1 hit) is serialised and hashed once: its JSON and strong ETag are kept with it
+ * (`WeakMap`, gone with the value), and the edge-caching hook takes the ETag from there instead of
+ * hashing the body on every request. Other values are sent as Fastify would.
+ */
+export function sendJson(reply: FastifyReply, value: unknown): FastifyReply {
+  if (typeof value !== 'object' || value === null || !Object.isFrozen(value)) return reply.send(value);
+  let body = jsonBodies.get(value);
+  if (body === undefined) {
+    const json = JSON.stringify(value);
+    body = { json, etag: etagOf(json) };
+    jsonBodies.set(value, body);
+  }
+  reply[JSON_BODY] = body;
+  return reply.type('application/json; charset=utf-8').send(body.json);
+}
+
+/** The ETag `sendJson` knew for this body; none if a later hook changed the payload. */
+function knownEtag(reply: FastifyReply, payload: string | Buffer): string | undefined {
+  const body = reply[JSON_BODY];
+  return body !== null && body !== undefined && payload === body.json ? body.etag : undefined;
 }
 
 function headerText(value: string | number | string[] | undefined): string | undefined {

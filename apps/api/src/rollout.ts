@@ -3,7 +3,7 @@ import { type Env, issueMessage } from '@cachefleet/config';
 import { Counter, type Registry } from 'prom-client';
 import { z } from 'zod';
 import { ApiError } from './errors.js';
-import { boundBy } from './metrics.js';
+import { boundBy2 } from './metrics.js';
 
 /**
  * Gradual rollout of the cache by user (REQUIREMENTS A8): 10% → 50% → 100% of users per namespace.
@@ -187,8 +187,8 @@ export function rolloutMetrics(registry: Registry): RolloutMetrics {
     labelNames: ['namespace', 'cohort'],
     registers: [registry],
   });
-  const of = boundBy(([namespace, cohort]) => counter.labels({ namespace, cohort }));
-  const errorsOf = boundBy(([namespace, cohort]) => errors.labels({ namespace, cohort }));
+  const of = boundBy2((namespace: string, cohort: Cohort) => counter.labels({ namespace, cohort }));
+  const errorsOf = boundBy2((namespace: string, cohort: Cohort) => errors.labels({ namespace, cohort }));
   return {
     observe(namespace, cohort) {
       of(namespace, cohort).inc();

@@ -45,6 +45,9 @@ const WARMUP_S = 3;
 const TARGET_RATIO = 0.7;
 const TARGET_P99_MS = 10;
 const PLAN_RPS = 5_000;
+const POD_RATIO_FLOOR = 0.8;
+const POD_P99_OF_FLOOR = 1.5;
+const POD_RATIO_BARE = 0.95;
 const CHILD = fileURLToPath(new URL('../http-child.ts', import.meta.url));
 const READY_TIMEOUT_MS = 60_000;
 const WARM_TIMEOUT_MS = 120_000;
@@ -60,6 +63,23 @@ export const httpChildConfigSchema = z.strictObject({
 type HttpChildConfig = z.infer<typeof httpChildConfigSchema>;
 
 const readySchema = z.strictObject({ ready: z.literal(true), api: z.string(), bare: z.string() });
+
+/** What the bench asks the child on its stdin (one JSON object a line; http-child.ts answers each). */
+export const httpChildCommandSchema = z.union([
+  z.strictObject({ cpu: z.literal(true) }),
+  z.strictObject({ profile: z.literal('start') }),
+  z.strictObject({ profile: z.literal('stop'), file: z.string().min(1) }),
+]);
+type HttpChildCommand = z.infer<typeof httpChildCommandSchema>;
+const cpuAnswerSchema = z.strictObject({ cpu: z.number() });
+const okAnswerSchema = z.strictObject({ ok: z.literal(true) });
+
+/**
+ * `BENCH_HTTP_CPU_PROFILE=<path>`: V8's CPU profiles of the server process during the measured runs
+ * of the API row and of the bare `cache.get` row are written to `<path>-api.cpuprofile` and
+ * `<path>-cached.cpuprofile` (docs/profile-api.md draws them as flame graphs).
+ */
+const PROFILE_ENV = 'BENCH_HTTP_CPU_PROFILE';
 
 /** How much load: full size by duration; with `--n`, n requests a run (and fewer items to seed). */
 interface Sizes {
@@ -159,6 +179,8 @@ interface Load {
   /** Connection errors and timeouts. */
   readonly errors: number;
   readonly non2xx: number;
+  /** CPU of the server process per request over the run, µs (user + system; NaN when not read). */
+  readonly cpuUs: number;
 }
 
 async function load(
@@ -195,6 +217,7 @@ async function load(
     max: result.latency.max,
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
+    cpuUs: Number.NaN,
   };
 }
 
@@ -332,6 +355,24 @@ class Servers extends ChildLines {
     return readySchema.parse(parsed);
   }
 
+  async ask(command: HttpChildCommand): Promise<unknown> {
+    this.proc.stdin?.write(`${JSON.stringify(command)}\n`);
+    const line = await this.nextLine(READY_TIMEOUT_MS);
+    const answer: unknown = JSON.parse(line);
+    if (typeof answer === 'object' && answer !== null && 'error' in answer)
+      throw new Error(`http-child: ${String(answer.error)}`);
+    return answer;
+  }
+
+  /** CPU time the server process has used so far, µs. */
+  async cpu(): Promise<number> {
+    return cpuAnswerSchema.parse(await this.ask({ cpu: true })).cpu;
+  }
+
+  async profile(command: HttpChildCommand & { profile: unknown }): Promise<void> {
+    okAnswerSchema.parse(await this.ask(command));
+  }
+
   async stop(): Promise<void> {
     this.proc.stdin?.end();
     if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
@@ -351,7 +392,8 @@ const pct = (v: number): string => (Number.isFinite(v) ? `${(v * 100).toFixed(1)
 const count = (v: number): string => v.toLocaleString('en-US');
 
 function describe(l: Load): string {
-  return `p50 ${ms(l.p50)} / p99 ${ms(l.p99)} / max ${ms(l.max)} ms; ${count(l.requests)} req in ${l.seconds.toFixed(1)} s, errors ${l.errors}, non-2xx ${l.non2xx}`;
+  const cpu = Number.isFinite(l.cpuUs) ? `; server CPU ${l.cpuUs.toFixed(1)} µs/req` : '';
+  return `p50 ${ms(l.p50)} / p99 ${ms(l.p99)} / max ${ms(l.max)} ms; ${count(l.requests)} req in ${l.seconds.toFixed(1)} s, errors ${l.errors}, non-2xx ${l.non2xx}${cpu}`;
 }
 
 function loadRow(name: string, role: Role, l: Load, extra: string): Row {
@@ -368,6 +410,28 @@ interface Running {
   readonly api: string;
   readonly bare: string;
   readonly token: string;
+  readonly servers: Servers;
+}
+
+/**
+ * The measured run of a row, with the server process's CPU per request over it (robust to a busy
+ * machine, where req/s and latencies are not); `profile`: V8's CPU profile of that run, written there.
+ */
+async function measuredLoad(
+  r: Running,
+  url: string,
+  nextPath: () => string,
+  profile?: string,
+): Promise<Load> {
+  if (profile !== undefined) await r.servers.profile({ profile: 'start' });
+  const cpu0 = await r.servers.cpu();
+  const l = await load(url, nextPath, r.sizes.measured);
+  const cpu1 = await r.servers.cpu();
+  if (profile !== undefined) {
+    await r.servers.profile({ profile: 'stop', file: profile });
+    r.ctx.log(`${NAME}: CPU profile of the measured run written to ${profile}`);
+  }
+  return { ...l, cpuUs: l.requests > 0 ? (cpu1 - cpu0) / l.requests : Number.NaN };
 }
 
 async function measure(
@@ -379,7 +443,7 @@ async function measure(
   r.ctx.log(`${NAME}: ${what}: warm-up`);
   const warmup = await load(url, nextPath, r.sizes.warmup);
   r.ctx.log(`${NAME}: ${what}: measured run`);
-  const measured = await load(url, nextPath, r.sizes.measured);
+  const measured = await measuredLoad(r, url, nextPath);
   return { warmup, measured };
 }
 
@@ -391,27 +455,50 @@ interface CachedTarget {
   readonly stats: string;
   /** The DESIGN target is judged on this row. */
   readonly target: boolean;
+  /** Where to write a CPU profile of the measured run, if anywhere. */
+  readonly profile?: string;
 }
 
-async function cachedRow(r: Running, floor: Load | undefined, c: CachedTarget): Promise<Row> {
+async function cachedRow(
+  r: Running,
+  floor: Load | undefined,
+  c: CachedTarget,
+): Promise<{ row: Row; load?: Load }> {
   try {
     const nextPath = paths(r.draws, c.prefix);
     r.ctx.log(`${NAME}: ${c.prefix}: warm-up`);
     await load(c.url, nextPath, r.sizes.warmup);
     const before = await cacheStats(c.stats, r.token);
     r.ctx.log(`${NAME}: ${c.prefix}: measured run`);
-    const l = await load(c.url, nextPath, r.sizes.measured);
+    const l = await measuredLoad(r, c.url, nextPath, c.profile);
     const after = await cacheStats(c.stats, r.token);
     const t = tierRates(before, after);
     const tiers = `; L1 hit ${pct(t.l1)}, L2 hit ${pct(t.l2)} (of L1 misses), ${count(t.loads)} loads from PostgreSQL in ${count(t.reads)} reads`;
-    if (!c.target) return loadRow(c.name, 'project', l, tiers);
+    if (!c.target) return { row: loadRow(c.name, 'project', l, tiers), load: l };
     const ratio = floor === undefined ? Number.NaN : l.rps / floor.rps;
     const met = ratio >= TARGET_RATIO && l.p99 < TARGET_P99_MS;
     const target = `; target ≥ ${TARGET_RATIO.toFixed(2)}× floor and p99 < ${TARGET_P99_MS} ms: ${met ? 'met' : 'NOT met'} (${formatRatio(Number.isFinite(ratio) ? ratio : null)}, p99 ${ms(l.p99)} ms)`;
-    return loadRow(c.name, 'project', l, `${tiers}${target}`);
+    return { row: loadRow(c.name, 'project', l, `${tiers}${target}`), load: l };
   } catch (err) {
-    return errorRow(NAME, c.name, 'project', errorMessage(err));
+    return { row: errorRow(NAME, c.name, 'project', errorMessage(err)) };
   }
+}
+
+/**
+ * The pod's own targets (issue 15): what the API's hooks, headers and logging add to the cache read
+ * must stay small: ≥ 0.80× the floor's req/s, p99 ≤ 1.5× the floor's, ≥ 0.95× the bare `cache.get` route.
+ */
+function podTargets(api: { row: Row; load?: Load }, bare: Load | undefined, floor: Load | undefined): Row {
+  const l = api.load;
+  if (l === undefined || bare === undefined || floor === undefined || api.row.error !== undefined)
+    return api.row;
+  const vsFloor = l.rps / floor.rps;
+  const p99 = l.p99 / floor.p99;
+  const vsBare = l.rps / bare.rps;
+  const met =
+    vsFloor >= POD_RATIO_FLOOR && p99 <= POD_P99_OF_FLOOR && vsBare >= POD_RATIO_BARE ? 'met' : 'NOT met';
+  const text = `; pod targets ≥ ${POD_RATIO_FLOOR.toFixed(2)}× floor, p99 ≤ ${POD_P99_OF_FLOOR}× floor's, ≥ ${POD_RATIO_BARE.toFixed(2)}× the cache.get route: ${met} (${vsFloor.toFixed(2)}×, p99 ${p99.toFixed(2)}× floor's, ${vsBare.toFixed(2)}× cache.get route)`;
+  return { ...api.row, extra: `${api.row.extra}${text}` };
 }
 
 async function rows(r: Running): Promise<Row[]> {
@@ -428,24 +515,24 @@ async function rows(r: Running): Promise<Row[]> {
     out.push(errorRow(NAME, 'Fastify GET /constant (constant JSON)', 'floor', errorMessage(err)));
   }
 
-  out.push(
-    await cachedRow(r, floor, {
-      name: 'cachefleet API GET /products/:id (tiered cache)',
-      url: r.api,
-      prefix: '/products/',
-      stats: `${r.api}/cache/stats`,
-      target: true,
-    }),
-  );
-  out.push(
-    await cachedRow(r, floor, {
-      name: 'Fastify GET /cached/:id (cache.get, no API hooks)',
-      url: r.bare,
-      prefix: '/cached/',
-      stats: `${r.bare}/cached-stats`,
-      target: false,
-    }),
-  );
+  const profile = profileFile();
+  const api = await cachedRow(r, floor, {
+    name: 'cachefleet API GET /products/:id (tiered cache)',
+    url: r.api,
+    prefix: '/products/',
+    stats: `${r.api}/cache/stats`,
+    target: true,
+    ...(profile !== undefined ? { profile: `${profile}-api.cpuprofile` } : {}),
+  });
+  const bare = await cachedRow(r, floor, {
+    name: 'Fastify GET /cached/:id (cache.get, no API hooks)',
+    url: r.bare,
+    prefix: '/cached/',
+    stats: `${r.bare}/cached-stats`,
+    target: false,
+    ...(profile !== undefined ? { profile: `${profile}-cached.cpuprofile` } : {}),
+  });
+  out.push(podTargets(api, bare.load, floor), bare.row);
 
   const directName = 'Fastify GET /direct/:id (PostgreSQL, no cache)';
   try {
@@ -463,6 +550,11 @@ async function rows(r: Running): Promise<Row[]> {
     extra: 'not measured: the req/s the plan asks of one pod',
   });
   return out;
+}
+
+function profileFile(): string | undefined {
+  const file = process.env[PROFILE_ENV];
+  return file === undefined || file.trim() === '' ? undefined : file;
 }
 
 export const http: Workload = {
@@ -505,7 +597,7 @@ export const http: Workload = {
       );
       const { api, bare } = await servers.ready();
       await checkSameRows(api, bare, [...draws.subarray(0, 5)]);
-      return await rows({ ctx, sizes, draws, api, bare, token });
+      return await rows({ ctx, sizes, draws, api, bare, token, servers });
     } catch (err) {
       return [errorRow(NAME, 'http load', 'project', errorMessage(err))];
     } finally {
