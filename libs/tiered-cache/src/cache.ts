@@ -277,7 +277,7 @@ export class Cache {
   ): Promise<Result<number> | Result<Acknowledged<number>>> {
     const { ids, wait } = splitWait(args);
     if (wait === undefined) return this.#delete(ns, ids, undefined);
-    return this.#fleetWait(ns, wait, (ack) => this.#delete(ns, ids, ack));
+    return this.#fleetWait(ns, wait, (ack) => this.#delete(ns, ids, ack), ids.length === 0);
   }
 
   /** Resolves once every live pod applied `run`'s invalidation (its event carries the token `ack`). */
@@ -285,6 +285,7 @@ export class Cache {
     ns: Namespace<T>,
     wait: unknown,
     run: (ack: string | undefined) => Promise<Result<R>>,
+    nothing = false,
   ): Promise<Result<Acknowledged<R>>> {
     return waitForFleet(
       {
@@ -298,6 +299,7 @@ export class Cache {
       ns.name,
       wait,
       run,
+      nothing,
     );
   }
 
@@ -368,7 +370,7 @@ export class Cache {
     wait?: FleetWait,
   ): Promise<Result<number> | Result<Acknowledged<number>>> {
     if (wait === undefined) return this.#invalidateTags(ns, tags, undefined);
-    return this.#fleetWait(ns, wait, (ack) => this.#invalidateTags(ns, tags, ack));
+    return this.#fleetWait(ns, wait, (ack) => this.#invalidateTags(ns, tags, ack), tags.length === 0);
   }
 
   async #invalidateTags<T>(

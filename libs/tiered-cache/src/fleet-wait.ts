@@ -67,6 +67,8 @@ export async function waitForFleet<R>(
   namespace: string,
   wait: unknown,
   run: (ack: string | undefined) => Promise<Result<R>>,
+  /** The call invalidates nothing (no ids, no tags): no event goes out, nobody to wait for. */
+  nothing = false,
 ): Promise<Result<Acknowledged<R>>> {
   const started = performance.now();
   const options = fleetWaitSchema.safeParse(wait);
@@ -77,7 +79,7 @@ export async function waitForFleet<R>(
   }
   const { bus, l2 } = deps;
   const elapsed = () => performance.now() - started;
-  if (bus === undefined || l2 === undefined) {
+  if (bus === undefined || l2 === undefined || nothing) {
     // No bus: no other pod hears this cache's invalidations, so there is nobody to wait for.
     const r = await run(undefined);
     return r.ok ? ok({ value: r.value, fleet: { pods: [], acked: [], missing: [], ms: elapsed() } }) : r;
