@@ -11,6 +11,7 @@
  */
 
 import { cacheKeys } from '@cachefleet/redis';
+import { createCache, defineNamespace } from '@cachefleet/tiered-cache';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -224,4 +225,62 @@ describe('fleet-acknowledged invalidation', () => {
       });
     }
   }
+});
+
+describe('fleet-acknowledged invalidation: the cases with nobody to wait for', () => {
+  const items = defineNamespace({
+    name: 'solo',
+    version: 1,
+    ttl: { l1: 60, l2: 600 },
+    schema: Value,
+    load: async (id) => ({ id, ver: 0 }),
+  });
+  const FLEET = { wait: 'fleet', timeoutMs: 60_000 } as const;
+
+  it('without a bus (impl memory) it resolves at once with no pods', async () => {
+    const cache = createCache({ impl: 'memory' });
+    await cache.start();
+    try {
+      const r = await cache.delete(items, 'a', FLEET);
+      expect(r.ok && r.value.fleet).toMatchObject({ pods: [], acked: [], missing: [] });
+      expect(r.ok && r.value.value).toBeTypeOf('number');
+    } finally {
+      await cache.close();
+    }
+  });
+
+  it('an invalidation of nothing sends no event and does not wait out the timeout', async () => {
+    const cache = createCache({
+      impl: 'tiered',
+      redis: { mode: 'single', url: redis?.url ?? '' },
+      prefix: PREFIX,
+      bus: { podId: `${RUN}-solo` },
+    });
+    await cache.start();
+    try {
+      // 60 s timeouts: waiting for an event never sent would outlast the test's own timeout.
+      const none = await cache.delete(items, FLEET);
+      expect(none.ok && none.value.fleet.pods).toEqual([]);
+      const noTags = await cache.invalidateTags(items, [], FLEET);
+      expect(noTags.ok && noTags.value.value).toBe(0);
+    } finally {
+      await cache.close();
+    }
+  });
+
+  it('with telemetry off there is no membership to wait on: E_CACHE_CONFIG', async () => {
+    const cache = createCache({
+      impl: 'tiered',
+      redis: { mode: 'single', url: redis?.url ?? '' },
+      prefix: PREFIX,
+      telemetry: { enabled: false },
+    });
+    await cache.start();
+    try {
+      const r = await cache.invalidateNamespace(items, FLEET);
+      expect(r.ok ? 'ok' : r.error.code).toBe('E_CACHE_CONFIG');
+    } finally {
+      await cache.close();
+    }
+  });
 });
