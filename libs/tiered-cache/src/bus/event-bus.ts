@@ -241,8 +241,8 @@ export class EventBus {
     const acks = this.#opts.acks;
     if (acks === undefined || !acks.send) return;
     if (Date.now() - Number(id.slice(0, id.indexOf('-'))) > ACK_TTL_MS) return;
-    await done;
     try {
+      await done;
       await this.#scripts.busAck(
         acks.key(token),
         this.#opts.podId,
