@@ -11,7 +11,7 @@
  */
 
 import { cacheKeys } from '@cachefleet/redis';
-import { createCache, defineNamespace } from '@cachefleet/tiered-cache';
+import { type Cache, type CacheOptions, createCache, defineNamespace } from '@cachefleet/tiered-cache';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -237,50 +237,41 @@ describe('fleet-acknowledged invalidation: the cases with nobody to wait for', (
   });
   const FLEET = { wait: 'fleet', timeoutMs: 60_000 } as const;
 
-  it('without a bus (impl memory) it resolves at once with no pods', async () => {
-    const cache = createCache({ impl: 'memory' });
+  /** Runs `body` with a started cache of these options, closed after. */
+  async function withCache(options: CacheOptions, body: (cache: Cache) => Promise<void>): Promise<void> {
+    const cache = createCache(options);
     await cache.start();
     try {
-      const r = await cache.delete(items, 'a', FLEET);
-      expect(r.ok && r.value.fleet).toMatchObject({ pods: [], acked: [], missing: [] });
-      expect(r.ok && r.value.value).toBeTypeOf('number');
+      await body(cache);
     } finally {
       await cache.close();
     }
+  }
+  const tiered = (): CacheOptions => ({
+    impl: 'tiered',
+    redis: { mode: 'single', url: redis?.url ?? '' },
+    prefix: PREFIX,
   });
 
-  it('an invalidation of nothing sends no event and does not wait out the timeout', async () => {
-    const cache = createCache({
-      impl: 'tiered',
-      redis: { mode: 'single', url: redis?.url ?? '' },
-      prefix: PREFIX,
-      bus: { podId: `${RUN}-solo` },
-    });
-    await cache.start();
-    try {
+  it('without a bus (impl memory) it resolves at once with no pods', () =>
+    withCache({ impl: 'memory' }, async (cache) => {
+      const r = await cache.delete(items, 'a', FLEET);
+      expect(r.ok && r.value.fleet).toMatchObject({ pods: [], acked: [], missing: [] });
+      expect(r.ok && r.value.value).toBeTypeOf('number');
+    }));
+
+  it('an invalidation of nothing sends no event and does not wait out the timeout', () =>
+    withCache({ ...tiered(), bus: { podId: `${RUN}-solo` } }, async (cache) => {
       // 60 s timeouts: waiting for an event never sent would outlast the test's own timeout.
       const none = await cache.delete(items, FLEET);
       expect(none.ok && none.value.fleet.pods).toEqual([]);
       const noTags = await cache.invalidateTags(items, [], FLEET);
       expect(noTags.ok && noTags.value.value).toBe(0);
-    } finally {
-      await cache.close();
-    }
-  });
+    }));
 
-  it('with telemetry off there is no membership to wait on: E_CACHE_CONFIG', async () => {
-    const cache = createCache({
-      impl: 'tiered',
-      redis: { mode: 'single', url: redis?.url ?? '' },
-      prefix: PREFIX,
-      telemetry: { enabled: false },
-    });
-    await cache.start();
-    try {
+  it('with telemetry off there is no membership to wait on: E_CACHE_CONFIG', () =>
+    withCache({ ...tiered(), telemetry: { enabled: false } }, async (cache) => {
       const r = await cache.invalidateNamespace(items, FLEET);
       expect(r.ok ? 'ok' : r.error.code).toBe('E_CACHE_CONFIG');
-    } finally {
-      await cache.close();
-    }
-  });
+    }));
 });
