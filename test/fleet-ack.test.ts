@@ -47,6 +47,9 @@ const AppliedReply = z.object({
   events: z.array(z.object({ at: z.number(), event: z.looseObject({ ack: z.string().optional() }) })),
 });
 const PeekReply = z.object({ held: z.array(z.boolean()) });
+const BusCounters = z.object({
+  stats: z.object({ acks: z.number(), waits: z.number(), timeouts: z.number(), fenced: z.number() }),
+});
 
 let redis: RedisProcess | undefined;
 let raw: Redis | undefined;
@@ -222,6 +225,13 @@ describe('fleet-acknowledged invalidation', () => {
         expect(await client().exists(KEYS.fenced(podId(STOPPED)))).toBe(0);
         const r = ReadReply.parse(await ok(stopped, { cmd: 'read', id: 's-1e' }));
         expect(r.value.ver).toBe(1);
+        // The counters behind cachefleet_cache_bus_events_total{outcome=acks|waits|timeouts|fenced}.
+        const statsOf = async (p: Pod) => BusCounters.parse(await ok(p, { cmd: 'bus' })).stats;
+        expect((await statsOf(stopped)).fenced).toBe(1);
+        const caller = await statsOf(pod(0));
+        expect(caller.timeouts).toBe(1);
+        expect(caller.waits).toBeGreaterThan(1);
+        expect((await statsOf(pod(1))).acks).toBeGreaterThanOrEqual(caller.waits);
       });
     }
   }

@@ -311,6 +311,8 @@ export class Cache {
     if (!r.ok) return;
     for (const name of r.value) {
       const removed = dropNamespaceL1(this.#rt, name);
+      const stats = this.bus?.stats;
+      if (stats !== undefined) stats.fenced++;
       this.#logger?.warn(
         { namespace: name, removed },
         'this pod missed acknowledging an invalidation in time: its L1 of the namespace was dropped',

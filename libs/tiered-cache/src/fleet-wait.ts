@@ -104,7 +104,9 @@ export async function waitForFleet<R>(
     return r.ok ? (pods as Result<never>) : r;
   }
   const outcome = await waiter.until(pods.value, deadline);
+  bus.stats.waits++;
   if (outcome.missing.length > 0) {
+    bus.stats.timeouts++;
     const fenced = await l2.telemetry.fence(outcome.missing, namespace, FENCE_TTL_MS);
     deps.logger?.warn(
       { namespace, missing: outcome.missing, fenced: fenced.ok },

@@ -69,6 +69,10 @@ export class EventBus {
     invalid: 0,
     queued: 0,
     dropped: 0,
+    acks: 0,
+    waits: 0,
+    timeouts: 0,
+    fenced: 0,
   };
   readonly #pub: RedisClient;
   readonly #scripts: BusScripts;
@@ -250,6 +254,7 @@ export class EventBus {
         acks.channel(source),
         JSON.stringify({ t: token, p: this.#opts.podId }),
       );
+      this.stats.acks++;
     } catch (error) {
       this.#opts.logger?.debug(
         { err: error instanceof Error ? error.message : String(error) },

@@ -48,4 +48,12 @@ export interface BusStats {
   queued: number;
   /** Events refused because the outbox was full (never announced). */
   dropped: number;
+  /** Fleet-acknowledged invalidations (docs/design-fleet-ack.md): acks this pod sent for events it applied. */
+  acks: number;
+  /** Fleet-acknowledged invalidations this pod made and waited on. */
+  waits: number;
+  /** Of those, the ones that timed out with pods missing. */
+  timeouts: number;
+  /** Namespaces this pod dropped from L1 because it had been fenced (it missed acknowledging in time). */
+  fenced: number;
 }
