@@ -167,9 +167,10 @@ describe('the checker', () => {
 async function fleetCheck(
   label: string,
   options: Omit<FleetOptions, 'redisUrl'>,
+  busDelayMs = DEFAULT_BUS_DELAY_MS,
 ): Promise<{ result: CheckResult; explained: string[] }> {
   const run = await runFleet({ ...options, redisUrl: redisUrl(), log: (m) => console.log(m) });
-  const r = checkHistory(run.lines, { busDelayMs: DEFAULT_BUS_DELAY_MS });
+  const r = checkHistory(run.lines, { busDelayMs });
   const bus = busDelays(run.lines);
   const ops = run.summaries.reduce((s, w) => s + w.ops, 0);
   console.log(
@@ -214,6 +215,23 @@ describe('randomized fleet', () => {
    * stale copy: e.g. right after an invalidation); what must hold is the same rule — an invalidated
    * value is never served as stale.
    */
+  /*
+   * Issue 15: every invalidation passes { wait: 'fleet' }, so it is acknowledged only once every
+   * live pod applied it to its L1. Read-your-writes across pods: the checker runs with no
+   * allowance at all (busDelayMs 0): a read that began after the call resolved, on any pod, must
+   * see the write. Without the option the same run with 0 ms finds stale reads (class bus-lag).
+   */
+  it("4 pods, every kind of invalidation with { wait: 'fleet' }: no stale read with a 0 ms allowance", async () => {
+    const { result, explained } = await fleetCheck(
+      'consistency (wait fleet, 0 ms)',
+      { workers: 4, durationMs: 5_000, waitFleet: true },
+      0,
+    );
+    expect(result.busDelayMs).toBe(0);
+    expect(result.acknowledged).toBeGreaterThan(20);
+    expect(explained).toEqual([]);
+  }, 60_000);
+
   it('4 pods with grace and a failing loader: stale values are served, never an invalidated one', async () => {
     const run = await runFleet({
       workers: 4,

@@ -397,6 +397,11 @@ export interface FleetOptions {
    */
   readonly grace?: { readonly ttlMs: number; readonly failRate: number };
   readonly seed?: number;
+  /**
+   * Every invalidation passes `{ wait: 'fleet' }` (issue 15): acknowledged once every live pod
+   * applied it, so the checker can run with a 0 ms allowance.
+   */
+  readonly waitFleet?: boolean;
   readonly prefix?: string;
   readonly log?: (message: string) => void;
 }
@@ -524,6 +529,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
       `--mix=${formatMix(options.mix ?? DEFAULT_MIX)}`,
       `--load-ms=${options.loadMs ?? DEFAULT_LOAD_MS}`,
       `--seed=${seed + i}`,
+      ...(options.waitFleet === true ? ['--wait-fleet'] : []),
       ...(options.grace
         ? [`--grace-ttl-ms=${options.grace.ttlMs}`, `--fail-rate=${options.grace.failRate}`]
         : []),

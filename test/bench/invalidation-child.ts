@@ -15,7 +15,7 @@
 import { createInterface } from 'node:readline';
 import { Redis } from 'ioredis';
 import { errorMessage, itemDefinition } from './data.js';
-import { idOf, type ReceiverReady, type ReceiverReport, seqOf } from './workloads/invalidation.js';
+import { fleetIdOf, idOf, type ReceiverReady, type ReceiverReport, seqOf } from './workloads/invalidation.js';
 
 const now = (): number => performance.timeOrigin + performance.now();
 const PREFILL_BATCH = 500;
@@ -41,20 +41,26 @@ async function subscriber(port: number, channel: string, record: OnReceipt): Pro
   };
 }
 
-async function pod(port: number, prefix: string, count: number, record: OnReceipt): Promise<Receiver> {
+async function pod(
+  port: number,
+  prefix: string,
+  count: number,
+  record: OnReceipt,
+  recordFleet: OnReceipt,
+): Promise<Receiver> {
   const { createCache, defineNamespace } = await import('@cachefleet/tiered-cache');
   const items = defineNamespace(itemDefinition());
   const cache = createCache({
     impl: 'tiered',
     redis: { mode: 'single', url: `redis://127.0.0.1:${port}` },
     prefix,
-    l1: { maxEntries: 100_000 },
+    l1: { maxEntries: 200_000 },
   });
   await cache.start();
   try {
     if (cache.bus?.connected !== true) throw new Error('the cache is not on the bus');
     // Each invalidation then removes a real L1 entry, as in production.
-    const ids = Array.from({ length: count }, (_, i) => idOf(i));
+    const ids = Array.from({ length: count }, (_, i) => [idOf(i), fleetIdOf(i)]).flat();
     for (let i = 0; i < ids.length; i += PREFILL_BATCH) {
       const r = await cache.getMany(items, ids.slice(i, i + PREFILL_BATCH));
       if (!r.ok) throw r.error;
@@ -66,7 +72,7 @@ async function pod(port: number, prefix: string, count: number, record: OnReceip
   cache.onEvent((event) => {
     const at = now();
     if (event.event_type !== 'invalidate' || event.keys === undefined) return;
-    for (const id of event.keys) record(seqOf(id), at);
+    for (const id of event.keys) (id.startsWith('f-') ? recordFleet : record)(seqOf(id), at);
   });
   return { close: () => cache.close() };
 }
@@ -106,16 +112,17 @@ async function main(): Promise<void> {
   }
   const subLog = new Log(count);
   const podLog = new Log(count);
+  const fleetLog = new Log(count);
   let podError: string | undefined;
   let reported = false;
   const report = (): void => {
     if (reported) return;
     reported = true;
-    const out: ReceiverReport = { sub: subLog.toJSON(), pod: podLog.toJSON() };
+    const out: ReceiverReport = { sub: subLog.toJSON(), pod: podLog.toJSON(), fleet: fleetLog.toJSON() };
     process.stdout.write(`${JSON.stringify(out)}\n`);
   };
   const whenDone = (): void => {
-    if (subLog.complete && (podLog.complete || podError !== undefined)) report();
+    if (subLog.complete && ((podLog.complete && fleetLog.complete) || podError !== undefined)) report();
   };
   const receivers: Receiver[] = [];
   try {
@@ -127,10 +134,19 @@ async function main(): Promise<void> {
     );
     try {
       receivers.push(
-        await pod(port, prefix, count, (seq, at) => {
-          podLog.record(seq, at);
-          whenDone();
-        }),
+        await pod(
+          port,
+          prefix,
+          count,
+          (seq, at) => {
+            podLog.record(seq, at);
+            whenDone();
+          },
+          (seq, at) => {
+            fleetLog.record(seq, at);
+            whenDone();
+          },
+        ),
       );
     } catch (err) {
       podError = errorMessage(err);

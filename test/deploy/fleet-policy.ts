@@ -284,7 +284,7 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
     }
   });
 
-  test('ACL users are scoped: the fleet to its prefixes and the bus channel, KEDA to the wait lists', () => {
+  test('ACL users are scoped: the fleet to its prefixes and the bus channels, KEDA to the wait lists', () => {
     for (const m of renderings()) {
       const api = m.one(Deployment, 'api');
       const { env } = containerEnv(m, api, container(api, 'api'));
@@ -304,7 +304,8 @@ export function fleetPolicy(renderings: () => Manifests[], overlay: string, name
       const prefix = env.CACHE_KEY_PREFIX ?? '';
       expect(scope(aclUser(cacheAcl, 'default'))).toEqual({
         keys: [`~${prefix}*`],
-        channels: [`&${cacheKeys(prefix).busChannel}`],
+        // The bus, and the channels pods acknowledge fleet-acknowledged invalidations on.
+        channels: [`&${cacheKeys(prefix).busChannel}`, `&${cacheKeys(prefix).ackChannel('*')}`],
         resets: ['resetkeys', 'resetchannels'],
       });
       expect(aclUser(cacheAcl, 'default')).toContain('-@dangerous');

@@ -8,7 +8,7 @@ import {
 } from '@cachefleet/catalogue';
 import { formatError } from '@cachefleet/config';
 import { cachefleetRoutes, responseNamespace } from '@cachefleet/fastify';
-import type { Cache, Staleness } from '@cachefleet/tiered-cache';
+import type { Cache, FleetAck, Result, Staleness } from '@cachefleet/tiered-cache';
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { z } from 'zod';
 import { parseBody } from './admin.js';
@@ -45,6 +45,12 @@ const idsQuery = z.strictObject({
     .string()
     .regex(/^[1-9][0-9]{0,17}(,[1-9][0-9]{0,17}){0,99}$/, 'up to 100 comma-separated positive integer ids'),
 });
+
+/**
+ * PATCH's options: `?wait=fleet` answers only once every live pod has dropped the old row from its L1
+ * (or the fleet wait timed out, CACHE_BUS_FLEET_WAIT_MS): read-your-writes on any pod after the 200.
+ */
+const patchQuery = z.strictObject({ wait: z.literal('fleet').optional() });
 
 /**
  * The sample catalogue service: reads go through the tiered cache (or, for users outside the
@@ -106,16 +112,30 @@ export function productRoutes(app: FastifyInstance, deps: ProductDeps): void {
     if (params === undefined) return reply;
     const patch = parseBody(productPatchSchema, req.body, reply);
     if (patch === undefined) return reply;
+    const query = parseBody(patchQuery, req.query ?? {}, reply);
+    if (query === undefined) return reply;
     const updated = await updateProduct(deps.db, catalogue.schema, params.id, patch);
     if (updated === undefined)
       return reply.code(404).send({ error: 'not_found', message: `no product ${params.id}` });
     // Database first, then the cache: the tombstone fences fills that read the old row. The
     // summaries of the category it left and the one it is in changed too.
-    const categories = [...new Set([updated.product.category, updated.previousCategory])];
-    for (const d of [
-      await cache.delete(product, params.id),
-      await cache.delete(summaries, ...categories.filter((c) => summaries.isValidId(c))),
-    ])
+    const categories = [...new Set([updated.product.category, updated.previousCategory])].filter((c) =>
+      summaries.isValidId(c),
+    );
+    const deletes: Result<unknown>[] = [];
+    if (query.wait === 'fleet') {
+      // Both at once: the answer waits for the slower fleet round, not for two in a row.
+      const acks = await Promise.all([
+        cache.delete(product, params.id, { wait: 'fleet' }),
+        cache.delete(summaries, ...categories, { wait: 'fleet' }),
+      ]);
+      deletes.push(...acks);
+      fleetHeaders(
+        reply,
+        acks.flatMap((a) => (a.ok ? [a.value.fleet] : [])),
+      );
+    } else deletes.push(await cache.delete(product, params.id), await cache.delete(summaries, ...categories));
+    for (const d of deletes)
       if (!d.ok)
         req.log.warn(
           { err: formatError(d.error) },
@@ -164,6 +184,18 @@ function refuse(schema: z.ZodType, value: unknown, reply: FastifyReply): Fastify
     // Ajv and zod disagree: never expected; refused all the same, with our own words.
     return reply.code(400).send({ error: 'invalid_body', message: '(body): invalid' });
   return reply;
+}
+
+/**
+ * How the fleet acknowledged a `?wait=fleet` PATCH's invalidations: `cachefleet-fleet-acked:
+ * <pods that answered>/<live pods>` (other pods holding an L1), and `cachefleet-fleet-missing` naming
+ * those that did not answer in time (they are fenced: they drop the namespace's L1 when back).
+ */
+function fleetHeaders(reply: FastifyReply, acks: readonly FleetAck[]): void {
+  const pods = new Set(acks.flatMap((a) => a.pods));
+  const missing = new Set(acks.flatMap((a) => a.missing));
+  reply.header('cachefleet-fleet-acked', `${pods.size - missing.size}/${pods.size}`);
+  if (missing.size > 0) reply.header('cachefleet-fleet-missing', [...missing].sort().join(','));
 }
 
 /** The user a request is for (rollout bucket); anonymous requests have none. */

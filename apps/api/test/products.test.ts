@@ -132,6 +132,46 @@ describe('4. write, then invalidate', () => {
     expect(batch.items[0]?.price_cents).toBe(123);
   });
 
+  it('PATCH ?wait=fleet answers once every other live pod dropped the row: the other pod reads it at once', async () => {
+    const other = await startExtraApi({ CACHE_KEY_PREFIX: CACHE_PREFIX });
+    for (const base of [api.url, other.url]) {
+      await call('/products/11', { base });
+      await call('/products/11', { base }); // in each pod's L1
+    }
+    const patched = await call('/products/11?wait=fleet', {
+      method: 'PATCH',
+      token: true,
+      body: { price_cents: 4321 },
+    });
+    expect(patched.status).toBe(200);
+    expect(ProductJson.parse(patched.json).price_cents).toBe(4321);
+    const acked = /^(\d+)\/(\d+)$/.exec(patched.headers.get('cachefleet-fleet-acked') ?? '');
+    expect(acked, 'cachefleet-fleet-acked').not.toBeNull();
+    expect(Number(acked?.[2])).toBeGreaterThanOrEqual(1); // the other pod at least
+    expect(acked?.[1]).toBe(acked?.[2]);
+    expect(patched.headers.get('cachefleet-fleet-missing')).toBeNull();
+    // No waiting for the bus: the 200 came after the other pod had dropped its copy.
+    expect(ProductJson.parse((await call('/products/11', { base: other.url })).json).price_cents).toBe(4321);
+    // Without the option the answer carries no fleet header.
+    const plain = await call('/products/11', { method: 'PATCH', token: true, body: { price_cents: 4322 } });
+    expect(plain.headers.get('cachefleet-fleet-acked')).toBeNull();
+  });
+
+  it.each(['?wait=all', '?wait=', '?wait=FLEET', '?wait=fleet&wait=fleet', '?wait=fleet&timeout=1', '?x=1'])(
+    'PATCH /products/12%s → 400 in JSON, nothing written',
+    async (query) => {
+      const before = ProductJson.parse((await call('/products/12')).json);
+      const res = await call(`/products/12${query}`, {
+        method: 'PATCH',
+        token: true,
+        body: { price_cents: 7 },
+      });
+      expect(res.status).toBe(400);
+      expect(ErrorJson.parse(res.json).error).toBe('invalid_body');
+      expect(ProductJson.parse((await call('/products/12')).json).price_cents).toBe(before.price_cents);
+    },
+  );
+
   it('PATCH of a product that does not exist → 404; a bad id → 400', async () => {
     expect(
       (await call('/products/999999', { method: 'PATCH', token: true, body: { price_cents: 1 } })).status,

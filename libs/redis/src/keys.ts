@@ -17,6 +17,7 @@ import { escapeGlob } from './scan.js';
  * | `<prefix>__inv:<namespace>`                        | counter       | walk counter: bumped before every pattern or tag walk       |
  * | `<prefix>__hot:<namespace>`                        | sorted set    | sampled reads per id, for the hot warm                      |
  * | `<prefix>__bus`                                    | stream + channel | invalidation events (the channel has the stream's name)  |
+ * | `<prefix>__bus:ack:<podId>`                        | channel       | acks of a fleet-acknowledged invalidation, to its publisher |
  *
  * Reserved for the job kinds to come (`__backup:lock` is written by the backup and restore jobs of
  * issue 12; migrations and sweeps keep their state in their jobs). Keys that one script or MULTI must
@@ -193,6 +194,11 @@ export class CacheKeys {
 
   ack(eventId: string): string {
     return this.#ack + eventId;
+  }
+
+  /** The channel on which pods acknowledge `podId`'s fleet-acknowledged invalidations. */
+  ackChannel(podId: string): string {
+    return `${this.busChannel}:ack:${podId}`;
   }
 
   fenced(podId: string): string {

@@ -20,6 +20,7 @@ describe('the key layout', () => {
     expect(k.hotNamespace('cf:__hot:product')).toBe('product');
     expect(k.bus).toBe('cf:__bus');
     expect(k.busChannel).toBe(k.bus);
+    expect(k.ackChannel('pod-1')).toBe('cf:__bus:ack:pod-1');
   });
 
   it('reserves keys for the job kinds to come, grouping by hash tag what changes together', () => {

@@ -45,11 +45,11 @@ export function assemble(impl: CacheImpl, deps: AssemblyDeps): Assembled {
       return { store: memory(), bus: undefined };
     case 'redis': {
       const l2 = redisStore(impl, deps);
-      return { store: l2, bus: bus(l2, deps) };
+      return { store: l2, bus: bus(l2, deps, false) };
     }
     case 'tiered': {
       const l2 = redisStore(impl, deps);
-      return { store: new TieredStore(memory(), l2, o.l1.defaultTtlSeconds), bus: bus(l2, deps) };
+      return { store: new TieredStore(memory(), l2, o.l1.defaultTtlSeconds), bus: bus(l2, deps, true) };
     }
   }
 }
@@ -88,7 +88,7 @@ function redisStore(impl: CacheImpl, deps: AssemblyDeps): RedisStore {
 }
 
 /** Publishes through the store's client; listens on a connection of its own (a subscriber can do nothing else). */
-function bus(l2: RedisStore, deps: AssemblyDeps): EventBus | undefined {
+function bus(l2: RedisStore, deps: AssemblyDeps, withL1: boolean): EventBus | undefined {
   const o = deps.options;
   if (!o.bus.enabled || o.redis === undefined) return undefined;
   const sub = createRedisClient(o.redis, {
@@ -106,6 +106,8 @@ function bus(l2: RedisStore, deps: AssemblyDeps): EventBus | undefined {
       maxLen: o.bus.maxLen,
       podId: deps.podId,
       disconnectedTtlMs: o.bus.disconnectedTtlMs,
+      // Only a pod with an L1 has anything to drop, so only it acknowledges (and is waited for).
+      acks: { key: (token) => keys.ack(token), channel: (pod) => keys.ackChannel(pod), send: withL1 },
       ...(deps.logger ? { logger: deps.logger } : {}),
       ...(deps.busLag ? { lag: deps.busLag } : {}),
     },

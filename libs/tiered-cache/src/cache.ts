@@ -16,13 +16,14 @@ import type { RedisStore } from './drivers/redis/store.js';
 import type { TuningStore } from './drivers/redis/tuning.js';
 import { CacheError } from './errors.js';
 import { FleetOps, ID_PATTERN } from './fleet.js';
+import { type Acknowledged, type FleetWait, splitWait, waitForFleet } from './fleet-wait.js';
 import type { Observer } from './metrics/histogram.js';
 import { registerCacheMetrics } from './metrics/prometheus.js';
 import { type RedisMetrics, registerRedisMetrics } from './metrics/redis.js';
 import type { Namespace } from './namespace.js';
 import { CacheRegistry, type CacheStatus } from './registry.js';
 import { err, ok, type Result } from './result.js';
-import { busHandlers, loadGenerations, prewarmHere } from './stack/bus-handlers.js';
+import { busHandlers, dropNamespaceL1, loadGenerations, prewarmHere } from './stack/bus-handlers.js';
 import { globToRegExp, removeTagged } from './stack/coherence.js';
 import type { ReadOptions } from './stack/fail-safe.js';
 import type { DeepReadonly } from './stack/freeze.js';
@@ -34,6 +35,7 @@ import {
   type FleetView,
   readFleet,
   TelemetryPublisher,
+  takeFences,
   takeSnapshot,
 } from './telemetry.js';
 import { cacheTracing, traceCalls } from './tracing.js';
@@ -57,6 +59,9 @@ export interface CacheDeps {
  * it, and the bus that keeps this pod's L1 coherent with the fleet. Construct with `createCache`,
  * then `await start()`; no I/O happens before that.
  */
+/** An invalidation event's body (the ones a fleet-acknowledged invalidation can carry a token on). */
+type InvalidateBody = Extract<EventBody, { event_type: 'invalidate' }>;
+
 /** Random keys a scrape sizes for the L2 estimates (the exporter only). */
 const SCRAPE_SAMPLES = 200;
 
@@ -162,6 +167,7 @@ export class Cache {
         intervalSeconds: t.intervalSeconds,
         l2,
         logger: this.#logger,
+        afterPublish: () => this.#takeFences(),
         snapshot: () =>
           takeSnapshot({
             pod: this.podId,
@@ -255,16 +261,75 @@ export class Cache {
    * then resolves ok (0: how many live values were replaced is not known); past it, it reports the
    * fault while the invalidation still waits in this process.
    */
-  async delete<T>(ns: Namespace<T>, ...ids: string[]): Promise<Result<number>> {
+  delete<T>(ns: Namespace<T>, ...ids: string[]): Promise<Result<number>>;
+  /**
+   * The same, resolving only once every live pod has applied it to its L1, or after `timeoutMs`
+   * with the pods that did not answer in `fleet.missing` (fenced: they drop the namespace's L1 when
+   * they come back). docs/design-fleet-ack.md.
+   */
+  delete<T>(
+    ns: Namespace<T>,
+    ...idsThenWait: [...ids: string[], wait: FleetWait]
+  ): Promise<Result<Acknowledged<number>>>;
+  delete<T>(
+    ns: Namespace<T>,
+    ...args: (string | FleetWait)[]
+  ): Promise<Result<number> | Result<Acknowledged<number>>> {
+    const { ids, wait } = splitWait(args);
+    if (wait === undefined) return this.#delete(ns, ids, undefined);
+    return this.#fleetWait(ns, wait, (ack) => this.#delete(ns, ids, ack), ids.length === 0);
+  }
+
+  /** Resolves once every live pod applied `run`'s invalidation (its event carries the token `ack`). */
+  #fleetWait<T, R>(
+    ns: Namespace<T>,
+    wait: unknown,
+    run: (ack: string | undefined) => Promise<Result<R>>,
+    nothing = false,
+  ): Promise<Result<Acknowledged<R>>> {
+    return waitForFleet(
+      {
+        bus: this.bus,
+        l2: this.#rt.l2,
+        podId: this.podId,
+        telemetryEnabled: this.options.telemetry.enabled,
+        defaultTimeoutMs: this.options.bus.fleetWaitMs,
+        logger: this.#logger,
+      },
+      ns.name,
+      wait,
+      run,
+      nothing,
+    );
+  }
+
+  /** The fences other pods left this one: each namespace named is dropped from L1 (docs/design-fleet-ack.md). */
+  async #takeFences(): Promise<void> {
+    const l2 = this.#rt.l2;
+    if (l2 === undefined || this.#rt.l1 === undefined) return;
+    const r = await takeFences(l2, this.podId);
+    if (!r.ok) return;
+    for (const name of r.value) {
+      const removed = dropNamespaceL1(this.#rt, name);
+      const stats = this.bus?.stats;
+      if (stats !== undefined) stats.fenced++;
+      this.#logger?.warn(
+        { namespace: name, removed },
+        'this pod missed acknowledging an invalidation in time: its L1 of the namespace was dropped',
+      );
+    }
+  }
+
+  async #delete<T>(ns: Namespace<T>, ids: string[], ack: string | undefined): Promise<Result<number>> {
     const r = await this.#rt.delete(ns as Namespace<unknown>, ids);
     if (ids.length === 0) return r;
     if (r.ok)
       return this.#announce(
-        { event_type: 'invalidate', namespace: ns.name, keys: ids, version: ns.version },
+        withAck({ event_type: 'invalidate', namespace: ns.name, keys: ids, version: ns.version }, ack),
         r,
       );
     if (!isL2Fault(r.error)) return r;
-    const d = await this.#awaitDelivery(this.#announceAfterReplay(ns, ids));
+    const d = await this.#awaitDelivery(this.#announceAfterReplay(ns, ids, ack));
     // Past the wait: the fault the caller can act on is "kept, announced once Redis answers", not
     // whichever command error the first attempt happened to meet (a dying socket or a refusal).
     return d.ok ? ok(0) : err(d.error);
@@ -275,7 +340,11 @@ export class Cache {
    * replayed them (sent earlier, another pod would drop its copy and read the old value back from
    * L2), then goes through the bus's outbox. Resolves once published (at once without a bus).
    */
-  async #announceAfterReplay<T>(ns: Namespace<T>, ids: readonly string[]): Promise<Result<unknown>> {
+  async #announceAfterReplay<T>(
+    ns: Namespace<T>,
+    ids: readonly string[],
+    ack?: string,
+  ): Promise<Result<unknown>> {
     const l2 = this.#rt.l2;
     if (l2 === undefined) return ok(undefined);
     const keyBase = this.#rt.state(ns as Namespace<unknown>).keyBase;
@@ -283,19 +352,41 @@ export class Cache {
     const bus = this.bus;
     if (bus === undefined) return ok(undefined);
     return bus.deliver(
-      this.#event({ event_type: 'invalidate', namespace: ns.name, keys: [...ids], version: ns.version }),
+      this.#event(
+        withAck({ event_type: 'invalidate', namespace: ns.name, keys: [...ids], version: ns.version }, ack),
+      ),
     );
   }
 
   /** Invalidates every entry of the namespace carrying any of the tags (tag index: no SCAN). */
-  async invalidateTags<T>(ns: Namespace<T>, tags: readonly string[]): Promise<Result<number>> {
+  invalidateTags<T>(ns: Namespace<T>, tags: readonly string[]): Promise<Result<number>>;
+  /** The same, acknowledged by every live pod (see `delete`). */
+  invalidateTags<T>(
+    ns: Namespace<T>,
+    tags: readonly string[],
+    wait: FleetWait,
+  ): Promise<Result<Acknowledged<number>>>;
+  invalidateTags<T>(
+    ns: Namespace<T>,
+    tags: readonly string[],
+    wait?: FleetWait,
+  ): Promise<Result<number> | Result<Acknowledged<number>>> {
+    if (wait === undefined) return this.#invalidateTags(ns, tags, undefined);
+    return this.#fleetWait(ns, wait, (ack) => this.#invalidateTags(ns, tags, ack), tags.length === 0);
+  }
+
+  async #invalidateTags<T>(
+    ns: Namespace<T>,
+    tags: readonly string[],
+    ack: string | undefined,
+  ): Promise<Result<number>> {
     if (tags.length === 0) return ok(0);
     const scoped = tags.map((t) => scopedTag(ns.name, t));
     return this.#invalidateWalk(
       ns,
       () => removeTagged(this.#rt, ns.name, tags),
       (l2) => l2.fence.invalidateTags(scoped),
-      { event_type: 'invalidate', namespace: ns.name, tags: [...tags] },
+      withAck({ event_type: 'invalidate', namespace: ns.name, tags: [...tags] }, ack),
     );
   }
 
@@ -304,7 +395,27 @@ export class Cache {
    * in L2 and in every pod's L1. Patterns cannot leave the namespace: the glob applies to ids only.
    * Millions of keys belong in an invalidate job (workers), not in a request.
    */
-  async invalidatePattern<T>(ns: Namespace<T>, pattern: string): Promise<Result<number>> {
+  invalidatePattern<T>(ns: Namespace<T>, pattern: string): Promise<Result<number>>;
+  /** The same, acknowledged by every live pod (see `delete`). */
+  invalidatePattern<T>(
+    ns: Namespace<T>,
+    pattern: string,
+    wait: FleetWait,
+  ): Promise<Result<Acknowledged<number>>>;
+  invalidatePattern<T>(
+    ns: Namespace<T>,
+    pattern: string,
+    wait?: FleetWait,
+  ): Promise<Result<number> | Result<Acknowledged<number>>> {
+    if (wait === undefined) return this.#invalidatePattern(ns, pattern, undefined);
+    return this.#fleetWait(ns, wait, (ack) => this.#invalidatePattern(ns, pattern, ack));
+  }
+
+  async #invalidatePattern<T>(
+    ns: Namespace<T>,
+    pattern: string,
+    ack: string | undefined,
+  ): Promise<Result<number>> {
     if (!ID_PATTERN.test(pattern)) {
       return err(
         new CacheError('E_CACHE_INVALID_ID', `invalid pattern for ${ns.name}: ${JSON.stringify(pattern)}`),
@@ -316,7 +427,7 @@ export class Cache {
       ns,
       () => this.#rt.l1?.removeWhere(keyBase, (id) => re.test(id)) ?? 0,
       (l2) => l2.fence.invalidateMatching(entryGlob(keyBase, pattern)),
-      { event_type: 'invalidate', namespace: ns.name, key_pattern: pattern },
+      withAck({ event_type: 'invalidate', namespace: ns.name, key_pattern: pattern }, ack),
     );
   }
 
@@ -330,7 +441,7 @@ export class Cache {
     ns: Namespace<T>,
     local: () => number,
     walk: (l2: RedisStore) => Promise<Result<number>>,
-    event: EventBody,
+    event: InvalidateBody,
   ): Promise<Result<number>> {
     const st = this.#rt.state(ns as Namespace<unknown>);
     const clear = () => {
@@ -356,7 +467,18 @@ export class Cache {
    * Invalidates a whole namespace in O(1): its generation moves on, so every key is new to every pod
    * (old ones expire by their TTL). Resolves the new generation.
    */
-  async invalidateNamespace<T>(ns: Namespace<T>): Promise<Result<number>> {
+  invalidateNamespace<T>(ns: Namespace<T>): Promise<Result<number>>;
+  /** The same, acknowledged by every live pod (see `delete`). */
+  invalidateNamespace<T>(ns: Namespace<T>, wait: FleetWait): Promise<Result<Acknowledged<number>>>;
+  invalidateNamespace<T>(
+    ns: Namespace<T>,
+    wait?: FleetWait,
+  ): Promise<Result<number> | Result<Acknowledged<number>>> {
+    if (wait === undefined) return this.#invalidateNamespace(ns, undefined);
+    return this.#fleetWait(ns, wait, (ack) => this.#invalidateNamespace(ns, ack));
+  }
+
+  async #invalidateNamespace<T>(ns: Namespace<T>, ack: string | undefined): Promise<Result<number>> {
     const st = this.#rt.state(ns as Namespace<unknown>);
     const l2 = this.#rt.l2;
     let generation: number;
@@ -368,7 +490,7 @@ export class Cache {
     st.invalidations++;
     this.#rt.setGeneration(ns.name, generation);
     return this.#announce(
-      { event_type: 'invalidate', namespace: ns.name, key_pattern: '*', generation },
+      withAck({ event_type: 'invalidate', namespace: ns.name, key_pattern: '*', generation }, ack),
       ok(generation),
     );
   }
@@ -555,11 +677,17 @@ export class Cache {
         disconnectedTtlMs: this.options.bus.disconnectedTtlMs,
         listeners: this.#listeners,
         logger: this.#logger,
+        reconnected: () => void this.#takeFences(),
       }),
     });
     if (bus) this.#buses.set(store, bus);
     return store;
   }
+}
+
+/** An invalidation's event, carrying the token of a fleet-acknowledged invalidation when there is one. */
+function withAck(body: InvalidateBody, ack: string | undefined): InvalidateBody {
+  return ack === undefined ? body : { ...body, ack };
 }
 
 /** A fault of Redis (not of the input): what could not be done there is kept and replayed. */

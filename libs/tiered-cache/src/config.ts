@@ -83,6 +83,11 @@ export const cacheOptionsSchema = z.object({
        * the event is still kept and published (after its tombstones) once Redis answers. 0: never wait.
        */
       announceWaitMs: z.number().int().min(0).default(1_000),
+      /**
+       * How long a fleet-acknowledged invalidation (`{ wait: 'fleet' }`) waits for every live pod
+       * by default, ms (docs/design-fleet-ack.md). A call may pass its own `timeoutMs`.
+       */
+      fleetWaitMs: z.number().int().min(1).max(60_000).default(2_000),
     })
     .prefault({}),
   /**
@@ -174,6 +179,7 @@ export const ENV_VARS = {
   CACHE_DISCONNECTED_TTL_MS: 'bus.disconnectedTtlMs',
   CACHE_TOMBSTONE_TTL_MS: 'bus.tombstoneTtlMs',
   CACHE_BUS_ANNOUNCE_WAIT_MS: 'bus.announceWaitMs',
+  CACHE_BUS_FLEET_WAIT_MS: 'bus.fleetWaitMs',
   CACHE_HOT_KEYS_ENABLED: 'hotKeys.enabled',
   CACHE_HOT_KEYS_FLUSH_MS: 'hotKeys.flushMs',
   CACHE_HOT_KEYS_KEEP: 'hotKeys.keep',
@@ -275,6 +281,11 @@ export const CACHE_ENV_SCHEMA = z.object({
     .describe(
       'how long a write or an invalidation waits for its event to go out when Redis cannot take it at once, ms; 0 = never wait',
     ),
+  CACHE_BUS_FLEET_WAIT_MS: intish
+    .optional()
+    .describe(
+      "how long an invalidation with { wait: 'fleet' } waits for every live pod's acknowledgement by default, ms (1-60000)",
+    ),
   CACHE_HOT_KEYS_ENABLED: boolish
     .optional()
     .describe('hot-key sampling for the hot warm (default true; a worker defaults to false)'),
@@ -336,6 +347,7 @@ export function loadCacheConfig(env: Env): ResolvedCacheOptions {
         : {}),
       ...(e.CACHE_TOMBSTONE_TTL_MS !== undefined ? { tombstoneTtlMs: e.CACHE_TOMBSTONE_TTL_MS } : {}),
       ...(e.CACHE_BUS_ANNOUNCE_WAIT_MS !== undefined ? { announceWaitMs: e.CACHE_BUS_ANNOUNCE_WAIT_MS } : {}),
+      ...(e.CACHE_BUS_FLEET_WAIT_MS !== undefined ? { fleetWaitMs: e.CACHE_BUS_FLEET_WAIT_MS } : {}),
     },
     hotKeys: {
       ...(e.CACHE_HOT_KEYS_ENABLED !== undefined ? { enabled: e.CACHE_HOT_KEYS_ENABLED } : {}),

@@ -20,6 +20,8 @@ export const ERROR_CODES = {
   E_CACHE_INVALID_EVENT:
     'A bus event does not satisfy its schema; it was not published (or, received, not applied).',
   E_CACHE_CLOSED: 'The cache was closed.',
+  E_CACHE_INVALID_OPTION:
+    "A call's options are invalid (such as `{ wait: 'fleet', timeoutMs }`); the message names the field and nothing was done.",
 } as const;
 
 export type CacheErrorCode = keyof typeof ERROR_CODES;

@@ -40,6 +40,13 @@ export { TieredStore } from './drivers/tiered.js';
 export { CacheError, type CacheErrorCode, ERROR_CODES, isCacheError } from './errors.js';
 export { FleetOps, type WarmBatchResult } from './fleet.js';
 export {
+  type Acknowledged,
+  FENCE_TTL_MS,
+  type FleetAck,
+  type FleetWait,
+  fleetWaitSchema,
+} from './fleet-wait.js';
+export {
   isUnreachable,
   type MigrateFailure,
   type MigratePrepared,

@@ -297,6 +297,45 @@ export async function readFleet(l2: RedisStore, samples: number): Promise<Result
   return ok(fleetView(pods, info.value, sample?.value, invalid));
 }
 
+/** What a fleet-acknowledged invalidation needs of a snapshot: the pod, whether it holds an L1 and hears the bus. */
+const memberSchema = z.object({
+  pod: z.string().min(1).max(128),
+  l1: z.object({}).optional(),
+  bus: z.object({}).optional(),
+});
+
+/**
+ * The live processes that must acknowledge a fleet-acknowledged invalidation: those whose snapshot
+ * (the heartbeat) says they hold an L1 and hear the bus, but `self` (docs/design-fleet-ack.md).
+ */
+export async function ackingPods(l2: RedisStore, self: string): Promise<Result<string[]>> {
+  const stored = await l2.telemetry.read();
+  if (!stored.ok) return stored;
+  const pods: string[] = [];
+  for (const text of stored.value) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      continue;
+    }
+    const m = memberSchema.safeParse(raw);
+    if (m.success && m.data.pod !== self && m.data.l1 !== undefined && m.data.bus !== undefined)
+      pods.push(m.data.pod);
+  }
+  return ok(pods);
+}
+
+const fencedSchema = z.array(z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/));
+
+/** Takes the namespaces this pod was fenced for; what is not a namespace name is dropped. */
+export async function takeFences(l2: RedisStore, pod: string): Promise<Result<string[]>> {
+  const r = await l2.telemetry.takeFences(pod);
+  if (!r.ok) return r;
+  const parsed = fencedSchema.safeParse(r.value);
+  return ok(parsed.success ? parsed.data : []);
+}
+
 /** Reads and loads per second of each namespace since `previous` (this process's last snapshot). */
 function withRates(now: PodSnapshot, previous: PodSnapshot | undefined): PodSnapshot {
   if (previous === undefined) return now;
@@ -329,6 +368,8 @@ export interface TelemetryPublisherOptions {
   readonly snapshot: () => PodSnapshot;
   readonly l2: RedisStore;
   readonly logger: Logger | undefined;
+  /** Run after every tick's publish: the heartbeat is when a pod takes its fences. */
+  readonly afterPublish?: () => Promise<void>;
 }
 
 /**
@@ -368,6 +409,7 @@ export class TelemetryPublisher {
     if (!r.ok && !this.#failing) o.logger?.warn({ code: r.error.code }, 'telemetry snapshot not published');
     if (r.ok && this.#failing) o.logger?.info('telemetry snapshot published again');
     this.#failing = !r.ok;
+    await o.afterPublish?.();
     return r;
   }
 

@@ -9,6 +9,8 @@ import {
   trace,
 } from '@opentelemetry/api';
 import type { Cache } from './cache.js';
+import { type FleetWait, splitWait } from './fleet-wait.js';
+import type { Namespace } from './namespace.js';
 import type { Result } from './result.js';
 
 /**
@@ -210,10 +212,12 @@ export function traceCalls(cache: Cache, t: CacheTracing): void {
   const get = cache.get.bind(cache);
   const getMany = cache.getMany.bind(cache);
   const set = cache.set.bind(cache);
-  const del = cache.delete.bind(cache);
-  const invalidateTags = cache.invalidateTags.bind(cache);
-  const invalidatePattern = cache.invalidatePattern.bind(cache);
-  const invalidateNamespace = cache.invalidateNamespace.bind(cache);
+  // The invalidations are overloaded (an optional `{ wait: 'fleet' }`): wrapped through their widest form.
+  type Loose<A extends unknown[]> = (n: Namespace<unknown>, ...args: A) => Promise<Result<unknown>>;
+  const del = cache.delete.bind(cache) as Loose<(string | FleetWait)[]>;
+  const invalidateTags = cache.invalidateTags.bind(cache) as Loose<[readonly string[], FleetWait?]>;
+  const invalidatePattern = cache.invalidatePattern.bind(cache) as Loose<[string, FleetWait?]>;
+  const invalidateNamespace = cache.invalidateNamespace.bind(cache) as Loose<[FleetWait?]>;
   const ns = (name: string): Attributes => ({ [ATTR.namespace]: name });
   cache.get = (n, id, options) =>
     t.read(SPAN.get, { [ATTR.namespace]: n.name, [ATTR.id]: id }, () => get(n, id, options));
@@ -221,16 +225,24 @@ export function traceCalls(cache: Cache, t: CacheTracing): void {
     t.read(SPAN.getMany, { [ATTR.namespace]: n.name, [ATTR.ids]: ids.length }, () => getMany(n, ids));
   cache.set = (n, id, value) =>
     t.call(SPAN.set, { [ATTR.namespace]: n.name, [ATTR.id]: id }, () => set(n, id, value));
-  cache.delete = (n, ...ids) =>
-    t.call(SPAN.delete, { [ATTR.namespace]: n.name, [ATTR.ids]: ids.length }, () => del(n, ...ids));
-  cache.invalidateTags = (n, tags) =>
-    t.call(SPAN.invalidate, { ...ns(n.name), [ATTR.invalidation]: 'tags' }, () => invalidateTags(n, tags));
-  cache.invalidatePattern = (n, pattern) =>
+  const traced: Loose<(string | FleetWait)[]> = (n, ...args) =>
+    t.call(SPAN.delete, { [ATTR.namespace]: n.name, [ATTR.ids]: splitWait(args).ids.length }, () =>
+      del(n, ...args),
+    );
+  cache.delete = traced as Cache['delete'];
+  const tags: Loose<[readonly string[], FleetWait?]> = (n, list, wait) =>
+    t.call(SPAN.invalidate, { ...ns(n.name), [ATTR.invalidation]: 'tags' }, () =>
+      invalidateTags(n, list, wait),
+    );
+  cache.invalidateTags = tags as Cache['invalidateTags'];
+  const pattern: Loose<[string, FleetWait?]> = (n, glob, wait) =>
     t.call(SPAN.invalidate, { ...ns(n.name), [ATTR.invalidation]: 'pattern' }, () =>
-      invalidatePattern(n, pattern),
+      invalidatePattern(n, glob, wait),
     );
-  cache.invalidateNamespace = (n) =>
+  cache.invalidatePattern = pattern as Cache['invalidatePattern'];
+  const whole: Loose<[FleetWait?]> = (n, wait) =>
     t.call(SPAN.invalidate, { ...ns(n.name), [ATTR.invalidation]: 'namespace' }, () =>
-      invalidateNamespace(n),
+      invalidateNamespace(n, wait),
     );
+  cache.invalidateNamespace = whole as Cache['invalidateNamespace'];
 }

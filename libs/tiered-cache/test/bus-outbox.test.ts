@@ -37,7 +37,7 @@ function writerBus(): { bus: EventBus; pub: RedisClient; sub: RedisClient } {
   );
   pub.connect().catch(() => {});
   const sub = createRedisClient({ mode: 'single', url: server.url }, { role: 'queue' });
-  const noop = { apply: () => {}, flush: () => {}, disconnected: () => {} };
+  const noop = { apply: () => undefined, flush: () => {}, disconnected: () => {} };
   const keys = cacheKeys(PREFIX);
   const bus = new EventBus(
     pub,

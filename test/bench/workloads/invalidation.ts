@@ -17,7 +17,7 @@ import { z } from 'zod';
 import { ChildLines, ChildTimeoutError } from '../child.js';
 import { errorMessage, itemDefinition, sleep } from '../data.js';
 import { errorRow, percentile } from '../measure.js';
-import type { Row, Workload, WorkloadContext } from '../types.js';
+import type { BenchValue, Row, Workload, WorkloadContext } from '../types.js';
 
 const NAME = 'invalidation';
 const PODS = 8;
@@ -46,13 +46,20 @@ export interface ReceiverReady {
 export interface ReceiverReport {
   readonly sub: readonly (number | null)[];
   readonly pod: readonly (number | null)[];
+  /** The fleet-acknowledged row's invalidations (ids `f-<seq>`). */
+  readonly fleet: readonly (number | null)[];
 }
 
 type Kind = keyof ReceiverReport;
 
-/** Invalidated ids are `k-<seq>`; floor messages are `<seq>|<padding>`. */
+/**
+ * Invalidated ids are `k-<seq>` (`f-<seq>` for the fleet-acknowledged row, so each row removes its
+ * own L1 entries); floor messages are `<seq>|<padding>`.
+ */
 export const idOf = (seq: number): string => `k-${seq}`;
-export const seqOf = (s: string): number => Number.parseInt(s.startsWith('k-') ? s.slice(2) : s, 10);
+export const fleetIdOf = (seq: number): string => `f-${seq}`;
+export const seqOf = (s: string): number =>
+  Number.parseInt(s.startsWith('k-') || s.startsWith('f-') ? s.slice(2) : s, 10);
 
 const now = (): number => performance.timeOrigin + performance.now();
 
@@ -73,7 +80,7 @@ class Child extends ChildLines {
 }
 
 const times = z.array(z.number().nullable());
-const reportSchema = z.object({ sub: times, pod: times });
+const reportSchema = z.object({ sub: times, pod: times, fleet: times });
 const readySchema = z.object({ ready: z.literal(true), podError: z.string().optional() });
 
 function parseLine<T>(schema: z.ZodType<T>, line: string): T {
@@ -110,7 +117,11 @@ async function floorPublisher(port: number, channel: string): Promise<Publisher>
   };
 }
 
-async function cachePublisher(port: number, prefix: string): Promise<Publisher> {
+type BenchCache = import('@cachefleet/tiered-cache').Cache;
+type Items = import('@cachefleet/tiered-cache').Namespace<BenchValue>;
+
+/** The publishing cache, shared by the two cache rows (one process: one live pod fewer to wait for). */
+async function publishingCache(port: number, prefix: string): Promise<{ cache: BenchCache; items: Items }> {
   const { createCache, defineNamespace } = await import('@cachefleet/tiered-cache');
   // The pods' definition: same name and version, hence the same keys and the same bus events.
   const items = defineNamespace(itemDefinition());
@@ -124,13 +135,36 @@ async function cachePublisher(port: number, prefix: string): Promise<Publisher> 
     await cache.close();
     throw new Error('the publishing cache is not on the bus');
   }
+  return { cache, items };
+}
+
+function cachePublisher({ cache, items }: { cache: BenchCache; items: Items }): Publisher {
   return {
     how: 'one awaited cache.delete (L1, L2 tombstone, bus publish)',
     async send(seq) {
       const r = await cache.delete(items, idOf(seq));
       if (!r.ok) throw r.error;
     },
-    close: () => cache.close(),
+    close: () => Promise.resolve(),
+  };
+}
+
+/** What the fleet-acknowledged row saw besides times: calls that timed out, live pods per call. */
+interface FleetTally {
+  missing: number;
+  pods: Set<number>;
+}
+
+function fleetPublisher({ cache, items }: { cache: BenchCache; items: Items }, tally: FleetTally): Publisher {
+  return {
+    how: "one awaited cache.delete(…, { wait: 'fleet' }) (the same, then every live pod's ack)",
+    async send(seq) {
+      const r = await cache.delete(items, fleetIdOf(seq), { wait: 'fleet', timeoutMs: 2_000 });
+      if (!r.ok) throw r.error;
+      if (r.value.fleet.missing.length > 0) tally.missing++;
+      tally.pods.add(r.value.fleet.pods.length);
+    },
+    close: () => Promise.resolve(),
   };
 }
 
@@ -230,6 +264,17 @@ function summarise(target: Target, reports: readonly ReceiverReport[]): Delivery
   };
 }
 
+/** Deliveries of the target that a pod applied after the sender's call had resolved. */
+function appliedLate(target: Target, reports: readonly ReceiverReport[]): number {
+  let late = 0;
+  for (let seq = WARMUP; seq < target.acked.length; seq++)
+    for (const r of reports) {
+      const at = r[target.kind][seq];
+      if (at !== null && at !== undefined && at > (target.acked[seq] ?? Number.NaN)) late++;
+    }
+  return late;
+}
+
 const ms = (v: number): string => (Number.isFinite(v) ? v.toFixed(2) : '—');
 
 function stats(sorted: Float64Array): { p50: number; p99: number; max: number; min: number } {
@@ -275,6 +320,7 @@ async function stopChildren(children: readonly Child[], failed: boolean): Promis
 
 const FLOOR_NAME = `redis pub/sub → ${PODS} subscribers`;
 const PROJECT_NAME = `cachefleet invalidation → ${PODS} pods`;
+const FLEET_NAME = `cachefleet invalidation, wait: 'fleet' → ${PODS} pods`;
 
 async function measure(ctx: WorkloadContext, count: number): Promise<Row[]> {
   const total = WARMUP + count;
@@ -288,18 +334,32 @@ async function measure(ctx: WorkloadContext, count: number): Promise<Row[]> {
   );
   const floor: Target = { kind: 'sub', sent: new Float64Array(total), acked: new Float64Array(total) };
   const project: Target = { kind: 'pod', sent: new Float64Array(total), acked: new Float64Array(total) };
+  const fleet: Target = { kind: 'fleet', sent: new Float64Array(total), acked: new Float64Array(total) };
+  const tally: FleetTally = { missing: 0, pods: new Set() };
+  let publishing: { cache: BenchCache; items: Items } | undefined;
   let finished = false;
   try {
     for (const c of children) {
       const ready = parseLine(readySchema, await c.nextLine(READY_TIMEOUT_MS));
       if (ready.podError !== undefined) project.error ??= `a pod did not start: ${ready.podError}`;
     }
+    fleet.error = project.error;
     await openTarget(floor, () => floorPublisher(ctx.port, channel));
-    await openTarget(project, () => cachePublisher(ctx.port, prefix));
+    try {
+      publishing = await publishingCache(ctx.port, prefix);
+    } catch (err) {
+      project.error ??= errorMessage(err);
+      fleet.error ??= errorMessage(err);
+    }
+    const shared = publishing;
+    if (shared !== undefined) {
+      await openTarget(project, async () => cachePublisher(shared));
+      await openTarget(fleet, async () => fleetPublisher(shared, tally));
+    }
     ctx.log(`${NAME}: ${PODS} receivers ready after ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     // Processes that just started on the same cores: let their start-up work drain first.
     await sleep(SETTLE_MS);
-    const meanGapMs = await publishInterleaved([floor, project], total);
+    const meanGapMs = await publishInterleaved([floor, project, fleet], total);
     const reports = await Promise.all(children.map((c) => c.report()));
     finished = true;
     const rows: Row[] = [];
@@ -309,9 +369,10 @@ async function measure(ctx: WorkloadContext, count: number): Promise<Row[]> {
       const extra = describeDelivery(floorD, 'subscriber', 'received', meanGapMs).join('; ');
       rows.push({ workload: NAME, name: FLOOR_NAME, role: 'floor', opsPerSec: null, extra });
     }
+    const projectD = project.error === undefined ? summarise(project, reports) : undefined;
     if (project.error !== undefined) rows.push(errorRow(NAME, PROJECT_NAME, 'project', project.error));
     else {
-      const d = summarise(project, reports);
+      const d = projectD ?? summarise(project, reports);
       const parts = describeDelivery(d, 'pod', 'applied', meanGapMs);
       const p99 = stats(d.all).p99;
       const over = floorD === undefined ? '' : `, ${ms(p99 - stats(floorD.all).p99)} ms over the floor's`;
@@ -328,12 +389,58 @@ async function measure(ctx: WorkloadContext, count: number): Promise<Row[]> {
         extra: parts.join('; '),
       });
     }
+    if (fleet.error !== undefined) rows.push(errorRow(NAME, FLEET_NAME, 'project', fleet.error));
+    else
+      rows.push(
+        fleetRow(summarise(fleet, reports), projectD, floorD, tally, meanGapMs, appliedLate(fleet, reports)),
+      );
     return rows;
   } finally {
     await floor.publisher?.close().catch(() => {});
     await project.publisher?.close().catch(() => {});
+    await publishing?.cache.close().catch(() => {});
     await stopChildren(children, !finished);
   }
+}
+
+/**
+ * The fleet-acknowledged row (issue 15): what matters is the call → resolved time (the caller's
+ * read-your-writes across pods), beside the plain delete's and the floor's; and that every pod had
+ * applied the invalidation by then (a delivery after the call resolved would be a broken promise).
+ */
+function fleetRow(
+  d: Delivery,
+  plain: Delivery | undefined,
+  floorD: Delivery | undefined,
+  tally: FleetTally,
+  meanGapMs: number,
+  late: number,
+): Row {
+  const resolved = stats(d.ack);
+  const applied = stats(d.all);
+  const ratio = (other: Delivery | undefined, what: string) =>
+    other === undefined
+      ? []
+      : [
+          `resolved p50 ${(resolved.p50 / stats(other.ack).p50).toFixed(1)}× / p99 ${(resolved.p99 / stats(other.ack).p99).toFixed(1)}× ${what}'s call resolved`,
+        ];
+  const parts = [
+    `call → resolved (every live pod acked): ${triple(d.ack)}`,
+    ...ratio(plain, 'the plain delete'),
+    ...(floorD === undefined
+      ? []
+      : [
+          `resolved p50 / p99 over the floor's all-${PODS}-received: ${ms(resolved.p50 - stats(floorD.all).p50)} / ${ms(resolved.p99 - stats(floorD.all).p99)} ms`,
+        ]),
+    `all ${PODS} applied: p50 ${ms(applied.p50)} / p99 ${ms(applied.p99)} / max ${ms(applied.max)} ms`,
+    `live pods per call: ${[...tally.pods].sort().join(', ')}`,
+    `calls that timed out (missing pods): ${tally.missing}`,
+    `${d.each.length}/${d.measured * PODS} deliveries`,
+    `paced like the other rows (mean gap ${meanGapMs.toFixed(2)} ms)`,
+  ];
+  parts.push(`pods that applied after the call resolved: ${late}`);
+  if (d.lost > 0) parts.push(`${d.lost} LOST`);
+  return { workload: NAME, name: FLEET_NAME, role: 'project', opsPerSec: null, extra: parts.join('; ') };
 }
 
 export const invalidation: Workload = {
@@ -346,7 +453,11 @@ export const invalidation: Workload = {
       return await measure(ctx, count);
     } catch (err) {
       const message = errorMessage(err);
-      return [errorRow(NAME, FLOOR_NAME, 'floor', message), errorRow(NAME, PROJECT_NAME, 'project', message)];
+      return [
+        errorRow(NAME, FLOOR_NAME, 'floor', message),
+        errorRow(NAME, PROJECT_NAME, 'project', message),
+        errorRow(NAME, FLEET_NAME, 'project', message),
+      ];
     }
   },
 };

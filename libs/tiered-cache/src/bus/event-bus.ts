@@ -5,9 +5,12 @@ import {
   type RedisClient,
   startHeartbeat,
 } from '@cachefleet/redis';
+import { z } from 'zod';
 import { CacheError } from '../errors.js';
 import { err, ok, type Result } from '../result.js';
+import { AckWaiter } from './acks.js';
 import {
+  ackMessageSchema,
   type CacheEvent,
   type CacheEventInput,
   cacheEventSchema,
@@ -26,11 +29,21 @@ const REPLAY_BATCH = 1000;
  * (packets dropped, the socket open, no error ever) is noticed within twice this, not never.
  */
 const HEARTBEAT_MAX_MS = 1000;
+/**
+ * How long a fleet-acknowledged invalidation's ack set lives, ms; also the longest wait a caller may
+ * ask for, and the oldest event a pod still acknowledges (a replay long after is no answer to anyone).
+ */
+export const ACK_TTL_MS = 60_000;
 interface BusScripts {
   busPublish(stream: string, channel: string, maxLen: number, event: string): Promise<string>;
+  busAck(ackKey: string, pod: string, ttlMs: number, channel: string, message: string): Promise<number>;
 }
 
-const BUS_SCRIPTS = loadScripts<BusScripts>(new URL('./', import.meta.url), { busPublish: 'bus-publish-1' });
+const BUS_SCRIPTS = loadScripts<BusScripts>(new URL('./', import.meta.url), {
+  busPublish: 'bus-publish-1',
+  busAck: 'bus-ack-1',
+});
+const podIds = z.array(z.string().min(1).max(128));
 
 /**
  * Invalidate / update / prewarm / config events between pods (REQUIREMENTS D2). Each event goes to a
@@ -56,6 +69,10 @@ export class EventBus {
     invalid: 0,
     queued: 0,
     dropped: 0,
+    acks: 0,
+    waits: 0,
+    timeouts: 0,
+    fenced: 0,
   };
   readonly #pub: RedisClient;
   readonly #scripts: BusScripts;
@@ -79,6 +96,11 @@ export class EventBus {
   readonly #outbox: Outbox;
   /** PINGs the subscriber: a silent partition counts as a cut (libs/redis heartbeat.ts). */
   #heartbeat: Heartbeat | undefined;
+  /** Fleet-acknowledged invalidations this pod published and still waits on, by token. */
+  readonly #waiters = new Map<string, AckWaiter>();
+  /** This pod's ack channel (undefined: the bus has no acks configured). */
+  readonly #ackChannel: string | undefined;
+  #ackListening: Promise<boolean> | undefined;
 
   constructor(pub: RedisClient, sub: RedisClient, options: EventBusOptions, handlers: BusHandlers) {
     this.#pub = pub;
@@ -87,10 +109,12 @@ export class EventBus {
     this.#opts = options;
     this.#handlers = handlers;
     this.#outbox = new Outbox((event) => this.#send(event), this.stats);
+    this.#ackChannel = options.acks?.channel(options.podId);
     // Registered once; ioredis resubscribes by itself after a reconnect and then emits 'ready'.
     this.#sub.on('message', (channel: string, message: string) => {
       this.#heartbeat?.heard();
       if (channel === this.#opts.channel) this.#onMessage(message);
+      else if (channel === this.#ackChannel) this.#onAck(message);
     });
     this.#sub.on('ready', () => void this.#onReady());
     this.#sub.on('close', () => this.#onCut());
@@ -166,6 +190,77 @@ export class EventBus {
     if (!parsed.ok) return Promise.resolve(parsed);
     if (this.#closed) return Promise.resolve(err(new CacheError('E_CACHE_CLOSED')));
     return this.#outbox.push(parsed.value);
+  }
+
+  /**
+   * Subscribes this pod's ack channel, once (the first fleet-acknowledged invalidation pays one
+   * SUBSCRIBE; ioredis resubscribes after a reconnect). Resolves false when it could not: the
+   * waiter then learns the acks from Redis's record at its deadline.
+   */
+  listenForAcks(): Promise<boolean> {
+    const channel = this.#ackChannel;
+    if (channel === undefined) return Promise.resolve(false);
+    this.#ackListening ??= this.#sub.subscribe(channel).then(
+      () => true,
+      () => {
+        this.#ackListening = undefined;
+        return false;
+      },
+    );
+    return this.#ackListening;
+  }
+
+  /** Registers a token before its event is published; `until` then waits for the pods. */
+  expectAcks(token: string): AckWaiter {
+    const acks = this.#opts.acks;
+    const waiter = new AckWaiter(
+      async () => {
+        if (acks === undefined) return [];
+        const raw: unknown = await this.#pub.smembers(acks.key(token)).catch(() => []);
+        const parsed = podIds.safeParse(raw);
+        return parsed.success ? parsed.data : [];
+      },
+      () => this.#waiters.delete(token),
+    );
+    this.#waiters.set(token, waiter);
+    return waiter;
+  }
+
+  #onAck(raw: string): void {
+    let message: { t: string; p: string };
+    try {
+      message = ackMessageSchema.parse(JSON.parse(raw));
+    } catch {
+      this.stats.invalid++;
+      return;
+    }
+    this.#waiters.get(message.t)?.heard(message.p);
+  }
+
+  /**
+   * Acknowledges an event carrying a token once it is applied here (`done`: what applying it still
+   * does asynchronously, such as tombstones at this pod's version during a rollout).
+   */
+  async #acknowledge(token: string, source: string, id: string, done: unknown): Promise<void> {
+    const acks = this.#opts.acks;
+    if (acks === undefined || !acks.send) return;
+    if (Date.now() - Number(id.slice(0, id.indexOf('-'))) > ACK_TTL_MS) return;
+    try {
+      await done;
+      await this.#scripts.busAck(
+        acks.key(token),
+        this.#opts.podId,
+        ACK_TTL_MS,
+        acks.channel(source),
+        JSON.stringify({ t: token, p: this.#opts.podId }),
+      );
+      this.stats.acks++;
+    } catch (error) {
+      this.#opts.logger?.debug(
+        { err: error instanceof Error ? error.message : String(error) },
+        'could not acknowledge a fleet-acknowledged invalidation',
+      );
+    }
   }
 
   /** Events waiting in the outbox (for status and tests). */
@@ -302,7 +397,10 @@ export class EventBus {
       this.#lagMs = Math.max(0, Date.now() - Number(id.slice(0, id.indexOf('-'))));
       this.#opts.lag?.observe(this.#lagMs / 1000);
     }
-    this.#handlers.apply(parsed.data, own);
+    const done = this.#handlers.apply(parsed.data, own);
+    const event = parsed.data;
+    if (!own && event.event_type === 'invalidate' && event.ack !== undefined)
+      void this.#acknowledge(event.ack, event.source_pod, id, done);
   }
 
   /**

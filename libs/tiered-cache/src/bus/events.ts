@@ -15,6 +15,9 @@ const id = z.string().min(1).max(256);
  */
 const version = z.number().int().positive().optional();
 
+/** The token of a fleet-acknowledged invalidation: 96 random bits, hex. */
+export const ackToken = z.string().regex(/^[0-9a-f]{24}$/);
+
 const base = {
   namespace: namespaceName,
   /** Milliseconds since the epoch, by the publisher's clock (informational: ordering is the stream's). */
@@ -35,6 +38,11 @@ export const cacheEventSchema = z.discriminatedUnion('event_type', [
       /** Whole-namespace invalidations carry the namespace's new generation. */
       generation: z.number().int().nonnegative().optional(),
       version,
+      /**
+       * Set by a fleet-acknowledged invalidation (`{ wait: 'fleet' }`, docs/design-fleet-ack.md):
+       * every pod that applies the event acknowledges this token to the publisher.
+       */
+      ack: ackToken.optional(),
     })
     .refine((e) => [e.keys, e.key_pattern, e.tags].filter((x) => x !== undefined).length === 1, {
       message: 'an invalidate event names exactly one of keys, key_pattern, tags',
@@ -56,6 +64,9 @@ const streamId = z.string().regex(/^\d{1,20}-\d{1,20}$/);
 
 /** What travels over pub/sub: the stream id, the id before it (gap detection), the event. */
 export const wireMessageSchema = z.object({ id: streamId, prev: streamId, event: z.unknown() });
+
+/** What a pod publishes to the waiter's ack channel after applying an event carrying `ack`. */
+export const ackMessageSchema = z.object({ t: ackToken, p: z.string().min(1).max(128) });
 
 /** Stream ids compare as (ms, seq) pairs; '0-0' is "before everything". */
 export function compareStreamIds(a: string, b: string): number {

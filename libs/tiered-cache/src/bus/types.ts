@@ -14,11 +14,21 @@ export interface EventBusOptions {
   readonly logger?: Logger;
   /** Given each other pod's event's age when applied here, seconds (the bus lag histogram). */
   readonly lag?: { observe(seconds: number): void };
+  /**
+   * Fleet-acknowledged invalidations (docs/design-fleet-ack.md): where acks are recorded and
+   * announced; `send`: this pod acknowledges what it applies (it holds an L1).
+   */
+  readonly acks?: {
+    readonly key: (token: string) => string;
+    readonly channel: (podId: string) => string;
+    readonly send: boolean;
+  };
 }
 
 /** What the cache does with the bus: apply an event, flush L1, cap L1 lifetimes while cut off. */
 export interface BusHandlers {
-  apply(event: CacheEvent, own: boolean): void;
+  /** Resolves (when it returns a promise) once the event is wholly applied here. */
+  apply(event: CacheEvent, own: boolean): Promise<unknown> | undefined;
   /** Events were lost (trimmed before this pod read them): drop everything in L1. */
   flush(reason: 'trimmed' | 'disconnected'): void;
   /** `true`: entries filled now must not outlive disconnectedTtlMs; `false`: back to normal. */
@@ -38,4 +48,12 @@ export interface BusStats {
   queued: number;
   /** Events refused because the outbox was full (never announced). */
   dropped: number;
+  /** Fleet-acknowledged invalidations (docs/design-fleet-ack.md): acks this pod sent for events it applied. */
+  acks: number;
+  /** Fleet-acknowledged invalidations this pod made and waited on. */
+  waits: number;
+  /** Of those, the ones that timed out with pods missing. */
+  timeouts: number;
+  /** Namespaces this pod dropped from L1 because it had been fenced (it missed acknowledging in time). */
+  fenced: number;
 }

@@ -164,7 +164,7 @@ export function registerCacheMetrics(
 
   counter(
     'cachefleet_cache_bus_events_total',
-    'Bus events by outcome: published, applied, duplicates, replayed (read from the stream), gaps, flushes, invalid.',
+    'Bus events by outcome: published, applied, duplicates, replayed (read from the stream), gaps, flushes, invalid, queued, dropped; fleet-acknowledged invalidations: acks sent, waits made, timeouts, fenced (namespaces dropped from L1).',
     ['outcome'],
     (c) => {
       const bus = source.bus();

@@ -12,6 +12,8 @@ interface BusHandlingDeps {
   /** Told every event from another pod, after it was applied here. */
   readonly listeners: ReadonlySet<(event: CacheEvent) => void>;
   readonly logger: Logger | undefined;
+  /** Back on the bus: the pod takes the fences other pods left it (docs/design-fleet-ack.md). */
+  readonly reconnected?: () => void;
 }
 
 /** What this pod does with the bus: apply other pods' events, flush L1 when it lost some, cap L1 while cut off. */
@@ -20,12 +22,14 @@ export function busHandlers(deps: BusHandlingDeps): BusHandlers {
   return {
     apply: (event, own) => {
       if (own) return;
+      let across: Promise<void> | undefined;
       if (event.event_type === 'prewarm') void prewarmHere(rt, event.namespace, event.keys);
       else {
         applyToL1(rt, event);
-        void acrossVersions(rt, event, deps.logger);
+        across = acrossVersions(rt, event, deps.logger);
       }
       for (const listener of deps.listeners) listener(event);
+      return across;
     },
     flush: (reason) => {
       deps.logger?.warn({ reason }, 'bus events were lost: L1 flushed');
@@ -37,7 +41,10 @@ export function busHandlers(deps: BusHandlingDeps): BusHandlers {
       rt.capL1Ttl(cut ? deps.disconnectedTtlMs : Number.POSITIVE_INFINITY);
       // Back on the bus (or on it for the first time after a degraded start): catch up on
       // whole-namespace invalidations too.
-      if (!cut) void loadGenerations(rt);
+      if (!cut) {
+        void loadGenerations(rt);
+        deps.reconnected?.();
+      }
     },
   };
 }
@@ -103,4 +110,18 @@ export async function prewarmHere(
     });
   }
   return ok(filled);
+}
+
+/**
+ * Drops namespace `name` from this pod's L1, as the bus does for everything after a gap: a pod that
+ * did not acknowledge a fleet-acknowledged invalidation in time was fenced for it.
+ */
+export function dropNamespaceL1(rt: ReadThrough, name: string): number {
+  rt.invalidated();
+  let removed = 0;
+  for (const st of rt.statesNamed(name)) {
+    rt.dropInflight(st.keyBase);
+    removed += rt.l1?.removeWhere(st.keyBase, () => true) ?? 0;
+  }
+  return removed;
 }

@@ -194,6 +194,9 @@ export function masterAddresses(c: L2Connection): string[] {
   return at === undefined ? [] : [at];
 }
 
+/** Namespaces one take of a pod's fences returns at most (more are taken at the next tick). */
+const FENCES_TAKEN = 1_000;
+
 export class TelemetryStore {
   readonly #c: L2Connection;
 
@@ -229,6 +232,26 @@ export class TelemetryStore {
     return c.guard.side(async () => {
       await c.client.multi().del(c.keys.pod(podId)).zrem(c.keys.pods, podId).exec();
     });
+  }
+
+  /**
+   * Fences pods that did not acknowledge a fleet-acknowledged invalidation of `namespace` in time
+   * (docs/design-fleet-ack.md): each drops that namespace from its L1 when it takes its fences.
+   */
+  fence(pods: readonly string[], namespace: string, ttlMs: number): Promise<Result<void>> {
+    const c = this.#c;
+    return c.guard.side(async () => {
+      // One key per pod (slots differ on a Cluster): a pipeline, not a MULTI.
+      const pipe = c.client.pipeline();
+      for (const pod of pods) pipe.sadd(c.keys.fenced(pod), namespace).pexpire(c.keys.fenced(pod), ttlMs);
+      await pipe.exec();
+    });
+  }
+
+  /** Takes (SPOP: a fence written meanwhile stays for the next take) the namespaces `podId` is fenced for. */
+  takeFences(podId: string): Promise<Result<unknown>> {
+    const c = this.#c;
+    return c.guard.side(() => c.client.spop(c.keys.fenced(podId), FENCES_TAKEN));
   }
 
   /** The snapshots of every live process, as stored (JSON text; the caller validates). */
