@@ -181,7 +181,9 @@ async function setAbsent(
   const gate = [c.keys.invalidations(namespace), c.keys.warmGate(namespace), String(inv), newTombstone()];
   const tx = c.client.multi();
   tx.eval(WARM_GATE_LUA, 2, ...gate, '1', placeholderTtlMs, list);
-  chunk.forEach((e, i) => tx.set(keys[i] as string, e.wire, 'PX', ttlOf(e), 'NX'));
+  chunk.forEach((e, i) => {
+    tx.set(keys[i] as string, e.wire, 'PX', ttlOf(e), 'NX');
+  });
   tx.eval(WARM_GATE_LUA, 2, ...gate, '0');
   const replies = await c.guard.track(tx.exec());
   if (replies === null) throw new Error('warm transaction discarded');
