@@ -99,7 +99,6 @@ export class CacheKeys {
   readonly #fenced: string;
   readonly #migrate: string;
   readonly #sweep: string;
-  readonly #warmGate: string;
   /** Kept by `clear()`: what pods need to stay coherent and workers need to resume. */
   readonly #stateKeys: ReadonlySet<string>;
   readonly #statePrefixes: readonly string[];
@@ -132,7 +131,6 @@ export class CacheKeys {
     this.#fenced = own('fenced:');
     this.#migrate = own('migrate:');
     this.#sweep = own('sweep:');
-    this.#warmGate = own('warm-gate:');
     this.hotMatch = `${escapeGlob(this.#hot)}*`;
     this.#stateKeys = new Set([
       this.generations,
@@ -178,14 +176,6 @@ export class CacheKeys {
 
   invalidations(namespace: string): string {
     return this.#inv + namespace;
-  }
-
-  /**
-   * A warm transaction's list of placeholders (warm-gate-1.lua): written and deleted inside one
-   * MULTI/EXEC, so no other client ever sees it.
-   */
-  warmGate(namespace: string): string {
-    return this.#warmGate + namespace;
   }
 
   hot(namespace: string): string {

@@ -16,7 +16,6 @@ describe('the key layout', () => {
     expect(k.lock('product:v1:42')).toBe('cf:__lock:product:v1:42');
     expect(k.generations).toBe('cf:__gen');
     expect(k.invalidations('product')).toBe('cf:__inv:product');
-    expect(k.warmGate('product')).toBe('cf:__warm-gate:product');
     expect(k.hot('product')).toBe('cf:__hot:product');
     expect(k.hotNamespace('cf:__hot:product')).toBe('product');
     expect(k.bus).toBe('cf:__bus');

@@ -30,8 +30,6 @@ export class Fencing {
    * slots): there the read-through checks it after writing and retracts, announcing the retraction.
    */
   readonly fencesWalks: boolean;
-  /** Lifetime of an invalidation tombstone (also a warm transaction's placeholders: warm-gate-1.lua). */
-  readonly tombstoneTtlMs: number;
   readonly #c: L2Connection;
   readonly #opts: FencingOptions;
   readonly #stats: DeleteStats;
@@ -44,7 +42,6 @@ export class Fencing {
     this.#opts = options;
     this.#stats = stats;
     this.fencesWalks = !connection.cluster;
-    this.tombstoneTtlMs = options.tombstoneTtlMs;
   }
 
   /**
@@ -92,7 +89,7 @@ export class Fencing {
   /** Tombstones full keys (one script call each, auto-pipelined); resolves the live values replaced. */
   async tombstone(fullKeys: readonly string[]): Promise<number> {
     const c = this.#c;
-    const ttl = this.tombstoneTtlMs;
+    const ttl = this.#opts.tombstoneTtlMs;
     const counts = await c.guard.track(
       Promise.all(fullKeys.map((k) => c.scripts.invalidate(k, newTombstone(), ttl))),
     );

@@ -22,18 +22,8 @@ export interface CacheScripts {
   invalidate(entry: string, tombstone: string, ttlMs: number): Promise<number>;
   /** `numKeys` first (counter + entries), then the keys, then the arguments: see warm-n.lua. */
   warm(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<number>;
-  /**
-   * warm-gate-1.lua: the walk-counter fence of a warm transaction. Sent as EVAL with its source
-   * inside MULTI (`WARM_GATE_LUA`), never as EVALSHA: a NOSCRIPT there would let the SETs run.
-   */
-  warmGate(
-    counter: string,
-    inv: string,
-    placeholder: string,
-    ttlMs: number,
-    keysJson: string,
-    place: '1' | '0',
-  ): Promise<number>;
+  /** `numKeys` first (counter + entries), then the keys, then the arguments: see warm-absent-n.lua. */
+  warmAbsent(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<number>;
   /** `numKeys` first (counter + old/new pairs), then the keys, then the arguments: see migrate-n.lua. */
   migrate(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<number | number[]>;
   genRaise(generations: string, namespace: string, generation: number): Promise<number>;
@@ -52,34 +42,19 @@ export const CACHE_SCRIPTS = loadScripts<CacheScripts>(new URL('./scripts/', imp
   fillFenced: { file: 'fill-n', keys: 2 },
   invalidate: 'invalidate-1',
   warm: 'warm-n',
-  warmGate: 'warm-gate-1',
+  warmAbsent: 'warm-absent-n',
   migrate: 'migrate-n',
   genRaise: 'gen-raise-1',
   dumpMany: 'dump-n',
   restoreMany: 'restore-n',
 });
 
-/**
- * warm-gate-1.lua's source without its comment lines, for EVAL inside a transaction (warm.ts):
- * Redis hashes the whole body at every EVAL.
- */
-export const WARM_GATE_LUA = luaOf('warmGate')
-  .split('\n')
-  .filter((line) => !line.startsWith('--'))
-  .join('\n');
-
 interface ReadOnlyScripts {
   evalsha_roBuffer(sha: string, numKeys: string, ...keys: string[]): Promise<unknown>;
   eval_roBuffer(script: string, numKeys: string, ...keys: string[]): Promise<unknown>;
 }
 
-function luaOf(command: keyof CacheScripts): string {
-  const lua = CACHE_SCRIPTS.scripts.find((x) => x.command === command)?.lua;
-  if (lua === undefined) throw new Error(`no script for ${command}`);
-  return lua;
-}
-
-const DUMP_LUA = luaOf('dumpMany');
+const DUMP_LUA = CACHE_SCRIPTS.scripts.find((x) => x.command === 'dumpMany')?.lua ?? '';
 const DUMP_SHA = createHash('sha1').update(DUMP_LUA).digest('hex');
 
 /**

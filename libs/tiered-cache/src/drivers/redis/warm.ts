@@ -1,18 +1,11 @@
 import { createHash } from 'node:crypto';
 import { ok, type Result } from '../../result.js';
-import { isTombstone, newTombstone } from '../codec.js';
+import { isTombstone } from '../codec.js';
 import type { L2Connection } from './connection.js';
 import type { Fencing } from './fencing.js';
-import { WARM_GATE_LUA } from './scripts.js';
 
 /** Entries per warm script call: one EVALSHA writes them all, and no call holds Redis long. */
 const WARM_CHUNK = 500;
-
-/**
- * Entries per warm transaction (absent entries, a native SET NX each, ~2 µs of Redis): a warm
- * batch of 1,000 in one, which holds Redis about as long as a warm-n.lua call of 500.
- */
-const WARM_TX_CHUNK = 1_000;
 
 /** What a warm batch saw before loading: each entry's current wire (null: absent) and the walk counter. */
 export interface WarmSnapshot {
@@ -112,8 +105,9 @@ export async function warmWrite(
       retracted: [],
     });
   }
-  // Entries absent from the snapshot go through a transaction of native SET NX (warm-gate-1.lua);
-  // the others (live values, tombstones) through warm-n.lua's compare-and-set.
+  // Entries absent from the snapshot need no compare, only SET NX (warm-absent-n.lua: one
+  // redis.call and two arguments an entry); the others (live values, tombstones) warm-n.lua's
+  // compare-and-set. Both check the walk counter first, in the same call.
   const absent: WarmEntry[] = [];
   const present: WarmEntry[] = [];
   const presentWas: (string | null)[] = [];
@@ -137,17 +131,12 @@ export async function warmWrite(
       });
       calls.push(cmds.warm(keys.length + 1, inv, ...keys, ...args));
     }
-    for (let at = 0; at < absent.length; at += WARM_TX_CHUNK)
-      calls.push(
-        setAbsent(
-          c,
-          namespace,
-          snapshot.inv,
-          absent.slice(at, at + WARM_TX_CHUNK),
-          ttlOf,
-          fence.tombstoneTtlMs,
-        ),
-      );
+    for (let at = 0; at < absent.length; at += WARM_CHUNK) {
+      const chunk = absent.slice(at, at + WARM_CHUNK);
+      const args: string[] = [String(snapshot.inv)];
+      for (const e of chunk) args.push(e.wire, String(ttlOf(e)));
+      calls.push(cmds.warmAbsent(chunk.length + 1, inv, ...chunk.map((e) => c.keys.entry(e.key)), ...args));
+    }
     return calls;
   };
   const r = await c.guard.run(() => Promise.all([Promise.all(send()), Promise.all(tagAdds())]));
@@ -159,63 +148,6 @@ export async function warmWrite(
     else written += n;
   }
   return ok({ written, changed: walked ? 0 : entries.length - written, walked, retracted: [] });
-}
-
-/**
- * Writes entries that were absent when the warm read them, each only if still absent (`SET NX`,
- * native: no Lua a key), none if the walk counter moved: MULTI, warm-gate-1.lua, the SETs,
- * warm-gate-1.lua, EXEC (the script's header says how). Resolves how many were written, or -1
- * if the counter moved (nothing written).
- */
-async function setAbsent(
-  c: L2Connection,
-  namespace: string,
-  inv: number,
-  chunk: readonly WarmEntry[],
-  ttlOf: (e: WarmEntry) => number,
-  placeholderTtlMs: number,
-): Promise<number> {
-  const keys = chunk.map((e) => c.keys.entry(e.key));
-  const base = commonStart(keys);
-  const list = JSON.stringify([base, ...keys.map((k) => k.slice(base.length))]);
-  const gate = [c.keys.invalidations(namespace), c.keys.warmGate(namespace), String(inv), newTombstone()];
-  const tx = c.client.multi();
-  tx.eval(WARM_GATE_LUA, 2, ...gate, '1', placeholderTtlMs, list);
-  chunk.forEach((e, i) => {
-    tx.set(keys[i] as string, e.wire, 'PX', ttlOf(e), 'NX');
-  });
-  tx.eval(WARM_GATE_LUA, 2, ...gate, '0');
-  const replies = await c.guard.track(tx.exec());
-  if (replies === null) throw new Error('warm transaction discarded');
-  const [gateError, gated] = replies[0] ?? [new Error('warm transaction: no reply'), null];
-  let written = 0;
-  let error: Error | null = null;
-  for (let i = 1; i <= chunk.length + 1; i++) {
-    const [e, reply] = replies[i] ?? [null, null];
-    error ??= e;
-    if (reply === 'OK') written++;
-  }
-  if (gateError !== null) {
-    // Not expected (a broken counter key?): the SETs ran unfenced, so take back what they wrote.
-    await Promise.all(chunk.map((e, i) => c.scripts.deleteIf(keys[i] as string, e.wire)));
-    throw gateError;
-  }
-  if (error !== null) throw error;
-  return gated === 0 ? written : -1;
-}
-
-/** The longest start the strings share (never half a surrogate pair: each part stays valid UTF-16). */
-function commonStart(strings: readonly string[]): string {
-  let n = (strings[0] ?? '').length;
-  const first = strings[0] ?? '';
-  for (const s of strings) {
-    let i = 0;
-    while (i < n && i < s.length && s.charCodeAt(i) === first.charCodeAt(i)) i++;
-    n = i;
-  }
-  const last = first.charCodeAt(n - 1);
-  if (last >= 0xd800 && last <= 0xdbff) n--;
-  return first.slice(0, n);
 }
 
 /**
