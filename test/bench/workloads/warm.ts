@@ -327,7 +327,7 @@ export const warm: Workload = {
       {
         name: 'cachefleet fleet.warm, cold L2',
         role: 'project',
-        note: 'impl redis; per batch: MGET snapshot + loadMany + zod + one MULTI of SET NX (warm-gate-1.lua at both ends)',
+        note: 'impl redis; per batch: MGET snapshot + loadMany + zod + 2 warm-absent-n.lua calls (SET NX a key)',
         cold: true,
         once: async () => checked(await libraryWarm(await cache(), product, ids)),
       },
