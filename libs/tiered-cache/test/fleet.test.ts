@@ -222,6 +222,43 @@ describe('warm', () => {
     expect(await countKeys(raw, `${p}item:*`)).toBe(0);
   });
 
+  it('a walk that began while it loaded leaves every entry as it was, absent or live, for the next load', async () => {
+    const p = 'fw-overtaken-mixed:';
+    const o = await newCache(p);
+    const seen: unknown[] = [];
+    const { ns, calls, db } = source('item', {
+      during: async (call, ns) => {
+        if (call === 1) {
+          db.v = 2;
+          unwrap(await o.fleet.beginWalk(ns, '*'));
+          unwrap(await o.set(ns, 'm3', { id: 'm3', v: 99 })); // absent at the snapshot, set meanwhile
+        }
+        // The first attempt's transaction ran: what it left is what the second load sees.
+        if (call === 2) seen.push(await raw.mget(['m1', 'm2', 'm3'].map((id) => `${p}item:v1:${id}`)));
+      },
+    });
+    unwrap(await o.set(ns, 'm1', { id: 'm1', v: 0 }));
+    const r = unwrap(await (await newCache(p)).fleet.warm(ns, ['m1', 'm2', 'm3']));
+    expect(r).toMatchObject({ written: 3, changed: 0, overtaken: false });
+    expect(calls.many).toBe(2);
+    expect(seen).toEqual([[JSON.stringify({ id: 'm1', v: 0 }), null, JSON.stringify({ id: 'm3', v: 99 })]]);
+    for (const id of ['m1', 'm2', 'm3']) expect(await value(p, ns, id)).toEqual({ id, v: 2 });
+  });
+
+  it('writes nothing if the walk counter cannot be read (a broken counter key)', async () => {
+    const p = 'fw-broken-counter:';
+    const counter = cacheKeys(p).invalidations('item');
+    const { ns } = source('item', {
+      during: async () => {
+        await raw.del(counter);
+        await raw.hset(counter, 'not', 'a counter');
+      },
+    });
+    const r = await (await newCache(p)).fleet.warm(ns, range(20, 'b'));
+    expect(r.ok).toBe(false);
+    expect(await countKeys(raw, `${p}item:*`)).toBe(0);
+  });
+
   it('indexes tags: invalidateTags afterwards removes the warmed entries of the tag', async () => {
     const p = 'fw-tags:';
     const { ns } = source('tagged', { tags: (v) => [`par:${Number(v.id.slice(1)) % 2}`] });

@@ -22,6 +22,8 @@ export interface CacheScripts {
   invalidate(entry: string, tombstone: string, ttlMs: number): Promise<number>;
   /** `numKeys` first (counter + entries), then the keys, then the arguments: see warm-n.lua. */
   warm(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<number>;
+  /** `numKeys` first (counter + entries), then the keys, then the arguments: see warm-absent-n.lua. */
+  warmAbsent(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<number>;
   /** `numKeys` first (counter + old/new pairs), then the keys, then the arguments: see migrate-n.lua. */
   migrate(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<number | number[]>;
   genRaise(generations: string, namespace: string, generation: number): Promise<number>;
@@ -40,6 +42,7 @@ export const CACHE_SCRIPTS = loadScripts<CacheScripts>(new URL('./scripts/', imp
   fillFenced: { file: 'fill-n', keys: 2 },
   invalidate: 'invalidate-1',
   warm: 'warm-n',
+  warmAbsent: 'warm-absent-n',
   migrate: 'migrate-n',
   genRaise: 'gen-raise-1',
   dumpMany: 'dump-n',

@@ -105,17 +105,37 @@ export async function warmWrite(
       retracted: [],
     });
   }
+  // Entries absent from the snapshot need no compare, only SET NX (warm-absent-n.lua: one
+  // redis.call and two arguments an entry); the others (live values, tombstones) warm-n.lua's
+  // compare-and-set. Both check the walk counter first, in the same call.
+  const absent: WarmEntry[] = [];
+  const present: WarmEntry[] = [];
+  const presentWas: (string | null)[] = [];
+  entries.forEach((e, i) => {
+    const was = snapshot.was[i] ?? null;
+    if (was === null) absent.push(e);
+    else {
+      present.push(e);
+      presentWas.push(was);
+    }
+  });
   // Sent inside `run` only: with the breaker open nothing is sent (and nothing left unawaited).
   const send = (): Promise<number>[] => {
     const calls: Promise<number>[] = [];
-    for (let at = 0; at < entries.length; at += WARM_CHUNK) {
-      const chunk = entries.slice(at, at + WARM_CHUNK);
+    for (let at = 0; at < present.length; at += WARM_CHUNK) {
+      const chunk = present.slice(at, at + WARM_CHUNK);
       const keys = chunk.map((e) => c.keys.entry(e.key));
       const args: string[] = [String(snapshot.inv)];
       chunk.forEach((e, j) => {
-        args.push(fingerprint(snapshot.was[at + j] ?? null, e.wire), e.wire, String(ttlOf(e)));
+        args.push(fingerprint(presentWas[at + j] ?? null, e.wire), e.wire, String(ttlOf(e)));
       });
       calls.push(cmds.warm(keys.length + 1, inv, ...keys, ...args));
+    }
+    for (let at = 0; at < absent.length; at += WARM_CHUNK) {
+      const chunk = absent.slice(at, at + WARM_CHUNK);
+      const args: string[] = [String(snapshot.inv)];
+      for (const e of chunk) args.push(e.wire, String(ttlOf(e)));
+      calls.push(cmds.warmAbsent(chunk.length + 1, inv, ...chunk.map((e) => c.keys.entry(e.key)), ...args));
     }
     return calls;
   };
