@@ -7,9 +7,9 @@
  * argv[2]: the JSON of `memoryChildArgsSchema`. stdout: one JSON line, `memoryChildReportSchema`.
  */
 import { setImmediate as yieldToIo } from 'node:timers/promises';
-import { z } from 'zod';
 import { ADAPTERS } from './adapters/index.js';
 import { makeValue } from './data.js';
+import { memoryChildArgsSchema, memoryChildReportSchema } from './memory-protocol.js';
 import type { BenchValue } from './types.js';
 
 /**
@@ -19,23 +19,6 @@ import type { BenchValue } from './types.js';
 function flatValue(key: string, payloadBytes: number): BenchValue {
   return JSON.parse(JSON.stringify(makeValue(key, payloadBytes))) as BenchValue;
 }
-
-export const memoryChildArgsSchema = z.strictObject({
-  adapter: z.string().min(1),
-  port: z.number().int().min(1).max(65535),
-  prefix: z.string().min(1),
-  n: z.number().int().positive(),
-  payloadBytes: z.number().int().min(0),
-});
-
-export const memoryChildReportSchema = z.strictObject({
-  adapter: z.string(),
-  heapEmpty: z.number(),
-  heapFull: z.number(),
-  rssFull: z.number(),
-  /** Entries read back as the value written: every one, or the row is invalid. */
-  verified: z.number().int(),
-});
 
 const gcOrThrow = (): (() => void) => {
   const gc = (globalThis as { gc?: () => void }).gc;

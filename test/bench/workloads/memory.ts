@@ -21,7 +21,7 @@ import { ADAPTERS } from '../adapters/index.js';
 import { ChildLines } from '../child.js';
 import { errorMessage, forEachLimit } from '../data.js';
 import { errorRow } from '../measure.js';
-import { memoryChildReportSchema } from '../memory-child.js';
+import { memoryChildReportSchema } from '../memory-protocol.js';
 import type { Row, Workload, WorkloadContext } from '../types.js';
 
 const NAME = 'memory';
