@@ -79,7 +79,11 @@ interface Reader {
   hold: { readonly loading: Deferred<void>; readonly release: Deferred<void> } | undefined;
 }
 
-async function reader(name: string, lock: NonNullable<CacheOptions['lock']>): Promise<Reader> {
+async function reader(
+  name: string,
+  lock: NonNullable<CacheOptions['lock']>,
+  timeouts?: { readonly hardMs: number },
+): Promise<Reader> {
   const r: Reader = {
     name,
     loads: 0,
@@ -95,6 +99,7 @@ async function reader(name: string, lock: NonNullable<CacheOptions['lock']>): Pr
       name: NS,
       version: 1,
       ttl: { l1: 60, l2: 600 },
+      ...(timeouts !== undefined ? { timeouts } : {}),
       schema: Value,
       load: async (id) => {
         r.loads++;
@@ -273,5 +278,21 @@ describe('invariant 5: the fleet load lock', () => {
     expect(await db().get(lockKey('c1'))).toBe(holderToken); // not taken over, not freed
     expect(await db().get(`loads:${PREFIX}c1`)).toBe('1');
     process.kill(holder.pid, 'SIGKILL');
+  });
+
+  /**
+   * d. A failover can take a holder's fill and its release: its lock stays until the TTL, with no
+   * value behind it. A namespace with a hard time-out must not make its readers wait for that lock
+   * past the time-out (the chaos runs' 503s, E_CACHE_LOADER_TIMEOUT): the waiter loads by itself
+   * within half of it, even with a maxWaitMs far longer.
+   */
+  it('d. a lock left without a value: a namespace hard time-out bounds the wait, the read is served', async () => {
+    await db().set(lockKey('d1'), 'a-holder-whose-release-was-lost', 'PX', 60_000);
+    const e = await reader('e', { maxWaitMs: 60_000 }, { hardMs: 1_000 });
+    const got = await e.cache.get(e.ns, 'd1');
+    expect(got.ok ? got.value?.by : got.error.code).toBe('e');
+    expect(e.loads).toBe(1);
+    expect(await metric(e.cache, 'cachefleet_cache_lock_timeouts_total')).toBe(1);
+    expect(await db().get(lockKey('d1'))).toBe('a-holder-whose-release-was-lost'); // left alone
   });
 });

@@ -9,7 +9,8 @@ import { jitter, sleep } from './timing.js';
 /**
  * A miss in L2: one loader call across the fleet. Takes the Redis lock and loads (after checking
  * that the previous holder did not fill L2 meanwhile); a waiter polls L2 with a jittered back-off
- * until the holder's value appears, and loads itself past lock.maxWaitMs. An expired value (grace)
+ * until the holder's value appears, and loads itself past lock.maxWaitMs (or half the namespace's
+ * hard time-out, if that is sooner). An expired value (grace)
  * is remembered as a stale candidate, not served as fresh.
  */
 export async function loadLocked(
@@ -21,7 +22,12 @@ export async function loadLocked(
   mode: Extract<WriteMode, { kind: 'fill' }>,
 ): Promise<Result<unknown>> {
   st.misses++;
-  const deadline = performance.now() + rt.lock.maxWaitMs;
+  // Never wait for another holder past half the namespace's hard time-out: a lock whose holder's
+  // fill or release was lost (a failover takes both) stays until its TTL, and a waiter that waited
+  // lock.maxWaitMs for it would answer E_CACHE_LOADER_TIMEOUT (the chaos runs' 503s). Half leaves
+  // the other half for this caller's own load.
+  const waitMs = st.hardMs === undefined ? rt.lock.maxWaitMs : Math.min(rt.lock.maxWaitMs, st.hardMs / 2);
+  const deadline = performance.now() + waitMs;
   let backoff = rt.lock.retryMs;
   for (;;) {
     const lock = await l2.locks.acquire(key, rt.lock.ttlMs);
