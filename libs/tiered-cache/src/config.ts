@@ -259,7 +259,9 @@ export const CACHE_ENV_SCHEMA = z.object({
     .describe('lifetime of the fleet-wide load lock; must exceed the slowest loader call, ms'),
   CACHE_LOCK_MAX_WAIT_MS: intish
     .optional()
-    .describe("how long a waiter polls L2 for the lock holder's value before it loads itself, ms (at most half the namespace's hard time-out when it has one)"),
+    .describe(
+      "how long a waiter polls L2 for the lock holder's value before it loads itself, ms (at most half the namespace's hard time-out when it has one)",
+    ),
   CACHE_BUS_ENABLED: boolish
     .optional()
     .describe('pods tell each other about invalidations over the bus (needs Redis: impl redis or tiered)'),
