@@ -186,9 +186,10 @@ export class JobClient {
    * invalidation's slices), which a failover must not lose either.
    */
   async replicated<T>(add: () => Promise<T>): Promise<T> {
-    const socket = SentinelMasterCheck.socketOf(this.connection);
     const added = await add();
-    await this.#replicated(socket);
+    // The socket that answered the add (taken after it: before the first command there is none);
+    // WAIT must come back over the same one, or the add may have gone to a server since replaced.
+    await this.#replicated(SentinelMasterCheck.socketOf(this.connection));
     return added;
   }
 
@@ -211,7 +212,8 @@ export class JobClient {
         'E_JOB_QUEUE_UNAVAILABLE',
         `the job is not confirmed (${why}): it may be lost in a failover, or run`,
       );
-    const connected = connectedReplicas(await this.connection.call('ROLE'));
+    // A user without ROLE (an ACL of its own) still gets the minimum: WAIT n, as before.
+    const connected = connectedReplicas(await this.connection.call('ROLE').catch(() => undefined));
     const acked = await this.connection.call('WAIT', Math.max(n, connected), REPLICA_WAIT_MS);
     if (typeof acked !== 'number' || acked < n)
       throw unconfirmed(`no ${n} replica(s) within ${REPLICA_WAIT_MS} ms`);

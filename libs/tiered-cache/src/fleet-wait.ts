@@ -53,7 +53,9 @@ export function splitWait(args: readonly (string | FleetWait)[]): {
   wait: FleetWait | undefined;
 } {
   const last = args[args.length - 1];
-  if (typeof last !== 'object') return { ids: args as string[], wait: undefined };
+  // Only a plain object is options: junk ids (null, an array) stay ids and are refused as ids.
+  if (typeof last !== 'object' || last === null || Array.isArray(last))
+    return { ids: args as string[], wait: undefined };
   return { ids: args.slice(0, -1) as string[], wait: last };
 }
 
