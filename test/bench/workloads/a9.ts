@@ -6,6 +6,7 @@
  * over fresh keys each round; the median round's figures with the other rounds' p99 beside them.
  */
 import { ADAPTERS } from '../adapters/index.js';
+import { lruFloor } from '../adapters/lru.js';
 import { errorMessage, isBenchValue, makeValue } from '../data.js';
 import { errorRow, formatUs, percentile, spread } from '../measure.js';
 import type { AdapterSpec, CacheAdapter, Row, Tier, Workload, WorkloadContext } from '../types.js';
@@ -101,9 +102,7 @@ export const a9: Workload = {
     try {
       for (const tier of ['l2-only', 'tiered'] as const) {
         // The lru-cache floor has no Redis: it is not what A9 measures.
-        for (const spec of ADAPTERS.filter(
-          (a) => a.tiers.includes(tier) && a.name !== 'lru-cache (bare get)',
-        )) {
+        for (const spec of ADAPTERS.filter((a) => a.tiers.includes(tier) && a !== lruFloor)) {
           const name = `${spec.name} (${tier === 'l2-only' ? 'no L1' : 'L1 + L2'})`;
           let loads = 0;
           try {

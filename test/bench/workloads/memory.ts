@@ -23,6 +23,7 @@ import { errorMessage, forEachLimit } from '../data.js';
 import { errorRow } from '../measure.js';
 import { memoryChildReportSchema } from '../memory-protocol.js';
 import type { Row, Workload, WorkloadContext } from '../types.js';
+import { fleetEnv } from './http.js';
 
 const NAME = 'memory';
 const CHILD = fileURLToPath(new URL('../memory-child.ts', import.meta.url));
@@ -123,22 +124,16 @@ async function podRow(ctx: WorkloadContext, items: number): Promise<Row> {
     await migrate(db, { schema });
     await seed(db, { schema, count: items });
     const port = await freePort();
-    const redisUrl = `redis://127.0.0.1:${ctx.port}`;
     api = spawn(process.execPath, ['--import', 'tsx', API_MAIN], {
       stdio: ['ignore', 'ignore', 'inherit'],
       env: {
         PATH: process.env.PATH,
-        DATABASE_URL: databaseUrl,
-        CATALOGUE_SCHEMA: schema,
-        CACHE_REDIS_URL: redisUrl,
-        CACHE_KEY_PREFIX: `${prefix}:`,
-        QUEUE_REDIS_URL: redisUrl,
-        QUEUE_PREFIX: prefix,
+        // The http workload's fleet settings: this run's Redis, prefixes and catalogue schema.
+        ...fleetEnv({ redisPort: ctx.port, databaseUrl, schema, adminToken: token, prefix }),
         CACHE_L1_MAX_ENTRIES: String(items),
         API_PORT: String(port),
         ADMIN_TOKEN: token,
         API_CRITICAL_WARM: 'false',
-        LOG_LEVEL: 'warn',
       },
     });
     const pid = api.pid;
