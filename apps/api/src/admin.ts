@@ -22,6 +22,8 @@ interface AdminDeps {
   readonly jobs: JobClient;
   readonly production: boolean;
   readonly guard: AdminGuard;
+  /** An enqueue keeps trying this long while the queue Redis is down or failing over (0: 503 at once), ms. */
+  readonly enqueueWaitMs: number;
 }
 
 const namespaceName = z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/);
@@ -62,6 +64,12 @@ const statsQuery = z.strictObject({
  */
 export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
   const { cache, jobs } = deps;
+  // Enqueues ride out a queue Redis that is down or failing over for up to enqueueWaitMs (same job
+  // id on every attempt), so a failover is a slower 202, not a 503; 0 keeps the old refuse-at-once.
+  const submit = <N extends JobName>(name: N, payload: PayloadInputOf<N>) =>
+    deps.enqueueWaitMs > 0
+      ? jobs.enqueue(name, payload, { retryMs: deps.enqueueWaitMs, attemptMs: QUEUE_BUDGET_MS })
+      : queueCall(jobs, () => jobs.enqueue(name, payload));
   // The token is checked on request, before any body is read: a caller without one gets a 401,
   // not a 400/413/415 for a body the pod parsed first.
   const onRequest = deps.guard;
@@ -102,17 +110,17 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps): void {
     const body = parse(invalidateBody, req.body, reply);
     const payload = body && checked(reply, jobs, 'invalidate', () => invalidatePayloadOf(body));
     if (payload === undefined) return reply;
-    return enqueue(reply, jobs, () => jobs.enqueue('invalidate', payload));
+    return enqueue(reply, () => submit('invalidate', payload));
   });
 
   app.post('/cache/prewarm', { onRequest }, async (req, reply) => {
     const body = parse(prewarmBody, req.body, reply);
     const payload = body && checked(reply, jobs, 'warm', () => warmPayloadOf(body));
     if (body === undefined || payload === undefined) return reply;
-    if (body.async) return enqueue(reply, jobs, () => jobs.enqueue('warm', payload));
+    if (body.async) return enqueue(reply, () => submit('warm', payload));
     let id: string;
     try {
-      id = (await queueCall(jobs, () => jobs.enqueue('warm', payload))).id;
+      id = (await submit('warm', payload)).id;
     } catch (error) {
       return badJob(reply, error);
     }
@@ -162,11 +170,10 @@ export function queueCall<T>(jobs: JobClient, call: () => Promise<T>): Promise<T
 
 async function enqueue(
   reply: FastifyReply,
-  jobs: JobClient,
   add: () => Promise<{ id: string; deduplicated: boolean }>,
 ): Promise<FastifyReply> {
   try {
-    const r = await queueCall(jobs, add);
+    const r = await add();
     return reply.code(202).send({ jobId: r.id, deduplicated: r.deduplicated, follow: `/jobs/${r.id}` });
   } catch (error) {
     return badJob(reply, error);

@@ -38,6 +38,8 @@ export interface AppDeps {
   readonly requestLogs?: RequestLogs;
   /** API_READY_REDIS_DOWN_MS: `/readyz` is 503 once the queue connection is down this long (0: never). */
   readonly readyRedisDownMs?: number;
+  /** API_ENQUEUE_WAIT_MS: an enqueue keeps trying this long while the queue Redis is away (0: 503 at once). */
+  readonly enqueueWaitMs?: number;
 }
 
 /**
@@ -143,6 +145,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     jobs: deps.jobs,
     production: deps.production,
     guard,
+    enqueueWaitMs: deps.enqueueWaitMs ?? 35_000,
   });
   const pages = dashboardGuard(deps.adminToken);
   await registerDashboard(app, deps.jobs, pages);

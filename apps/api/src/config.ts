@@ -21,6 +21,8 @@ export const API_ENV_VARS = {
   API_REQUEST_LOG_SAMPLE: 'API_REQUEST_LOGS=sampled logs one request in this many (default 100)',
   API_READY_REDIS_DOWN_MS:
     'GET /readyz answers 503 once the queue Redis connection has been down this long; 0 = never (default 30000)',
+  API_ENQUEUE_WAIT_MS:
+    "how long POST /cache/invalidate and /cache/prewarm keep trying while the queue Redis is down or failing over before they answer 503; keep it above your Sentinels' down-after-milliseconds plus the failover (the deploy tree: 30 s + a few); 0 = 503 at once (default 35000)",
   LOG_LEVEL: 'pino level (default info)',
 } as const;
 
@@ -49,6 +51,8 @@ export interface ApiConfig {
   readonly requestLogs: RequestLogs;
   /** `/readyz` turns 503 once the queue connection has been down this long (0: never), ms. */
   readonly readyRedisDownMs: number;
+  /** An enqueue keeps trying this long while the queue Redis is down or failing over (0: 503 at once), ms. */
+  readonly enqueueWaitMs: number;
 }
 
 const boolish = boolishSchema;
@@ -83,6 +87,11 @@ export const API_ENV_SCHEMA = z.object({
     .max(3_600_000)
     .default(30_000)
     .describe(API_ENV_VARS.API_READY_REDIS_DOWN_MS),
+  API_ENQUEUE_WAIT_MS: intSchema
+    .min(0)
+    .max(600_000)
+    .default(35_000)
+    .describe(API_ENV_VARS.API_ENQUEUE_WAIT_MS),
   // main.ts makes its logger before the settings are read; checked here so a typo is named.
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
@@ -117,5 +126,6 @@ export function loadApiConfig(env: Env): ApiConfig {
     edgeMaxAgeSeconds: e.EDGE_MAX_AGE_SECONDS,
     requestLogs: { mode: e.API_REQUEST_LOGS, sampleEvery: e.API_REQUEST_LOG_SAMPLE },
     readyRedisDownMs: e.API_READY_REDIS_DOWN_MS,
+    enqueueWaitMs: e.API_ENQUEUE_WAIT_MS,
   };
 }

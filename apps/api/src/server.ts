@@ -117,6 +117,7 @@ export async function startApi(
       edgeMaxAgeSeconds: config.edgeMaxAgeSeconds,
       requestLogs: config.requestLogs,
       readyRedisDownMs: config.readyRedisDownMs,
+      enqueueWaitMs: config.enqueueWaitMs,
       logger,
     });
     app = built;

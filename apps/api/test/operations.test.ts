@@ -3,6 +3,7 @@
 import { connectPg } from '@cachefleet/catalogue';
 import { waitUntil } from '@cachefleet/test';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { RunningApi } from '../src/index.js';
 import {
   api,
   CACHE_PREFIX,
@@ -85,11 +86,15 @@ describe('8. degrade when Redis dies', () => {
   /** A request that must answer; a hung one is aborted after this long (a bound, not a timing check). */
   const BOUND_MS = 6_000;
 
+  /** A pod that gives an enqueue 1 s while the queue Redis is away (the suite's pod: the default, 35 s). */
+  let short: RunningApi;
+
   afterAll(async () => {
     if (!redis.running) await redis.restart();
   });
 
   it('with Redis killed, reads come from the database and the pod stays ready', async () => {
+    short = await startExtraApi({ API_ENQUEUE_WAIT_MS: '1000' });
     await redis.kill();
     const before = await stats();
     for (const id of ['11', '1777', '1778']) {
@@ -121,10 +126,11 @@ describe('8. degrade when Redis dies', () => {
   });
 
   // BUG, fixed (apps/api/src/admin.ts): enqueue and GET /jobs/:id wait on the queue connection's offline
-  // queue, so with the queue Redis down the admin job routes hang instead of answering 503.
-  it('POST /cache/invalidate answers (503) while Redis is down instead of hanging', async () => {
+  // queue, so with the queue Redis down the admin job routes hang instead of answering 503. With
+  // API_ENQUEUE_WAIT_MS the wait is bounded by it (the pod started before Redis died: `short`).
+  it('POST /cache/invalidate answers (503) once API_ENQUEUE_WAIT_MS has passed with Redis down, not hanging', async () => {
     expect(redis.running).toBe(false);
-    const res = await fetch(`${api.url}/cache/invalidate`, {
+    const res = await fetch(`${short.url}/cache/invalidate`, {
       method: 'POST',
       headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
       // Harmless if it is enqueued once Redis is back: a product that does not exist.
@@ -132,10 +138,31 @@ describe('8. degrade when Redis dies', () => {
       signal: AbortSignal.timeout(BOUND_MS),
     });
     expect(res.status).toBe(503);
+    expect(await res.json()).toMatchObject({ error: 'queue_unavailable' });
+  });
+
+  // Issue 9, invariant 1: a failover (or a restart) of the queue Redis is a slower 202, not a 503.
+  it('with the default API_ENQUEUE_WAIT_MS, an enqueue made while Redis is down is answered 202 once it is back', async () => {
+    expect(redis.running).toBe(false);
+    let settled = false;
+    const pending = call('/cache/invalidate', {
+      method: 'POST',
+      token: true,
+      body: { namespace: 'product', keys: ['999997'] },
+    }).finally(() => {
+      settled = true;
+    });
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(settled).toBe(false);
+    await redis.restart();
+    const res = await pending;
+    expect(res.status).toBe(202);
+    const view = await call(`/jobs/${Enqueued.parse(res.json).jobId}`, { token: true });
+    expect(view.status).toBe(200);
   });
 
   it('with Redis back, L2 is available again and reads fill it', async () => {
-    await redis.restart();
+    if (!redis.running) await redis.restart();
     await waitUntil('L2 available again', async () => ((await stats()).l2.available ? true : undefined), {
       timeoutMs: 15_000,
     });

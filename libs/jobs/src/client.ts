@@ -22,6 +22,7 @@ import {
   type QueueName,
 } from './catalogue.js';
 import type { QueueConfig } from './config.js';
+import { queueDown, withDeadline } from './deadline.js';
 import { JobError } from './errors.js';
 import { isJobId } from './job-ids.js';
 import { SentinelMasterCheck } from './master-check.js';
@@ -69,6 +70,16 @@ export interface Enqueued {
   readonly deduplicated: boolean;
 }
 
+export interface EnqueueOptions {
+  /**
+   * Keep trying this long while the queue Redis cannot take or confirm the job (down, failing
+   * over), ms; then E_JOB_QUEUE_UNAVAILABLE. 0 (default): one attempt, bounded only by the caller.
+   */
+  readonly retryMs?: number;
+  /** With `retryMs`: the bound of one attempt (default 1,500 ms). */
+  readonly attemptMs?: number;
+}
+
 export interface JobView {
   readonly id: string;
   readonly queue: QueueName;
@@ -101,6 +112,27 @@ function connectedReplicas(role: unknown): number {
 
 /** How long an enqueue waits for its replicas (WAIT); within the API's queue budget (1.5 s). */
 const REPLICA_WAIT_MS = 1_000;
+
+/** When retrying an enqueue: the bound of one attempt (a WAIT of REPLICA_WAIT_MS fits), ms. */
+const ATTEMPT_MS = 1_500;
+
+/** When retrying an enqueue: the pause between attempts unless the connection is ready sooner, ms. */
+const RETRY_PAUSE_MS = 250;
+
+/** Replies of a server that cannot take writes *now*: a failover or a load under way. */
+const TRANSIENT_REPLY = /^(READONLY|LOADING|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|BUSY|NOREPLICAS)\b/;
+
+/**
+ * An enqueue attempt worth making again: the queue Redis could not take or confirm it (a JobError
+ * E_JOB_QUEUE_UNAVAILABLE: down, too slow, not replicated), the connection failed, or the server
+ * answered that it cannot take writes now. Any other reply error (NOPERM, WRONGTYPE, …) is final.
+ */
+function retryable(error: unknown): boolean {
+  if (error instanceof JobError) return error.code === 'E_JOB_QUEUE_UNAVAILABLE';
+  if (!(error instanceof Error)) return false;
+  // ioredis types its ReplyError as any; redis-errors names it.
+  return error.name === 'ReplyError' ? TRANSIENT_REPLY.test(error.message) : true;
+}
 
 /** The queue connection is PINGed this often (and must answer within as long), ms. */
 const QUEUE_HEARTBEAT_MS = 2_000;
@@ -168,16 +200,67 @@ export class JobClient {
     return parsePayload(name, payload, this.#schemas[name]);
   }
 
-  async enqueue<N extends JobName>(name: N, payload: PayloadInputOf<N>): Promise<Enqueued> {
+  /**
+   * Validates and adds a job. By default one attempt, as long as the queue connection takes (its
+   * offline queue waits for Redis). With `retryMs`, each attempt is bounded by `attemptMs` and an
+   * attempt the queue Redis could not take or confirm — down, reconnecting, a failover under way
+   * (READONLY, not replicated, another master) — is made again until `retryMs` has passed, then
+   * E_JOB_QUEUE_UNAVAILABLE. Every attempt adds under the same job id: one that did land (or is
+   * still in the offline queue) is found, not added twice. Other errors (NOPERM, …) end it at once.
+   */
+  async enqueue<N extends JobName>(
+    name: N,
+    payload: PayloadInputOf<N>,
+    options: EnqueueOptions = {},
+  ): Promise<Enqueued> {
     const parsed = this.check(name, payload);
     const policy = JOBS[name];
     const jobId = randomUUID();
     const data: JobData = { payload: parsed };
-    const job = await this.replicated(() =>
-      this.queue(policy.queue).add(name, data, jobOptions(name, parsed, jobId)),
-    );
+    const add = () =>
+      this.replicated(() => this.queue(policy.queue).add(name, data, jobOptions(name, parsed, jobId)));
+    const job = await this.#retrying(add, options);
     const id = job.id ?? jobId;
     return { id, queue: policy.queue, name, deduplicated: id !== jobId };
+  }
+
+  async #retrying<T>(attempt: () => Promise<T>, options: EnqueueOptions): Promise<T> {
+    const retryMs = options.retryMs ?? 0;
+    if (retryMs <= 0) return attempt();
+    const attemptMs = options.attemptMs ?? ATTEMPT_MS;
+    const deadline = performance.now() + retryMs;
+    for (let tries = 1; ; tries++) {
+      try {
+        if (queueDown(this.connection.status))
+          throw new JobError('E_JOB_QUEUE_UNAVAILABLE', 'the queue Redis is not connected');
+        return await withDeadline(attempt(), Math.min(attemptMs, Math.max(1, deadline - performance.now())));
+      } catch (error) {
+        const left = deadline - performance.now();
+        if (!retryable(error)) throw error;
+        if (left <= 0) {
+          const why = error instanceof Error ? error.message : String(error);
+          throw new JobError(
+            'E_JOB_QUEUE_UNAVAILABLE',
+            `the queue Redis did not take the job within ${retryMs} ms (${tries} attempts; last: ${why})`,
+            { cause: error },
+          );
+        }
+        await this.#readyOr(Math.min(left, RETRY_PAUSE_MS));
+      }
+    }
+  }
+
+  /** Resolves when the queue connection is (again) ready, or after `ms`. */
+  #readyOr(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.connection.off('ready', done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.connection.once('ready', done);
+    });
   }
 
   /**
@@ -202,7 +285,10 @@ export class JobClient {
    * still run). WAIT asks for every replica connected now (ROLE), not only the minimum: a second
    * failover soon after the first may promote any of them, and one that had not confirmed the job
    * would lose it (the chaos runs' last lost job). The minimum still decides after the time-out, so
-   * a lagging replica slows enqueues by at most REPLICA_WAIT_MS and a missing one not at all.
+   * a lagging replica slows enqueues by at most REPLICA_WAIT_MS and a missing one not at all —
+   * except, on Sentinel, a replica the sentinels see up (SentinelMasterCheck.replicasUp): right after
+   * a failover it may not be linked to the new master yet, and a second failover may promote it, so
+   * until it confirms the job the enqueue is not acknowledged (retried with `retryMs`).
    */
   async #replicated(socket: unknown): Promise<void> {
     const n = this.#waitReplicas;
@@ -213,10 +299,18 @@ export class JobClient {
         `the job is not confirmed (${why}): it may be lost in a failover, or run`,
       );
     // A user without ROLE (an ACL of its own) still gets the minimum: WAIT n, as before.
-    const connected = connectedReplicas(await this.connection.call('ROLE').catch(() => undefined));
-    const acked = await this.connection.call('WAIT', Math.max(n, connected), REPLICA_WAIT_MS);
+    const [role, up] = await Promise.all([
+      this.connection.call('ROLE').catch(() => undefined),
+      this.#masterCheck?.replicasUp() ?? 0,
+    ]);
+    const acked = await this.connection.call(
+      'WAIT',
+      Math.max(n, connectedReplicas(role), up),
+      REPLICA_WAIT_MS,
+    );
     if (typeof acked !== 'number' || acked < n)
       throw unconfirmed(`no ${n} replica(s) within ${REPLICA_WAIT_MS} ms`);
+    if (acked < up) throw unconfirmed(`${acked} of the ${up} replicas the sentinels see up`);
     if (SentinelMasterCheck.socketOf(this.connection) !== socket) throw unconfirmed('the connection changed');
     if (this.#masterCheck && !(await this.#masterCheck.confirms(this.connection)))
       throw unconfirmed('the sentinels name another master');

@@ -74,6 +74,7 @@ export {
 } from './catalogue.js';
 export {
   type Enqueued,
+  type EnqueueOptions,
   JobClient,
   type JobClientOptions,
   type JobView,
