@@ -9,6 +9,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   type FleetPod,
+  jobLogs,
   startFleetPod,
   startWorker,
   stopAllPods,
@@ -88,11 +89,12 @@ function fleet(src: Source, server: RedisProcess = redis) {
   const redis = server;
   const prefix = `cap${TAG}t${testNo}:`;
   return {
-    worker: (name: string) =>
+    worker: (name: string, queues = 'capture', extra: Record<string, string> = {}) =>
       startWorker({
         name,
-        queues: 'capture',
+        queues,
         env: {
+          ...extra,
           CACHE_REDIS_URL: redis.url,
           QUEUE_REDIS_URL: redis.url,
           CACHE_KEY_PREFIX: prefix,
@@ -298,6 +300,69 @@ describe('change capture on PostgreSQL', { timeout: SLOW }, () => {
     await expectConverged(src, pods, IDS);
     await waitUntil('the outbox to be pruned', () => outboxEmpty(src));
     expect(worker.running).toBe(true);
+  });
+});
+
+describe('large tag fan-outs as invalidate jobs', { timeout: SLOW }, () => {
+  let src: Source;
+  beforeAll(async () => {
+    src = await source(testDatabaseUrl());
+  });
+  afterAll(async () => {
+    await src?.close();
+  });
+
+  const idsOf = async (category: string) =>
+    (
+      await src.db.query<{ id: string }>(
+        `SELECT id::text AS id FROM "${src.schema}".products WHERE category = $1 ORDER BY id`,
+        [category],
+      )
+    ).rows.map((r) => r.id);
+  const enqueued = (w: WorkerProc) =>
+    w.logs.filter((l) => l.msg === 'capture fan-out enqueued as an invalidate job');
+
+  /*
+   * CAPTURE_JOB_AT=50: a coalesced tag whose index holds ≥ 50 entries goes to an invalidate job,
+   * which the same worker's `invalidate` queue runs; one holding fewer is walked by the reader. Both
+   * categories change in one statement of 100 rows (≥ CAPTURE_COALESCE_AT=50: one tag each); only
+   * how many entries the pods cached differs. Without the reader's job path no job line appears.
+   */
+  it('a bulk UPDATE of a category the pods cached widely → an invalidate job that completes; a small one → inline', async () => {
+    const f = fleet(src);
+    const pods = await Promise.all([f.pod('pod-a'), f.pod('pod-b')]);
+    const worker = await f.worker('capture-1', 'invalidate:1,capture', {
+      CAPTURE_JOB_AT: '50',
+      CAPTURE_COALESCE_AT: '50',
+    });
+    await waitUntil('the reader to take the lease', async () => activeLine(worker));
+    const wide = await idsOf('cat-7');
+    const narrow = (await idsOf('cat-8')).slice(0, 10);
+    expect(wide).toHaveLength(100);
+    await expectConverged(src, pods, [...wide, ...narrow]); // cached: cat-7's index holds 100, cat-8's 10
+    const t = `"${src.schema}".products`;
+    const writer = new pg.Client(src.url);
+    await writer.connect();
+    try {
+      await writer.query(`UPDATE ${t} SET price_cents = price_cents + 1 WHERE category = 'cat-8'`);
+      await expectConverged(src, pods, narrow);
+      await waitUntil('the outbox to be pruned', () => outboxEmpty(src));
+      expect(enqueued(worker)).toEqual([]);
+
+      await writer.query(`UPDATE ${t} SET price_cents = price_cents + 1 WHERE category = 'cat-7'`);
+      const line = await waitUntil('the fan-out job to be enqueued', async () => enqueued(worker)[0]);
+      const jobId = String(line.jobId);
+      const done = await waitUntil(
+        'the job to complete',
+        async () => jobLogs(worker, jobId, 'job completed')[0],
+      );
+      expect(done.result).toMatchObject({ scope: 'tags', namespace: 'product', removed: 100 });
+      await expectConverged(src, pods, [...wide, ...narrow]);
+      await waitUntil('the outbox to be pruned', () => outboxEmpty(src));
+      expect(enqueued(worker)).toHaveLength(1);
+    } finally {
+      await writer.end();
+    }
   });
 });
 

@@ -22,6 +22,10 @@
  * mistakes: a read can never return a version that no write had begun to produce before the read
  * completed ("future" violations).
  *
+ * consistency-sql.ts feeds the same rule from outside the fleet: a writer changes the rows of a
+ * PostgreSQL table by plain SQL (kind `sql`), the pods only read (`FleetOptions.sql`), and change
+ * capture is what must invalidate (consistency-sql.test.ts).
+ *
  * This module also runs the fleet (`runFleet`), shared by consistency.test.ts and the bench workload.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -36,7 +40,8 @@ import { z } from 'zod';
 /** A documented allowance for pub/sub delivery plus event-loop lag under load (loopback: ~1 ms). */
 export const DEFAULT_BUS_DELAY_MS = 50;
 
-export const INVALIDATION_KINDS = ['write', 'pattern', 'tags', 'namespace'] as const;
+/** `sql`: a change committed by the SQL writer (consistency-sql.ts), invalidated by change capture. */
+export const INVALIDATION_KINDS = ['write', 'pattern', 'tags', 'namespace', 'sql'] as const;
 export type InvalidationKind = (typeof INVALIDATION_KINDS)[number];
 
 export const readOpSchema = z.object({
@@ -403,6 +408,13 @@ export interface FleetOptions {
    */
   readonly waitFleet?: boolean;
   readonly prefix?: string;
+  /**
+   * The source is fixtures/sql-items.ts's table in this database and schema, changed by a writer
+   * outside the fleet (consistency-sql.ts): the mix must be reads only.
+   */
+  readonly sql?: { readonly url: string; readonly schema: string };
+  /** Called when the workers are told to go (every one is ready): a writer outside starts here. */
+  readonly onGo?: () => void;
   readonly log?: (message: string) => void;
 }
 
@@ -530,6 +542,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
       `--load-ms=${options.loadMs ?? DEFAULT_LOAD_MS}`,
       `--seed=${seed + i}`,
       ...(options.waitFleet === true ? ['--wait-fleet'] : []),
+      ...(options.sql ? [`--database-url=${options.sql.url}`, `--sql-schema=${options.sql.schema}`] : []),
       ...(options.grace
         ? [`--grace-ttl-ms=${options.grace.ttlMs}`, `--fail-rate=${options.grace.failRate}`]
         : []),
@@ -541,6 +554,7 @@ export async function runFleet(options: FleetOptions): Promise<FleetRun> {
     for (const w of workers) Ready.parse(await w.next(60_000));
     const startedAt = hrNow();
     for (const w of workers) w.proc.stdin?.write('go\n');
+    options.onGo?.();
     const runTimeoutMs = durationMs > 0 ? durationMs + 60_000 : 30 * 60_000;
     const summaries = await Promise.all(
       workers.map(async (w) => workerSummarySchema.parse(await w.next(runTimeoutMs))),

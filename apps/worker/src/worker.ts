@@ -108,7 +108,9 @@ export async function startWorker(
     },
   );
   if (config.queues.length > 0) runtime.start();
-  const capture = config.capture ? await startCapture(env, cache, definitions, metrics, logger) : undefined;
+  const capture = config.capture
+    ? await startCapture(env, cache, jobs, definitions, metrics, logger)
+    : undefined;
   // A worker installs only the schedules of the queues it serves: an invalidate-only worker
   // scheduling warms would enqueue work nobody it knows of runs.
   // It adds and removes schedulers on those queues only, and keeps them there.
@@ -165,11 +167,13 @@ export async function startWorker(
 /**
  * The capture role: a reader over DATABASE_URL (required: never a default address) with its own
  * client of the cache Redis for the lease. CAPTURE_INSTALL=true installs the outbox and triggers
- * first (`npm start` does, on its embedded database).
+ * first (`npm start` does, on its embedded database). Large tag fan-outs (CAPTURE_JOB_AT) go to the
+ * invalidate queue through this process's job client, for whichever worker serves `invalidate`.
  */
 async function startCapture(
   env: NodeJS.ProcessEnv,
   cache: Cache,
+  jobs: JobClient,
   definitions: Definitions,
   metrics: Registry,
   logger: Logger,
@@ -211,6 +215,7 @@ async function startCapture(
     logger,
     metrics,
     holder: cache.podId,
+    enqueue: async (job) => (await jobs.enqueue('invalidate', job)).id,
   });
   reader.start();
   return {

@@ -12,6 +12,8 @@ export const CAPTURE_ENV_VARS = {
     'lease of the one active reader; a standby takes over within it plus a third (default 10000)',
   CAPTURE_COALESCE_AT:
     'per turn and namespace, from this many changed ids a tag carried by as many is invalidated once instead (default 100)',
+  CAPTURE_JOB_AT:
+    'a coalesced tag whose index holds at least this many cached entries is invalidated by an invalidate job (an `invalidate` worker runs it) instead of by the reader; 0: always by the reader (default 10000)',
 } as const;
 
 export interface CaptureConfig {
@@ -20,6 +22,8 @@ export interface CaptureConfig {
   readonly pollMs: number;
   readonly leaseMs: number;
   readonly coalesceAt: number;
+  /** 0: never; else the tag index size (SCARD) from which a tag goes to an invalidate job. */
+  readonly jobAt: number;
 }
 
 /** A plain lower-case identifier; it is quoted as well wherever it meets SQL. */
@@ -42,6 +46,7 @@ export const CAPTURE_ENV_SCHEMA = z.object({
     .max(1_000_000)
     .default(100)
     .describe(CAPTURE_ENV_VARS.CAPTURE_COALESCE_AT),
+  CAPTURE_JOB_AT: intSchema.min(0).max(100_000_000).default(10_000).describe(CAPTURE_ENV_VARS.CAPTURE_JOB_AT),
 });
 
 /** Reads CAPTURE_* (empty counts as unset); a bad value throws E_CAPTURE_CONFIG naming it. */
@@ -57,5 +62,6 @@ export function loadCaptureConfig(env: Env): CaptureConfig {
     pollMs: e.CAPTURE_POLL_MS,
     leaseMs: e.CAPTURE_LEASE_MS,
     coalesceAt: e.CAPTURE_COALESCE_AT,
+    jobAt: e.CAPTURE_JOB_AT,
   };
 }

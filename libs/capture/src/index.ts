@@ -6,6 +6,7 @@ export {
   loadCaptureConfig,
 } from './config.js';
 export { CAPTURE_ERROR_CODES, CaptureError, type CaptureErrorCode } from './errors.js';
+export type { CaptureFanOutJob } from './fanout.js';
 export { CaptureLease, type CapturePosition, capturePositionSchema, readCaptureState } from './lease.js';
 export { type NamespacePlan, type OutboxRow, type Plan, planBatch } from './plan.js';
 export { CaptureReader, type CaptureReaderOptions } from './reader.js';

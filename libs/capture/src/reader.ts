@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { CaptureConfig } from './config.js';
 import { CaptureError } from './errors.js';
+import { type CaptureFanOutJob, splitTags } from './fanout.js';
 import { CaptureLease } from './lease.js';
 import { type OutboxRow, planBatch } from './plan.js';
 import { type CapturedSource, capturedSources } from './source.js';
@@ -24,6 +25,12 @@ export interface CaptureReaderOptions {
   readonly metrics: Registry;
   /** Names this reader in the lease and the position (e.g. the worker's pod id). */
   readonly holder: string;
+  /**
+   * Enqueues a large tag fan-out as an invalidate job (the worker passes its JobClient's
+   * `enqueue('invalidate', …)`) and resolves the job's id once the queue took it. Without it, or
+   * with `config.jobAt` 0, every tag is invalidated by the reader itself.
+   */
+  readonly enqueue?: (job: CaptureFanOutJob) => Promise<string>;
 }
 
 /** Events carry at most 10,000 keys and 1,000 tags; smaller calls keep each round trip short. */
@@ -124,7 +131,7 @@ FROM ${outbox} ORDER BY pos LIMIT $1`;
       }),
       invalidations: new Counter({
         name: 'cachefleet_capture_invalidations_total',
-        help: 'Invalidations the capture reader made, by kind (ids, tags, namespace)',
+        help: 'Invalidations the capture reader made, by kind (ids, tags, namespace; job: invalidate jobs enqueued for large tags)',
         labelNames: ['kind'],
         registers,
       }),
@@ -297,7 +304,7 @@ FROM ${outbox} ORDER BY pos LIMIT $1`;
 
   /** One turn: read, apply, record, prune. Resolves how many outbox rows it applied. */
   async #turn(): Promise<number> {
-    const { batch, coalesceAt } = this.#o.config;
+    const { batch, coalesceAt, jobAt } = this.#o.config;
     let rows: ReadRow[];
     try {
       rows = (await this.#pool.query<ReadRow>(this.#select, [batch])).rows;
@@ -316,6 +323,7 @@ FROM ${outbox} ORDER BY pos LIMIT $1`;
     const plan = planBatch(rows, this.#sources, coalesceAt);
     let ids = 0;
     let tags = 0;
+    const jobs: string[] = [];
     try {
       for (const p of plan.namespaces) {
         this.#m.images.inc(p.images);
@@ -324,16 +332,27 @@ FROM ${outbox} ORDER BY pos LIMIT $1`;
           this.#m.invalidations.inc({ kind: 'namespace' });
           continue;
         }
-        for (let i = 0; i < p.tags.length; i += CHUNK) {
-          must(await this.#o.cache.invalidateTags(p.namespace, p.tags.slice(i, i + CHUNK)));
+        const { enqueue, keys, redis } = this.#o;
+        const { inline, queued } =
+          enqueue === undefined || jobAt === 0 || p.tags.length === 0
+            ? { inline: p.tags, queued: [] }
+            : await splitTags(redis, keys, p.namespace.name, p.tags, jobAt);
+        // Awaited before the position is recorded: a reader killed before the queue took the job
+        // leaves the rows in the outbox, and the next holder enqueues it again.
+        for (let i = 0; i < queued.length && enqueue !== undefined; i += CHUNK) {
+          const tags = queued.slice(i, i + CHUNK);
+          jobs.push(await this.#enqueueJob(enqueue, { scope: 'tags', namespace: p.namespace.name, tags }));
+        }
+        for (let i = 0; i < inline.length; i += CHUNK) {
+          must(await this.#o.cache.invalidateTags(p.namespace, inline.slice(i, i + CHUNK)));
         }
         for (let i = 0; i < p.ids.length; i += CHUNK) {
           must(await this.#o.cache.delete(p.namespace, ...p.ids.slice(i, i + CHUNK)));
         }
-        this.#m.invalidations.inc({ kind: 'tags' }, p.tags.length);
+        this.#m.invalidations.inc({ kind: 'tags' }, inline.length);
         this.#m.invalidations.inc({ kind: 'ids' }, p.ids.length);
         ids += p.ids.length;
-        tags += p.tags.length;
+        tags += inline.length;
       }
     } catch (error) {
       throw new TurnError('apply', error);
@@ -361,12 +380,33 @@ FROM ${outbox} ORDER BY pos LIMIT $1`;
     }
     this.#m.rows.inc(rows.length);
     // One line per turn would be one per commit at a steady trickle: info only for the large or late.
-    const big = rows.length >= 1_000 || this.#lag >= 5;
+    const big = rows.length >= 1_000 || this.#lag >= 5 || jobs.length > 0;
     this.#log[big ? 'info' : 'debug'](
-      { rows: rows.length, pos: max, ids, tags, lag: this.#lag, ms: Math.round(performance.now() - started) },
+      {
+        rows: rows.length,
+        pos: max,
+        ids,
+        tags,
+        jobs,
+        lag: this.#lag,
+        ms: Math.round(performance.now() - started),
+      },
       'capture turn applied',
     );
     return rows.length;
+  }
+
+  async #enqueueJob(
+    enqueue: (job: CaptureFanOutJob) => Promise<string>,
+    job: CaptureFanOutJob,
+  ): Promise<string> {
+    const id = await enqueue(job);
+    this.#m.invalidations.inc({ kind: 'job' });
+    this.#log.info(
+      { namespace: job.namespace, tags: job.tags.length, jobId: id },
+      'capture fan-out enqueued as an invalidate job',
+    );
+    return id;
   }
 }
 

@@ -13,7 +13,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CaptureReader, installCapture, readCaptureState } from '../src/index.js';
+import { type CaptureFanOutJob, CaptureReader, installCapture, readCaptureState } from '../src/index.js';
 
 const URL_ = testDatabaseUrl();
 const SCHEMA = `cap_r_${randomBytes(4).toString('hex')}`;
@@ -36,7 +36,14 @@ interface Reader {
   client: RedisClient;
 }
 
-async function startReader(overrides: { leaseMs?: number; pollMs?: number } = {}): Promise<Reader> {
+async function startReader(
+  overrides: {
+    leaseMs?: number;
+    pollMs?: number;
+    jobAt?: number;
+    enqueue?: (job: CaptureFanOutJob) => Promise<string>;
+  } = {},
+): Promise<Reader> {
   const cache = createCache({ impl: 'redis', redis: { mode: 'single', url: redis.url }, prefix: PREFIX });
   cache.register(...namespaces);
   await cache.start();
@@ -54,10 +61,12 @@ async function startReader(overrides: { leaseMs?: number; pollMs?: number } = {}
       pollMs: overrides.pollMs ?? 200,
       leaseMs: overrides.leaseMs ?? 1_500,
       coalesceAt: 100,
+      jobAt: overrides.jobAt ?? 0,
     },
     logger,
     metrics: new Registry(),
     holder: `reader-${opened.length}`,
+    ...(overrides.enqueue ? { enqueue: overrides.enqueue } : {}),
   });
   reader.start();
   const r = { reader, cache, client };
@@ -152,6 +161,34 @@ describe('capture reader', () => {
     const invalidations = events.filter((e) => e.event_type === 'invalidate' && e.namespace === 'product');
     expect(invalidations).toEqual([expect.objectContaining({ tags: ['category:cat-3'] })]);
     expect(((await read(ids[0]?.id ?? '')) as { stock: number }).stock).toBeGreaterThanOrEqual(20);
+  });
+
+  /*
+   * The position moves only once the queue took the job: while the enqueue fails (a queue Redis
+   * down), the rows stay in the outbox and the reader retries; the tag is not walked inline instead.
+   * The job's end to end path (a worker runs it, pods clean) is in test/capture.test.ts.
+   */
+  it('a tag whose index holds jobAt entries goes to a job; the outbox is pruned only once it is enqueued', async () => {
+    const ids = (await db.query<{ id: string }>(`SELECT id::text AS id FROM ${T()} WHERE category = 'cat-5'`))
+      .rows;
+    for (const { id } of ids.slice(0, 150)) await read(id); // the tag index holds 150 entries
+    const jobs: CaptureFanOutJob[] = [];
+    let failures = 3;
+    await startReader({
+      jobAt: 100,
+      enqueue: async (job) => {
+        if (failures-- > 0) throw new Error('the queue Redis is down');
+        jobs.push(job);
+        return `job-${jobs.length}`;
+      },
+    });
+    events.length = 0;
+    await writer.query(`UPDATE ${T()} SET stock = stock + 1 WHERE category = 'cat-5'`);
+    await until('the failing enqueues to be retried', async () => (failures < 0 ? true : undefined));
+    await until('the outbox to be pruned', async () => ((await outboxSize()) === 0 ? true : undefined));
+    expect(jobs).toEqual([{ scope: 'tags', namespace: 'product', tags: ['category:cat-5'] }]);
+    // Not walked by the reader: no tag event (a job runs it; nobody consumes it here).
+    expect(events.filter((e) => e.event_type === 'invalidate' && e.tags !== undefined)).toEqual([]);
   });
 
   it('two readers: one holds the lease; the other takes over when it is released; a fenced reader prunes nothing', async () => {
