@@ -22,6 +22,8 @@ export const QUEUE_ENV_VARS = {
     'redis:// URL of the queue Redis (default REDIS_URL, else CACHE_REDIS_URL; one of them is required in mode single)',
   QUEUE_REDIS_SENTINELS: 'host:port,host:port of the Sentinels (mode sentinel)',
   QUEUE_REDIS_SENTINEL_NAME: 'master name the Sentinels monitor (mode sentinel)',
+  QUEUE_REDIS_USERNAME:
+    'ACL user of the queue Redis (mode sentinel, default `default`; put it in the URL otherwise)',
   QUEUE_REDIS_PASSWORD: 'password of the queue Redis (mode sentinel; put it in the URL otherwise)',
   QUEUE_REDIS_SENTINEL_PASSWORD: 'password of the Sentinels themselves (mode sentinel)',
   QUEUE_REDIS_DB:
@@ -46,6 +48,7 @@ export const QUEUE_ENV_SCHEMA = z.object({
     .describe(QUEUE_ENV_VARS.QUEUE_REDIS_MODE),
   QUEUE_REDIS_SENTINELS: hostListSchema.optional().describe(QUEUE_ENV_VARS.QUEUE_REDIS_SENTINELS),
   QUEUE_REDIS_SENTINEL_NAME: z.string().min(1).optional().describe(QUEUE_ENV_VARS.QUEUE_REDIS_SENTINEL_NAME),
+  QUEUE_REDIS_USERNAME: z.string().min(1).optional().describe(QUEUE_ENV_VARS.QUEUE_REDIS_USERNAME),
   QUEUE_REDIS_PASSWORD: z.string().optional().describe(QUEUE_ENV_VARS.QUEUE_REDIS_PASSWORD),
   QUEUE_REDIS_SENTINEL_PASSWORD: z.string().optional().describe(QUEUE_ENV_VARS.QUEUE_REDIS_SENTINEL_PASSWORD),
   QUEUE_REDIS_DB: intSchema.min(0).optional().describe(QUEUE_ENV_VARS.QUEUE_REDIS_DB),
@@ -67,6 +70,10 @@ export function loadQueueConfig(env: Env): QueueConfig {
       );
     if (e.QUEUE_REDIS_SENTINEL_PASSWORD !== undefined)
       throw configError('QUEUE_REDIS_SENTINEL_PASSWORD: only with QUEUE_REDIS_MODE=sentinel');
+    if (e.QUEUE_REDIS_USERNAME !== undefined)
+      throw configError(
+        'QUEUE_REDIS_USERNAME: only with QUEUE_REDIS_MODE=sentinel (single: put it in QUEUE_REDIS_URL, redis://user:password@host:port)',
+      );
   }
   const redis =
     e.QUEUE_REDIS_MODE === 'single'
@@ -75,6 +82,7 @@ export function loadQueueConfig(env: Env): QueueConfig {
           mode: 'sentinel' as const,
           sentinels: required(e.QUEUE_REDIS_SENTINELS, 'QUEUE_REDIS_SENTINELS'),
           name: required(e.QUEUE_REDIS_SENTINEL_NAME, 'QUEUE_REDIS_SENTINEL_NAME'),
+          ...(e.QUEUE_REDIS_USERNAME !== undefined ? { username: e.QUEUE_REDIS_USERNAME } : {}),
           ...(e.QUEUE_REDIS_PASSWORD !== undefined ? { password: e.QUEUE_REDIS_PASSWORD } : {}),
           ...(e.QUEUE_REDIS_SENTINEL_PASSWORD !== undefined
             ? { sentinelPassword: e.QUEUE_REDIS_SENTINEL_PASSWORD }

@@ -171,6 +171,7 @@ export function createRedisClient(conn: ResolvedRedisConnection, options: RedisC
         sentinels: conn.sentinels,
         name: conn.name,
         db: conn.db,
+        ...(conn.username !== undefined ? { username: conn.username } : {}),
         ...(conn.password !== undefined ? { password: conn.password } : {}),
         ...(conn.sentinelPassword !== undefined ? { sentinelPassword: conn.sentinelPassword } : {}),
         // A hung (not dead) master is only noticed through Sentinel's +switch-master.
@@ -193,6 +194,7 @@ export function createRedisClient(conn: ResolvedRedisConnection, options: RedisC
         clusterRetryStrategy: retryDelay,
         redisOptions: {
           ...base,
+          ...(conn.username !== undefined ? { username: conn.username } : {}),
           ...(conn.password !== undefined ? { password: conn.password } : {}),
         },
       });

@@ -14,6 +14,8 @@ export const redisConnectionSchema = z.discriminatedUnion('mode', [
     sentinels: z.array(hostPort).min(1),
     /** The master name the Sentinels monitor. */
     name: z.string().min(1),
+    /** The ACL user of the data nodes (default `default`); the Sentinels take sentinelPassword alone. */
+    username: z.string().min(1).optional(),
     password: z.string().optional(),
     sentinelPassword: z.string().optional(),
     db: z.number().int().min(0).default(0),
@@ -21,6 +23,8 @@ export const redisConnectionSchema = z.discriminatedUnion('mode', [
   z.object({
     mode: z.literal('cluster'),
     nodes: z.array(hostPort).min(1),
+    /** The ACL user of every node (default `default`). */
+    username: z.string().min(1).optional(),
     password: z.string().optional(),
   }),
 ]);

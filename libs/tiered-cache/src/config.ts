@@ -159,6 +159,7 @@ export const ENV_VARS = {
   REDIS_URL: "redis.url when CACHE_REDIS_URL is unset (the system's one Redis)",
   CACHE_REDIS_SENTINELS: 'redis.sentinels (host:port,host:port)',
   CACHE_REDIS_SENTINEL_NAME: 'redis.name',
+  CACHE_REDIS_USERNAME: 'redis.username',
   CACHE_REDIS_PASSWORD: 'redis.password',
   CACHE_REDIS_SENTINEL_PASSWORD: 'redis.sentinelPassword',
   CACHE_REDIS_DB: 'redis.db',
@@ -216,6 +217,13 @@ export const CACHE_ENV_SCHEMA = z.object({
     .string()
     .optional()
     .describe('master name the Sentinels monitor (CACHE_REDIS_MODE=sentinel)'),
+  CACHE_REDIS_USERNAME: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'ACL user of the cache Redis (sentinel and cluster; default `default`; in single mode put it in the URL)',
+    ),
   CACHE_REDIS_PASSWORD: z
     .string()
     .optional()
@@ -383,6 +391,11 @@ function redisFromEnv(e: z.output<typeof CACHE_ENV_SCHEMA>, env: Env): RedisConn
     if (e.CACHE_REDIS_SENTINEL_PASSWORD !== undefined)
       throw configError('CACHE_REDIS_SENTINEL_PASSWORD: only with CACHE_REDIS_MODE=sentinel');
   }
+  if (e.CACHE_REDIS_MODE === 'single' && e.CACHE_REDIS_USERNAME !== undefined)
+    throw configError(
+      'CACHE_REDIS_USERNAME: only with CACHE_REDIS_MODE=sentinel or cluster (single: put it in CACHE_REDIS_URL, redis://user:password@host:port)',
+    );
+  const username = e.CACHE_REDIS_USERNAME !== undefined ? { username: e.CACHE_REDIS_USERNAME } : {};
   switch (e.CACHE_REDIS_MODE) {
     case 'single':
       // CACHE_REDIS_URL, else REDIS_URL (the system's one Redis); none set: an error, no address assumed.
@@ -396,6 +409,7 @@ function redisFromEnv(e: z.output<typeof CACHE_ENV_SCHEMA>, env: Env): RedisConn
         mode: 'sentinel',
         sentinels: e.CACHE_REDIS_SENTINELS,
         name: e.CACHE_REDIS_SENTINEL_NAME,
+        ...username,
         ...(e.CACHE_REDIS_PASSWORD !== undefined ? { password: e.CACHE_REDIS_PASSWORD } : {}),
         ...(e.CACHE_REDIS_SENTINEL_PASSWORD !== undefined
           ? { sentinelPassword: e.CACHE_REDIS_SENTINEL_PASSWORD }
@@ -408,6 +422,7 @@ function redisFromEnv(e: z.output<typeof CACHE_ENV_SCHEMA>, env: Env): RedisConn
       return {
         mode: 'cluster',
         nodes: e.CACHE_REDIS_CLUSTER_NODES,
+        ...username,
         ...(e.CACHE_REDIS_PASSWORD !== undefined ? { password: e.CACHE_REDIS_PASSWORD } : {}),
       };
   }
