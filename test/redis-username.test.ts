@@ -6,7 +6,7 @@
  */
 
 import { loadQueueConfig } from '@cachefleet/jobs';
-import { createRedisClient, type RedisClient } from '@cachefleet/redis';
+import { createRedisClient, type RedisClient, type ResolvedRedisConnection } from '@cachefleet/redis';
 import { loadCacheConfig } from '@cachefleet/tiered-cache';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type SentinelSet, startSentinelSet } from './helpers/index.js';
@@ -31,16 +31,22 @@ function sentinels(s: SentinelSet): string {
   return s.sentinels.map((a) => `${a.host}:${a.port}`).join(',');
 }
 
+/** The cache connection a deployment's settings make: user `fleet`, with `password`. */
+function cacheAsFleet(s: SentinelSet, password: string): ResolvedRedisConnection {
+  const conn = loadCacheConfig({
+    CACHE_REDIS_MODE: 'sentinel',
+    CACHE_REDIS_SENTINELS: sentinels(s),
+    CACHE_REDIS_SENTINEL_NAME: s.name,
+    CACHE_REDIS_USERNAME: 'fleet',
+    CACHE_REDIS_PASSWORD: password,
+  }).redis;
+  if (conn === undefined) throw new Error('no cache connection');
+  return conn;
+}
+
 it('the cache and the queue connections log in as the named user on the master the sentinels name', async () => {
   if (!set) throw new Error('no set');
-  const cache = loadCacheConfig({
-    CACHE_REDIS_MODE: 'sentinel',
-    CACHE_REDIS_SENTINELS: sentinels(set),
-    CACHE_REDIS_SENTINEL_NAME: set.name,
-    CACHE_REDIS_USERNAME: 'fleet',
-    CACHE_REDIS_PASSWORD: PASSWORD,
-  }).redis;
-  if (cache === undefined) throw new Error('no cache connection');
+  const cache = cacheAsFleet(set, PASSWORD);
   const queue = loadQueueConfig({
     QUEUE_REDIS_MODE: 'sentinel',
     QUEUE_REDIS_SENTINELS: sentinels(set),
@@ -62,14 +68,7 @@ it('the cache and the queue connections log in as the named user on the master t
 
 it('a wrong password for the named user is refused (WRONGPASS), not taken as the default user', async () => {
   if (!set) throw new Error('no set');
-  const conn = loadCacheConfig({
-    CACHE_REDIS_MODE: 'sentinel',
-    CACHE_REDIS_SENTINELS: sentinels(set),
-    CACHE_REDIS_SENTINEL_NAME: set.name,
-    CACHE_REDIS_USERNAME: 'fleet',
-    CACHE_REDIS_PASSWORD: 'not-the-password',
-  }).redis;
-  if (conn === undefined) throw new Error('no cache connection');
+  const conn = cacheAsFleet(set, 'not-the-password');
   const errors: string[] = [];
   const c = createRedisClient(conn, { role: 'cache', onError: (e) => errors.push(e.message) });
   clients.push(c);
