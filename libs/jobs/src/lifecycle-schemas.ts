@@ -125,8 +125,13 @@ export const migrateStateSchema = z.object({
   /** Which of `masters` is being walked. */
   index: z.number().int().min(0),
   cursor: z.string(),
-  /** Entries of the old version when the walk began (a progress total). */
+  /**
+   * The progress total: an estimate of the old version's entries that converges as the walk goes
+   * (DBSIZE at the start, an upper bound; then refined from the SCAN cursor, see the handler).
+   */
   total: z.number(),
+  /** `totals.scanned` when the walk began the current master (the estimate's base). */
+  atMaster: z.number().default(0),
   totals: migrateTotals,
   failures: z.array(migrateFailure),
   overtaken: z.boolean().default(false),

@@ -20,6 +20,7 @@ export {
   SCAN_COUNT,
   type ScanOptions,
   type ScanStep,
+  scanFraction,
   scanMasters,
   scanStep,
 } from './scan.js';

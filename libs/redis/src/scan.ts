@@ -57,6 +57,32 @@ export async function scanStep(
   return { cursor: next, keys };
 }
 
+const BITS = 64n;
+const SPACE = 2 ** 64;
+
+/**
+ * How much of a master's keyspace a SCAN walk has covered when SCAN returned `cursor`, in [0, 1)
+ * ('0', the walk's start or end, is 0). SCAN walks the hash table's buckets in reverse-binary
+ * order, so the bit-reversed cursor over 64 bits, divided by 2^64, is the share of buckets done
+ * whatever the table's size (also across resizes: that is what lets SCAN resume). Keys spread
+ * evenly over buckets, so (keys matched so far) / this estimates how many match in all without
+ * a counting pass.
+ */
+export function scanFraction(cursor: string): number {
+  let c: bigint;
+  try {
+    c = BigInt(cursor);
+  } catch {
+    return 0;
+  }
+  let r = 0n;
+  for (let i = 0n; i < BITS; i++) {
+    r = (r << 1n) | (c & 1n);
+    c >>= 1n;
+  }
+  return Number(r) / SPACE;
+}
+
 export interface ScanOptions {
   /** Keys per SCAN call; default SCAN_COUNT. */
   readonly count?: number;

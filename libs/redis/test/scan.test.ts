@@ -8,6 +8,7 @@ import {
   masterName,
   masters,
   type RedisClient,
+  scanFraction,
   scanMasters,
   scanStep,
 } from '../src/index.js';
@@ -70,6 +71,30 @@ function suite(connect: () => Promise<RedisClient>, masterCount: number) {
     expect(seen.size).toBe(idsOf(N).filter((id) => id.startsWith('1')).length);
   });
 
+  it("estimates each master's keys from the share of its buckets a step walk has covered", async () => {
+    const match = keys.entryMatch(entryGlob('item:v1:', '*'));
+    for (const name of masters(client).map(masterName)) {
+      const node = findMaster(client, name);
+      if (node === undefined) throw new Error(`no master ${name}`);
+      let cursor = '0';
+      let share = 0;
+      let seen = 0;
+      let estimate: number | undefined;
+      do {
+        const step = await scanStep(node, match, cursor, 100);
+        cursor = step.cursor;
+        seen += step.keys.length;
+        const now = scanFraction(cursor);
+        if (cursor !== '0') expect(now).toBeGreaterThan(share); // only forward
+        share = now;
+        if (estimate === undefined && share >= 0.25) estimate = seen / share;
+      } while (cursor !== '0');
+      // A quarter of the way through, the estimate is within a third of what the master holds.
+      expect(estimate).toBeDefined();
+      expect(Math.abs((estimate ?? 0) - seen) / seen).toBeLessThan(1 / 3);
+    }
+  });
+
   it('stops a master once the caller has enough', async () => {
     let batches = 0;
     await scanMasters(
@@ -84,6 +109,17 @@ function suite(connect: () => Promise<RedisClient>, masterCount: number) {
     expect(batches).toBeLessThanOrEqual(masterCount);
   });
 }
+
+describe('scanFraction', () => {
+  it('reads the cursor bit-reversed over 64 bits', () => {
+    expect(scanFraction('0')).toBe(0);
+    expect(scanFraction('1')).toBe(0.5);
+    expect(scanFraction('3')).toBe(0.75);
+    expect(scanFraction('2')).toBe(0.25);
+    expect(scanFraction(String(2n ** 63n))).toBe(2 ** -64);
+    expect(scanFraction('junk')).toBe(0);
+  });
+});
 
 describe('SCAN over a single node', () => {
   let server: Awaited<ReturnType<typeof startRedis>>;

@@ -14,7 +14,6 @@ import {
   migrateCommit,
   migratePrepare,
   migrateStep,
-  migrateTotal,
   reindexTags,
   type SweepStepOptions,
   sweepMatch,
@@ -246,11 +245,14 @@ export class FleetOps {
     return r.ok ? ok(r.value.get(name) ?? 0) : r;
   }
 
-  /** Entries of `from` at `generation` on every master now (SCAN only): a migration's progress total. */
-  async migrateTotal(ns: Namespace<unknown>, from: number, generation: number): Promise<Result<number>> {
+  /**
+   * Keys in the cache's database on every master now (DBSIZE, no walk): an upper bound of a
+   * namespace's entries, where a migration's progress total starts before its walk refines it.
+   */
+  async keyCount(): Promise<Result<number>> {
     const l2 = this.#l2();
     if (!l2.ok) return l2;
-    return migrateTotal(l2.value, ns.name, from, generation);
+    return l2.value.bulk.keyCount();
   }
 
   /**

@@ -98,17 +98,6 @@ function fromKeys(prefix: string, name: string, from: number, generation: number
   return { base, at, match: entryGlob(base, '*'), keep };
 }
 
-/** How many entries of version `from` at `generation` there are now (SCAN only): a progress total. */
-export function migrateTotal(
-  l2: RedisStore,
-  name: string,
-  from: number,
-  generation: number,
-): Promise<Result<number>> {
-  const k = fromKeys(l2.prefix, name, from, generation);
-  return l2.bulk.countKeys(k.match, k.keep);
-}
-
 /**
  * A migration step read, converted and validated, not written yet (`migrateCommit` writes it).
  * Reading has no effect: a prepared step may be dropped (its write's step redone) at no cost.

@@ -68,6 +68,44 @@ interface Timed {
   readonly note: string;
   /** Problems that fail the row. */
   readonly problems: readonly string[];
+  /** Redis's CPU over the timed part only (a job row leaves out its check): `describeCpu`. */
+  readonly cpu?: string;
+}
+
+/** Redis's own CPU (user + sys, s) and each command's total usec, from INFO. */
+interface RedisCpu {
+  readonly cpu: number;
+  /** This process's CPU (user + system, µs): the worker runtime runs here (the reader does not). */
+  readonly node: number;
+  readonly usec: ReadonlyMap<string, number>;
+}
+
+async function redisCpu(admin: Redis): Promise<RedisCpu> {
+  const info = await admin.info('all');
+  const field = (name: string): number => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? 0);
+  const usec = new Map<string, number>();
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=\d+,usec=(\d+)/gm))
+    usec.set(m[1] as string, Number(m[2]));
+  const own = process.cpuUsage();
+  return { cpu: field('used_cpu_user') + field('used_cpu_sys'), node: own.user + own.system, usec };
+}
+
+/**
+ * Redis's CPU per key over a row, µs, and the commands that took most of it (commandstats `usec`
+ * is wall time: preemption on a loaded machine inflates it, `used_cpu_*` less so): Redis is
+ * single-threaded, so 100 k keys/s needs ≤ 10 µs a key of everything it runs. It includes the
+ * reader's GETs and the job queue's commands (db 1). Then this process's CPU per key: the floor's
+ * client, or the worker runtime (its other core).
+ */
+function describeCpu(before: RedisCpu, after: RedisCpu, keys: number): string {
+  const per = (v: number): string => (v / keys).toFixed(2);
+  const top = [...after.usec]
+    .map(([name, u]) => [name, u - (before.usec.get(name) ?? 0)] as const)
+    .filter(([, u]) => u > 0)
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 5)
+    .map(([name, u]) => `${name} ${per(u)}`);
+  return `Redis CPU ${per((after.cpu - before.cpu) * 1e6)} µs/key (commandstats µs/key: ${top.join(', ')}), bench process CPU ${per(after.node - before.node)} µs/key`;
 }
 
 /** Runs `op` inside a reader window; the row's keys/s is `e.keys` over its time. */
@@ -80,13 +118,19 @@ async function row(
 ): Promise<Row> {
   try {
     let timed: Timed | undefined;
+    let cpu = '';
     const { stats } = await e.reader.window(async () => {
+      const before = await redisCpu(e.admin);
       timed = await op();
+      cpu = describeCpu(before, await redisCpu(e.admin), e.keys);
     });
     if (timed === undefined) throw new Error('no result');
-    const extra = [`${secs(timed.ms)} for ${count(e.keys)} keys`, describeReader(stats), timed.note].join(
-      '; ',
-    );
+    const extra = [
+      `${secs(timed.ms)} for ${count(e.keys)} keys`,
+      describeReader(stats),
+      timed.cpu ?? cpu,
+      timed.note,
+    ].join('; ');
     const problems = [...timed.problems, ...readerProblems(stats)];
     const r: Row = { workload, name, role, opsPerSec: e.keys / (timed.ms / 1000), extra };
     return problems.length === 0 ? r : { ...r, error: `${problems.join('; ')} — ${extra}` };
@@ -118,9 +162,11 @@ async function jobRow(
   check: (result: unknown) => Promise<{ note: string; problems: string[] }>,
 ): Promise<Row> {
   return row(e, workload, name, 'project', async () => {
+    const before = await redisCpu(e.admin);
     const done = await job();
+    const cpu = describeCpu(before, await redisCpu(e.admin), e.keys);
     const c = await check(done.result);
-    return { ms: done.wallMs, ...c };
+    return { ms: done.wallMs, cpu, ...c };
   });
 }
 

@@ -13,6 +13,7 @@ import {
   type DumpedKey,
   type DumpStep,
   dumpStep,
+  keyCount,
   type MigratePair,
   type MigrateRead,
   type MigrateWrite,
@@ -146,6 +147,11 @@ export class Bulk {
   /** A migration step's fenced write (lifecycle.ts). */
   migrateWrite(namespace: string, pairs: readonly MigratePair[], inv: number): Promise<Result<MigrateWrite>> {
     return migrateWrite(this.#c, this.#fence, namespace, pairs, inv);
+  }
+
+  /** Keys in the database on every master (DBSIZE): an upper bound of any namespace's count. */
+  keyCount(): Promise<Result<number>> {
+    return keyCount(this.#c);
   }
 
   /** Keys matching on every master (SCAN only), for a progress total. */

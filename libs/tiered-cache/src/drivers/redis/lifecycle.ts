@@ -276,6 +276,18 @@ export function countKeys(
   );
 }
 
+/**
+ * Keys in the cache's database on every master (DBSIZE): what a migration's progress total starts
+ * from before its walk has seen enough to estimate (every namespace's keys: an upper bound).
+ */
+export function keyCount(c: L2Connection): Promise<Result<number>> {
+  return c.guard.run(async () => {
+    let n = 0;
+    for (const size of await Promise.all(masters(c.client).map((m) => m.dbsize()))) n += size;
+    return n;
+  });
+}
+
 /** One key as a backup holds it: relative to the prefix, its DUMP payload, its expiry (0: none). */
 export interface DumpedKey {
   readonly key: string;
