@@ -2,9 +2,12 @@ import { createConnection } from 'node:net';
 import { redisChoices } from '@cachefleet/config';
 import {
   checkSystemId,
+  type Enqueued,
   JobClient,
+  type JobName,
   loadQueueConfig,
   loadSystemId,
+  type PayloadInputOf,
   queueSystemIdKey,
   type SystemIdCheck,
 } from '@cachefleet/jobs';
@@ -19,6 +22,11 @@ import { CliError } from './errors.js';
 export const CONNECT_TIMEOUT_MS = 3_000;
 /** One queue call (a few round trips); far above what a healthy Redis needs. */
 const CALL_TIMEOUT_MS = 5_000;
+/**
+ * An enqueue the queue Redis cannot take or confirm yet (a Sentinel failover under way, a replica
+ * not yet in sync) is tried again this long, as the API does (API_ENQUEUE_WAIT_MS), saying so once.
+ */
+export const ENQUEUE_WAIT_MS = 30_000;
 /** Closing never holds the process: past this, sockets are dropped. */
 const CLOSE_TIMEOUT_MS = 2_000;
 
@@ -168,6 +176,28 @@ export async function deadline<T>(p: Promise<T>, what: string, ms = CALL_TIMEOUT
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Enqueues with ENQUEUE_WAIT_MS of retries (`note` says once that it is retrying), bounded. */
+export function enqueueWithRetry<N extends JobName>(
+  jobs: JobClient,
+  name: N,
+  payload: PayloadInputOf<N>,
+  note: (line: string) => void,
+): Promise<Enqueued> {
+  let told = false;
+  const onRetry = (reason: string) => {
+    if (told) return;
+    told = true;
+    note(
+      `the queue Redis did not take the job yet (${reason}); trying again for up to ${ENQUEUE_WAIT_MS / 1000} s`,
+    );
+  };
+  return deadline(
+    jobs.enqueue(name, payload, { retryMs: ENQUEUE_WAIT_MS, onRetry }),
+    `enqueueing ${name}`,
+    ENQUEUE_WAIT_MS + CALL_TIMEOUT_MS,
+  );
 }
 
 /** Waits for `p` at most `ms`, whatever its outcome. */

@@ -1,5 +1,5 @@
 import type { JobClient, JobName, PayloadInputOf } from '@cachefleet/jobs';
-import { deadline } from './connect.js';
+import { enqueueWithRetry } from './connect.js';
 import { CliError, EXIT, type ExitCode } from './errors.js';
 import { followJob } from './follow.js';
 import { duration, pairs } from './format.js';
@@ -23,7 +23,7 @@ export async function submit<N extends JobName>(
   flags: SubmitFlags,
 ): Promise<ExitCode> {
   const jobs = await session.jobs();
-  const job = await deadline(jobs.enqueue(name, payload), `enqueueing ${name}`);
+  const job = await enqueueWithRetry(jobs, name, payload, (line) => session.note(line));
   if (flags.json && flags.detach) {
     session.out(
       JSON.stringify({ id: job.id, queue: job.queue, name: job.name, deduplicated: job.deduplicated }),

@@ -25,6 +25,7 @@ import {
   testDatabaseUrl,
   waitUntil,
 } from '@cachefleet/test';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -67,6 +68,13 @@ afterAll(async () => {
   await worker?.close();
   await redis?.stop();
 });
+
+/** A plain connection to `port` for looking at what the CLI left in Redis. */
+async function rawClient(port: number): Promise<Redis> {
+  const c = new Redis(port, { lazyConnect: true });
+  await c.connect();
+  return c;
+}
 
 interface Run {
   readonly code: number | null;
@@ -261,6 +269,37 @@ describe('warm', { timeout: SLOW }, () => {
     expect(again.stderr).toContain(`deduplicated: joined job ${first.stdout.trim()}`);
     const json = await cli(['warm', 'hot', '--top', '5', '--detach', '--json'], env);
     expect(lastJson(json)).toMatchObject({ id: first.stdout.trim(), deduplicated: true });
+  });
+});
+
+describe('an enqueue the queue Redis cannot confirm yet', { timeout: SLOW }, () => {
+  // As the API does (API_ENQUEUE_WAIT_MS): a failover's unconfirmed enqueue is tried again under
+  // the same job id, not reported as E_JOB_QUEUE_UNAVAILABLE at once.
+  it('is tried again, saying so once, and lands as one job once a replica confirms it', async () => {
+    const prefix = `${QUEUE_PREFIX}wait`; // no worker serves it: the job stays waiting
+    const env = { QUEUE_PREFIX: prefix, QUEUE_WAIT_REPLICAS: '1' };
+    const running = cli(['warm', 'critical', '--detach'], env);
+    const raw = await rawClient(redis.port);
+    let replica: RedisProcess | undefined;
+    try {
+      // The first attempt's add is in Redis; its WAIT (1 s) finds no replica.
+      await waitUntil('the first attempt added the job', async () =>
+        (await raw.llen(`${prefix}:warm:wait`)) === 1 ? true : undefined,
+      );
+      await new Promise((r) => setTimeout(r, 1_500));
+      replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(redis.port)] });
+      const run = await running;
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stderr).toMatch(
+        /did not take the job yet \(the job is not confirmed .*trying again for up to 30 s/,
+      );
+      expect(run.stderr.match(/trying again/g)?.length).toBe(1);
+      expect(await raw.llen(`${prefix}:warm:wait`)).toBe(1);
+      expect(await raw.exists(`${prefix}:warm:${run.stdout.trim()}`)).toBe(1);
+    } finally {
+      raw.disconnect();
+      await replica?.stop();
+    }
   });
 });
 

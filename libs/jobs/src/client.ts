@@ -78,6 +78,8 @@ export interface EnqueueOptions {
   readonly retryMs?: number;
   /** With `retryMs`: the bound of one attempt (default 1,500 ms). */
   readonly attemptMs?: number;
+  /** With `retryMs`: called before each new attempt, with why the last one failed. */
+  readonly onRetry?: (reason: string, attempt: number) => void;
 }
 
 export interface JobView {
@@ -245,6 +247,7 @@ export class JobClient {
             { cause: error },
           );
         }
+        options.onRetry?.(error instanceof Error ? error.message : String(error), tries + 1);
         await this.#readyOr(Math.min(left, RETRY_PAUSE_MS));
       }
     }

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { check, parseFlags, usage, wholeNumber } from '../args.js';
 import { must, openViewer } from '../cache-viewer.js';
 import { type Command, SUBMIT_HELP, SUBMIT_OPTIONS } from '../command.js';
-import { deadline } from '../connect.js';
+import { deadline, enqueueWithRetry } from '../connect.js';
 import { EXIT } from '../errors.js';
 import { isoTime, table } from '../format.js';
 import type { Session } from '../session.js';
@@ -141,7 +141,7 @@ function decisionLines(r: TuneResult): string[] {
 
 async function runTune(session: Session, req: Extract<TuneRequest, { kind: 'run' }>) {
   const jobs = await session.jobs();
-  const job = await deadline(jobs.enqueue('tune', { dryRun: req.dryRun }), 'enqueueing tune');
+  const job = await enqueueWithRetry(jobs, 'tune', { dryRun: req.dryRun }, (line) => session.note(line));
   if (req.json || req.detach) {
     if (req.detach) {
       session.out(
