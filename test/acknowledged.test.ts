@@ -20,7 +20,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { z } from 'zod';
 import { type BusGate, startBusGate } from './fixtures/bus-gate.js';
-import { ok, type Pod, podAt, startPod } from './fixtures/pods.js';
+import { ok, type Pod, podAt, startPods } from './fixtures/pods.js';
 import { clientIds, delay, type RedisProcess, startRedis, waitUntil } from './helpers/index.js';
 
 const RUN = `ack${Date.now()}`;
@@ -57,15 +57,15 @@ beforeAll(async () => {
   raw.on('error', () => {});
   gate = await startBusGate(redis.port);
   const common = { counterUrl: redis.url, prefix: PREFIX, ns: NS, sourcePrefix: SOURCE, loadMs: 5 };
-  const started = await Promise.allSettled([
-    // A reaches Redis through the gate, so test 2 can keep its cache connection out.
-    startPod({ ...common, redisUrl: gate.url, role: 'writer', podId: `${RUN}-a` }),
-    startPod({ ...common, redisUrl: redis.url, role: 'reader-b', podId: `${RUN}-b` }),
-    startPod({ ...common, redisUrl: redis.url, role: 'reader-c', podId: `${RUN}-c` }),
-  ]);
-  for (const s of started) if (s.status === 'fulfilled') pods.push(s.value);
-  const failed = started.find((s) => s.status === 'rejected');
-  if (failed) throw failed.reason;
+  await startPods(
+    [
+      // A reaches Redis through the gate, so test 2 can keep its cache connection out.
+      { ...common, redisUrl: gate.url, role: 'writer', podId: `${RUN}-a` },
+      { ...common, redisUrl: redis.url, role: 'reader-b', podId: `${RUN}-b` },
+      { ...common, redisUrl: redis.url, role: 'reader-c', podId: `${RUN}-c` },
+    ],
+    pods,
+  );
 });
 
 afterAll(async () => {

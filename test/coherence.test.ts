@@ -29,7 +29,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { type BusGate, startBusGate } from './fixtures/bus-gate.js';
-import { ok, type Pod, podAt, startPod } from './fixtures/pods.js';
+import { ok, type Pod, podAt, startPods } from './fixtures/pods.js';
 import { type RedisProcess, startRedis, waitUntil } from './helpers/index.js';
 
 const PODS = 8;
@@ -92,23 +92,19 @@ beforeAll(async () => {
   const t0 = performance.now();
   const url = redis.url;
   const gateUrl = gate.url;
-  const started = await Promise.allSettled(
-    Array.from({ length: PODS }, (_, i) =>
-      startPod({
-        redisUrl: i === CUT ? gateUrl : url,
-        counterUrl: url,
-        role: `pod${i}`,
-        podId: `${RUN}-pod${i}`,
-        prefix: PREFIX,
-        ns: NS,
-        counterPrefix: COUNTERS,
-        sourcePrefix: SOURCE,
-      }),
-    ),
+  await startPods(
+    Array.from({ length: PODS }, (_, i) => ({
+      redisUrl: i === CUT ? gateUrl : url,
+      counterUrl: url,
+      role: `pod${i}`,
+      podId: `${RUN}-pod${i}`,
+      prefix: PREFIX,
+      ns: NS,
+      counterPrefix: COUNTERS,
+      sourcePrefix: SOURCE,
+    })),
+    pods,
   );
-  for (const s of started) if (s.status === 'fulfilled') pods.push(s.value);
-  const failed = started.find((s) => s.status === 'rejected');
-  if (failed) throw failed.reason;
   console.log(`${PODS} pods ready in ${Math.round(performance.now() - t0)} ms`);
 });
 

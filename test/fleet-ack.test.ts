@@ -15,7 +15,7 @@ import { type Cache, type CacheOptions, createCache, defineNamespace } from '@ca
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { ok, type Pod, podAt, startPod } from './fixtures/pods.js';
+import { ok, type Pod, podAt, startPods } from './fixtures/pods.js';
 import { type RedisProcess, startRedis, waitUntil } from './helpers/index.js';
 
 const PODS = 4;
@@ -60,14 +60,17 @@ beforeAll(async () => {
   raw = new Redis(redis.url, { maxRetriesPerRequest: 2 });
   raw.on('error', () => {});
   const url = redis.url;
-  const started = await Promise.allSettled(
-    Array.from({ length: PODS }, (_, i) =>
-      startPod({ redisUrl: url, role: `pod${i}`, podId: podId(i), prefix: PREFIX, ns: NS, telemetryS: 1 }),
-    ),
+  await startPods(
+    Array.from({ length: PODS }, (_, i) => ({
+      redisUrl: url,
+      role: `pod${i}`,
+      podId: podId(i),
+      prefix: PREFIX,
+      ns: NS,
+      telemetryS: 1,
+    })),
+    pods,
   );
-  for (const s of started) if (s.status === 'fulfilled') pods.push(s.value);
-  const failed = started.find((s) => s.status === 'rejected');
-  if (failed) throw failed.reason;
   // Every pod is in the heartbeat (each publishes its snapshot at start).
   await waitUntil('every pod in the heartbeat', async () => {
     const live = await client().zrangebyscore(KEYS.pods, Date.now(), '+inf');

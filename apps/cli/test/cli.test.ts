@@ -25,7 +25,6 @@ import {
   testDatabaseUrl,
   waitUntil,
 } from '@cachefleet/test';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,13 +67,6 @@ afterAll(async () => {
   await worker?.close();
   await redis?.stop();
 });
-
-/** A plain connection to `port` for looking at what the CLI left in Redis. */
-async function rawClient(port: number): Promise<Redis> {
-  const c = new Redis(port, { lazyConnect: true });
-  await c.connect();
-  return c;
-}
 
 interface Run {
   readonly code: number | null;
@@ -279,12 +271,12 @@ describe('an enqueue the queue Redis cannot confirm yet', { timeout: SLOW }, () 
     const prefix = `${QUEUE_PREFIX}wait`; // no worker serves it: the job stays waiting
     const env = { QUEUE_PREFIX: prefix, QUEUE_WAIT_REPLICAS: '1' };
     const running = cli(['warm', 'critical', '--detach'], env);
-    const raw = await rawClient(redis.port);
+    const waiting = () => rawCommand(redis.port, ['LLEN', `${prefix}:warm:wait`]);
     let replica: RedisProcess | undefined;
     try {
       // The first attempt's add is in Redis; its WAIT (1 s) finds no replica.
       await waitUntil('the first attempt added the job', async () =>
-        (await raw.llen(`${prefix}:warm:wait`)) === 1 ? true : undefined,
+        (await waiting()) === 1 ? true : undefined,
       );
       await new Promise((r) => setTimeout(r, 1_500));
       replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(redis.port)] });
@@ -294,10 +286,9 @@ describe('an enqueue the queue Redis cannot confirm yet', { timeout: SLOW }, () 
         /did not take the job yet \(the job is not confirmed .*trying again for up to 30 s/,
       );
       expect(run.stderr.match(/trying again/g)?.length).toBe(1);
-      expect(await raw.llen(`${prefix}:warm:wait`)).toBe(1);
-      expect(await raw.exists(`${prefix}:warm:${run.stdout.trim()}`)).toBe(1);
+      expect(await waiting()).toBe(1);
+      expect(await rawCommand(redis.port, ['EXISTS', `${prefix}:warm:${run.stdout.trim()}`])).toBe(1);
     } finally {
-      raw.disconnect();
       await replica?.stop();
     }
   });

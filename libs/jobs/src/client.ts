@@ -132,7 +132,7 @@ const TRANSIENT_REPLY = /^(READONLY|LOADING|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|BUSY
 function retryable(error: unknown): boolean {
   if (error instanceof JobError) return error.code === 'E_JOB_QUEUE_UNAVAILABLE';
   if (!(error instanceof Error)) return false;
-  // ioredis types its ReplyError as any; redis-errors names it.
+  // ioredis exports ReplyError untyped; redis-errors gives it this name.
   return error.name === 'ReplyError' ? TRANSIENT_REPLY.test(error.message) : true;
 }
 

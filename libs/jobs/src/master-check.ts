@@ -56,7 +56,7 @@ export class SentinelMasterCheck {
   }
 
   /**
-   * The most replicas any sentinel lists for the master as up — flags without s_down, o_down or
+   * The most replicas one sentinel lists for the master as up — flags without s_down, o_down or
    * disconnected, and a PING answered within the last REPLICA_PING_MS — syncing ones included:
    * those a later failover may promote. Right after a
    * failover the ROLE of the new master does not list a replica still being moved to it (or the

@@ -6,9 +6,8 @@
  * well below its `retryMs`, so an enqueue that kept retrying a final error would fail the test.
  */
 
-import { Redis } from 'ioredis';
 import { afterAll, afterEach, expect, it } from 'vitest';
-import { delay, type RedisProcess, startRedis } from '../../../test/helpers/index.js';
+import { delay, type RedisProcess, rawCommand, startRedis } from '../../../test/helpers/index.js';
 import { JobClient, loadQueueConfig } from '../src/index.js';
 
 const servers: RedisProcess[] = [];
@@ -92,37 +91,25 @@ it('a server that cannot take writes yet (READONLY, a failover under way): retri
   });
   await delay(1_000);
   expect(settled).toBe(false);
-  const admin = new Redis(replica.port, { lazyConnect: true });
-  try {
-    await admin.connect();
-    await admin.call('REPLICAOF', 'NO', 'ONE');
-  } finally {
-    admin.disconnect();
-  }
+  await rawCommand(replica.port, ['REPLICAOF', 'NO', 'ONE']);
   const job = await enqueued;
   expect(await c.queue('invalidate').getJobState(job.id)).toBe('waiting');
 }, 20_000);
 
 it('an error retrying cannot mend (NOPERM) ends the enqueue at once, as itself', async () => {
   const redis = await server();
-  const admin = new Redis(redis.port, { lazyConnect: true });
-  try {
-    await admin.connect();
-    // May connect and read, but not run scripts: BullMQ adds a job with one.
-    await admin.call(
-      'ACL',
-      'SETUSER',
-      'noscripts',
-      'on',
-      '>noscripts-pass',
-      '~*',
-      '&*',
-      '+@all',
-      '-@scripting',
-    );
-  } finally {
-    admin.disconnect();
-  }
+  // May connect and read, but not run scripts: BullMQ adds a job with one.
+  await rawCommand(redis.port, [
+    'ACL',
+    'SETUSER',
+    'noscripts',
+    'on',
+    '>noscripts-pass',
+    '~*',
+    '&*',
+    '+@all',
+    '-@scripting',
+  ]);
   const c = client(`redis://noscripts:noscripts-pass@127.0.0.1:${redis.port}`, 'noperm');
   const error = await c.enqueue('invalidate', payload('9'), { retryMs: 60_000 }).then(
     () => undefined,
