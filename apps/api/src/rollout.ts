@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type Env, issueMessage } from '@cachefleet/config';
-import { Counter, type Registry } from 'prom-client';
+import { FastCounter } from '@cachefleet/tiered-cache';
+import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { ApiError } from './errors.js';
 import { boundBy2 } from './metrics.js';
@@ -175,20 +176,20 @@ export interface RolloutMetrics {
  * error rates (from the route metrics) per namespace before raising the percentage.
  */
 export function rolloutMetrics(registry: Registry): RolloutMetrics {
-  const counter = new Counter({
+  const counter = new FastCounter({
     name: 'cachefleet_rollout_requests_total',
     help: 'Requests by rollout cohort (cache: read through the cache; control: straight to the source)',
     labelNames: ['namespace', 'cohort'],
-    registers: [registry],
+    registry,
   });
-  const errors = new Counter({
+  const errors = new FastCounter({
     name: 'cachefleet_rollout_errors_total',
     help: "5xx answers by rollout cohort on a namespace's routes (the rollout guard's error rate, docs/tuning.md)",
     labelNames: ['namespace', 'cohort'],
-    registers: [registry],
+    registry,
   });
-  const of = boundBy2((namespace: string, cohort: Cohort) => counter.labels({ namespace, cohort }));
-  const errorsOf = boundBy2((namespace: string, cohort: Cohort) => errors.labels({ namespace, cohort }));
+  const of = boundBy2((namespace: string, cohort: Cohort) => counter.series({ namespace, cohort }));
+  const errorsOf = boundBy2((namespace: string, cohort: Cohort) => errors.series({ namespace, cohort }));
   return {
     observe(namespace, cohort) {
       of(namespace, cohort).inc();

@@ -1,3 +1,5 @@
+import type { Metric, Registry } from 'prom-client';
+
 /**
  * A histogram whose series are plain arrays bumped on the hot path and turned into Prometheus
  * samples only at scrape time. prom-client's own `observe` builds a closure and hashes the label
@@ -47,6 +49,12 @@ export class FastHistogram {
     this.name = name;
     this.help = help;
     this.#bounds = bounds;
+  }
+
+  /** Registers this histogram on `registry` (it implements what prom-client's Registry reads). */
+  registerOn(registry: Registry): this {
+    registry.registerMetric(this as unknown as Metric);
+    return this;
   }
 
   /** Bind once (e.g. per namespace and tier), observe many times. */

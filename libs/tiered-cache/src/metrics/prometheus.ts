@@ -1,4 +1,4 @@
-import { Counter, Gauge, type Metric, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { EventBus } from '../bus/event-bus.js';
 import type { MemoryStore } from '../drivers/memory.js';
 import type { RedisStore } from '../drivers/redis/store.js';
@@ -273,9 +273,9 @@ export function registerCacheMetrics(
     "Age of each other pod's bus event when this pod applied it (live or replayed after a cut).",
     BUS_LAG_BUCKETS,
   );
-  registry.registerMetric(lookup as unknown as Metric);
-  registry.registerMetric(write as unknown as Metric);
-  registry.registerMetric(busLag as unknown as Metric);
+  lookup.registerOn(registry);
+  write.registerOn(registry);
+  busLag.registerOn(registry);
   return {
     timing: (namespace) => ({
       l1: lookup.series({ tier: 'l1', namespace }),
