@@ -6,12 +6,13 @@
  */
 import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
+import fc from 'fast-check';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { edgeCaching, sendJson } from '../src/edge.js';
+import { edgeCaching, pathMayBeSkipped, sendJson } from '../src/edge.js';
 import { lazyRequestLogger } from '../src/request-log.js';
 import { routeOf } from '../src/route-info.js';
 
@@ -171,5 +172,49 @@ describe('routeOf: the route of a request, once per request', () => {
     await app.inject('/nowhere');
     expect(open.json()).toEqual({ policy: 'public' });
     expect(seen).toEqual(['/guarded/:id true', '/open/:id true', 'unmatched false']);
+  });
+});
+
+describe('pathMayBeSkipped: the request path is looked at only where it can be on the skip list', () => {
+  // What edgeCaching decided before the shortcut: the pattern or the path starts with a prefix.
+  const skippedBefore = (pattern: string, path: string, prefixes: readonly string[]) =>
+    prefixes.some((p) => pattern.startsWith(p) || path.startsWith(p));
+  const skippedNow = (pattern: string, path: string, prefixes: readonly string[]) =>
+    prefixes.some((p) => pattern.startsWith(p)) ||
+    (pathMayBeSkipped(pattern, prefixes) && prefixes.some((p) => path.startsWith(p)));
+  // A small alphabet, so that prefixes, patterns and paths often share their starts.
+  const segment = fc.string({ unit: fc.constantFrom('a', 'p', 'i', 'u', '/', '%', '7', '5'), maxLength: 8 });
+
+  it('skips every response the full check skipped, for generated routes, paths and prefixes', () => {
+    fc.assert(
+      fc.property(
+        segment,
+        fc.constantFrom('', ':id', '*'),
+        segment,
+        fc.array(
+          segment.map((s) => `/${s}`),
+          { minLength: 1, maxLength: 4 },
+        ),
+        (fixedPart, dynamic, rest, prefixes) => {
+          const fixed = `/${fixedPart}`;
+          const pattern = `${fixed}${dynamic}`;
+          // What the router hands this route: the static part, then anything where the pattern has
+          // a parameter or a wildcard.
+          const path = dynamic === '' ? fixed : `${fixed}${rest}`;
+          expect(skippedNow(pattern, path, prefixes)).toBe(skippedBefore(pattern, path, prefixes));
+        },
+      ),
+      { numRuns: 5_000 },
+    );
+  });
+
+  it('looks at the path on wildcard and parametric routes under a prefix, not elsewhere', () => {
+    const prefixes = ['/api/user', '/metrics'];
+    expect(pathMayBeSkipped('/api/*', prefixes)).toBe(true);
+    expect(pathMayBeSkipped('/api/:section', prefixes)).toBe(true);
+    expect(pathMayBeSkipped('/products/:id', prefixes)).toBe(false);
+    expect(pathMayBeSkipped('/api/users/:id', prefixes)).toBe(false);
+    // A prefix that decoding or merged slashes could change: always looked at.
+    expect(pathMayBeSkipped('/products/:id', ['/api/%75ser'])).toBe(true);
   });
 });
