@@ -7,10 +7,23 @@ import { checkpoint, type JobContext, must } from './context.js';
 const WARM_BATCH = 1_000;
 
 /**
+ * Batches of a full warm in flight: Node encodes the next ones while Redis writes the oldest (with
+ * two, Redis went idle while Node encoded: docs/benchmarks.md, "Warm into L2").
+ */
+const IN_FLIGHT = 3;
+
+/**
+ * How often a full warm saves its cursor and reports progress, ms (and at each namespace's end and
+ * before an abort): two BullMQ round trips after every batch held the next batch back.
+ */
+const SAVE_EVERY_MS = 100;
+
+/**
  * Warms namespaces batch by batch (docs/design-fleet.md): `all` pages ids from the definition,
  * `hot` takes the top ids pods counted (then decays the counts), `critical` the definitions' list
  * (and asks every pod to copy those into L1), `keys` the payload's ids. The cursor is saved after
- * every batch, so a killed worker's job continues where it stopped.
+ * every batch (the full warm: every SAVE_EVERY_MS), so a killed worker's job continues about where
+ * it stopped (a batch warmed again is harmless: the same fence).
  */
 export async function warmHandler(ctx: JobContext<'warm'>): Promise<WarmResult> {
   const p = ctx.payload;
@@ -27,6 +40,21 @@ export async function warmHandler(ctx: JobContext<'warm'>): Promise<WarmResult> 
   // The full warm's total: every namespace's count, read once at the start (undefined when one
   // cannot count: the progress then counts without a total).
   const total = p.type === 'all' ? await countAll(ctx, names) : undefined;
+  // The full warm's cursor and progress, written at most every SAVE_EVERY_MS (see below).
+  let saved = performance.now();
+  let unsaved = false;
+  const flush = async (namespace: string) => {
+    saved = performance.now();
+    if (!unsaved) return;
+    unsaved = false;
+    await ctx.save(state);
+    await ctx.progress({
+      namespace,
+      done: totals.requested,
+      ...(total !== undefined ? { total, percent: percentOf(totals.requested, total) } : {}),
+      written: totals.written,
+    });
+  };
   for (let index = state.index; index < names.length; index++) {
     const ns = ctx.namespace(names[index] as string);
     if (state.index !== index) state = { index, totals };
@@ -35,48 +63,44 @@ export async function warmHandler(ctx: JobContext<'warm'>): Promise<WarmResult> 
         ctx.log.warn({ namespace: ns.name }, 'namespace cannot enumerate its ids: skipped by the full warm');
         continue;
       }
-      // Two batches in flight: one loads and encodes in Node while the other is written by Redis
-      // (one at a time, the two took turns: 5.8 µs of Node then 5.5 µs of Redis a key). The cursor
-      // saved is the last id of a batch whose predecessors are all done, with the totals of exactly
-      // those batches (a batch's counts are added when it is settled, in order).
+      // IN_FLIGHT batches at a time: Node loads and encodes the next ones while Redis writes the
+      // oldest (one at a time, the two took turns: 5.8 µs of Node then 5.5 µs of Redis a key). The
+      // cursor is the last id of a batch whose predecessors are all done, with the totals of exactly
+      // those batches (a batch's counts are added when it is settled, in order); it is saved every
+      // SAVE_EVERY_MS, at the namespace's end and before an abort (a batch redone is harmless).
       const fetchPage = (after: string | undefined): Promise<readonly string[]> => {
         const next = ns.ids?.(after, WARM_BATCH) ?? Promise.resolve([]);
         next.catch(() => undefined); // awaited below; a prefetch dropped by an abort must not go unhandled
         return next;
       };
-      const inFlight = new Set<Promise<WarmBatchResult>>();
       let page = fetchPage(state.after);
       type Batch = { readonly done: Promise<WarmBatchResult>; readonly last: string };
-      let previous: Batch | undefined;
+      const inFlight: Batch[] = [];
       const settle = async (batch: Batch) => {
         addTotals(totals, await batch.done);
         state = { index, after: batch.last, totals };
-        await ctx.save(state);
-        await ctx.progress({
-          namespace: ns.name,
-          done: totals.requested,
-          ...(total !== undefined ? { total, percent: percentOf(totals.requested, total) } : {}),
-          written: totals.written,
-        });
+        unsaved = true;
+        if (performance.now() - saved >= SAVE_EVERY_MS) await flush(ns.name);
       };
       try {
         for (;;) {
+          if (ctx.signal.aborted) await flush(ns.name);
           checkpoint(ctx.signal);
           const ids = await page;
           const last = ids[ids.length - 1];
           if (last === undefined) break;
           page = ids.length < WARM_BATCH ? Promise.resolve([]) : fetchPage(last);
-          const current: Batch = { done: ctx.cache.fleet.warm(ns, ids).then(must), last };
-          current.done.catch(() => undefined); // awaited by settle(); handled meanwhile
-          inFlight.add(current.done);
-          if (previous !== undefined) await settle(previous);
-          previous = current;
+          const done = ctx.cache.fleet.warm(ns, ids).then(must);
+          done.catch(() => undefined); // awaited by settle(); handled meanwhile
+          inFlight.push({ done, last });
+          if (inFlight.length >= IN_FLIGHT) await settle(inFlight.shift() as Batch);
         }
+        for (let batch = inFlight.shift(); batch !== undefined; batch = inFlight.shift()) await settle(batch);
       } finally {
         // On every way out (an abort included) the batches in flight end before the job does.
-        await Promise.allSettled(inFlight);
+        await Promise.allSettled(inFlight.map((b) => b.done));
       }
-      if (previous !== undefined) await settle(previous);
+      await flush(ns.name);
     } else {
       const list = state.hot ?? (await listOf(ctx, ns));
       if (p.type === 'hot' && state.hot === undefined) {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { ok, type Result } from '../../result.js';
 import { isTombstone } from '../codec.js';
 import type { L2Connection } from './connection.js';
+import type { CacheScripts } from './scripts.js';
 import type { Fencing } from './fencing.js';
 
 /** Entries per warm script call: one EVALSHA writes them all, and no call holds Redis long. */
@@ -38,10 +39,43 @@ export function warmSnapshot(
   keys: readonly string[],
 ): Promise<Result<WarmSnapshot>> {
   const full = keys.map((k) => c.keys.entry(k));
+  const counter = c.keys.invalidations(namespace);
+  if (!c.cluster) {
+    return c.guard.run(async () => {
+      const [was, inv] = await sent(c.client.pipeline().mget(full).get(counter));
+      if (!Array.isArray(was) || was.length !== full.length) throw new TypeError('warm snapshot: not one reply a key');
+      return { was: was.map((w) => (typeof w === 'string' ? w : null)), inv: Number(inv ?? 0) };
+    });
+  }
   return c.guard.run(async () => {
-    const [was, inv] = await Promise.all([c.getAll(full), c.client.get(c.keys.invalidations(namespace))]);
+    const [was, inv] = await Promise.all([c.getAll(full), c.client.get(counter)]);
     return { was, inv: Number(inv ?? 0) };
   });
+}
+
+type Pipeline = ReturnType<L2Connection['client']['pipeline']>;
+
+/** The cache's scripts queued on a pipeline (each call queues one; the replies come from `exec`). */
+type Queued<C> = { readonly [K in keyof C]: C[K] extends (...args: infer A) => unknown ? (...args: A) => void : never };
+
+/**
+ * Sends a warm batch's commands as an explicit pipeline: written to the socket at once. Through
+ * auto-pipelining they would wait for the auto-pipeline in flight (ioredis sends one at a time per
+ * connection), and the batches a full warm keeps in flight would reach Redis in lock-step with
+ * Node's encoding instead of beside it (docs/benchmarks.md, "Warm into L2"). A reply that is an
+ * error fails the whole call, as it did awaited alone.
+ */
+async function sent(pipeline: Pipeline): Promise<unknown[]> {
+  const replies = (await pipeline.exec()) ?? [];
+  return replies.map(([error, reply]) => {
+    if (error !== null) throw error;
+    return reply;
+  });
+}
+
+function count(reply: unknown): number {
+  if (typeof reply !== 'number') throw new TypeError(`warm script: not a number: ${String(reply)}`);
+  return reply;
 }
 
 /**
@@ -119,9 +153,11 @@ export async function warmWrite(
       presentWas.push(was);
     }
   });
-  // Sent inside `run` only: with the breaker open nothing is sent (and nothing left unawaited).
-  const send = (): Promise<number>[] => {
-    const calls: Promise<number>[] = [];
+  // Sent inside `run` only: with the breaker open nothing is sent. The warm scripts first, then
+  // one tag-add-many per tag and chunk, in one pipeline (see `sent`).
+  const send = (): Promise<unknown[]> => {
+    const pipeline = c.client.pipeline();
+    const queue = pipeline as unknown as Queued<CacheScripts>;
     for (let at = 0; at < present.length; at += WARM_CHUNK) {
       const chunk = present.slice(at, at + WARM_CHUNK);
       const keys = chunk.map((e) => c.keys.entry(e.key));
@@ -129,21 +165,27 @@ export async function warmWrite(
       chunk.forEach((e, j) => {
         args.push(fingerprint(presentWas[at + j] ?? null, e.wire), e.wire, String(ttlOf(e)));
       });
-      calls.push(cmds.warm(keys.length + 1, inv, ...keys, ...args));
+      queue.warm(keys.length + 1, inv, ...keys, ...args);
     }
     for (let at = 0; at < absent.length; at += WARM_CHUNK) {
       const chunk = absent.slice(at, at + WARM_CHUNK);
       const args: string[] = [String(snapshot.inv)];
       for (const e of chunk) args.push(e.wire, String(ttlOf(e)));
-      calls.push(cmds.warmAbsent(chunk.length + 1, inv, ...chunk.map((e) => c.keys.entry(e.key)), ...args));
+      queue.warmAbsent(chunk.length + 1, inv, ...chunk.map((e) => c.keys.entry(e.key)), ...args);
     }
-    return calls;
+    for (const [tag, members] of byTag) {
+      for (let at = 0; at < members.length; at += WARM_CHUNK)
+        queue.tagAddMany(c.keys.tag(tag), tagTtl, ...members.slice(at, at + WARM_CHUNK));
+    }
+    return sent(pipeline);
   };
-  const r = await c.guard.run(() => Promise.all([Promise.all(send()), Promise.all(tagAdds())]));
+  const warmCalls = Math.ceil(present.length / WARM_CHUNK) + Math.ceil(absent.length / WARM_CHUNK);
+  const r = await c.guard.run(send);
   if (!r.ok) return r;
   let written = 0;
   let walked = false;
-  for (const n of r.value[0]) {
+  for (const reply of r.value.slice(0, warmCalls)) {
+    const n = count(reply);
     if (n < 0) walked = true;
     else written += n;
   }
