@@ -68,8 +68,8 @@ const TAG = randomBytes(4).toString('hex');
 const SCHEMA = `fleet_${TAG}`;
 const BIG_SCHEMA = `fleet_${TAG}_big`;
 const PRODUCTS = 5_000;
-// Large enough that the full warm (two batches in flight, ~70 k keys/s here) outlasts half the
-// shutdown deadline after SIGTERM, so the hand-back path is what runs.
+// Large enough that the full warm (three batches in flight, ~70–200 k keys/s here) outlasts half
+// the shutdown deadline after SIGTERM, so the hand-back path is what runs.
 const BIG_PRODUCTS = 150_000;
 const DATABASE_URL = testDatabaseUrl();
 const KEY_BASE = 'product:v1:';
@@ -728,6 +728,52 @@ describe('worker fleet, end to end (worker and pod processes)', () => {
     expect(jobLogs(w2, id, 'job completed')).toHaveLength(1);
     expect((await existing(first)).filter(Boolean)).toEqual([]);
     const rest = range(after + 1, BIG_PRODUCTS).map((i) => s.key(i));
+    expect((await existing(rest)).filter((e) => !e)).toEqual([]);
+  }, 60_000);
+
+  it('SIGKILL during a long warm: another worker continues from the last saved cursor, to the end state and totals of one warm', async () => {
+    const s = scope();
+    const env = { CATALOGUE_SCHEMA: BIG_SCHEMA };
+    const w1 = await s.worker('w1', env, 'warm:1');
+    const { id } = await s.jobs.enqueue('warm', { type: 'all' });
+    // The cursor is saved every 100 ms, not after every batch: killed, the worker leaves one up to
+    // 100 ms old (and batches in flight), which the next attempt warms again.
+    const atKill = await waitUntil(
+      'the warm to save a cursor past 2,000',
+      async () => {
+        const stored = await s.jobs.queue('warm').getJob(id);
+        const st = WarmState.safeParse(stored?.data.state);
+        return st.success && Number(st.data.after) >= 2_000 ? st.data : undefined;
+      },
+      { intervalMs: 10 },
+    );
+    w1.signal('SIGKILL');
+    expect((await w1.exited).signal).toBe('SIGKILL');
+    const stored = await s.jobs.queue('warm').getJob(id);
+    const saved = WarmState.parse(stored?.data.state);
+    const after = Number(saved.after);
+    expect(after).toBeGreaterThanOrEqual(Number(atKill.after));
+    expect(after).toBe(saved.totals.requested);
+    expect(after).toBeLessThan(BIG_PRODUCTS);
+    // Evidence of resumption: drop the first 1,000 warmed entries. A worker that continues from the
+    // saved cursor leaves them absent; one that started over would write them again.
+    const first = range(1, 1_000).map((i) => s.key(i));
+    expect(await rawClient().unlink(...first)).toBe(first.length);
+
+    const w2 = await s.worker('w2', env, 'warm:1');
+    const job = await settled(s.jobs, id, 45_000);
+    expect(job.state, job.failedReason).toBe('completed');
+    // The totals of one warm: what the saved cursor counted, plus what the takeover did from it
+    // (the batches done after the last save are warmed and counted again, not twice).
+    expect(warmResultSchema.parse(job.result)).toMatchObject({
+      requested: BIG_PRODUCTS,
+      loaded: BIG_PRODUCTS,
+      written: BIG_PRODUCTS,
+      changed: 0,
+    });
+    expect(jobLogs(w2, id, 'job completed')).toHaveLength(1);
+    expect((await existing(first)).filter(Boolean)).toEqual([]);
+    const rest = range(1_001, BIG_PRODUCTS).map((i) => s.key(i));
     expect((await existing(rest)).filter((e) => !e)).toEqual([]);
   }, 60_000);
 });
