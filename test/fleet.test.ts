@@ -68,7 +68,7 @@ const TAG = randomBytes(4).toString('hex');
 const SCHEMA = `fleet_${TAG}`;
 const BIG_SCHEMA = `fleet_${TAG}_big`;
 const PRODUCTS = 5_000;
-// Large enough that the full warm (three batches in flight, ~70–200 k keys/s here) outlasts half
+// Large enough that the full warm (four batches in flight, ~70–200 k keys/s here) outlasts half
 // the shutdown deadline after SIGTERM, so the hand-back path is what runs.
 const BIG_PRODUCTS = 150_000;
 const DATABASE_URL = testDatabaseUrl();

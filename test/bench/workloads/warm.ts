@@ -348,7 +348,7 @@ export const warm: Workload = {
       {
         name: WORKER_ROW,
         role: 'project',
-        note: `startWorker in this process (warm:2), JobClient.enqueue → completed event; 3 batches of ${BATCH} in flight, cursor saved + progress every 100 ms`,
+        note: `startWorker in this process (warm:2), JobClient.enqueue → completed event; 4 batches of ${BATCH} in flight, cursor saved + progress every 100 ms`,
         cold: true,
         async once() {
           if (held.cache !== undefined) await held.cache.close();
