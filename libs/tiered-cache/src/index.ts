@@ -54,6 +54,8 @@ export {
   type MigrateStepResult,
   type SweepStepOptions,
 } from './lifecycle.js';
+export { FastCounter, type Increment } from './metrics/counter.js';
+export { FastHistogram, type Observer } from './metrics/histogram.js';
 export {
   DEFAULT_ID_SCHEMA,
   defineNamespace,
@@ -62,8 +64,6 @@ export {
   type NamespaceDefinition,
   type SourceTable,
 } from './namespace.js';
-export { FastCounter, type Increment } from './metrics/counter.js';
-export { FastHistogram, type Observer } from './metrics/histogram.js';
 export { CacheRegistry, type CacheStatus } from './registry.js';
 export { type Err, err, type Ok, ok, type Result, type Staleness } from './result.js';
 export { globToRegExp } from './stack/coherence.js';
