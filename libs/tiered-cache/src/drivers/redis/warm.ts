@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { ok, type Result } from '../../result.js';
 import { isTombstone } from '../codec.js';
 import type { L2Connection } from './connection.js';
-import type { CacheScripts } from './scripts.js';
 import type { Fencing } from './fencing.js';
+import type { CacheScripts } from './scripts.js';
 
 /** Entries per warm script call: one EVALSHA writes them all, and no call holds Redis long. */
 const WARM_CHUNK = 500;
@@ -43,7 +43,8 @@ export function warmSnapshot(
   if (!c.cluster) {
     return c.guard.run(async () => {
       const [was, inv] = await sent(c.client.pipeline().mget(full).get(counter));
-      if (!Array.isArray(was) || was.length !== full.length) throw new TypeError('warm snapshot: not one reply a key');
+      if (!Array.isArray(was) || was.length !== full.length)
+        throw new TypeError('warm snapshot: not one reply a key');
       return { was: was.map((w) => (typeof w === 'string' ? w : null)), inv: Number(inv ?? 0) };
     });
   }
@@ -56,7 +57,9 @@ export function warmSnapshot(
 type Pipeline = ReturnType<L2Connection['client']['pipeline']>;
 
 /** The cache's scripts queued on a pipeline (each call queues one; the replies come from `exec`). */
-type Queued<C> = { readonly [K in keyof C]: C[K] extends (...args: infer A) => unknown ? (...args: A) => void : never };
+type Queued<C> = {
+  readonly [K in keyof C]: C[K] extends (...args: infer A) => unknown ? (...args: A) => void : never;
+};
 
 /**
  * Sends a warm batch's commands as an explicit pipeline: written to the socket at once. Through
