@@ -110,11 +110,12 @@ export async function warmWrite(
       else members.push(c.keys.entry(e.key));
     }
   }
-  const tagAdds = (): Promise<number>[] =>
+  /** Each tag-add-many call of the batch: the tag's key and up to WARM_CHUNK of its members. */
+  const tagChunks = (): [string, string[]][] =>
     [...byTag].flatMap(([tag, members]) => {
-      const calls: Promise<number>[] = [];
+      const calls: [string, string[]][] = [];
       for (let at = 0; at < members.length; at += WARM_CHUNK)
-        calls.push(cmds.tagAddMany(c.keys.tag(tag), tagTtl, ...members.slice(at, at + WARM_CHUNK)));
+        calls.push([c.keys.tag(tag), members.slice(at, at + WARM_CHUNK)]);
       return calls;
     });
   const inv = c.keys.invalidations(namespace);
@@ -124,7 +125,7 @@ export async function warmWrite(
         Promise.all(
           entries.map((e, i) => cmds.fill(c.keys.entry(e.key), snapshot.was[i] ?? '', e.wire, ttlOf(e))),
         ),
-        Promise.all(tagAdds()),
+        Promise.all(tagChunks().map(([key, members]) => cmds.tagAddMany(key, tagTtl, ...members))),
         // Read after the fills were sent: a walk that began before any of them is seen.
       ]).then(async ([fills]) => ({ fills, inv: Number((await c.client.get(inv)) ?? 0) })),
     );
@@ -158,7 +159,7 @@ export async function warmWrite(
   });
   // Sent inside `run` only: with the breaker open nothing is sent. The warm scripts first, then
   // one tag-add-many per tag and chunk, in one pipeline (see `sent`).
-  const send = (): Promise<unknown[]> => {
+  const send = (): Promise<number[]> => {
     const pipeline = c.client.pipeline();
     const queue = pipeline as unknown as Queued<CacheScripts>;
     for (let at = 0; at < present.length; at += WARM_CHUNK) {
@@ -176,19 +177,16 @@ export async function warmWrite(
       for (const e of chunk) args.push(e.wire, String(ttlOf(e)));
       queue.warmAbsent(chunk.length + 1, inv, ...chunk.map((e) => c.keys.entry(e.key)), ...args);
     }
-    for (const [tag, members] of byTag) {
-      for (let at = 0; at < members.length; at += WARM_CHUNK)
-        queue.tagAddMany(c.keys.tag(tag), tagTtl, ...members.slice(at, at + WARM_CHUNK));
-    }
-    return sent(pipeline);
+    for (const [key, members] of tagChunks()) queue.tagAddMany(key, tagTtl, ...members);
+    // The warm scripts' replies (the tag adds' are only checked for errors).
+    const warmCalls = Math.ceil(present.length / WARM_CHUNK) + Math.ceil(absent.length / WARM_CHUNK);
+    return sent(pipeline).then((replies) => replies.slice(0, warmCalls).map(count));
   };
-  const warmCalls = Math.ceil(present.length / WARM_CHUNK) + Math.ceil(absent.length / WARM_CHUNK);
   const r = await c.guard.run(send);
   if (!r.ok) return r;
   let written = 0;
   let walked = false;
-  for (const reply of r.value.slice(0, warmCalls)) {
-    const n = count(reply);
+  for (const n of r.value) {
     if (n < 0) walked = true;
     else written += n;
   }
