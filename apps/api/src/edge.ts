@@ -113,17 +113,16 @@ export function edgeCaching(app: FastifyInstance, options: EdgeOptions): void {
   const requestsOf = boundBy2((route: string, method: string) => requests.series({ route, method }));
   const candidatesOf = boundBy2((route: string, method: string) => candidates.series({ route, method }));
   const matchesOf = boundBy((route: string) => matches.series({ route }));
-  const patternSkipped = boundBy((route: RouteInfo) =>
-    skipPrefixes.some((prefix) => route.url.startsWith(prefix)),
-  );
-  const pathMaySkip = boundBy((route: RouteInfo) => pathMayBeSkipped(route.url, skipPrefixes));
-
-  // Both the pattern and the path: the pattern catches `/api/%75ser/1` (routed, decoded, to
-  // `/api/user/:id`), the path catches wildcard routes (`/api/*`) that serve skipped paths. The
-  // path is looked at only on routes where it can matter (`pathMayBeSkipped`).
+  // Per route, once: skipped by its pattern, never, or only for some paths (`pathMayBeSkipped`).
+  // Both the pattern and the path count: the pattern catches `/api/%75ser/1` (routed, decoded, to
+  // `/api/user/:id`), the path catches wildcard routes (`/api/*`) that serve skipped paths.
+  const verdictOf = boundBy((route: RouteInfo): 'skip' | 'path' | 'keep' => {
+    if (skipPrefixes.some((prefix) => route.url.startsWith(prefix))) return 'skip';
+    return pathMayBeSkipped(route.url, skipPrefixes) ? 'path' : 'keep';
+  });
   const skipped = (request: FastifyRequest, route: RouteInfo): boolean => {
-    if (patternSkipped(route)) return true;
-    if (!pathMaySkip(route)) return false;
+    const verdict = verdictOf(route);
+    if (verdict !== 'path') return verdict === 'skip';
     const url = request.url;
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);

@@ -99,3 +99,37 @@ export function changedMasters(ctx: JobContext<JobName>, saved: readonly string[
     throw new CacheError('E_CACHE_L2_UNAVAILABLE', 'no cache master known yet (a failover?): retried');
   return now;
 }
+
+/**
+ * A long walk's cursor and progress, written at most every `everyMs` while it runs (and whenever
+ * `flush` is called: at a walk's end, before a pause or an abort). After every step a walk marks
+ * its state `changed` and writes only when `due`: a save and a progress report are two BullMQ round
+ * trips, which after every step held the next one back. A worker killed outright leaves a cursor up
+ * to `everyMs` old: the steps done since are done again, which the walks' fenced writes allow.
+ */
+export class PeriodicSave {
+  #saved = performance.now();
+  #unsaved = false;
+  readonly #everyMs: number;
+  readonly #write: () => Promise<void>;
+
+  constructor(everyMs: number, write: () => Promise<void>) {
+    this.#everyMs = everyMs;
+    this.#write = write;
+  }
+
+  changed(): void {
+    this.#unsaved = true;
+  }
+
+  get due(): boolean {
+    return performance.now() - this.#saved >= this.#everyMs;
+  }
+
+  async flush(): Promise<void> {
+    this.#saved = performance.now();
+    if (!this.#unsaved) return;
+    this.#unsaved = false;
+    await this.#write();
+  }
+}

@@ -3,7 +3,7 @@ import type { CacheEvent, MigratePrepared, Namespace, Result } from '@cachefleet
 import type { MigrateResult, MigrateState, MigrateTotals } from '../catalogue.js';
 import { JobError } from '../errors.js';
 import { LISTED_IDS } from '../namespaces.js';
-import { changedMasters, checkpoint, type JobContext, must } from './context.js';
+import { changedMasters, checkpoint, type JobContext, must, PeriodicSave } from './context.js';
 
 /** How often the cursor is saved and progress reported while the walk runs, ms (and at each pause). */
 const SAVE_EVERY_MS = 100;
@@ -41,12 +41,7 @@ export async function migrateHandler(ctx: JobContext<'migrate'>): Promise<Migrat
   try {
     let state: MigrateState = ctx.state ?? (await begin(ctx, ns));
     const pace = pacer(p.rate);
-    let saved = performance.now();
-    let unsaved = false;
-    const flush = async () => {
-      saved = performance.now();
-      if (!unsaved) return;
-      unsaved = false;
+    const saves = new PeriodicSave(SAVE_EVERY_MS, async () => {
       await ctx.save(state);
       await ctx.progress({
         namespace: ns.name,
@@ -55,7 +50,7 @@ export async function migrateHandler(ctx: JobContext<'migrate'>): Promise<Migrat
         migrated: state.totals.migrated,
         failed: state.totals.failed,
       });
-    };
+    });
     /**
      * Reads (and converts) the step at `index`/`cursor`, and the namespace's generation beside it;
      * `next` is where the step after it begins (undefined: the walk ends with it, or it failed).
@@ -102,7 +97,7 @@ export async function migrateHandler(ctx: JobContext<'migrate'>): Promise<Migrat
       }
     };
     while (state.index < state.masters.length && !state.overtaken) {
-      if (ctx.signal.aborted) await flush();
+      if (ctx.signal.aborted) await saves.flush();
       checkpoint(ctx.signal);
       if (ahead.length === 0) {
         // Saved by a worker that knew the masters under other names, or before a failover: the
@@ -110,7 +105,7 @@ export async function migrateHandler(ctx: JobContext<'migrate'>): Promise<Migrat
         const now = changedMasters(ctx, state.masters);
         if (now !== undefined) {
           state = { ...state, masters: now, index: 0, cursor: '0', atMaster: state.totals.scanned };
-          unsaved = true;
+          saves.changed();
         }
         tail = prepare(state.index, state.cursor);
         ahead.push(tail);
@@ -126,7 +121,7 @@ export async function migrateHandler(ctx: JobContext<'migrate'>): Promise<Migrat
       if (must(generation) !== state.generation) {
         // A whole-namespace invalidation: every entry of this generation is unreachable now.
         state = { ...state, overtaken: true };
-        unsaved = true;
+        saves.changed();
         break;
       }
       const read = must(prepared);
@@ -151,12 +146,12 @@ export async function migrateHandler(ctx: JobContext<'migrate'>): Promise<Migrat
       const atMaster = done ? totals.scanned : state.atMaster;
       state = { ...state, index, cursor, totals, failures, atMaster };
       state = { ...state, total: estimateTotal(state) };
-      unsaved = true;
+      saves.changed();
       const pause = pace(step.scanned);
-      if (done || pause > 0 || performance.now() - saved >= SAVE_EVERY_MS) await flush();
+      if (done || pause > 0 || saves.due) await saves.flush();
       if (pause > 0) await sleep(pause, ctx.signal);
     }
-    await flush();
+    await saves.flush();
     if (!p.dryRun) await heard.apply(ns);
     const sweepJobId = p.dryRun ? undefined : (await ctx.jobs.enqueue('sweep', { namespace: ns.name })).id;
     return {

@@ -1,7 +1,7 @@
 import type { Namespace, WarmBatchResult } from '@cachefleet/tiered-cache';
 import type { WarmResult, WarmState, WarmTotals } from '../catalogue.js';
 import { LISTED_IDS, usableIds } from '../namespaces.js';
-import { checkpoint, type JobContext, must } from './context.js';
+import { checkpoint, type JobContext, must, PeriodicSave } from './context.js';
 
 /** Ids per batch: one snapshot round trip, one loadMany, one script call per 500 entries. */
 const WARM_BATCH = 1_000;
@@ -42,20 +42,15 @@ export async function warmHandler(ctx: JobContext<'warm'>): Promise<WarmResult> 
   // cannot count: the progress then counts without a total).
   const total = p.type === 'all' ? await countAll(ctx, names) : undefined;
   // The full warm's cursor and progress, written at most every SAVE_EVERY_MS (see below).
-  let saved = performance.now();
-  let unsaved = false;
-  const flush = async (namespace: string) => {
-    saved = performance.now();
-    if (!unsaved) return;
-    unsaved = false;
+  const saves = new PeriodicSave(SAVE_EVERY_MS, async () => {
     await ctx.save(state);
     await ctx.progress({
-      namespace,
+      namespace: names[state.index] ?? '',
       done: totals.requested,
       ...(total !== undefined ? { total, percent: percentOf(totals.requested, total) } : {}),
       written: totals.written,
     });
-  };
+  });
   for (let index = state.index; index < names.length; index++) {
     const ns = ctx.namespace(names[index] as string);
     if (state.index !== index) state = { index, totals };
@@ -80,12 +75,12 @@ export async function warmHandler(ctx: JobContext<'warm'>): Promise<WarmResult> 
       const settle = async (batch: Batch) => {
         addTotals(totals, await batch.done);
         state = { index, after: batch.last, totals };
-        unsaved = true;
-        if (performance.now() - saved >= SAVE_EVERY_MS) await flush(ns.name);
+        saves.changed();
+        if (saves.due) await saves.flush();
       };
       try {
         for (;;) {
-          if (ctx.signal.aborted) await flush(ns.name);
+          if (ctx.signal.aborted) await saves.flush();
           checkpoint(ctx.signal);
           const ids = await page;
           const last = ids[ids.length - 1];
@@ -101,7 +96,7 @@ export async function warmHandler(ctx: JobContext<'warm'>): Promise<WarmResult> 
         // On every way out (an abort included) the batches in flight end before the job does.
         await Promise.allSettled(inFlight.map((b) => b.done));
       }
-      await flush(ns.name);
+      await saves.flush();
     } else {
       const list = state.hot ?? (await listOf(ctx, ns));
       if (p.type === 'hot' && state.hot === undefined) {
