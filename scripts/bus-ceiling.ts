@@ -21,7 +21,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Redis } from 'ioredis';
 import { z } from 'zod';
-import { freePort, waitUntil } from '../test/helpers/index.js';
+import { startRedis } from '../test/helpers/index.js';
 
 const SUBSCRIBERS = 8;
 const CHANNEL = 'ceiling';
@@ -65,16 +65,11 @@ async function subscriber(port: number): Promise<void> {
 
 async function main(): Promise<void> {
   const total = z.coerce.number().int().min(300).max(100_000).default(3_000).parse(process.argv[2]);
-  const port = await freePort();
-  const server = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
-  const pub = new Redis({ port, lazyConnect: true, maxRetriesPerRequest: 1 });
+  const server = await startRedis();
+  const port = server.port;
+  const pub = new Redis({ port, maxRetriesPerRequest: 1 });
   const subs: ChildProcessWithoutNullStreams[] = [];
   try {
-    await waitUntil('the private redis-server answers', async () =>
-      (await pub.ping().catch(() => undefined)) === 'PONG' ? true : undefined,
-    );
     const tombstone = String(await pub.script('LOAD', script('drivers/redis/scripts/invalidate-1.lua')));
     const publish = String(await pub.script('LOAD', script('bus/bus-publish-1.lua')));
     const both = String(await pub.script('LOAD', ONE_SCRIPT));
@@ -133,7 +128,7 @@ async function main(): Promise<void> {
   } finally {
     for (const s of subs) s.kill();
     pub.disconnect();
-    server.kill('SIGKILL');
+    await server.stop();
   }
 }
 

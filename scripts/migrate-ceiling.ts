@@ -18,11 +18,10 @@
  * in it), keys/s, and how busy Redis was (its CPU over the walk's wall time): the median of the
  * rounds with min–max (docs/benchmarks.md, "Lifecycle jobs").
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { z } from 'zod';
-import { freePort, waitUntil } from '../test/helpers/index.js';
+import { startRedis } from '../test/helpers/index.js';
 
 const args = z
   .tuple([
@@ -74,15 +73,9 @@ interface Run {
   readonly busy: number;
 }
 
-const port = await freePort();
-const server = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], {
-  stdio: 'ignore',
-});
-const redis = new Redis({ port, maxRetriesPerRequest: 1 });
+const server = await startRedis();
+const redis = new Redis({ port: server.port, maxRetriesPerRequest: 1 });
 try {
-  await waitUntil('the private redis-server answers', async () =>
-    (await redis.ping().catch(() => undefined)) === 'PONG' ? true : undefined,
-  );
   const sha: Record<Variant, string> = {
     fenced: String(await redis.script('LOAD', FENCED)),
     unfenced: String(await redis.script('LOAD', UNFENCED)),
@@ -183,5 +176,5 @@ try {
   }
 } finally {
   redis.disconnect();
-  server.kill('SIGKILL');
+  await server.stop();
 }

@@ -10,10 +10,9 @@
  * 500 keys a call for MGET and UNLINK): SCAN MATCH COUNT 1000, GET, MGET, PTTL, SET … PX … NX of a
  * new `v2` key, UNLINK. Prints µs of Redis CPU a key per command, and their sum as keys/s.
  */
-import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { z } from 'zod';
-import { freePort, waitUntil } from '../test/helpers/index.js';
+import { startRedis } from '../test/helpers/index.js';
 
 const keys = z.coerce
   .number()
@@ -25,16 +24,9 @@ const VALUE = 'x'.repeat(150);
 const TTL_MS = 3_600_000;
 const v1 = (i: number) => `cf:product:v1:${i}`;
 
-const port = await freePort();
-const server = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no'], {
-  stdio: 'ignore',
-});
-const redis = new Redis({ port, maxRetriesPerRequest: 1 });
+const server = await startRedis();
+const redis = new Redis({ port: server.port, maxRetriesPerRequest: 1 });
 try {
-  await waitUntil('the private redis-server answers', async () =>
-    (await redis.ping().catch(() => undefined)) === 'PONG' ? true : undefined,
-  );
-
   const cpuSeconds = async (): Promise<number> => {
     const info = await redis.info('cpu');
     const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? Number.NaN);
@@ -79,5 +71,5 @@ try {
   );
 } finally {
   redis.disconnect();
-  server.kill();
+  await server.stop();
 }

@@ -25,9 +25,9 @@ import { createInterface } from 'node:readline';
 import { createCache, defineNamespace } from '@cachefleet/tiered-cache';
 import autocannon from 'autocannon';
 import Fastify from 'fastify';
-import { Redis } from 'ioredis';
 import { z } from 'zod';
-import { freePort, waitUntil } from '../test/helpers/index.js';
+import { zipfIds } from '../test/bench/workloads/http.js';
+import { startRedis } from '../test/helpers/index.js';
 
 const ITEMS = 100_000;
 const CONNECTIONS = 64;
@@ -104,45 +104,6 @@ async function server(redisPort: number): Promise<void> {
   process.stdout.write(`${(app.server.address() as AddressInfo).port}\n`);
 }
 
-/** mulberry32, and Zipf draws by inverse CDF over a seeded shuffle: test/bench/workloads/http.ts's. */
-function zipfIds(items: number, count: number): Uint32Array {
-  let a = 0x5eed;
-  const random = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const cdf = new Float64Array(items);
-  let sum = 0;
-  for (let k = 1; k <= items; k++) {
-    sum += 1 / k;
-    cdf[k - 1] = sum;
-  }
-  const ids = new Uint32Array(items);
-  for (let i = 0; i < items; i++) ids[i] = i + 1;
-  for (let i = items - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    const t = ids[i] ?? 0;
-    ids[i] = ids[j] ?? 0;
-    ids[j] = t;
-  }
-  const out = new Uint32Array(count);
-  for (let i = 0; i < count; i++) {
-    const u = random() * sum;
-    let lo = 0;
-    let hi = items - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if ((cdf[mid] ?? 0) < u) lo = mid + 1;
-      else hi = mid;
-    }
-    out[i] = ids[lo] ?? 1;
-  }
-  return out;
-}
-
 async function main(): Promise<void> {
   const [seconds, rounds] = z
     .tuple([
@@ -151,24 +112,14 @@ async function main(): Promise<void> {
     ])
     .parse([process.argv[2], process.argv[3]]);
   const draws = zipfIds(ITEMS, 400_000);
-  const redisPort = await freePort();
-  const redisServer = spawn(
-    'redis-server',
-    ['--port', String(redisPort), '--save', '', '--appendonly', 'no'],
-    {
-      stdio: 'ignore',
-    },
-  );
-  const probe = new Redis({ port: redisPort, lazyConnect: true, maxRetriesPerRequest: 1 });
+  const redisServer = await startRedis();
+  const redisPort = redisServer.port;
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', new URL(import.meta.url).pathname, '--server', String(redisPort)],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   try {
-    await waitUntil('the private redis-server answers', async () =>
-      (await probe.ping().catch(() => undefined)) === 'PONG' ? true : undefined,
-    );
     const first = await createInterface({ input: child.stdout })[Symbol.asyncIterator]().next();
     const base = `http://127.0.0.1:${z.coerce.number().int().positive().parse(first.value)}`;
     let next = 0;
@@ -213,8 +164,7 @@ async function main(): Promise<void> {
     process.stdout.write(`L1 ${JSON.stringify(await (await fetch(`${base}/l1`)).json())}\n`);
   } finally {
     child.kill('SIGKILL');
-    probe.disconnect();
-    redisServer.kill('SIGKILL');
+    await redisServer.stop();
   }
 }
 

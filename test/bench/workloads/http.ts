@@ -130,7 +130,7 @@ function generator(seed: number): () => number {
  * `count` ids in 1…items, rank k drawn with probability ∝ 1/k^s (inverse CDF by binary search);
  * rank k is then id `shuffle[k]`, so the hot ids are spread over the table, not its first pages.
  */
-function zipfIds(items: number, count: number, s = ZIPF_S, seed = 0x5eed): Uint32Array {
+export function zipfIds(items: number, count: number, s = ZIPF_S, seed = 0x5eed): Uint32Array {
   const random = generator(seed);
   const cdf = new Float64Array(items);
   let sum = 0;
