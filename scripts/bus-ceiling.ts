@@ -5,7 +5,7 @@
  *
  *   node --import tsx scripts/bus-ceiling.ts [messages]     (default 3,000: 1,000 a row)
  *
- * A private `redis-server` (free port, no persistence, killed at the end) and 8 subscriber
+ * A private `redis-server` (the tests' `startRedis`: a free port, no persistence, removed at the end) and 8 subscriber
  * processes (this file with `--sub`): plain ioredis subscribers that `JSON.parse` what they get and
  * note when, on a clock shared by the processes of one machine. One publisher sends, in blocks of
  * 50 taking turns, each message after a 2 ms pause:

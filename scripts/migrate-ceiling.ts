@@ -1,11 +1,12 @@
 /**
  * The fastest a migration's walk can go on this machine, with no Node work at all: a private
- * `redis-server` (a free port, no persistence, killed at the end) is filled with `keys` entries
+ * `redis-server` (the tests' `startRedis`: a free port, no persistence, removed at the end) is filled with `keys` entries
  * `cf:product:v1:<i>` (150-byte JSON, TTL 1 h) and walked as the migrate job walks it — SCAN
  * MATCH COUNT 1,000, the step's values by MGET of 500 (the walk counter first), then the step's
  * writes as Lua calls of 100 pairs, all of a step's calls sent at once — but the "converted" value
- * is a constant and nothing is decoded, validated or encoded. Two writes, taking turns on a fresh
- * fill each round:
+ * is a constant and nothing is decoded, validated or encoded. Two writes, each walked one step at a
+ * time (as the job writes) and with three steps in flight (each SCAN sent as soon as the cursor
+ * before it is known: Redis kept busy), the four rows taking turns on a fresh fill each:
  *
  * - `fenced`: the shipped `migrate-n.lua` (the walk counter, then per pair the old value compared
  *   with the one read, its PTTL, `SET NX PX` of the new key);
@@ -14,7 +15,7 @@
  *
  *   node --import tsx scripts/migrate-ceiling.ts [keys] [rounds]     (default 300,000 keys, 3 rounds)
  *
- * Prints, per write, Redis's CPU a key (`INFO cpu` user + sys over the walk, so SCAN and MGET are
+ * Prints, per row, Redis's CPU a key (`INFO cpu` user + sys over the walk, so SCAN and MGET are
  * in it), keys/s, and how busy Redis was (its CPU over the walk's wall time): the median of the
  * rounds with min–max (docs/benchmarks.md, "Lifecycle jobs").
  */

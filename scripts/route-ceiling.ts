@@ -5,7 +5,7 @@
  *
  *   node --import tsx scripts/route-ceiling.ts [seconds] [rounds]     (default 8 s, 3 rounds)
  *
- * A private `redis-server` (free port, no persistence, killed at the end) and, in a child process
+ * A private `redis-server` (the tests' `startRedis`: a free port, no persistence, removed at the end) and, in a child process
  * (this file with `--server`), one bare Fastify app (no hooks, no logger) with four routes:
  * - `GET /constant`: a constant product-like object (the http bench's floor);
  * - `GET /map/:id`: the product from a `Map` of 100,000 frozen objects (a route parameter and a
