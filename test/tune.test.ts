@@ -354,5 +354,7 @@ describe('the tune job', () => {
     const bad = await runCli(['tune', 'pin', 'product', 'ttl', '2'], env);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/E_CLI_USAGE/);
-  });
+    // Five CLI processes (each a Node start with tsx), two of them following a job to its end: 30 s
+    // was not enough on a loaded 2-core machine (a CI run timed out at 30 s with every step passing).
+  }, 120_000);
 });
