@@ -8,7 +8,9 @@ export default defineConfig({
     // Tests start their own redis-server processes; two cores, so keep files in few workers.
     pool: 'forks',
     maxWorkers: 2,
-    testTimeout: 30_000,
+    // A bound on a hung test, not a timing: several multi-process tests take 20–30 s when the machine
+    // is slow (a CI run at 18:04 on 2026-12-02 took 874 s where one at 15:50 took 515 s).
+    testTimeout: 60_000,
     hookTimeout: 60_000,
   },
 });

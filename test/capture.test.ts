@@ -440,7 +440,8 @@ describe('cachefleet capture install and status', { timeout: SLOW }, () => {
     const text = await cli(['status'], env);
     expect(text.stdout).toMatch(/^CAPTURE\s+HOLDER\s+FENCE\s+POSITION\s+LAG \(S\)\s+UPDATED$/m);
     expect(text.stdout).toMatch(/^active\s+\S+/m);
-  });
+    // Three CLI processes, a pod and a worker started: 29.6 s of the default 30 in a slow CI run.
+  }, 120_000);
 });
 
 // PGlite's socket server does not forward NOTIFY to other connections: the reader polls there.
