@@ -87,7 +87,13 @@ try {
     return field('used_cpu_user') + field('used_cpu_sys');
   };
   const fill = async (): Promise<void> => {
-    await redis.flushdb();
+    // The walk before's keys (v1 and v2) go first: SCAN + UNLINK of this script's own prefix.
+    let cursor = '0';
+    do {
+      const [next, found] = await redis.scan(cursor, 'MATCH', 'cf:*', 'COUNT', 1_000);
+      cursor = next;
+      if (found.length > 0) await redis.unlink(...found);
+    } while (cursor !== '0');
     for (let at = 0; at < keys; at += 1_000) {
       const p = redis.pipeline();
       for (let i = at; i < Math.min(keys, at + 1_000); i++) p.set(`cf:product:v1:${i}`, OLD, 'PX', TTL_MS);
