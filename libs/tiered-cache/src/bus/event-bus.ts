@@ -9,14 +9,8 @@ import { z } from 'zod';
 import { CacheError } from '../errors.js';
 import { err, ok, type Result } from '../result.js';
 import { AckWaiter } from './acks.js';
-import {
-  ackMessageSchema,
-  type CacheEvent,
-  type CacheEventInput,
-  cacheEventSchema,
-  compareStreamIds,
-  wireMessageSchema,
-} from './events.js';
+import { decodeEvent, decodeWire, type WireMessage } from './decode.js';
+import { ackMessageSchema, type CacheEvent, type CacheEventInput, compareStreamIds } from './events.js';
 import { Outbox } from './outbox.js';
 import type { BusHandlers, BusStats, EventBusOptions } from './types.js';
 import { fieldOf, fieldValue, validate } from './wire.js';
@@ -82,7 +76,7 @@ export class EventBus {
   #lastId = '0-0';
   #lagMs = 0;
   #catchingUp: Promise<void> | undefined;
-  #queue: { id: string; prev: string; event: unknown }[] = [];
+  #queue: WireMessage[] = [];
   #connected = false;
   #everReady = false;
   #flushTimer: NodeJS.Timeout | undefined;
@@ -292,8 +286,8 @@ export class EventBus {
       const entries = await this.#pub.xrevrange(this.#opts.stream, '+', '-', 'COUNT', n);
       const out: RecentEvent[] = [];
       for (const [id, fields] of entries) {
-        const parsed = cacheEventSchema.safeParse(entryEvent(fields));
-        if (parsed.success) out.push({ id, at: Number(id.slice(0, id.indexOf('-'))), event: parsed.data });
+        const decoded = decodeEvent(entryEvent(fields));
+        if (decoded.ok) out.push({ id, at: Number(id.slice(0, id.indexOf('-'))), event: decoded.event });
       }
       return ok(out);
     } catch (cause) {
@@ -356,10 +350,8 @@ export class EventBus {
   }
 
   #onMessage(raw: string): void {
-    let message: { id: string; prev: string; event: unknown };
-    try {
-      message = wireMessageSchema.parse(JSON.parse(raw));
-    } catch {
+    const message = decodeWire(raw);
+    if (message === undefined) {
       this.stats.invalid++;
       return;
     }
@@ -384,21 +376,21 @@ export class EventBus {
 
   #apply(id: string, raw: unknown): void {
     this.#lastId = id;
-    const parsed = cacheEventSchema.safeParse(raw);
-    if (!parsed.success) {
+    const decoded = decodeEvent(raw);
+    if (!decoded.ok) {
       this.stats.invalid++;
-      this.#opts.logger?.warn({ id, issues: parsed.error.issues }, 'dropped an invalid bus event');
+      this.#opts.logger?.warn({ id, issues: decoded.issues }, 'dropped an invalid bus event');
       return;
     }
-    const own = parsed.data.source_pod === this.#opts.podId;
+    const event = decoded.event;
+    const own = event.source_pod === this.#opts.podId;
     if (!own) {
       this.stats.applied++;
       // The stream id's first part is Redis's clock at XADD: the event's age when applied here.
       this.#lagMs = Math.max(0, Date.now() - Number(id.slice(0, id.indexOf('-'))));
       this.#opts.lag?.observe(this.#lagMs / 1000);
     }
-    const done = this.#handlers.apply(parsed.data, own);
-    const event = parsed.data;
+    const done = this.#handlers.apply(event, own);
     if (!own && event.event_type === 'invalidate' && event.ack !== undefined)
       void this.#acknowledge(event.ack, event.source_pod, id, done);
   }

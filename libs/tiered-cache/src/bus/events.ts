@@ -68,14 +68,29 @@ export const wireMessageSchema = z.object({ id: streamId, prev: streamId, event:
 /** What a pod publishes to the waiter's ack channel after applying an event carrying `ack`. */
 export const ackMessageSchema = z.object({ t: ackToken, p: z.string().min(1).max(128) });
 
-/** Stream ids compare as (ms, seq) pairs; '0-0' is "before everything". */
+/**
+ * Stream ids compare as (ms, seq) pairs; '0-0' is "before everything". Compared as digit strings
+ * (length, then text, leading zeros aside): run on every event a pod receives, where the BigInt
+ * version cost ~5 µs cold.
+ */
 export function compareStreamIds(a: string, b: string): number {
-  const [am = '0', as = '0'] = a.split('-');
-  const [bm = '0', bs = '0'] = b.split('-');
-  const ms = BigInt(am) - BigInt(bm);
-  if (ms !== 0n) return ms < 0n ? -1 : 1;
-  const seq = BigInt(as) - BigInt(bs);
-  return seq === 0n ? 0 : seq < 0n ? -1 : 1;
+  const ad = a.indexOf('-');
+  const bd = b.indexOf('-');
+  const ms = compareDigits(a, 0, ad < 0 ? a.length : ad, b, 0, bd < 0 ? b.length : bd);
+  if (ms !== 0) return ms;
+  return compareDigits(a, ad < 0 ? a.length : ad + 1, a.length, b, bd < 0 ? b.length : bd + 1, b.length);
+}
+
+/** Compares the unsigned decimal numbers a[as, ae) and b[bs, be) (empty: 0). */
+function compareDigits(a: string, as: number, ae: number, b: string, bs: number, be: number): number {
+  while (as < ae && a.charCodeAt(as) === 48) as++;
+  while (bs < be && b.charCodeAt(bs) === 48) bs++;
+  if (ae - as !== be - bs) return ae - as < be - bs ? -1 : 1;
+  for (; as < ae; as++, bs++) {
+    const d = a.charCodeAt(as) - b.charCodeAt(bs);
+    if (d !== 0) return d < 0 ? -1 : 1;
+  }
+  return 0;
 }
 
 /** An event as a caller describes it; the cache adds the timestamp and its pod id. */
