@@ -1,3 +1,4 @@
+import { cacheKeys } from '@cachefleet/redis';
 import { busHead, startRedis, waitUntil } from '@cachefleet/test';
 import { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
@@ -109,4 +110,55 @@ it('an invalid event is refused with E_CACHE_INVALID_EVENT and never reaches the
     tags: ['t'],
   });
   expect(both.success).toBe(false);
+});
+
+it('a delete of ids tombstones them and publishes its event in one script; a subscriber that hears it finds the tombstones', async () => {
+  const [a] = [await pod()];
+  await a.getMany(items, ['x', 'y']);
+  const monitor = await raw.monitor();
+  const sub = new Redis(server.url);
+  const commands: string[][] = [];
+  const seen: (string | null)[] = [];
+  try {
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args[0]?.toLowerCase().startsWith('eval')) commands.push(args);
+    });
+    await sub.subscribe(cacheKeys(PREFIX).busChannel);
+    const heard = new Promise<void>((resolve) => {
+      sub.on('message', async () => {
+        seen.push(await raw.get(`${PREFIX}item:v1:x`), await raw.get(`${PREFIX}item:v1:y`));
+        resolve();
+      });
+    });
+    expect(await a.delete(items, 'x', 'y')).toEqual({ ok: true, value: 2 });
+    await heard;
+    await waitUntil('MONITOR shows the script', async () => (commands.length > 0 ? true : undefined));
+  } finally {
+    sub.disconnect();
+    monitor.disconnect();
+  }
+  // One script call: the stream and both entries are its keys (not a tombstone script, then a publish).
+  expect(commands).toHaveLength(1);
+  expect(commands[0]?.slice(2, 6)).toEqual([
+    '3',
+    cacheKeys(PREFIX).bus,
+    `${PREFIX}item:v1:x`,
+    `${PREFIX}item:v1:y`,
+  ]);
+  expect(seen.every((v) => v?.startsWith('~t'))).toBe(true);
+});
+
+it('the publishing lines of invalidate-publish-n.lua are bus-publish-1.lua’s', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const src = (path: string) => readFile(new URL(`../src/${path}`, import.meta.url), 'utf8');
+  const body = (lua: string) =>
+    lua
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !l.startsWith('--'))
+      .slice(-6);
+  const publish = body(await src('bus/bus-publish-1.lua'));
+  const both = body(await src('drivers/redis/scripts/invalidate-publish-n.lua'));
+  expect(both.slice(0, 5)).toEqual(publish.slice(0, 5));
+  expect(publish[5]).toBe('return id');
+  expect(both[5]).toBe('return {replaced, id}');
 });

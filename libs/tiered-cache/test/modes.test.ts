@@ -214,6 +214,18 @@ describe('Cluster (3 masters)', () => {
     } finally {
       head.disconnect();
     }
+    // A delete of ids: on a Cluster its tombstones and its event are two scripts (two slots), and
+    // the event still goes out.
+    expect((await cache.delete(items, 'id-3')).ok).toBe(true);
+    const deleted = new Cluster([...cluster.nodes]);
+    try {
+      const id = await busHead(deleted, 'cl:');
+      await waitUntil('the delete reaches the other pod', async () =>
+        cold.bus?.lastId === id ? true : undefined,
+      );
+    } finally {
+      deleted.disconnect();
+    }
     loads = 0;
     const reloaded = await cold.getMany(items, ids.slice(0, 20));
     expect(reloaded.ok).toBe(true);

@@ -6,6 +6,7 @@ import {
   startHeartbeat,
 } from '@cachefleet/redis';
 import { z } from 'zod';
+import type { InlineEvent } from '../drivers/redis/fencing.js';
 import { CacheError } from '../errors.js';
 import { err, ok, type Result } from '../result.js';
 import { AckWaiter } from './acks.js';
@@ -184,6 +185,29 @@ export class EventBus {
     if (!parsed.ok) return Promise.resolve(parsed);
     if (this.#closed) return Promise.resolve(err(new CacheError('E_CACHE_CLOSED')));
     return this.#outbox.push(parsed.value);
+  }
+
+  /**
+   * The event ready to be published by the script that makes the change it announces (one round
+   * trip: invalidate-publish-n.lua), or undefined when it must go through `deliver` instead: events
+   * wait in the outbox (they go out first, in order), the bus is closed, or the event is invalid
+   * (`deliver` says why).
+   */
+  inline(input: CacheEventInput): InlineEvent | undefined {
+    if (this.#closed || this.#outbox.size > 0) return undefined;
+    const parsed = validate(input);
+    if (!parsed.ok) return undefined;
+    const { stream, channel, maxLen } = this.#opts;
+    const stats = this.stats;
+    return {
+      stream,
+      channel,
+      maxLen,
+      json: JSON.stringify(parsed.value),
+      published: () => {
+        stats.published++;
+      },
+    };
   }
 
   /**

@@ -2,6 +2,7 @@ import { scopedTag } from '@cachefleet/redis';
 import type { ResolvedCacheOptions } from '../config.js';
 import { type EntryTimes, entryTimes, isTombstone } from '../drivers/codec.js';
 import type { MemoryStore } from '../drivers/memory.js';
+import type { InlineEvent } from '../drivers/redis/fencing.js';
 import type { RedisStore } from '../drivers/redis/store.js';
 import { CacheError } from '../errors.js';
 import type { Namespace } from '../namespace.js';
@@ -408,8 +409,15 @@ export class ReadThrough {
     return r.ok ? OK_UNDEFINED : r;
   }
 
-  /** Drops ids from L1 and tombstones them in L2 (fills racing this call will not write). */
-  async delete(ns: Namespace<unknown>, ids: readonly string[]): Promise<Result<number>> {
+  /**
+   * Drops ids from L1 and tombstones them in L2 (fills racing this call will not write); `inline`:
+   * the invalidation's event, published by the same script where the store can (Fencing.invalidate).
+   */
+  async delete(
+    ns: Namespace<unknown>,
+    ids: readonly string[],
+    inline?: InlineEvent,
+  ): Promise<Result<number>> {
     const st = this.state(ns);
     for (const id of ids) if (!ns.isValidId(id)) return this.invalidId(st, id);
     const keys = ids.map((id) => st.keyBase + id);
@@ -422,7 +430,7 @@ export class ReadThrough {
     st.dels += keys.length;
     const l2 = this.#l2;
     if (l2 === undefined) return ok(removed);
-    const r = await l2.fence.invalidate(keys);
+    const r = await l2.fence.invalidate(keys, inline);
     // A read in this pod that fetched the old value during that round trip must not keep it.
     this.#epoch++;
     for (const key of keys) {

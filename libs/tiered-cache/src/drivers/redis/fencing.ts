@@ -9,6 +9,19 @@ interface FencingOptions {
   readonly maxPendingDeletes: number;
 }
 
+/**
+ * An invalidation's event written by the same script as its tombstones (invalidate-publish-n.lua):
+ * built by the bus (EventBus.inline), which is told the stream id once the script ran.
+ */
+export interface InlineEvent {
+  readonly stream: string;
+  readonly channel: string;
+  readonly maxLen: number;
+  /** The event, JSON. */
+  readonly json: string;
+  published(id: string): void;
+}
+
 export interface DeleteStats {
   /** Deletes that could not reach Redis and were replayed after it came back. */
   replayedDeletes: number;
@@ -30,6 +43,8 @@ export class Fencing {
    * slots): there the read-through checks it after writing and retracts, announcing the retraction.
    */
   readonly fencesWalks: boolean;
+  /** Whether `invalidate` can publish the event in its script (not on Cluster: the stream's slot). */
+  readonly publishesInline: boolean;
   readonly #c: L2Connection;
   readonly #opts: FencingOptions;
   readonly #stats: DeleteStats;
@@ -42,6 +57,7 @@ export class Fencing {
     this.#opts = options;
     this.#stats = stats;
     this.fencesWalks = !connection.cluster;
+    this.publishesInline = !connection.cluster;
   }
 
   /**
@@ -75,15 +91,42 @@ export class Fencing {
   /**
    * Replaces entries by unique tombstones: a fill that started before this call finds a different
    * value at its compare-and-set and does not write. Resolves how many live values were replaced.
-   * A call Redis cannot take is remembered and replayed.
+   * A call Redis cannot take is remembered and replayed. With `inline` (and `publishesInline`), the
+   * same script then publishes the invalidation's event: a fault means neither was done for sure,
+   * and the caller announces after the replay as it would have without it.
    */
-  async invalidate(keys: readonly string[]): Promise<Result<number>> {
+  async invalidate(keys: readonly string[], inline?: InlineEvent): Promise<Result<number>> {
     if (keys.length === 0) return ok(0);
     const full = keys.map((k) => this.#c.keys.entry(k));
     return this.#c.guard.run(
-      () => this.tombstone(full),
+      () =>
+        inline !== undefined && this.publishesInline
+          ? this.#tombstoneAndPublish(full, inline)
+          : this.tombstone(full),
       () => this.remember(full),
     );
+  }
+
+  async #tombstoneAndPublish(fullKeys: readonly string[], e: InlineEvent): Promise<number> {
+    const c = this.#c;
+    const tombstones = fullKeys.map(() => newTombstone());
+    const reply = await c.guard.track(
+      c.scripts.invalidatePublish(
+        fullKeys.length + 1,
+        e.stream,
+        ...fullKeys,
+        e.channel,
+        e.maxLen,
+        e.json,
+        this.#opts.tombstoneTtlMs,
+        ...tombstones,
+      ),
+    );
+    const [replaced, id] = Array.isArray(reply) ? reply : [];
+    if (typeof replaced !== 'number' || typeof id !== 'string')
+      throw new Error(`invalidate-publish-n.lua: unexpected reply ${JSON.stringify(reply)}`);
+    e.published(id);
+    return replaced;
   }
 
   /** Tombstones full keys (one script call each, auto-pipelined); resolves the live values replaced. */

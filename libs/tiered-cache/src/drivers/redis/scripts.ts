@@ -20,6 +20,8 @@ export interface CacheScripts {
     inv: number,
   ): Promise<number>;
   invalidate(entry: string, tombstone: string, ttlMs: number): Promise<number>;
+  /** `numKeys` first (the stream + the entries), then the keys, then the arguments: see invalidate-publish-n.lua. */
+  invalidatePublish(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<unknown>;
   /** `numKeys` first (counter + entries), then the keys, then the arguments: see warm-n.lua. */
   warm(numKeys: number, ...keysThenArgs: (string | number)[]): Promise<number>;
   /** `numKeys` first (counter + entries), then the keys, then the arguments: see warm-absent-n.lua. */
@@ -41,6 +43,7 @@ export const CACHE_SCRIPTS = loadScripts<CacheScripts>(new URL('./scripts/', imp
   fill: { file: 'fill-n', keys: 1 },
   fillFenced: { file: 'fill-n', keys: 2 },
   invalidate: 'invalidate-1',
+  invalidatePublish: 'invalidate-publish-n',
   warm: 'warm-n',
   warmAbsent: 'warm-absent-n',
   migrate: 'migrate-n',
