@@ -23,6 +23,12 @@ export interface RedisClientOptions {
   readonly connectionName?: string;
   /** Called for every connection error (the client keeps reconnecting by itself). */
   readonly onError?: (error: Error) => void;
+  /**
+   * Cache role: commands (or script names) written to the socket at once rather than auto-pipelined
+   * (ioredis holds those until `setImmediate`, in a Pipeline built for them): for one that is
+   * latency-bound and seldom concurrent.
+   */
+  readonly sendAtOnce?: readonly string[];
 }
 
 /** Reconnect forever with capped, jittered back-off: recovery is automatic (REQUIREMENTS A5). */
@@ -157,6 +163,9 @@ export function createRedisClient(conn: ResolvedRedisConnection, options: RedisC
           autoResendUnfulfilledCommands: false,
           ...(options.commandTimeoutMs !== undefined ? { commandTimeout: options.commandTimeoutMs } : {}),
           enableAutoPipelining: true,
+          ...(options.sendAtOnce !== undefined
+            ? { autoPipeliningIgnoredCommands: [...options.sendAtOnce] }
+            : {}),
         }
       : { enableOfflineQueue: true, maxRetriesPerRequest: null }),
   };

@@ -250,7 +250,13 @@ describe('on a Cluster', () => {
     });
     try {
       await c.start();
-      const v = await c.fleetView(100);
+      // A replica just started may still be syncing ('wait_bgsave', 'send_bulk'): the view reports
+      // each state as INFO gives it, so wait until the three are online (a slow CI run met it).
+      const v = await waitUntil('the fleet view shows every replica online', async () => {
+        const view = await c.fleetView(100);
+        const online = view.ok && view.value.redis.every((m) => m.replicas[0]?.state === 'online');
+        return online ? view : undefined;
+      });
       expect(v.ok).toBe(true);
       if (!v.ok) return;
       // The client talks to masters; each master's INFO lists its replica and how far behind it is.

@@ -52,6 +52,9 @@ export const CACHE_SCRIPTS = loadScripts<CacheScripts>(new URL('./scripts/', imp
   restoreMany: 'restore-n',
 });
 
+/** The delete's script (tombstones + event), sent at once rather than auto-pipelined (assembly.ts). */
+export const INVALIDATE_PUBLISH = 'invalidatePublish' satisfies keyof CacheScripts;
+
 interface ReadOnlyScripts {
   evalsha_roBuffer(sha: string, numKeys: string, ...keys: string[]): Promise<unknown>;
   eval_roBuffer(script: string, numKeys: string, ...keys: string[]): Promise<unknown>;
