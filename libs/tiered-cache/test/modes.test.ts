@@ -203,29 +203,24 @@ describe('Cluster (3 masters)', () => {
       client.disconnect();
     }
 
+    /** Until the other pod has applied the newest event (pub/sub through the cluster). */
+    const heardByCold = async (what: string) => {
+      const head = new Cluster([...cluster.nodes]);
+      try {
+        const id = await busHead(head, 'cl:');
+        await waitUntil(`${what} reaches the other pod`, async () =>
+          cold.bus?.lastId === id ? true : undefined,
+        );
+      } finally {
+        head.disconnect();
+      }
+    };
     expect(await cache.invalidateNamespace(items)).toEqual({ ok: true, value: 1 });
-    // The other pod hears it over the bus (pub/sub through the cluster).
-    const head = new Cluster([...cluster.nodes]);
-    try {
-      const id = await busHead(head, 'cl:');
-      await waitUntil('the event reaches the other pod', async () =>
-        cold.bus?.lastId === id ? true : undefined,
-      );
-    } finally {
-      head.disconnect();
-    }
+    await heardByCold('the namespace invalidation');
     // A delete of ids: on a Cluster its tombstones and its event are two scripts (two slots), and
     // the event still goes out.
     expect((await cache.delete(items, 'id-3')).ok).toBe(true);
-    const deleted = new Cluster([...cluster.nodes]);
-    try {
-      const id = await busHead(deleted, 'cl:');
-      await waitUntil('the delete reaches the other pod', async () =>
-        cold.bus?.lastId === id ? true : undefined,
-      );
-    } finally {
-      deleted.disconnect();
-    }
+    await heardByCold('the delete');
     loads = 0;
     const reloaded = await cold.getMany(items, ids.slice(0, 20));
     expect(reloaded.ok).toBe(true);
