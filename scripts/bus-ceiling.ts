@@ -12,7 +12,8 @@
  * - `floor`: PUBLISH of a 220-byte message (the invalidation bench's floor);
  * - `two scripts`: the shipped `invalidate-1.lua` (the tombstone), awaited, then the shipped
  *   `bus-publish-1.lua` (XREVRANGE, XADD, PUBLISH): the two round trips `cache.delete` makes;
- * - `one script`: both in one script (the tombstone, then the same XADD and PUBLISH): one round trip.
+ * - `one script`: the shipped `invalidate-publish-n.lua` (the tombstone, then the same XADD and
+ *   PUBLISH): the one round trip `cache.delete` makes since 2026-12-02 night.
  * Prints, per row, the time from just before the call until all 8 had the message: p50 and p99,
  * and their ratio to the floor's.
  */
@@ -28,16 +29,6 @@ const CHANNEL = 'ceiling';
 const now = () => performance.timeOrigin + performance.now();
 const script = (path: string) =>
   readFileSync(new URL(`../libs/tiered-cache/src/${path}`, import.meta.url), 'utf8');
-/** invalidate-1.lua and bus-publish-1.lua in one call: KEYS stream, entry; ARGV as the two scripts'. */
-const ONE_SCRIPT = `local cur = redis.call('GET', KEYS[2])
-redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
-local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
-local prev = '0-0'
-if last[1] then prev = last[1][1] end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[3])
-redis.call('PUBLISH', ARGV[1], '{"id":"' .. id .. '","prev":"' .. prev .. '","event":' .. ARGV[3] .. '}')
-if cur and string.sub(cur, 1, 2) ~= '~t' then return 1 end
-return 0`;
 /** What a subscriber reads of a bus message: built once (a schema built per message costs more than the rest). */
 const messageSchema = z.object({ event: z.object({ seq: z.string() }) });
 const ROWS = ['floor', 'two scripts', 'one script'] as const;
@@ -72,7 +63,7 @@ async function main(): Promise<void> {
   try {
     const tombstone = String(await pub.script('LOAD', script('drivers/redis/scripts/invalidate-1.lua')));
     const publish = String(await pub.script('LOAD', script('bus/bus-publish-1.lua')));
-    const both = String(await pub.script('LOAD', ONE_SCRIPT));
+    const both = String(await pub.script('LOAD', script('drivers/redis/scripts/invalidate-publish-n.lua')));
     const self = new URL(import.meta.url).pathname;
     for (let i = 0; i < SUBSCRIBERS; i++)
       subs.push(spawn(process.execPath, ['--import', 'tsx', self, '--sub', String(port)], { stdio: 'pipe' }));
@@ -98,7 +89,7 @@ async function main(): Promise<void> {
       else if (row === 'two scripts') {
         await pub.evalsha(tombstone, 1, key, `~t${seq}`, '60000');
         await pub.evalsha(publish, 1, 'stream', CHANNEL, '10000', event);
-      } else await pub.evalsha(both, 2, 'stream', key, CHANNEL, '10000', event, `~t${seq}`, '60000');
+      } else await pub.evalsha(both, 2, 'stream', key, CHANNEL, '10000', event, '60000', `~t${seq}`);
     }
     await new Promise((r) => setTimeout(r, 500));
     const reports: Record<string, number>[] = [];

@@ -328,19 +328,8 @@ export class Cache {
     );
     // Where the store can, the tombstones' script publishes the event too: one round trip, not two.
     const inline = ids.length <= INLINE_MAX_IDS ? this.bus?.inline(this.#event(body)) : undefined;
-    let published = false;
-    const r = await this.#rt.delete(
-      ns as Namespace<unknown>,
-      ids,
-      inline && {
-        ...inline,
-        published: (id) => {
-          published = true;
-          inline.published(id);
-        },
-      },
-    );
-    if (r.ok) return published ? r : this.#announce(body, r);
+    const r = await this.#rt.delete(ns as Namespace<unknown>, ids, inline);
+    if (r.ok) return inline?.id !== undefined ? r : this.#announce(body, r);
     if (!isL2Fault(r.error)) return r;
     const d = await this.#awaitDelivery(this.#announceAfterReplay(ns, ids, ack));
     // Past the wait: the fault the caller can act on is "kept, announced once Redis answers", not

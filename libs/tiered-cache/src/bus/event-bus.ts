@@ -193,21 +193,11 @@ export class EventBus {
    * wait in the outbox (they go out first, in order), the bus is closed, or the event is invalid
    * (`deliver` says why).
    */
-  inline(input: CacheEventInput): InlineEvent | undefined {
+  inline(input: CacheEventInput): InlineAnnouncement | undefined {
     if (this.#closed || this.#outbox.size > 0) return undefined;
     const parsed = validate(input);
     if (!parsed.ok) return undefined;
-    const { stream, channel, maxLen } = this.#opts;
-    const stats = this.stats;
-    return {
-      stream,
-      channel,
-      maxLen,
-      json: JSON.stringify(parsed.value),
-      published: () => {
-        stats.published++;
-      },
-    };
+    return new InlineAnnouncement(this.#opts, JSON.stringify(parsed.value), this.stats);
   }
 
   /**
@@ -593,6 +583,30 @@ export class EventBus {
       }
       if (entries.length < REPLAY_BATCH) return;
     }
+  }
+}
+
+/** An event handed to the script that makes its change; `id` once that script published it. */
+export class InlineAnnouncement implements InlineEvent {
+  readonly stream: string;
+  readonly channel: string;
+  readonly maxLen: number;
+  readonly json: string;
+  readonly #stats: BusStats;
+  /** The stream id, once published (undefined: not published by the script; announce it yourself). */
+  id: string | undefined;
+
+  constructor(opts: EventBusOptions, json: string, stats: BusStats) {
+    this.stream = opts.stream;
+    this.channel = opts.channel;
+    this.maxLen = opts.maxLen;
+    this.json = json;
+    this.#stats = stats;
+  }
+
+  published(id: string): void {
+    this.id = id;
+    this.#stats.published++;
   }
 }
 

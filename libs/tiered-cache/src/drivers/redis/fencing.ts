@@ -11,7 +11,8 @@ interface FencingOptions {
 
 /**
  * An invalidation's event written by the same script as its tombstones (invalidate-publish-n.lua):
- * built by the bus (EventBus.inline), which is told the stream id once the script ran.
+ * built by the bus (EventBus.inline), which is told the stream id once the script ran (on a
+ * Cluster it never runs: the caller then announces the event itself).
  */
 export interface InlineEvent {
   readonly stream: string;
@@ -43,8 +44,6 @@ export class Fencing {
    * slots): there the read-through checks it after writing and retracts, announcing the retraction.
    */
   readonly fencesWalks: boolean;
-  /** Whether `invalidate` can publish the event in its script (not on Cluster: the stream's slot). */
-  readonly publishesInline: boolean;
   readonly #c: L2Connection;
   readonly #opts: FencingOptions;
   readonly #stats: DeleteStats;
@@ -57,7 +56,6 @@ export class Fencing {
     this.#opts = options;
     this.#stats = stats;
     this.fencesWalks = !connection.cluster;
-    this.publishesInline = !connection.cluster;
   }
 
   /**
@@ -91,16 +89,17 @@ export class Fencing {
   /**
    * Replaces entries by unique tombstones: a fill that started before this call finds a different
    * value at its compare-and-set and does not write. Resolves how many live values were replaced.
-   * A call Redis cannot take is remembered and replayed. With `inline` (and `publishesInline`), the
-   * same script then publishes the invalidation's event: a fault means neither was done for sure,
-   * and the caller announces after the replay as it would have without it.
+   * A call Redis cannot take is remembered and replayed. With `inline` (not on a Cluster: the
+   * stream is in another slot), the same script then publishes the invalidation's event: a fault
+   * means neither was done for sure, and the caller announces after the replay as it would have
+   * without it.
    */
   async invalidate(keys: readonly string[], inline?: InlineEvent): Promise<Result<number>> {
     if (keys.length === 0) return ok(0);
     const full = keys.map((k) => this.#c.keys.entry(k));
     return this.#c.guard.run(
       () =>
-        inline !== undefined && this.publishesInline
+        inline !== undefined && !this.#c.cluster
           ? this.#tombstoneAndPublish(full, inline)
           : this.tombstone(full),
       () => this.remember(full),
