@@ -249,7 +249,9 @@ describe('randomized fleet', () => {
         `${r.acknowledged} invalidations acknowledged, ${r.violations.length} violations`,
     );
     for (const line of explained.slice(0, 10)) console.log(`  ${line}`);
-    expect(stale).toBeGreaterThan(50); // grace was exercised, not just configured
+    // Grace was exercised, not just configured. The count is random (loader failures at 30%): 57–79
+    // in quiet runs, 49 in a CI run that then failed a bound of 50; the safety check is `explained`.
+    expect(stale).toBeGreaterThan(10);
     expect(r.readsChecked).toBeGreaterThan(1_000);
     expect(explained).toEqual([]);
   }, 40_000);
